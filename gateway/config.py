@@ -1,0 +1,372 @@
+"""Typed configuration (SPEC §1a).
+
+One TOML file, validated by pydantic models that forbid unknown keys. Every
+error is reported as ``<file>: <key path>: <reason>`` so a technician can go
+straight to the line (Frigate-style).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+
+DEFAULT_CONFIG_PATH = "/etc/casegate/casegate.toml"
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+ROOM_TYPES = (
+    "entrance", "security_check", "belongings", "info_collection", "waiting",
+    "interrogation", "identification", "medical", "counselling", "duty",
+    "corridor", "toilet", "exit", "evidence_store",
+)
+
+
+class ConfigError(Exception):
+    """A config problem, already worded for a human: file: key: reason."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CenterConfig(Strict):
+    id: str = Field(default="demo-center", pattern=r"^[a-z0-9-]+$")
+    name: str = "示范执法办案管理中心"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}")
+        return v
+
+
+class StorageConfig(Strict):
+    dir: str = "/var/lib/casegate"
+    synchronous: Literal["full", "normal"] = "full"
+    retain_days: int = Field(default=180, ge=1)
+    max_mb: float = Field(default=2048, gt=0)
+
+
+class MqttConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = ""
+    topic_prefix: str = "casegate"
+    protocol: Literal[5, 311] = 5
+    username: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+    max_request_bytes: int = Field(default=65536, ge=256)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a topic without wildcards or leading/trailing '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_files(self):
+        if self.cert_file and not self.key_file:
+            raise ValueError("cert_file needs key_file")
+        return self
+
+    def read_password(self) -> str | None:
+        if not self.password_file:
+            return None
+        return Path(self.password_file).read_text(encoding="utf-8").strip()
+
+
+class RoomConfig(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    type: Literal[ROOM_TYPES]  # type: ignore[valid-type]
+    name: str = ""
+    adjacent: list[str] = []
+
+
+class DeviceBase(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    enabled: bool = True
+
+
+class ZoneReaderConfig(DeviceBase):
+    driver: Literal["zone_reader"]
+    listen: str = "0.0.0.0:4501"
+    stations: dict[str, str] = {}          # dev_id -> room
+    exciters: dict[str, str] = {}          # exciter address (decimal) -> room
+    presence_timeout_s: float = Field(default=10, gt=0)
+    heartbeat_s: float = Field(default=30, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+    idle_timeout_s: float = Field(default=120, gt=0)
+    reg_code: int | None = None            # if set, a register with another code gets 0xFE
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port, got {v!r}")
+        return v
+
+
+class CardReaderConfig(DeviceBase):
+    driver: Literal["card_reader"]
+    port: str
+    baudrate: int = 9600
+    room: str
+    repeat_ms: int = Field(default=1000, ge=0)
+    reconnect_max_s: float = Field(default=30, gt=0)   # cap of the reopen backoff while the port is gone
+
+
+class DoorInput(Strict):
+    input: int = Field(ge=0)
+    door: str = Field(pattern=ID_PATTERN)
+    room: str
+    closed_when: Literal[0, 1] = 1
+
+
+class ModbusDoorsConfig(DeviceBase):
+    driver: Literal["modbus_doors"]
+    url: str
+    unit: int = Field(default=1, ge=0, le=247)
+    poll_ms: int = Field(default=200, ge=10)
+    first_input: int = Field(default=0, ge=0)
+    count: int | None = Field(default=None, ge=1, le=2000)
+    timeout_ms: int = Field(default=500, ge=10)
+    doors: list[DoorInput] = []
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("tcp://") or v.startswith("rtu://")):
+            raise ValueError(f"must start with tcp:// or rtu://, got {v!r}")
+        return v
+
+
+class InventoryConfig(Strict):
+    port: str
+    baudrate: int = 57600
+    address: int = Field(default=0xFF, ge=0, le=255)
+    antennas: dict[str, list[int]] = {}    # antenna -> compartments
+    labels: dict[str, int] = {}            # EPC (or prefix) -> compartment
+    poll_ms: int = Field(default=2000, ge=50)
+    missing_after: int = Field(default=2, ge=1)
+
+
+class LockerConfig(DeviceBase):
+    driver: Literal["locker"]
+    purpose: Literal["evidence", "belongings"] = "evidence"
+    port: str
+    baudrate: int = 19200
+    board: int = Field(default=0, ge=0, le=15)
+    compartments: int = Field(default=16, ge=1, le=16)
+    poll_ms: int = Field(default=500, ge=20)
+    unlock_timeout_ms: int = Field(default=1000, ge=50)
+    inventory: InventoryConfig | None = None
+
+
+class CameraConfig(DeviceBase):
+    driver: Literal["camera"]
+    url: str
+    room: str
+    fps: float = Field(default=2, gt=0, le=30)
+    tolerance: float = Field(default=0.5, gt=0, le=1)
+    still_s: float = Field(default=300, gt=0)
+    offline_s: float = Field(default=30, gt=0)
+    motion_threshold: float = Field(default=0.01, gt=0, le=1)
+    face_frames: int = Field(default=3, ge=1)
+    face_repeat_s: float = Field(default=60, ge=0)    # re-report a person unseen this long; face_unknown rate limit
+    detect_width: int = Field(default=640, ge=64, le=4096)  # frames are downscaled to this for detection
+    face_upsample: int = Field(default=1, ge=0, le=3)  # dlib HOG upsampling: 1 finds faces down to ~40 px
+
+
+DeviceConfig = Annotated[
+    Union[ZoneReaderConfig, CardReaderConfig, ModbusDoorsConfig, LockerConfig, CameraConfig],
+    Field(discriminator="driver"),
+]
+
+
+class Config(Strict):
+    center: CenterConfig = CenterConfig()
+    storage: StorageConfig = StorageConfig()
+    mqtt: MqttConfig = MqttConfig()
+    rooms: list[RoomConfig] = []
+    devices: list[DeviceConfig] = []
+    rules: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _cross_refs(self):
+        room_ids = [r.id for r in self.rooms]
+        seen: set[str] = set()
+        for i, r in enumerate(self.rooms):
+            if r.id in seen:
+                raise _KeyError(f"rooms[{i}].id", f"duplicate room id {r.id!r}")
+            seen.add(r.id)
+            for j, a in enumerate(r.adjacent):
+                if a not in room_ids:
+                    raise _KeyError(f"rooms[{i}].adjacent[{j}]", f"unknown room {a!r}")
+        dev_seen: set[str] = set()
+        for i, d in enumerate(self.devices):
+            if d.id in dev_seen:
+                raise _KeyError(f"devices[{i}].id", f"duplicate device id {d.id!r}")
+            dev_seen.add(d.id)
+            for key, room in _device_rooms(d):
+                if room not in room_ids:
+                    raise _KeyError(f"devices[{i}].{key}", f"unknown room {room!r}")
+        # Rule tables are validated by the rule catalog, which owns their schemas.
+        from rules.catalog import validate_rules_config
+        validate_rules_config(self.rules)
+        return self
+
+    # ---- helpers -------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return f"{self.mqtt.topic_prefix}/{self.center.id}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.storage.dir)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.storage_dir / "casegate.sock"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.storage_dir / "journal.db"
+
+    def room(self, room_id: str) -> RoomConfig | None:
+        for r in self.rooms:
+            if r.id == room_id:
+                return r
+        return None
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+    def redacted(self) -> dict:
+        """The config as a dict, safe to print: secrets are files, never values,
+        but paths to keys are still shown."""
+        return self.model_dump(mode="json")
+
+
+def _device_rooms(d) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(d, ZoneReaderConfig):
+        out += [(f"stations.{k}", v) for k, v in d.stations.items()]
+        out += [(f"exciters.{k}", v) for k, v in d.exciters.items()]
+    elif isinstance(d, (CardReaderConfig, CameraConfig)):
+        out.append(("room", d.room))
+    elif isinstance(d, ModbusDoorsConfig):
+        out += [(f"doors[{j}].room", door.room) for j, door in enumerate(d.doors)]
+    return out
+
+
+class _KeyError(ValueError):
+    """Raised inside validators to point at an exact key path."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_FRIENDLY = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "extra_forbidden": "unknown key",
+    "missing": "required key missing",
+}
+
+
+def _loc_to_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("zone_reader", "card_reader", "modbus_doors", "locker", "camera") and parts and parts[-1].startswith("["):
+            continue  # discriminated-union tag pydantic inserts into the path
+        elif p.startswith("function-") or p.startswith("literal["):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts)
+
+
+def format_validation_error(file: str, err: ValidationError) -> list[str]:
+    out: list[str] = []
+    for e in err.errors():
+        path = _loc_to_path(tuple(e.get("loc", ())))
+        ctx_err = (e.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyError):
+            sub = ctx_err.path
+            out.append(f"{file}: {sub}: {ctx_err.reason}")
+            continue
+        kind = e.get("type", "")
+        reason = _FRIENDLY.get(kind)
+        if reason is None:
+            reason = e.get("msg", "invalid").removeprefix("Value error, ")
+        if kind not in ("missing", "extra_forbidden") and "input" in e:
+            got = e["input"]
+            if not isinstance(got, (dict, list)):
+                reason += f", got {json.dumps(got, ensure_ascii=False)}"
+        out.append(f"{file}: {path}: {reason}" if path else f"{file}: {reason}")
+    return out
+
+
+def config_path(cli_value: str | None) -> str:
+    return cli_value or os.environ.get("CASEGATE_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def parse_config(data: dict, file: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = format_validation_error(file, e)
+        raise ConfigError("\n".join(problems), problems) from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    name = str(p)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{name}: TOML syntax error: {e}") from None
+    return parse_config(data, p.name)

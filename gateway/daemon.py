@@ -1,0 +1,417 @@
+"""``casegate run``: wires journal, core, rules, uplink, requests and drivers.
+
+Start order matters: the journal is replayed into the state before any
+driver or request can add to it, and the uplink starts before the drivers
+so nothing waits for a connection (events are journaled regardless).
+Stop order is the reverse: producers first, then the final commit, then a
+few seconds to publish what is left, then ``state/gateway`` offline.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config import Config, ConfigError, load_config
+from gateway.core import CommitResult, Core, RequestError
+from gateway.events import Draft, Event, format_ts
+from gateway.journal import Journal, journal_stats
+
+log = logging.getLogger("casegate")
+
+
+# ---- systemd notify (sd_notify(3)): a datagram to $NOTIFY_SOCKET ------------------
+def sd_notify(message: str) -> bool:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError as e:
+        log.warning("sd_notify failed: %s", e)
+        return False
+
+
+def watchdog_interval() -> float | None:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec:
+        return None
+    pid = os.environ.get("WATCHDOG_PID")
+    if pid and pid != str(os.getpid()):
+        return None
+    return int(usec) / 1e6 / 2
+
+
+class DeviceContext:
+    """What a driver may do: emit events (journaled by the core), look up bindings."""
+
+    def __init__(self, daemon: "Daemon", device_id: str):
+        self.d = daemon
+        self.device_id = device_id
+        self.center_id = daemon.config.center.id
+        self.timezone = daemon.config.center.timezone
+        self.storage_dir = str(daemon.config.storage_dir)
+        self.log = logging.getLogger(f"casegate.{device_id}")
+
+    def emit(self, type: str, data: dict, ts: float | None = None):
+        return self.d.core.submit(Draft(type, data, self.device_id, ts))
+
+    def person_for(self, tag_or_card: str) -> str | None:
+        return self.d.core.state.tag_owner.get(tag_or_card)
+
+
+def derive_person_left(core: Core, ev: Event) -> list[Draft]:
+    """person.left: an approved person leaves through the exit or hands back the wristband."""
+    st = core.state
+    who = ev.data.get("person") if isinstance(ev.data, dict) else None
+    if not who:
+        return []
+    p = st.persons.get(who)
+    if p is None or not p.checkout_approved or p.left:
+        return []
+    if ev.type == "presence.left":
+        room = core.config.room(ev.data.get("room", ""))
+        if room is None or room.type != "exit":
+            return []
+    elif ev.type != "wristband.unbound":
+        return []
+    return [Draft("person.left", {"person": who}, "gateway")]
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.started = time.time()
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.drivers: dict[str, Any] = {}
+        self.uplink = None
+        self.router = None
+        self._ctl: socketserver.BaseServer | None = None
+        self._state_dirty = threading.Event()
+        self._stopped = False
+
+    # ---- start ---------------------------------------------------------------
+    def start(self) -> None:
+        from rules.engine import Engine
+        cfg = self.config
+        cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
+        self.engine = Engine(cfg)
+        self.core = Core(cfg, self.journal, self.engine)
+        self.core.add_derivation(derive_person_left)
+        n = self.core.rebuild()
+        log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
+        if cfg.mqtt.enabled:
+            from gateway.requests import RequestRouter
+            from gateway.uplink import Uplink
+            self.uplink = Uplink(cfg, cfg.journal_path, self.core.mark_delivered,
+                                 on_request=self._on_request, version=__version__,
+                                 started=format_ts(self.started))
+            self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
+            self.core.add_listener(self.uplink.on_committed)
+        self.core.add_listener(self._on_committed)
+        self.core.start()
+        self.core.submit(Draft("gateway.started", {"version": __version__,
+                                                   "config_hash": cfg.config_hash()}))
+        if self.uplink:
+            self.uplink.start()
+        self._start_control_socket()
+        for dev in cfg.devices:
+            if dev.enabled:
+                self._start_driver(dev)
+        threading.Thread(target=self._state_publisher, name="state-pub", daemon=True).start()
+        self._state_dirty.set()
+
+    def _start_driver(self, dev) -> None:
+        from drivers.base import driver_class
+        try:
+            cls = driver_class(dev.driver)
+            drv = cls(dev, DeviceContext(self, dev.id))
+            drv.start()
+            self.drivers[dev.id] = drv
+            log.info("device %s (%s) started", dev.id, dev.driver)
+        except Exception as e:  # one broken device never stops the center
+            log.error("device %s (%s) failed to start: %s", dev.id, dev.driver, e)
+            self.core.submit(Draft("device.error", {"device": dev.id, "error": f"start failed: {e}"}, dev.id))
+
+    # ---- main loop -----------------------------------------------------------
+    def serve(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
+        self.start()
+        sd_notify(f"READY=1\nSTATUS=journal at seq {self.journal.last_seq}\nMAINPID={os.getpid()}")
+        log.info("casegate %s running for center %s", __version__, self.config.center.id)
+        wd = watchdog_interval()
+        last_wd = 0.0
+        while not self.stop_event.is_set():
+            self.stop_event.wait(min(wd or 1.0, 1.0))
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                problems = self.request_reload()
+                if problems:
+                    log.error("reload refused, keeping the running config: %s", problems)
+            if wd and time.monotonic() - last_wd >= wd and self._healthy():
+                sd_notify("WATCHDOG=1")
+                last_wd = time.monotonic()
+            if self.uplink:
+                self.uplink.set_gateway_error(self.core.error)
+        sd_notify("STOPPING=1")
+        self.stop("signal")
+        return 0
+
+    def _healthy(self) -> bool:
+        # The watchdog is fed only while the writer thread is alive: a wedged
+        # core gets the service restarted by systemd.
+        t = self.core._thread
+        return t is not None and t.is_alive()
+
+    def stop(self, reason: str = "stop") -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("stopping (%s)", reason)
+        for dev_id, drv in list(self.drivers.items()):
+            try:
+                drv.stop(2.0)
+            except Exception as e:
+                log.warning("device %s did not stop cleanly: %s", dev_id, e)
+        if self.router:
+            self.router.stop()
+        self.core.submit(Draft("gateway.stopped", {"reason": reason}))
+        self.core.stop()
+        if self.uplink:
+            self.uplink.stop(drain_s=3.0)
+        if self._ctl:
+            self._ctl.shutdown()
+            self._ctl.server_close()
+            try:
+                self.config.socket_path.unlink()
+            except FileNotFoundError:
+                pass
+        self.journal.close()
+        log.info("stopped")
+
+    # ---- reload ----------------------------------------------------------------
+    def request_reload(self) -> str | None:
+        """Re-read the config file; apply rules and devices. Returns problems or None."""
+        if not self.config_path:
+            return "no config file to reload (running on built-in defaults)"
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as e:
+            return str(e)
+        old = self.config
+        if new.mqtt != old.mqtt or new.storage != old.storage or new.center != old.center:
+            log.warning("reload: [center], [storage] and [mqtt] changes need a restart; ignored")
+            new = new.model_copy(update={"mqtt": old.mqtt, "storage": old.storage, "center": old.center})
+        self.config = new
+        if hasattr(self.engine, "reconfigure"):
+            self.core.call(lambda core: (self.engine.reconfigure(new), [])).result(10)
+        self.core.config = new
+        old_devs = {d.id: d for d in old.devices}
+        new_devs = {d.id: d for d in new.devices}
+        for dev_id, dev in old_devs.items():
+            if new_devs.get(dev_id) != dev and dev_id in self.drivers:
+                self.drivers.pop(dev_id).stop(2.0)
+        for dev_id, dev in new_devs.items():
+            if old_devs.get(dev_id) != dev and dev.enabled:
+                self._start_driver(dev)
+        log.info("configuration reloaded (%d devices)", len(self.drivers))
+        return None
+
+    # ---- helpers used by request handlers --------------------------------------
+    def device_config(self, dev_id: str):
+        for d in self.config.devices:
+            if d.id == dev_id:
+                return d
+        return None
+
+    def driver(self, dev_id: str, kind: str):
+        drv = self.drivers.get(dev_id)
+        if drv is None or drv.kind != kind:
+            raise RequestError("not_found", f"no {kind} device {dev_id}")
+        return drv
+
+    def resend(self, lo: int, hi: int) -> int:
+        return self.uplink.resend(lo, hi) if self.uplink else 0
+
+    def ping_data(self) -> dict:
+        return {"version": __version__, "uptime_s": round(time.time() - self.started, 1),
+                "backlog": self.uplink.backlog if self.uplink else None}
+
+    def enroll_face(self, person: str, image: bytes, source: str) -> dict:
+        from drivers.camera.faces import FaceStore
+        if person not in self.core.state.persons:
+            raise RequestError("not_found", f"no registered person {person}")
+        store = FaceStore(self.config.storage_dir / "faces")
+        store.enroll(person, image)
+        for drv in self.drivers.values():
+            if getattr(drv, "kind", "") == "camera" and hasattr(drv, "reload_faces"):
+                drv.reload_faces()
+        ev = self.core.submit(Draft("face.enrolled", {"person": person}, source)).result(30)
+        return {"person": person, "event_id": ev.id}
+
+    # ---- MQTT plumbing ----------------------------------------------------------
+    def _on_request(self, msg) -> None:
+        self.router.on_message(self.config.prefix, msg)
+
+    def _respond(self, req, payload: dict) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+        self.uplink.respond(f"{self.config.prefix}/response/{req.command}", payload)
+        if req.response_topic and "#" not in req.response_topic and "+" not in req.response_topic:
+            props = Properties(PacketTypes.PUBLISH)
+            if req.correlation is not None:
+                props.CorrelationData = req.correlation
+            self.uplink.respond(req.response_topic, payload, props)
+
+    def _on_committed(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for ev in events:
+            if ev.domain in ("presence", "person", "alarm", "wristband"):
+                self._state_dirty.set()
+            elif ev.domain == "device" and self.uplink and isinstance(ev.data, dict):
+                dev = ev.data.get("device", ev.source)
+                self.uplink.publish_retained(f"state/devices/{dev}", {
+                    "state": ev.action, "last_seen": self._last_seen(dev), "error": ev.data.get("error")})
+
+    def _last_seen(self, dev_id: str) -> str | None:
+        drv = self.drivers.get(dev_id)
+        lf = drv.health.last_frame if drv is not None else None
+        return format_ts(lf) if lf else None
+
+    def _state_publisher(self) -> None:
+        """Retained occupancy and active alarms, coalesced to ≤ 4 updates/s."""
+        while not self.stop_event.is_set() and not self._stopped:
+            if not self._state_dirty.wait(1.0):
+                continue
+            self._state_dirty.clear()
+            try:
+                snap = self.core.call(lambda core: (self._snapshot(core), [])).result(10).value
+            except Exception:
+                continue
+            if self.uplink:
+                self.uplink.publish_retained("state/occupancy", {"ts": snap["ts"], "rooms": snap["rooms"]})
+                self.uplink.publish_retained("state/alarms", {"ts": snap["ts"], "active": snap["active"]})
+            time.sleep(0.25)
+
+    @staticmethod
+    def _snapshot(core: Core) -> dict:
+        st = core.state
+        return {"ts": format_ts(time.time()), "rooms": st.occupancy(),
+                "active": [dict(a) for a in st.active_alarms.values()]}
+
+    # ---- control socket (CLI) ---------------------------------------------------
+    def _start_control_socket(self) -> None:
+        path = self.config.socket_path
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        daemon = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.connection.settimeout(30)
+                try:
+                    line = self.rfile.readline(65536)
+                    req = json.loads(line)
+                    resp = daemon.control(req)
+                except Exception as e:
+                    resp = {"ok": False, "error": {"code": "bad_request", "message": str(e)}}
+                self.wfile.write((json.dumps(resp, ensure_ascii=False, default=str) + "\n").encode())
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        old = os.umask(0o117)
+        try:
+            self._ctl = Server(str(path), Handler)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o660)
+        threading.Thread(target=self._ctl.serve_forever, name="control", daemon=True).start()
+
+    def control(self, req: dict) -> dict:
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "data": self.status()}
+        if cmd == "devices":
+            return {"ok": True, "data": self.devices()}
+        if cmd == "alarms":
+            snap = self.core.call(lambda core: (self._snapshot(core), [])).result(10).value
+            return {"ok": True, "data": snap["active"]}
+        if cmd == "ack":
+            from gateway.requests import Ack, Request, ok
+            try:
+                args = Ack.model_validate({"request_id": req.get("request_id") or f"cli-{time.time_ns()}",
+                                           "alarm_id": req.get("alarm_id"), "by": req.get("by"),
+                                           "note": req.get("note")})
+            except Exception as e:
+                return {"ok": False, "error": {"code": "bad_request", "message": str(e)}}
+            from gateway.requests import Handlers
+            h = Handlers(self)
+            def fn(core):
+                value, drafts = h.alarm_ack(core, args, "cli")
+                return ok(args.request_id, value), drafts
+            try:
+                res = self.core.call(fn).result(10)
+                return json.loads(res.value)
+            except RequestError as e:
+                return {"ok": False, "error": {"code": e.code, "message": e.message}}
+        if cmd == "reload":
+            problems = self.request_reload()
+            return {"ok": problems is None, "error": {"code": "bad_request", "message": problems} if problems else None}
+        return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
+
+    def status(self) -> dict:
+        st = journal_stats(self.config.journal_path)
+        active = self.core.call(lambda core: (len(core.state.active_alarms), [])).result(10).value
+        return {
+            "version": __version__, "center": self.config.center.id, "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "uplink": self.uplink.status() if self.uplink else {"connected": False, "disabled": True},
+            "journal": {"path": str(self.config.journal_path), "bytes": st["bytes"],
+                        "events": st["events"], "last_seq": st["last_seq"], "backlog": st["backlog"],
+                        "error": self.core.error},
+            "devices": self.devices(),
+            "active_alarms": active,
+        }
+
+    def devices(self) -> list[dict]:
+        out = []
+        for dev in self.config.devices:
+            drv = self.drivers.get(dev.id)
+            h = drv.health.as_dict() if drv is not None else {"state": "disabled" if not dev.enabled else "failed"}
+            out.append({"id": dev.id, "driver": dev.driver, **h})
+        return out
+
+
+def setup_logging(level: str = "INFO") -> None:
+    # Terse, mosquitto-like: journald adds the timestamp when run by systemd.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("INVOCATION_ID") \
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt)
+
+
+def run(config: Config, config_path: str | None) -> int:
+    d = Daemon(config, config_path)
+    return d.serve()

@@ -1,0 +1,135 @@
+"""The event envelope of SPEC §2: ids, timestamps, the hash chain, topics."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+GENESIS = "0" * 64
+
+# Events that may be shed under the disk cap (SPEC §2 journal.shed). Everything
+# else - alarms, person, wristband, presence, custody, evidence, locker, door -
+# is a record of the case and is never shed.
+TELEMETRY_TYPES = frozenset({
+    "tag.status", "card.swiped", "camera.headcount", "camera.face_recognized",
+    "camera.face_unknown", "camera.still", "camera.snapshot",
+    "device.online", "device.offline", "device.error",
+})
+
+
+def uuid7() -> str:
+    """RFC 9562 UUIDv7: 48-bit ms timestamp, then random bits; sorts by time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def format_ts(epoch: float) -> str:
+    """RFC 3339 UTC with milliseconds: 2026-11-26T20:30:03.123Z."""
+    ms = int(round(epoch * 1000))
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def parse_ts(text: str) -> float:
+    """Inverse of format_ts; also accepts any ISO 8601 with offset, or a date."""
+    t = text.strip()
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def canonical(env: dict) -> str:
+    body = {k: v for k, v in env.items() if k not in ("prev", "hash")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev: str, canonical_text: str) -> str:
+    return hashlib.sha256((prev + canonical_text).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event before the journal gives it seq and hash.
+
+    ``ts`` is when it happened (epoch seconds); None means "now" at journaling.
+    """
+    type: str
+    data: dict[str, Any]
+    source: str = "gateway"
+    ts: float | None = None
+    id: str = field(default_factory=uuid7)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    seq: int
+    ts: str
+    center: str
+    type: str
+    source: str
+    data: dict[str, Any]
+    prev: str
+    hash: str
+    epoch: float = 0.0  # ts as a float, cached for rules; not part of the envelope
+
+    def envelope(self) -> dict:
+        return {"id": self.id, "seq": self.seq, "ts": self.ts, "center": self.center,
+                "type": self.type, "source": self.source, "data": self.data,
+                "prev": self.prev, "hash": self.hash}
+
+    def to_json(self) -> str:
+        return json.dumps(self.envelope(), ensure_ascii=False, separators=(",", ":"))
+
+    @property
+    def domain(self) -> str:
+        return self.type.split(".", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return self.type.split(".", 1)[1] if "." in self.type else ""
+
+    @classmethod
+    def from_envelope(cls, env: dict) -> "Event":
+        return cls(env["id"], env["seq"], env["ts"], env["center"], env["type"], env["source"],
+                   env["data"], env["prev"], env["hash"], parse_ts(env["ts"]))
+
+
+def seal(draft: Draft, seq: int, center: str, prev: str, now: float) -> Event:
+    """Give a draft its place in the chain."""
+    epoch = draft.ts if draft.ts is not None else now
+    ts = format_ts(epoch)
+    body = {"id": draft.id, "seq": seq, "ts": ts, "center": center, "type": draft.type,
+            "source": draft.source, "data": draft.data}
+    h = chain_hash(prev, canonical(body))
+    return Event(draft.id, seq, ts, center, draft.type, draft.source, draft.data, prev, h,
+                 parse_ts(ts))
+
+
+def verify_envelope(env: dict, expected_prev: str | None) -> str | None:
+    """Return None if the envelope's hash is right (and prev matches), else why not."""
+    if expected_prev is not None and env.get("prev") != expected_prev:
+        return "prev does not match the previous event's hash"
+    if chain_hash(env.get("prev", ""), canonical(env)) != env.get("hash"):
+        return "hash does not match content"
+    return None
+
+
+def topic_for(prefix: str, ev: Event) -> str:
+    if ev.domain == "alarm":
+        return f"{prefix}/alarms/{ev.data.get('code', 'unknown')}"
+    return f"{prefix}/events/{ev.domain}/{ev.action}"

@@ -1,0 +1,321 @@
+"""The journal: one SQLite file (WAL), one writer, hash-chained events.
+
+Only the core's writer thread holds a :class:`Journal`. Readers (uplink
+backlog, CLI, replay) open their own read-only connections with
+:func:`open_reader`, which WAL allows concurrently.
+
+Rows are never updated except ``delivered`` (set when the broker PUBACKed)
+and ``shed`` (telemetry whose payload was dropped under the disk cap: the row
+keeps seq, prev and hash so the chain still links; its data becomes NULL).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from gateway.events import GENESIS, TELEMETRY_TYPES, Event, chain_hash, canonical, parse_ts
+
+SCHEMA_VERSION = 1
+
+
+class JournalError(Exception):
+    pass
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        if not path.exists():
+            raise JournalError(f"{path}: no journal here")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+                               timeout=10)
+    else:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10,
+                               isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
+    return _connect(Path(path), readonly=True)
+
+
+def row_to_event(row) -> Event:
+    seq, id_, ts, center, type_, source, data, prev, h = row[:9]
+    return Event(id_, seq, ts, center, type_, source, json.loads(data) if data is not None else None,
+                 prev, h, parse_ts(ts))
+
+
+EVENT_COLUMNS = "seq, id, ts, center, type, source, data, prev, hash"
+
+
+class Journal:
+    """The single writer. Not thread-safe by design: one thread owns it."""
+
+    def __init__(self, path: str | os.PathLike, synchronous: str = "full"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        new = not self.path.exists()
+        old_umask = os.umask(0o077)  # journal and its -wal/-shm files: 0600
+        try:
+            self.conn = _connect(self.path)
+            self.db = sqlite_utils.Database(self.conn)
+            if new:
+                # Must precede the first table for incremental vacuum to work.
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self._create()
+        finally:
+            os.umask(old_umask)
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                os.chmod(p, 0o600)
+        last = self.conn.execute(f"SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self.last_seq, self.last_hash = (last[0], last[1]) if last else (0, GENESIS)
+
+    def _create(self) -> None:
+        db = self.db
+        if "events" not in db.table_names():
+            db["events"].create({
+                "seq": int, "id": str, "ts": str, "center": str, "type": str, "source": str,
+                "data": str, "prev": str, "hash": str, "delivered": int, "shed": int,
+            }, pk="seq", not_null={"id", "ts", "center", "type", "source", "prev", "hash"},
+                defaults={"delivered": 0, "shed": 0})
+            self.conn.execute("CREATE INDEX idx_events_undelivered ON events(seq) WHERE delivered = 0")
+            self.conn.execute("CREATE INDEX idx_events_type ON events(type)")
+            self.conn.execute("CREATE INDEX idx_events_ts ON events(ts)")
+        if "requests" not in db.table_names():
+            db["requests"].create({"request_id": str, "command": str, "response": str, "ts": str},
+                                  pk="request_id")
+        if "meta" not in db.table_names():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
+
+    # ---- writing -------------------------------------------------------
+    def append(self, events: list[Event], requests: Iterable[tuple[str, str, str, str]] = (),
+               delivered: Iterable[int] = ()) -> None:
+        """One transaction: the events, the request responses, the delivered marks.
+
+        Raises sqlite3.Error (e.g. disk full); then nothing of it was stored
+        and the caller retries the same batch.
+        """
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if events:
+                c.executemany(
+                    "INSERT INTO events (seq, id, ts, center, type, source, data, prev, hash) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(e.seq, e.id, e.ts, e.center, e.type, e.source,
+                      json.dumps(e.data, ensure_ascii=False, separators=(",", ":")), e.prev, e.hash)
+                     for e in events])
+            reqs = list(requests)
+            if reqs:
+                c.executemany("INSERT OR REPLACE INTO requests (request_id, command, response, ts) "
+                              "VALUES (?,?,?,?)", reqs)
+            marks = list(delivered)
+            if marks:
+                c.executemany("UPDATE events SET delivered = 1 WHERE seq = ?", [(s,) for s in marks])
+            c.execute("COMMIT")
+        except BaseException:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        if events:
+            self.last_seq = events[-1].seq
+            self.last_hash = events[-1].hash
+
+    def size_bytes(self) -> int:
+        page_count = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        freelist = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        wal = Path(str(self.path) + "-wal")
+        wal_size = wal.stat().st_size if wal.exists() else 0
+        return (page_count - freelist) * page_size + wal_size
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def load_requests(self, limit: int = 100_000) -> dict[str, str]:
+        rows = self.conn.execute("SELECT request_id, response FROM requests ORDER BY rowid DESC LIMIT ?",
+                                 (limit,)).fetchall()
+        return dict(rows)
+
+    def find_request(self, request_id: str) -> str | None:
+        row = self.conn.execute("SELECT response FROM requests WHERE request_id = ?",
+                                (request_id,)).fetchone()
+        return row[0] if row else None
+
+    def prune(self, before_epoch: float) -> int:
+        """Delete delivered events older than ``before_epoch`` (a prefix of the
+        journal only, so the remaining chain stays contiguous)."""
+        from gateway.events import format_ts
+        cutoff = format_ts(before_epoch)
+        row = self.conn.execute(
+            "SELECT MIN(seq) FROM events WHERE delivered = 0 OR ts >= ?", (cutoff,)).fetchone()
+        keep_from = row[0] if row[0] is not None else self.last_seq  # always keep the newest row
+        if keep_from is None:
+            return 0
+        first = self.conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
+        if first is None or keep_from <= first:
+            return 0
+        anchor = self.conn.execute("SELECT prev FROM events WHERE seq = ?", (keep_from,)).fetchone()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.conn.execute("DELETE FROM events WHERE seq < ?", (keep_from,))
+            self.set_meta("pruned_through", str(keep_from - 1))
+            self.set_meta("anchor", anchor[0] if anchor else GENESIS)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("PRAGMA incremental_vacuum")
+        return cur.rowcount
+
+    def shed_telemetry(self, max_rows: int) -> tuple[int, int, int]:
+        """Drop the payload of the oldest delivered telemetry rows.
+
+        Returns (count, from_seq, to_seq); count 0 when nothing can be shed.
+        """
+        types = tuple(TELEMETRY_TYPES)
+        marks = ",".join("?" * len(types))
+        rows = self.conn.execute(
+            f"SELECT seq FROM events WHERE shed = 0 AND delivered = 1 AND type IN ({marks}) "
+            f"ORDER BY seq LIMIT ?", (*types, max_rows)).fetchall()
+        if not rows:
+            return 0, 0, 0
+        seqs = [r[0] for r in rows]
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("UPDATE events SET data = NULL, shed = 1 WHERE seq = ?",
+                                  [(s,) for s in seqs])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("PRAGMA incremental_vacuum")
+        return len(seqs), seqs[0], seqs[-1]
+
+    def checkpoint(self) -> None:
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
+        self.conn.close()
+
+
+# ---- reading (any thread, own connection) -------------------------------
+
+def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | None = None,
+                types: Iterable[str] | None = None, since_ts: str | None = None,
+                until_ts: str | None = None, batch: int = 5000) -> Iterator[Event]:
+    """Events in seq order, streamed in batches (memory stays flat)."""
+    where = ["seq > ?", "shed = 0"]
+    args: list = [since_seq - 1 if since_seq > 0 else 0]
+    if until_seq is not None:
+        where.append("seq <= ?")
+        args.append(until_seq)
+    tl = list(types or [])
+    if tl:
+        where.append(f"type IN ({','.join('?' * len(tl))})")
+        args += tl
+    if since_ts:
+        where.append("ts >= ?")
+        args.append(since_ts)
+    if until_ts:
+        where.append("ts <= ?")
+        args.append(until_ts)
+    last = args[0]
+    while True:
+        args[0] = last
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT {batch}",
+            args).fetchall()
+        if not rows:
+            return
+        for r in rows:
+            yield row_to_event(r)
+        last = rows[-1][0]
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_seq: int | None
+    last_seq: int | None
+    bad_seq: int | None = None
+    reason: str = ""
+    shed: int = 0
+
+
+def verify(path: str | os.PathLike) -> VerifyResult:
+    """Recompute the hash chain and check seq continuity."""
+    conn = open_reader(path)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        expected_prev = meta.get("anchor", GENESIS)
+        pruned = int(meta.get("pruned_through", "0"))
+        expected_seq = pruned + 1
+        checked = shed = 0
+        first = last = None
+        cur = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events ORDER BY seq")
+        while True:
+            rows = cur.fetchmany(5000)
+            if not rows:
+                break
+            for seq, id_, ts, center, type_, source, data, prev, h, is_shed in rows:
+                if first is None:
+                    first = seq
+                if seq != expected_seq:
+                    return VerifyResult(False, checked, first, last, expected_seq,
+                                        f"seq {expected_seq} is missing (next present is {seq})")
+                if prev != expected_prev:
+                    return VerifyResult(False, checked, first, last, seq,
+                                        "prev does not match the previous event's hash")
+                if is_shed:
+                    shed += 1  # payload shed under the disk cap: only the link can be checked
+                else:
+                    try:
+                        body = {"id": id_, "seq": seq, "ts": ts, "center": center, "type": type_,
+                                "source": source, "data": json.loads(data)}
+                    except (TypeError, ValueError):
+                        return VerifyResult(False, checked, first, last, seq, "data is not valid JSON")
+                    if chain_hash(prev, canonical(body)) != h:
+                        return VerifyResult(False, checked, first, last, seq,
+                                            "hash does not match content")
+                expected_prev = h
+                expected_seq = seq + 1
+                last = seq
+                checked += 1
+        return VerifyResult(True, checked, first, last, shed=shed)
+    finally:
+        conn.close()
+
+
+def journal_stats(path: str | os.PathLike) -> dict:
+    conn = open_reader(path)
+    try:
+        n, lo, hi = conn.execute("SELECT COUNT(*), MIN(seq), MAX(seq) FROM events").fetchone()
+        undelivered = conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0]
+    finally:
+        conn.close()
+    size = sum(os.path.getsize(str(path) + s) for s in ("", "-wal") if os.path.exists(str(path) + s))
+    return {"events": n, "first_seq": lo, "last_seq": hi, "backlog": undelivered, "bytes": size}

@@ -1,0 +1,480 @@
+"""Requests from central systems: ``P/request/<command>`` -> ``P/response/<command>``.
+
+Every request is checked before anything changes: bad JSON, a non-object,
+an unknown command, a missing or wrong-typed field, an unknown person, a tag
+already bound: each gets ``ok:false`` with a SPEC §3 error code and leaves
+the journal untouched. A request that acts is answered only after its events
+are committed, and its response is stored with them under its
+``request_id``: a re-sent request gets the same answer and acts once.
+
+State-changing commands run in order on one worker thread (a bind right
+behind a register must see the registration); device commands (an unlock
+waiting for the board) run on a small pool so they never hold the others up.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import queue
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from gateway.core import CommitResult, Core, RequestError
+from gateway.events import Draft, parse_ts
+
+log = logging.getLogger("casegate.requests")
+
+ID = r"^[A-Za-z0-9_.-]{1,64}$"
+TAG = re.compile(r"^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{10})$")
+MAX_DEPTH = 8
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    request_id: str = Field(pattern=ID)
+
+
+class Ping(Args):
+    pass
+
+
+class Register(Args):
+    person: str = Field(pattern=ID)
+    role: Literal["suspect", "officer", "staff", "visitor"]
+    name: StrictStr | None = Field(default=None, max_length=200)
+    gender: Literal["male", "female"] | None = None
+    minor: StrictBool = False
+    case_id: str | None = Field(default=None, pattern=ID)
+    case_type: Literal["criminal", "administrative"] | None = None
+    limit_h: float | None = Field(default=None, gt=0, le=48)
+    visitor_kind: str | None = Field(default=None, pattern=ID)
+
+
+class Checkout(Args):
+    person: str = Field(pattern=ID)
+    by: str = Field(pattern=ID)
+
+
+class Bind(Args):
+    tag: str
+    person: str = Field(pattern=ID)
+
+
+class Unbind(Args):
+    tag: str
+
+
+class Belongings(Args):
+    person: str = Field(pattern=ID)
+    locker: str = Field(pattern=ID)
+    compartment: StrictInt = Field(ge=1, le=256)
+
+
+class Ack(Args):
+    alarm_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    by: str = Field(pattern=ID)
+    note: StrictStr | None = Field(default=None, max_length=1000)
+
+
+class LockerOpen(Args):
+    locker: str = Field(pattern=ID)
+    compartment: StrictInt = Field(ge=1, le=16)
+    by: str = Field(pattern=ID)
+    order: str | None = Field(default=None, pattern=ID)
+
+
+class CustodyOrder(Args):
+    order: str = Field(pattern=ID)
+    item: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    action: Literal["deposit", "withdraw", "return", "release", "dispose"]
+    case_id: str = Field(pattern=ID)
+    by: str = Field(pattern=ID)
+    expires: StrictStr | None = None
+
+
+class FaceEnroll(Args):
+    person: str = Field(pattern=ID)
+    image: StrictStr = Field(max_length=8_000_000)
+
+
+class Snapshot(Args):
+    camera: str = Field(pattern=ID)
+
+
+class Resend(Args):
+    from_seq: StrictInt = Field(ge=1)
+    to_seq: StrictInt = Field(ge=1)
+
+
+class Reload(Args):
+    pass
+
+
+# command -> (argument model, runs on the device pool?)
+COMMANDS: dict[str, tuple[type[Args], bool]] = {
+    "ping": (Ping, False),
+    "person/register": (Register, False),
+    "person/checkout": (Checkout, False),
+    "wristband/bind": (Bind, False),
+    "wristband/unbind": (Unbind, False),
+    "belongings/assign": (Belongings, False),
+    "alarm/ack": (Ack, False),
+    "locker/open": (LockerOpen, True),
+    "custody/order": (CustodyOrder, False),
+    "face/enroll": (FaceEnroll, True),
+    "camera/snapshot": (Snapshot, True),
+    "events/resend": (Resend, False),
+    "config/reload": (Reload, False),
+}
+
+
+def _depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    stack = [(obj, 1)]
+    deepest = 1
+    while stack:
+        o, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+    return deepest
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "payload"
+        msg = "required" if e["type"] == "missing" else e["msg"]
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+@dataclass
+class Request:
+    command: str
+    args: Args | None
+    request_id: Any
+    response_topic: str | None = None
+    correlation: bytes | None = None
+    source: str = "mqtt"
+
+
+def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | None, Any, RequestError | None]:
+    """Pure validation: (args, request_id, error)."""
+    if len(payload) > max_bytes:
+        return None, None, RequestError("bad_request", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None, None, RequestError("bad_request", "payload is not valid UTF-8 JSON")
+    if not isinstance(obj, dict):
+        return None, None, RequestError("bad_request", "payload must be a JSON object")
+    rid = obj.get("request_id")
+    if not isinstance(rid, str) or not re.match(ID, rid):
+        rid = None
+    if command not in COMMANDS:
+        return None, rid, RequestError("unknown_command", f"unknown command {command!r}")
+    if _depth(obj) > MAX_DEPTH:
+        return None, rid, RequestError("bad_request", "payload nested too deeply")
+    model, _ = COMMANDS[command]
+    try:
+        return model.model_validate(obj), rid, None
+    except ValidationError as e:
+        return None, rid, RequestError("bad_request", _describe(e))
+
+
+def ok(rid: str, data: dict) -> str:
+    return json.dumps({"request_id": rid, "ok": True, "data": data}, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def fail(rid: Any, err: RequestError) -> dict:
+    return {"request_id": rid, "ok": False, "error": {"code": err.code, "message": err.message}}
+
+
+def norm_tag(tag: str) -> str:
+    if not TAG.match(tag):
+        raise RequestError("bad_request", "tag must be 8 (wristband) or 10 (card) hex digits")
+    return tag.upper()
+
+
+class Handlers:
+    """Command implementations. ``in_core`` ones run in the core's writer
+    thread (they read the folded state and return drafts); device ones run
+    on the pool and talk to a driver."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+
+    # ---- in the writer thread ------------------------------------------------
+    def person_register(self, core: Core, a: Register, src: str):
+        p = core.state.persons.get(a.person)
+        if p is not None and not p.left:
+            raise RequestError("conflict", f"person {a.person} is already registered")
+        if a.role == "suspect" and a.case_type is None:
+            pass  # allowed: the detention rule then uses criminal limits
+        data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
+                "minor": a.minor, "case_id": a.case_id, "case_type": a.case_type, "limit_h": a.limit_h}
+        if a.visitor_kind:
+            data["visitor_kind"] = a.visitor_kind
+        d = Draft("person.registered", data, src)
+        return {"person": a.person, "event_id": d.id}, [d]
+
+    def _person(self, core: Core, pid: str, present: bool = True):
+        p = core.state.persons.get(pid)
+        if p is None or (present and p.left):
+            raise RequestError("not_found", f"no registered person {pid}")
+        return p
+
+    def person_checkout(self, core: Core, a: Checkout, src: str):
+        self._person(core, a.person)
+        self._person(core, a.by)
+        d = Draft("person.checkout_approved", {"person": a.person, "by": a.by}, src)
+        return {"person": a.person, "event_id": d.id}, [d]
+
+    def wristband_bind(self, core: Core, a: Bind, src: str):
+        tag = norm_tag(a.tag)
+        self._person(core, a.person)
+        owner = core.state.tag_owner.get(tag)
+        if owner == a.person:
+            return {"tag": tag, "person": a.person, "unchanged": True}, []
+        if owner is not None:
+            raise RequestError("conflict", f"tag {tag} is already bound to {owner}")
+        d = Draft("wristband.bound", {"tag": tag, "person": a.person}, src)
+        return {"tag": tag, "person": a.person, "event_id": d.id}, [d]
+
+    def wristband_unbind(self, core: Core, a: Unbind, src: str):
+        tag = norm_tag(a.tag)
+        owner = core.state.tag_owner.get(tag)
+        if owner is None:
+            raise RequestError("not_found", f"tag {tag} is not bound")
+        d = Draft("wristband.unbound", {"tag": tag, "person": owner}, src)
+        return {"tag": tag, "person": owner, "event_id": d.id}, [d]
+
+    def belongings_assign(self, core: Core, a: Belongings, src: str):
+        self._person(core, a.person)
+        dev = self.d.device_config(a.locker)
+        if dev is None or getattr(dev, "driver", None) != "locker":
+            raise RequestError("not_found", f"no locker {a.locker}")
+        if dev.purpose != "belongings":
+            raise RequestError("bad_request", f"locker {a.locker} is for {dev.purpose}, not belongings")
+        if a.compartment > dev.compartments:
+            raise RequestError("bad_request", f"locker {a.locker} has {dev.compartments} compartments")
+        d = Draft("belongings.assigned", {"person": a.person, "locker": a.locker,
+                                          "compartment": a.compartment}, src)
+        return {"event_id": d.id}, [d]
+
+    def alarm_ack(self, core: Core, a: Ack, src: str):
+        alarm = core.state.active_alarms.get(a.alarm_id)
+        if alarm is None:
+            raise RequestError("not_found", f"no active alarm {a.alarm_id}")
+        data = {k: v for k, v in alarm.items() if k != "acknowledged"}
+        data.update({"by": a.by, "note": a.note})
+        d = Draft("alarm.acknowledged", data, src)
+        return {"alarm_id": a.alarm_id, "event_id": d.id}, [d]
+
+    def custody_order(self, core: Core, a: CustodyOrder, src: str):
+        if a.expires is not None:
+            try:
+                parse_ts(a.expires)
+            except ValueError:
+                raise RequestError("bad_request", "expires: not an RFC 3339 time")
+        d = Draft("custody.ordered", {"order": a.order, "item": a.item.upper(), "action": a.action,
+                                      "case_id": a.case_id, "by": a.by, "expires": a.expires}, src)
+        return {"order": a.order, "event_id": d.id}, [d]
+
+    def ping(self, core: Core, a: Ping, src: str):
+        return self.d.ping_data(), []
+
+    def events_resend(self, core: Core, a: Resend, src: str):
+        if a.to_seq < a.from_seq:
+            raise RequestError("bad_request", "to_seq is before from_seq")
+        if a.from_seq > core.journal.last_seq:
+            raise RequestError("not_found", f"seq {a.from_seq} not journaled yet (last {core.journal.last_seq})")
+        n = self.d.resend(a.from_seq, a.to_seq)
+        return {"from_seq": a.from_seq, "to_seq": min(a.to_seq, core.journal.last_seq), "count": n}, []
+
+    def config_reload(self, core: Core, a: Reload, src: str):
+        problems = self.d.request_reload()
+        if problems:
+            raise RequestError("bad_request", problems)
+        return {"reloaded": True}, []
+
+    # ---- device commands (pool) -------------------------------------------------
+    def locker_open(self, a: LockerOpen, src: str) -> dict:
+        drv = self.d.driver(a.locker, "locker")
+        return drv.command("locker/open", {"locker": a.locker, "compartment": a.compartment,
+                                           "by": a.by, "order": a.order}, timeout=5.0)
+
+    def camera_snapshot(self, a: Snapshot, src: str) -> dict:
+        drv = self.d.driver(a.camera, "camera")
+        return drv.command("camera/snapshot", {}, timeout=10.0)
+
+    def face_enroll(self, a: FaceEnroll, src: str) -> dict:
+        try:
+            image = base64.b64decode(a.image, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError("bad_request", "image is not valid base64")
+        return self.d.enroll_face(a.person, image, src)
+
+
+IN_CORE = {
+    "ping": "ping", "person/register": "person_register", "person/checkout": "person_checkout",
+    "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
+    "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
+    "custody/order": "custody_order", "events/resend": "events_resend",
+    "config/reload": "config_reload",
+}
+ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
+           "face/enroll": "face_enroll"}
+
+
+class RequestRouter:
+    """Turns MQTT messages into core calls and answers them."""
+
+    def __init__(self, daemon, core: Core, respond: Callable[[Request, dict], None],
+                 max_bytes: int):
+        self.d = daemon
+        self.core = core
+        self.respond = respond
+        self.max_bytes = max_bytes
+        self.handlers = Handlers(daemon)
+        self._q: "queue.Queue[tuple[Request, Args] | None]" = queue.Queue(maxsize=10_000)
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="device-cmd")
+        self._inflight: set[str] = set()
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="requests", daemon=True)
+        self._worker.start()
+        self.counts = {"ok": 0, "failed": 0, "duplicate": 0}
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._worker.join(3)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_message(self, prefix: str, msg) -> None:
+        """Paho's network thread: validate only, never block."""
+        command = msg.topic[len(prefix) + len("/request/"):]
+        props = getattr(msg, "properties", None)
+        rt = getattr(props, "ResponseTopic", None) if props else None
+        cd = getattr(props, "CorrelationData", None) if props else None
+        args, rid, err = parse_request(command, msg.payload, self.max_bytes)
+        # SPEC §2: source is mqtt:<client>. MQTT does not tell us who published,
+        # so a central system names itself in an MQTT 5 user property "client".
+        client = "central"
+        for k, v in (getattr(props, "UserProperty", None) or []) if props else []:
+            if k == "client" and re.match(ID, v or ""):
+                client = v
+        req = Request(command if command in COMMANDS else command[:100], args, rid, rt, cd,
+                      source=f"mqtt:{client}")
+        if err is not None:
+            self.counts["failed"] += 1
+            log.info("request %s rejected: %s %s", req.command, err.code, err.message)
+            self.respond(req, fail(rid, err))
+            return
+        self.submit(req)
+
+    def submit(self, req: Request) -> None:
+        try:
+            self._q.put_nowait((req, req.args))
+        except queue.Full:
+            self.respond(req, fail(req.request_id, RequestError("busy", "too many pending requests")))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            req, args = item
+            try:
+                self._handle(req, args)
+            except Exception:
+                log.exception("request %s failed", req.command)
+
+    def _cached(self, rid: str) -> dict | None:
+        text = self.core.requests_done.get(rid)
+        if text is None:
+            return None
+        return json.loads(text)
+
+    def _handle(self, req: Request, args: Args) -> None:
+        rid = args.request_id
+        cached = self._cached(rid)
+        if cached is not None:
+            self.counts["duplicate"] += 1
+            self.respond(req, cached)
+            return
+        src = req.source
+        if req.command in ON_POOL:
+            with self._lock:
+                if rid in self._inflight:
+                    return  # the first copy will answer
+                self._inflight.add(rid)
+            self._pool.submit(self._device, req, args)
+            return
+        fn = getattr(self.handlers, IN_CORE[req.command])
+        self.answer(req, lambda core: fn(core, args, src), store=req.command not in ("ping", "events/resend"))
+
+    def answer(self, req: Request, fn, store: bool = True) -> dict:
+        """Run fn(core) in the writer thread; respond after COMMIT."""
+        rid = req.request_id
+
+        def call(core: Core):
+            # Checked again inside the writer: two copies racing in the queue act once.
+            if store and rid in core.requests_done:
+                return core.requests_done[rid], []
+            value, drafts = fn(core)
+            return ok(rid, value), drafts
+
+        fut = self.core.call(call, request=(rid, req.command) if store else None)
+        try:
+            res: CommitResult = fut.result(timeout=30)
+            payload = json.loads(res.value)
+            self.counts["ok"] += 1
+        except RequestError as e:
+            payload = fail(rid, e)
+            self.counts["failed"] += 1
+        except TimeoutError:
+            payload = fail(rid, RequestError("busy", "journal did not commit within 30 s"))
+            self.counts["failed"] += 1
+        self.respond(req, payload)
+        return payload
+
+    def _device(self, req: Request, args: Args) -> None:
+        rid = args.request_id
+        try:
+            fn = getattr(self.handlers, ON_POOL[req.command])
+            try:
+                data = fn(args, req.source)
+            except RequestError as e:
+                payload = fail(rid, e)
+            except Exception as e:
+                code = getattr(e, "code", None)
+                if code:
+                    payload = fail(rid, RequestError(code, getattr(e, "message", str(e))))
+                else:
+                    log.exception("%s failed", req.command)
+                    payload = fail(rid, RequestError("device_refused", str(e)))
+            else:
+                payload = json.loads(ok(rid, data))
+            if payload["ok"]:
+                # Remember the answer durably so a re-sent unlock does not unlock twice.
+                text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                self.core.call(lambda core: (text, []), request=(rid, req.command)).result(timeout=30)
+                self.counts["ok"] += 1
+            else:
+                self.counts["failed"] += 1
+            self.respond(req, payload)
+        finally:
+            with self._lock:
+                self._inflight.discard(rid)

@@ -1,0 +1,395 @@
+"""Store-and-forward to the central broker (SPEC §3).
+
+An event is *delivered* only when its PUBACK arrives (paho's ``on_publish``
+for QoS 1), never when paho merely queued it. Delivered seqs go back to the
+core, which marks them in the journal in its next group commit.
+
+Order: one stream in ``seq`` order (the journal backlog, then live events
+straight from the core's commit), with at most ``max_inflight`` unacked
+messages. Alarms jump the queue: a committed ``alarm.*`` event is published
+at once even while a day of backlog drains behind it; when the stream later
+reaches its seq it is skipped (already acked) or re-sent (at-least-once).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+import time
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from gateway.events import Event, topic_for
+from gateway.journal import open_reader, row_to_event, EVENT_COLUMNS
+
+log = logging.getLogger("casegate.uplink")
+
+TAIL_MAX = 20_000        # live events kept in memory for the caught-up fast path
+READ_BATCH = 2_000       # backlog rows read per query
+EARLY_ACK_TTL_S = 30.0
+RESEND_MAX = 100_000
+
+
+def build_client(mq, client_id: str, will_topic: str | None = None) -> mqtt.Client:
+    """A paho client configured from ``[mqtt]`` (protocol, TLS, credentials, LWT)."""
+    proto = mqtt.MQTTv5 if mq.protocol == 5 else mqtt.MQTTv311
+    kwargs: dict[str, Any] = {"client_id": client_id, "protocol": proto}
+    if proto == mqtt.MQTTv311:
+        kwargs["clean_session"] = True
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    if mq.username:
+        c.username_pw_set(mq.username, mq.read_password())
+    if mq.tls:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=mq.ca_file or None)
+        if mq.cert_file:
+            ctx.load_cert_chain(mq.cert_file, mq.key_file or None)
+        c.tls_set_context(ctx)
+    if will_topic:
+        c.will_set(will_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+    c.max_inflight_messages_set(mq.max_inflight)
+    c.max_queued_messages_set(0)
+    c.reconnect_delay_set(min_delay=1, max_delay=30)
+    return c
+
+
+class Uplink:
+    def __init__(self, config, journal_path, on_delivered: Callable[[list[int]], None],
+                 on_request: Callable[[mqtt.MQTTMessage], None] | None = None,
+                 version: str = "0", started: str = ""):
+        self.config = config
+        self.mq = config.mqtt
+        self.prefix = config.prefix
+        self.journal_path = journal_path
+        self.on_delivered = on_delivered
+        self.on_request = on_request
+        self.version = version
+        self.started = started
+        self.window = self.mq.max_inflight
+        self._cv = threading.Condition()
+        self._stop = False
+        self._connected = False
+        self._tail: collections.deque[Event] = collections.deque(maxlen=TAIL_MAX)
+        self._buffer: collections.deque[Event] = collections.deque()   # backlog read from disk
+        self._priority: collections.deque[Event] = collections.deque()
+        self._resend: collections.deque[tuple[int, int]] = collections.deque()
+        self._resend_buf: collections.deque[Event] = collections.deque()
+        self._inflight: dict[int, tuple[int, float]] = {}   # mid -> (seq, sent at); seq -1 = resend
+        self._inflight_seqs: set[int] = set()
+        self._early_acks: dict[int, float] = {}
+        self._acked: set[int] = set()
+        self._retained: dict[str, str] = {}
+        self._gateway_error: str | None = None
+        self.next_seq = 1
+        self.last_committed = 0
+        self.backlog = 0
+        self.published = 0
+        self.delivered = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._reader = None
+        client_id = self.mq.client_id or f"casegate-{config.center.id}"
+        self.client = build_client(self.mq, client_id, f"{self.prefix}/state/gateway")
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    # ---- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        self._reader = open_reader(self.journal_path)
+        row = self._reader.execute(
+            "SELECT MIN(seq), COUNT(*) FROM events WHERE delivered = 0").fetchone()
+        last = self._reader.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        self.last_committed = last
+        self.next_seq = row[0] if row[0] is not None else last + 1
+        self.backlog = row[1]
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._thread.start()
+        self.client.loop_start()
+        # connect_async + loop_start: paho reconnects with backoff forever.
+        props = None
+        if self.mq.protocol == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.connect_async(self.mq.host, self.mq.port, keepalive=self.mq.keepalive_s,
+                                  clean_start=True if self.mq.protocol == 5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                                  properties=props)
+
+    def stop(self, drain_s: float = 3.0) -> None:
+        """Publish what we can within ``drain_s``, say offline, disconnect."""
+        deadline = time.monotonic() + drain_s
+        with self._cv:
+            while self._connected and (self._inflight or self._has_work()) and time.monotonic() < deadline:
+                self._cv.wait(0.05)
+            self._stop = True
+            self._cv.notify_all()
+        if self._connected:
+            try:
+                info = self.client.publish(f"{self.prefix}/state/gateway", json.dumps({"state": "offline"}),
+                                           qos=1, retain=True)
+                info.wait_for_publish(max(0.2, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._thread:
+            self._thread.join(2)
+        if self._reader:
+            self._reader.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # ---- inputs from the core ------------------------------------------------
+    def on_committed(self, events: list[Event]) -> None:
+        """Core listener: runs in the writer thread after each commit."""
+        if not events:
+            return
+        with self._cv:
+            for ev in events:
+                if self._tail and ev.seq != self._tail[-1].seq + 1:
+                    self._tail.clear()
+                self._tail.append(ev)
+                if ev.domain == "alarm":
+                    self._priority.append(ev)
+            self.last_committed = events[-1].seq
+            self.backlog += len(events)
+            self._cv.notify_all()
+
+    def resend(self, from_seq: int, to_seq: int) -> int:
+        n = max(0, min(to_seq, self.last_committed) - from_seq + 1)
+        with self._cv:
+            self._resend.append((from_seq, min(to_seq, from_seq + RESEND_MAX - 1)))
+            self._cv.notify_all()
+        return min(n, RESEND_MAX)
+
+    def set_gateway_error(self, error: str | None) -> None:
+        if error == self._gateway_error:
+            return
+        self._gateway_error = error
+        self._publish_gateway_state()
+
+    def publish_retained(self, suffix: str, payload: dict) -> None:
+        """State topics (retained, not journaled); re-published on reconnect."""
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        topic = f"{self.prefix}/{suffix}"
+        if self._retained.get(topic) == text:
+            return
+        self._retained[topic] = text
+        if self._connected:
+            self.client.publish(topic, text, qos=1, retain=True)
+
+    def respond(self, topic: str, payload: dict, props: Properties | None = None) -> None:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        self.client.publish(topic, text, qos=1, properties=props)
+
+    # ---- paho callbacks (network thread) -------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            self.last_error = f"connect refused: {reason_code}"
+            log.error("broker %s:%d refused connection: %s", self.mq.host, self.mq.port, reason_code)
+            return
+        self.connects += 1
+        log.info("connected to %s:%d (MQTT %s)", self.mq.host, self.mq.port,
+                 "5" if self.mq.protocol == 5 else "3.1.1")
+        client.subscribe(f"{self.prefix}/request/#", qos=1)
+        self._publish_gateway_state(force=True)
+        for topic, text in list(self._retained.items()):
+            client.publish(topic, text, qos=1, retain=True)
+        with self._cv:
+            # Whatever was in flight on the old connection is not delivered: send again.
+            for mid, (seq, _) in self._inflight.items():
+                if seq > 0:
+                    self.next_seq = min(self.next_seq, seq)
+            self._inflight.clear()
+            self._inflight_seqs.clear()
+            self._buffer.clear()
+            self._early_acks.clear()
+            self._connected = True
+            self._cv.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        with self._cv:
+            was = self._connected
+            self._connected = False
+            self._cv.notify_all()
+        if was:
+            self.last_error = f"disconnected: {reason_code}"
+            log.warning("broker connection lost (%s); buffering in the journal", reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        with self._cv:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                self._early_acks[mid] = time.monotonic()
+                return
+            self._ack(entry[0], reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        if self.on_request is not None:
+            try:
+                self.on_request(msg)
+            except Exception:
+                log.exception("request handler failed for %s", msg.topic)
+
+    # ---- the sender thread ---------------------------------------------------
+    def _ack(self, seq: int, reason_code) -> None:
+        """Called with the lock held."""
+        if seq <= 0:
+            return
+        self._inflight_seqs.discard(seq)
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            # The broker refused it (e.g. not authorised): it is not delivered.
+            self.last_error = f"publish of seq {seq} refused: {reason_code}"
+            log.error("broker refused seq %d: %s", seq, reason_code)
+            return
+        if seq in self._acked:
+            return
+        self._acked.add(seq)
+        self.delivered += 1
+        self.backlog = max(0, self.backlog - 1)
+        self.on_delivered([seq])
+        if len(self._acked) > 4 * TAIL_MAX:
+            floor = self.next_seq - TAIL_MAX
+            self._acked = {s for s in self._acked if s >= floor}
+        self._cv.notify_all()
+
+    def _has_work(self) -> bool:
+        return bool(self._priority or self._resend or self._resend_buf
+                    or self.next_seq <= self.last_committed)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not (self._connected and len(self._inflight) < self.window
+                                              and self._has_work()):
+                    self._cv.wait(0.5)
+                if self._stop:
+                    return
+                batch = self._take(self.window - len(self._inflight))
+            if not batch:
+                # Nothing publishable right now (e.g. everything already acked); avoid spinning.
+                with self._cv:
+                    self._cv.wait(0.05)
+                continue
+            for ev, seq in batch:
+                if self._connected:
+                    self._publish(ev, seq)
+                else:
+                    self._not_sent(ev, seq)
+
+    def _take(self, room: int) -> list[tuple[Event, int]]:
+        """Pick up to ``room`` events: alarms first, then resends, then the stream."""
+        out: list[tuple[Event, int]] = []
+        while room > 0 and self._priority:
+            ev = self._priority.popleft()
+            if ev.seq in self._acked or ev.seq in self._inflight_seqs:
+                continue
+            out.append((ev, ev.seq))
+            self._inflight_seqs.add(ev.seq)
+            room -= 1
+        while room > 0 and (self._resend_buf or self._resend):
+            if not self._resend_buf:
+                lo, hi = self._resend.popleft()
+                self._resend_buf.extend(self._read(lo, hi, undelivered_only=False))
+                continue
+            out.append((self._resend_buf.popleft(), -1))
+            room -= 1
+        while room > 0 and self.next_seq <= self.last_committed:
+            ev = self._stream_event(self.next_seq)
+            if ev is None:
+                break
+            self.next_seq = ev.seq + 1
+            if ev.seq in self._acked or ev.seq in self._inflight_seqs:
+                continue
+            out.append((ev, ev.seq))
+            self._inflight_seqs.add(ev.seq)
+            room -= 1
+        return out
+
+    def _stream_event(self, seq: int) -> Event | None:
+        """The event with this seq, or the next undelivered one after it."""
+        while seq <= self.last_committed:
+            tail = self._tail
+            if tail and tail[0].seq <= seq <= tail[-1].seq:
+                return tail[seq - tail[0].seq]
+            while self._buffer and self._buffer[0].seq < seq:
+                self._buffer.popleft()
+            if self._buffer:
+                return self._buffer.popleft()
+            hi = tail[0].seq - 1 if tail and tail[0].seq > seq else self.last_committed
+            hi = min(hi, seq + 50 * READ_BATCH)
+            rows = self._read(seq, hi, undelivered_only=True)
+            if rows:
+                self._buffer.extend(rows)
+                continue
+            seq = hi + 1            # all delivered already (e.g. before a restart): skip
+            self.next_seq = seq
+        return None
+
+    def _read(self, lo: int, hi: int, undelivered_only: bool) -> list[Event]:
+        cond = "AND delivered = 0" if undelivered_only else ""
+        rows = self._reader.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq BETWEEN ? AND ? AND shed = 0 {cond} "
+            f"ORDER BY seq LIMIT ?", (lo, hi, READ_BATCH)).fetchall()
+        return [row_to_event(r) for r in rows]
+
+    def _publish(self, ev: Event, seq: int) -> None:
+        try:
+            info = self.client.publish(topic_for(self.prefix, ev), ev.to_json(), qos=1)
+        except (ValueError, RuntimeError) as e:
+            log.error("publish seq %d failed: %s", ev.seq, e)
+            return
+        with self._cv:
+            self.published += 1
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._not_sent(ev, seq)
+                return
+            if info.mid in self._early_acks:
+                del self._early_acks[info.mid]
+                self._ack(seq, None)
+            else:
+                self._inflight[info.mid] = (seq, time.monotonic())
+            if len(self._early_acks) > 1000:
+                cutoff = time.monotonic() - EARLY_ACK_TTL_S
+                self._early_acks = {m: t for m, t in self._early_acks.items() if t > cutoff}
+
+    def _not_sent(self, ev: Event, seq: int) -> None:
+        """The connection dropped before this went out: it stays undelivered."""
+        with self._cv:
+            if seq <= 0:
+                return
+            self._inflight_seqs.discard(seq)
+            if ev.domain == "alarm":
+                self._priority.appendleft(ev)
+            else:
+                self.next_seq = min(self.next_seq, seq)
+
+    def _publish_gateway_state(self, force: bool = False) -> None:
+        payload: dict[str, Any] = {"state": "error" if self._gateway_error else "online",
+                                   "version": self.version, "started": self.started}
+        if self._gateway_error:
+            payload["error"] = self._gateway_error
+        text = json.dumps(payload, separators=(",", ":"))
+        topic = f"{self.prefix}/state/gateway"
+        self._retained[topic] = text
+        if self._connected or force:
+            try:
+                self.client.publish(topic, text, qos=1, retain=True)
+            except (ValueError, RuntimeError):
+                pass
+
+    def status(self) -> dict:
+        with self._cv:
+            return {"connected": self._connected, "broker": f"{self.mq.host}:{self.mq.port}",
+                    "backlog": self.backlog, "inflight": len(self._inflight),
+                    "published": self.published, "delivered": self.delivered,
+                    "connects": self.connects, "last_error": self.last_error,
+                    "next_seq": self.next_seq, "last_seq": self.last_committed}

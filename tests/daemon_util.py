@@ -1,0 +1,113 @@
+"""Run the real ``casegate run`` as a subprocess, the way systemd does."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, config: Path | None = None, timeout: float = 60, check: bool = False,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "gateway.cli"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += [str(a) for a in args]
+    e = dict(os.environ)
+    e.pop("CASEGATE_CONFIG", None)
+    e.update(env or {})
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=e)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def write_config(tmp: Path, mqtt_port: int | None, extra: str = "", center: str = "t-center",
+                 synchronous: str = "full") -> Path:
+    state = tmp / "state"
+    mqtt = f"[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nkeepalive_s = 5\n" if mqtt_port \
+        else "[mqtt]\nenabled = false\n"
+    text = (f"[center]\nid = \"{center}\"\n\n[storage]\ndir = \"{state}\"\nsynchronous = \"{synchronous}\"\n\n"
+            + mqtt + "\n" + extra)
+    p = tmp / "casegate.toml"
+    p.write_text(text)
+    return p
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, env: dict | None = None):
+        self.config = config
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = config.parent / f"daemon-{int(time.time() * 1000)}.log"
+        import tomllib
+        self.state_dir = Path(tomllib.loads(config.read_text())["storage"]["dir"])
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "casegate.sock"
+
+    def start(self, wait: bool = True) -> "DaemonProcess":
+        e = dict(os.environ)
+        e.pop("NOTIFY_SOCKET", None)
+        e.update(self.env)
+        self.log_path = self.config.parent / f"daemon-{int(time.time() * 1000)}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.config), "run"],
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=e)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            if self.socket.exists():
+                r = cli("status", "--json", config=self.config)
+                if r.returncode in (0, 1):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"daemon not ready:\n{self.log()}")
+
+    def status(self) -> dict:
+        r = cli("status", "--json", config=self.config)
+        return json.loads(r.stdout)
+
+    def wait_status(self, pred, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < deadline:
+            st = self.status()
+            if pred(st):
+                return st
+            time.sleep(0.2)
+        raise TimeoutError(f"status never matched: {st}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.terminate()
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

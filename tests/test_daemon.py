@@ -1,0 +1,280 @@
+"""The real daemon as a subprocess against a real mosquitto: requests, kill -9, SIGTERM."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from daemon_util import DaemonProcess, cli, write_config
+
+P = "casegate/t-center"
+
+
+class Central:
+    """A central system: sends requests, collects responses by request_id."""
+
+    def __init__(self, port, protocol=mqtt.MQTTv5):
+        self.responses: dict[str, dict] = {}
+        self.by_corr: dict[bytes, tuple[str, dict]] = {}
+        self.cv = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.c.on_message = self._on_message
+        ready = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p=None: (c.subscribe(f"{P}/response/#", 1),
+                                                        c.subscribe("central/replies/#", 1), ready.set())
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert ready.wait(10)
+        time.sleep(0.2)
+
+    def _on_message(self, c, u, msg):
+        body = json.loads(msg.payload)
+        with self.cv:
+            corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
+            if msg.topic.startswith("central/replies"):
+                self.by_corr[corr] = (msg.topic, body)
+            elif body.get("request_id"):
+                self.responses.setdefault(body["request_id"], body)
+            else:
+                self.responses.setdefault(f"anon-{len(self.responses)}", body)
+            self.cv.notify_all()
+
+    def send(self, command, payload, raw: bytes | None = None, props=None):
+        data = raw if raw is not None else json.dumps(payload).encode()
+        self.c.publish(f"{P}/request/{command}", data, qos=1, properties=props).wait_for_publish(5)
+
+    def request(self, command, timeout=10, **args):
+        rid = args.pop("request_id", None) or uuid.uuid4().hex[:16]
+        self.send(command, {"request_id": rid, **args})
+        return self.wait(rid, timeout)
+
+    def wait(self, rid, timeout=10):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while rid not in self.responses:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no response to {rid}")
+                self.cv.wait(left)
+            return self.responses[rid]
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@pytest.fixture
+def daemon(tmp_path, mosquitto):
+    cfg = write_config(tmp_path, mosquitto.port)
+    d = DaemonProcess(cfg).start()
+    d.wait_status(lambda s: s["uplink"]["connected"])
+    yield d
+    d.stop()
+
+
+def journal_count(d) -> int:
+    r = cli("events", "--json", config=d.config)
+    return len([l for l in r.stdout.splitlines() if l.strip()])
+
+
+def test_requests_happy_path_and_idempotency(daemon, mosquitto, subscriber_factory):
+    sub = subscriber_factory(mosquitto.port, [f"{P}/events/#", f"{P}/state/#"])
+    c = Central(mosquitto.port)
+    try:
+        r = c.request("ping")
+        assert r["ok"] and r["data"]["version"] and "backlog" in r["data"]
+        r = c.request("person/register", request_id="reg-1", person="s1", role="suspect", name="张三",
+                      gender="male", case_id="c1", case_type="criminal")
+        assert r == {"request_id": "reg-1", "ok": True, "data": r["data"]} and r["data"]["person"] == "s1"
+        c.request("person/register", person="o1", role="officer")
+        r = c.request("wristband/bind", tag="e3af2232", person="s1")
+        assert r["ok"] and r["data"]["tag"] == "E3AF2232"
+        before = journal_count(daemon)
+        # the same request_id again: same answer, no second event
+        c.responses.pop("reg-1")
+        again = c.request("person/register", request_id="reg-1", person="s1", role="suspect")
+        assert again["ok"] and again["data"] == r_data if (r_data := again["data"]) else False
+        assert journal_count(daemon) == before
+        r = c.request("person/checkout", person="s1", by="o1")
+        assert r["ok"]
+        r = c.request("wristband/unbind", tag="E3AF2232")
+        assert r["ok"] and r["data"]["person"] == "s1"
+        r = c.request("custody/order", order="o-1", item="e2000017221101441890abcd", action="withdraw",
+                      case_id="c1", by="o1")
+        assert r["ok"]
+        sub.wait_for(lambda m: m.topic == f"{P}/events/person/left", 10)
+        regs = [p for p in sub.payloads(f"{P}/events/person/registered") if p["data"]["person"] == "s1"]
+        assert len(regs) == 1 and regs[0]["source"] == "mqtt:central"
+        occ = sub.payloads(f"{P}/state/occupancy")
+        assert occ and "rooms" in occ[-1]
+    finally:
+        c.close()
+
+
+MALFORMED = [
+    ("person/register", b"{not json", "bad_request"),
+    ("person/register", b"[1,2,3]", "bad_request"),
+    ("person/register", b"\xff\xfe", "bad_request"),
+    ("no/such/command", json.dumps({"request_id": "x1"}).encode(), "unknown_command"),
+    ("person/register", json.dumps({"request_id": "x2", "role": "suspect"}).encode(), "bad_request"),
+    ("person/register", json.dumps({"request_id": "x3", "person": "p", "role": "king"}).encode(), "bad_request"),
+    ("person/register", json.dumps({"request_id": "x4", "person": "p", "role": "suspect",
+                                    "minor": "yes"}).encode(), "bad_request"),
+    ("person/register", json.dumps({"request_id": "x5", "person": "a/b#", "role": "suspect"}).encode(),
+     "bad_request"),
+    ("person/register", json.dumps({"person": "p", "role": "suspect"}).encode(), "bad_request"),
+    ("wristband/bind", json.dumps({"request_id": "x6", "tag": "E3AF2232", "person": "ghost"}).encode(),
+     "not_found"),
+    ("wristband/bind", json.dumps({"request_id": "x7", "tag": "XYZ", "person": "s1"}).encode(), "bad_request"),
+    ("wristband/bind", json.dumps({"request_id": "x8", "tag": "11111111", "person": "s2"}).encode(), "conflict"),
+    ("wristband/unbind", json.dumps({"request_id": "x9", "tag": "22222222"}).encode(), "not_found"),
+    ("person/register", json.dumps({"request_id": "x10", "person": "s1", "role": "suspect"}).encode(),
+     "conflict"),
+    ("person/checkout", json.dumps({"request_id": "x11", "person": "ghost", "by": "o1"}).encode(), "not_found"),
+    ("alarm/ack", json.dumps({"request_id": "x12", "alarm_id": "nope", "by": "o1"}).encode(), "not_found"),
+    ("events/resend", json.dumps({"request_id": "x13", "from_seq": 5, "to_seq": 2}).encode(), "bad_request"),
+    ("events/resend", json.dumps({"request_id": "x14", "from_seq": "1", "to_seq": 2}).encode(), "bad_request"),
+    ("locker/open", json.dumps({"request_id": "x15", "locker": "nope", "compartment": 1, "by": "o1"}).encode(),
+     "not_found"),
+    ("belongings/assign", json.dumps({"request_id": "x16", "person": "s1", "locker": "nope",
+                                      "compartment": 1}).encode(), "not_found"),
+    ("person/register", json.dumps({"request_id": "x17", "person": "p", "role": "suspect",
+                                    "d": [[[[[[[[[[[[1]]]]]]]]]]]]}).encode(), "bad_request"),
+    ("person/register", b"{\"request_id\":\"x18\",\"person\":\"" + b"a" * 70000 + b"\"}", "bad_request"),
+]
+
+
+def test_malformed_requests_answer_and_change_nothing(daemon, mosquitto):
+    c = Central(mosquitto.port)
+    try:
+        assert c.request("person/register", person="s1", role="suspect")["ok"]
+        assert c.request("person/register", person="s2", role="suspect")["ok"]
+        assert c.request("person/register", person="o1", role="officer")["ok"]
+        assert c.request("wristband/bind", tag="11111111", person="s1")["ok"]
+        before = journal_count(daemon)
+        for i, (cmd, raw, code) in enumerate(MALFORMED):
+            n = len(c.responses)
+            c.send(cmd, None, raw=raw)
+            deadline = time.monotonic() + 10
+            while len(c.responses) == n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(c.responses) > n, f"case {i} ({cmd}) got no answer"
+            resp = list(c.responses.values())[-1]
+            assert resp["ok"] is False, (i, resp)
+            assert resp["error"]["code"] == code, (i, cmd, raw[:60], resp)
+            assert resp["error"]["message"]
+        assert journal_count(daemon) == before, "a malformed request changed the journal"
+        assert c.request("ping")["ok"], "the daemon still answers"
+    finally:
+        c.close()
+
+
+def test_mqtt5_response_topic_and_correlation(daemon, mosquitto):
+    c = Central(mosquitto.port)
+    try:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = "central/replies/42"
+        props.CorrelationData = b"corr-42"
+        c.send("ping", {"request_id": "p-42"}, props=props)
+        deadline = time.monotonic() + 10
+        while b"corr-42" not in c.by_corr and time.monotonic() < deadline:
+            time.sleep(0.05)
+        topic, body = c.by_corr[b"corr-42"]
+        assert topic == "central/replies/42" and body["request_id"] == "p-42" and body["ok"]
+    finally:
+        c.close()
+
+
+def test_mqtt311(tmp_path, mosquitto):
+    cfg = write_config(tmp_path, mosquitto.port, )
+    cfg.write_text(cfg.read_text().replace("keepalive_s = 5", "keepalive_s = 5\nprotocol = 311"))
+    d = DaemonProcess(cfg).start()
+    d.wait_status(lambda s: s["uplink"]["connected"])
+    c = Central(mosquitto.port, protocol=mqtt.MQTTv311)
+    try:
+        assert c.request("person/register", person="s9", role="suspect")["ok"]
+        st = d.wait_status(lambda s: s["uplink"]["connected"] and s["uplink"]["backlog"] == 0)
+        assert st["journal"]["last_seq"] >= 2
+    finally:
+        c.close()
+        d.stop()
+
+
+def test_sigterm_drains_and_goes_offline(daemon, mosquitto, subscriber_factory):
+    sub = subscriber_factory(mosquitto.port, [f"{P}/state/gateway", f"{P}/events/gateway/#"])
+    c = Central(mosquitto.port)
+    try:
+        assert c.request("person/register", person="s1", role="suspect")["ok"]
+    finally:
+        c.close()
+    t0 = time.monotonic()
+    rc = daemon.terminate(timeout=10)
+    assert rc == 0 and time.monotonic() - t0 < 10
+    sub.wait_for(lambda m: m.topic == f"{P}/events/gateway/stopped", 5)
+    states = [json.loads(m.payload) for m in sub.all if m.topic == f"{P}/state/gateway"]
+    assert states[-1] == {"state": "offline"}
+    # the retained value is what a newcomer sees
+    late = subscriber_factory(mosquitto.port, [f"{P}/state/gateway"])
+    msg = late.wait_for(lambda m: True, 5)
+    assert json.loads(msg.payload)["state"] == "offline" and msg.retain
+    assert cli("journal", "verify", config=daemon.config).returncode == 0
+
+
+def test_kill9_loses_no_acknowledged_request(tmp_path, persistent_mosquitto, subscriber_factory):
+    m = persistent_mosquitto
+    sub = subscriber_factory(m.port, [f"{P}/events/person/#"], client_id="central-k9", persistent=True)
+    cfg = write_config(tmp_path, m.port)
+    d = DaemonProcess(cfg).start()
+    d.wait_status(lambda s: s["uplink"]["connected"])
+    c = Central(m.port)
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def producer():
+        i = 0
+        while not stop.is_set() and i < 3000:
+            rid = f"k{i}"
+            c.send("person/register", {"request_id": rid, "person": f"p{i}", "role": "visitor"})
+            i += 1
+            time.sleep(0.002)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(c.responses) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        d.kill9()                       # mid-stream
+        stop.set()
+        t.join(10)
+        time.sleep(0.5)
+        acked = [rid for rid, r in c.responses.items() if r.get("ok")]
+        assert len(acked) >= 300
+        d.start()
+        d.wait_status(lambda s: s["uplink"]["connected"] and s["uplink"]["backlog"] == 0, 60)
+        want = {f"p{rid[1:]}" for rid in acked}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = {p["data"]["person"] for p in sub.payloads(f"{P}/events/person/registered")}
+            if want <= got:
+                break
+            time.sleep(0.2)
+        missing = want - got
+        assert not missing, f"{len(missing)} acknowledged requests never arrived upstream"
+        assert cli("journal", "verify", config=cfg).returncode == 0
+        seqs = sorted({p["seq"] for p in sub.payloads(f"{P}/events/")})
+        regs = [json.loads(l) for l in cli("events", "--json", "--type", "person.registered",
+                                           config=cfg).stdout.splitlines()]
+        assert len({r["data"]["person"] for r in regs}) == len(regs), "a request acted twice"
+    finally:
+        stop.set()
+        c.close()
+        d.stop()

@@ -1,0 +1,155 @@
+"""Store-and-forward against a real mosquitto: outage, ordering, PUBACK accounting, alarm priority."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from gateway.config import parse_config
+from gateway.core import Core
+from gateway.events import GENESIS, Draft, canonical, chain_hash
+from gateway.journal import Journal, open_reader
+from gateway.uplink import Uplink
+from rules.engine import Engine
+
+PREFIX = "casegate/t-center"
+
+
+def start_gateway(tmp_path, port, max_inflight=20):
+    cfg = parse_config({"center": {"id": "t-center"}, "storage": {"dir": str(tmp_path / "state")},
+                        "mqtt": {"port": port, "keepalive_s": 5, "max_inflight": max_inflight,
+                                 "client_id": "gw-test"}})
+    j = Journal(cfg.journal_path, "full")
+    core = Core(cfg, j, Engine(cfg))
+    up = Uplink(cfg, cfg.journal_path, core.mark_delivered)
+    core.add_listener(up.on_committed)
+    core.start()
+    up.start()
+    return cfg, core, up
+
+
+def wait(pred, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stream(core, n, rate_hz, stop: threading.Event | None = None, start=0):
+    """A steady event stream, bounded in count and time."""
+    futs = []
+    t0 = time.monotonic()
+    for i in range(start, start + n):
+        futs.append(core.submit(Draft("card.swiped", {"card": f"{i:010X}", "reader": "r1", "room": "x",
+                                                      "person": None}, "card-1")))
+        delay = t0 + (i - start + 1) / rate_hz - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return [f.result(30) for f in futs]
+
+
+def test_envelope_topics_and_chain_from_payloads(tmp_path, mosquitto, subscriber_factory):
+    sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/#"])
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port)
+    try:
+        evs = stream(core, 30, 500)
+        core.submit(Draft("alarm.raised", {"alarm_id": "sos:X", "code": "sos", "severity": "critical"},
+                          "rules")).result(5)
+        wait(lambda: len(sub.payloads(f"{PREFIX}/events/card/swiped")) >= 30, what="30 events")
+        wait(lambda: sub.payloads(f"{PREFIX}/alarms/sos"), what="alarm")
+    finally:
+        up.stop()
+        core.stop()
+    got = sub.payloads(f"{PREFIX}/events/") + sub.payloads(f"{PREFIX}/alarms/")
+    got.sort(key=lambda e: e["seq"])
+    assert set(got[0]) == {"id", "seq", "ts", "center", "type", "source", "data", "prev", "hash"}
+    assert got[0]["center"] == "t-center" and got[0]["type"] == "card.swiped"
+    # A consumer verifies the chain from the payloads alone.
+    prev = GENESIS
+    for env in got:
+        assert env["prev"] == prev, env["seq"]
+        assert chain_hash(prev, canonical(env)) == env["hash"]
+        prev = env["hash"]
+    topics = {m.topic for m in sub.all}
+    assert f"{PREFIX}/events/card/swiped" in topics and f"{PREFIX}/alarms/sos" in topics
+    assert f"{PREFIX}/state/gateway" in topics
+    # delivered = PUBACKed: the journal says so for every event once acked.
+    conn = open_reader(cfg.journal_path)
+    wait(lambda: conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0] == 0,
+         what="delivered marks")
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, persistent_mosquitto, subscriber_factory):
+    m = persistent_mosquitto
+    sub = subscriber_factory(m.port, [f"{PREFIX}/events/#"], client_id="central-1", persistent=True)
+    cfg, core, up = start_gateway(tmp_path, m.port)
+    try:
+        stream(core, 200, 400)
+        m.stop()                       # outage under a steady stream
+        wait(lambda: not up.connected, 10, "uplink to notice")
+        stream(core, 600, 400, start=200)
+        assert up.backlog > 0
+        m.start()
+        stream(core, 200, 400, start=800)
+        wait(lambda: up.backlog == 0, 60, "backlog drained")
+        wait(lambda: len({p["seq"] for p in sub.payloads(f"{PREFIX}/events/")}) >= 1000, 60,
+             "every event at the subscriber")
+    finally:
+        up.stop()
+        core.stop()
+    got = sub.payloads(f"{PREFIX}/events/card/swiped")
+    seqs = [p["seq"] for p in got]
+    assert sorted(set(seqs)) == list(range(1, 1001)), "none lost"
+    # in seq order: duplicates (at-least-once) only ever repeat an earlier run, never reorder new ones
+    first_seen = []
+    seen = set()
+    for s in seqs:
+        if s not in seen:
+            seen.add(s)
+            first_seen.append(s)
+    assert first_seen == sorted(first_seen)
+    cards = {p["data"]["card"] for p in got}
+    assert len(cards) == 1000
+
+
+def test_alarm_jumps_the_backlog(tmp_path, persistent_mosquitto, subscriber_factory):
+    m = persistent_mosquitto
+    m.stop()
+    cfg, core, up = start_gateway(tmp_path, m.port, max_inflight=10)
+    try:
+        stream(core, 5000, 100000)          # a backlog while the broker is down
+        m.start()
+        sub = subscriber_factory(m.port, [f"{PREFIX}/#"], client_id="central-2", persistent=True)
+        wait(lambda: up.connected, 30, "reconnect")
+        alarm = core.submit(Draft("alarm.raised", {"alarm_id": "a-1", "code": "sos", "severity": "critical"},
+                                  "rules")).result(5)
+        wait(lambda: up.backlog == 0, 60, "drain")
+        wait(lambda: len(sub.all) >= 5001, 30, "all messages")
+    finally:
+        up.stop()
+        core.stop()
+    order = []
+    for msg in sub.all:
+        if "/events/" in msg.topic or "/alarms/" in msg.topic:
+            order.append(json.loads(msg.payload)["seq"])
+    pos = order.index(alarm.seq)
+    assert alarm.seq == 5001
+    # The alarm did not wait behind the 5000-event backlog.
+    assert pos < 2500, f"alarm published at position {pos} of {len(order)}"
+
+
+def test_puback_not_queueing_counts_as_delivered(tmp_path, mosquitto):
+    """With the broker gone before PUBACKs arrive, nothing may be marked delivered."""
+    mosquitto.stop()
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port)
+    try:
+        stream(core, 100, 10000)
+        time.sleep(1.0)
+        conn = open_reader(cfg.journal_path)
+        assert conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 1").fetchone()[0] == 0
+        assert up.backlog == 100 and up.delivered == 0
+    finally:
+        up.stop(drain_s=0.1)
+        core.stop()
