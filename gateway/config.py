@@ -171,6 +171,7 @@ class InventoryConfig(Strict):
     labels: dict[str, int] = {}            # EPC (or prefix) -> compartment
     poll_ms: int = Field(default=2000, ge=50)
     missing_after: int = Field(default=2, ge=1)
+    ant_byte: bool = False                 # reader adds an Ant bitmask after Status (UHFReader288-style)
 
 
 class LockerConfig(DeviceBase):

@@ -34,11 +34,21 @@ def uuid7() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_sec_cache: tuple[int, str] = (-1, "")
+
+
 def format_ts(epoch: float) -> str:
     """RFC 3339 UTC with milliseconds: 2026-11-26T20:30:03.123Z."""
+    global _sec_cache
     ms = int(round(epoch * 1000))
-    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+    sec = ms // 1000
+    cached = _sec_cache
+    if cached[0] == sec:
+        prefix = cached[1]
+    else:  # one strftime per second, not per event (hot path of the writer)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _sec_cache = (sec, prefix)
+    return f"{prefix}.{ms % 1000:03d}Z"
 
 
 def parse_ts(text: str) -> float:
@@ -49,12 +59,30 @@ def parse_ts(text: str) -> float:
     dt = datetime.fromisoformat(t)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    # Normalised to whole ms exactly as seal() computes it, so a replayed
+    # event's epoch is bit-identical to the live one (rules compare times).
+    return round(dt.timestamp() * 1000) / 1000
 
 
 def canonical(env: dict) -> str:
     body = {k: v for k, v in env.items() if k not in ("prev", "hash")}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dump_data(data: Any) -> str:
+    """The data object as canonical JSON (sorted keys, compact, UTF-8)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _s(v: str) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def canonical_parts(id: str, seq: int, ts: str, center: str, type: str, source: str, data_json: str) -> str:
+    """Exactly ``canonical()`` of the envelope, composed from parts so the data
+    is serialised once per event (keys in sorted order)."""
+    return (f'{{"center":{_s(center)},"data":{data_json},"id":{_s(id)},"seq":{seq},'
+            f'"source":{_s(source)},"ts":{_s(ts)},"type":{_s(type)}}}')
 
 
 def chain_hash(prev: str, canonical_text: str) -> str:
@@ -86,6 +114,7 @@ class Event:
     prev: str
     hash: str
     epoch: float = 0.0  # ts as a float, cached for rules; not part of the envelope
+    data_json: str | None = None  # data as canonical JSON, cached; not part of the envelope
 
     def envelope(self) -> dict:
         return {"id": self.id, "seq": self.seq, "ts": self.ts, "center": self.center,
@@ -93,7 +122,10 @@ class Event:
                 "prev": self.prev, "hash": self.hash}
 
     def to_json(self) -> str:
-        return json.dumps(self.envelope(), ensure_ascii=False, separators=(",", ":"))
+        data = self.data_json if self.data_json is not None else dump_data(self.data)
+        return (f'{{"id":{_s(self.id)},"seq":{self.seq},"ts":{_s(self.ts)},"center":{_s(self.center)},'
+                f'"type":{_s(self.type)},"source":{_s(self.source)},"data":{data},'
+                f'"prev":{_s(self.prev)},"hash":{_s(self.hash)}}}')
 
     @property
     def domain(self) -> str:
@@ -113,11 +145,10 @@ def seal(draft: Draft, seq: int, center: str, prev: str, now: float) -> Event:
     """Give a draft its place in the chain."""
     epoch = draft.ts if draft.ts is not None else now
     ts = format_ts(epoch)
-    body = {"id": draft.id, "seq": seq, "ts": ts, "center": center, "type": draft.type,
-            "source": draft.source, "data": draft.data}
-    h = chain_hash(prev, canonical(body))
+    data_json = dump_data(draft.data)
+    h = chain_hash(prev, canonical_parts(draft.id, seq, ts, center, draft.type, draft.source, data_json))
     return Event(draft.id, seq, ts, center, draft.type, draft.source, draft.data, prev, h,
-                 parse_ts(ts))
+                 round(epoch * 1000) / 1000, data_json)
 
 
 def verify_envelope(env: dict, expected_prev: str | None) -> str | None:

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from gateway.events import GENESIS, TELEMETRY_TYPES, Event, chain_hash, canonical, parse_ts
+from gateway.events import GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, parse_ts
 
 SCHEMA_VERSION = 1
 
@@ -49,10 +49,20 @@ def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
 def row_to_event(row) -> Event:
     seq, id_, ts, center, type_, source, data, prev, h = row[:9]
     return Event(id_, seq, ts, center, type_, source, json.loads(data) if data is not None else None,
-                 prev, h, parse_ts(ts))
+                 prev, h, parse_ts(ts), data)
 
 
 EVENT_COLUMNS = "seq, id, ts, center, type, source, data, prev, hash"
+
+
+def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
 
 
 class Journal:
@@ -115,15 +125,17 @@ class Journal:
                     "INSERT INTO events (seq, id, ts, center, type, source, data, prev, hash) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
                     [(e.seq, e.id, e.ts, e.center, e.type, e.source,
-                      json.dumps(e.data, ensure_ascii=False, separators=(",", ":")), e.prev, e.hash)
+                      e.data_json if e.data_json is not None else dump_data(e.data), e.prev, e.hash)
                      for e in events])
             reqs = list(requests)
             if reqs:
                 c.executemany("INSERT OR REPLACE INTO requests (request_id, command, response, ts) "
                               "VALUES (?,?,?,?)", reqs)
-            marks = list(delivered)
+            marks = _ranges(delivered)
             if marks:
-                c.executemany("UPDATE events SET delivered = 1 WHERE seq = ?", [(s,) for s in marks])
+                # PUBACKs arrive almost in seq order: one range update per run.
+                c.executemany("UPDATE events SET delivered = 1 WHERE seq BETWEEN ? AND ? AND delivered = 0",
+                              marks)
             c.execute("COMMIT")
         except BaseException:
             try:

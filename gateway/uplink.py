@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import json
+from typing import NamedTuple
 import logging
 import ssl
 import threading
@@ -51,10 +52,19 @@ def build_client(mq, client_id: str, will_topic: str | None = None) -> mqtt.Clie
         c.tls_set_context(ctx)
     if will_topic:
         c.will_set(will_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
-    c.max_inflight_messages_set(mq.max_inflight)
+    c.max_inflight_messages_set(0)   # the Uplink enforces max_inflight itself
     c.max_queued_messages_set(0)
     c.reconnect_delay_set(min_delay=1, max_delay=30)
     return c
+
+
+class Outgoing(NamedTuple):
+    seq: int
+    topic: str
+    payload: str
+    alarm: bool
+
+
 
 
 class Uplink:
@@ -69,15 +79,20 @@ class Uplink:
         self.on_request = on_request
         self.version = version
         self.started = started
+        # Our window, not paho's: paho's own inflight queue rescans its message
+        # dict on every PUBACK, so we keep it unlimited and never give it more
+        # than max_inflight unacked messages.
         self.window = self.mq.max_inflight
         self._cv = threading.Condition()
         self._stop = False
         self._connected = False
         self._tail: collections.deque[Event] = collections.deque(maxlen=TAIL_MAX)
-        self._buffer: collections.deque[Event] = collections.deque()   # backlog read from disk
-        self._priority: collections.deque[Event] = collections.deque()
+        self._buffer: collections.deque[Outgoing] = collections.deque()   # backlog read from disk
+        self._priority: collections.deque[Outgoing | Event] = collections.deque()
         self._resend: collections.deque[tuple[int, int]] = collections.deque()
-        self._resend_buf: collections.deque[Event] = collections.deque()
+        self._resend_buf: collections.deque[Outgoing] = collections.deque()
+        self._buffer_lo = 0
+        self._gen = 0             # bumped when the stream rewinds: stale disk reads are dropped
         self._inflight: dict[int, tuple[int, float]] = {}   # mid -> (seq, sent at); seq -1 = resend
         self._inflight_seqs: set[int] = set()
         self._early_acks: dict[int, float] = {}
@@ -99,6 +114,7 @@ class Uplink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.max_inflight_messages_set(0)
 
     # ---- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -158,7 +174,7 @@ class Uplink:
                     self._tail.clear()
                 self._tail.append(ev)
                 if ev.domain == "alarm":
-                    self._priority.append(ev)
+                    self._priority.append(ev)   # converted to a payload by the sender
             self.last_committed = events[-1].seq
             self.backlog += len(events)
             self._cv.notify_all()
@@ -211,6 +227,7 @@ class Uplink:
             self._inflight.clear()
             self._inflight_seqs.clear()
             self._buffer.clear()
+            self._gen += 1
             self._early_acks.clear()
             self._connected = True
             self._cv.notify_all()
@@ -220,7 +237,7 @@ class Uplink:
             was = self._connected
             self._connected = False
             self._cv.notify_all()
-        if was:
+        if was and not self._stop:
             self.last_error = f"disconnected: {reason_code}"
             log.warning("broker connection lost (%s); buffering in the journal", reason_code)
 
@@ -259,7 +276,8 @@ class Uplink:
         if len(self._acked) > 4 * TAIL_MAX:
             floor = self.next_seq - TAIL_MAX
             self._acked = {s for s in self._acked if s >= floor}
-        self._cv.notify_all()
+        if len(self._inflight) <= self.window // 2 or self._priority:
+            self._cv.notify_all()   # refill in batches, not one wake-up per PUBACK
 
     def _has_work(self) -> bool:
         return bool(self._priority or self._resend or self._resend_buf
@@ -273,84 +291,111 @@ class Uplink:
                     self._cv.wait(0.5)
                 if self._stop:
                     return
-                batch = self._take(self.window - len(self._inflight))
-            if not batch:
-                # Nothing publishable right now (e.g. everything already acked); avoid spinning.
+                batch, need = self._take(self.window - len(self._inflight))
+                gen = self._gen
+            if need is not None:
+                # Disk reads happen outside the lock: paho's network thread takes
+                # it on every PUBACK and must never wait for SQLite.
+                kind, lo, hi = need
+                rows = self._read(lo, hi, undelivered_only=(kind == "stream"))
                 with self._cv:
-                    self._cv.wait(0.05)
+                    if gen == self._gen:
+                        if kind == "resend":
+                            self._resend_buf.extend(rows)
+                        elif rows:
+                            self._buffer.extend(rows)
+                            self._buffer_lo = lo
+                        else:
+                            self.next_seq = max(self.next_seq, hi + 1)  # all delivered already
+            if not batch:
+                if need is None:
+                    with self._cv:   # nothing publishable now (all acked); don't spin
+                        self._cv.wait(0.05)
                 continue
-            for ev, seq in batch:
+            for item, seq in batch:
+                o = item if isinstance(item, Outgoing) else self._from_event(item)
                 if self._connected:
-                    self._publish(ev, seq)
+                    self._publish(o, seq)
                 else:
-                    self._not_sent(ev, seq)
+                    self._not_sent(o, seq)
 
-    def _take(self, room: int) -> list[tuple[Event, int]]:
-        """Pick up to ``room`` events: alarms first, then resends, then the stream."""
-        out: list[tuple[Event, int]] = []
+    def _take(self, room: int):
+        """Pick up to ``room`` messages: alarms first, then resends, then the stream.
+
+        Returns (batch, need): batch items are (Event | Outgoing, seq to
+        account on PUBACK; -1 for a resend, which is no new delivery); need is
+        a disk read the caller must do first (outside the lock), or None."""
+        out: list = []
         while room > 0 and self._priority:
-            ev = self._priority.popleft()
-            if ev.seq in self._acked or ev.seq in self._inflight_seqs:
+            o = self._priority.popleft()
+            if o.seq in self._acked or o.seq in self._inflight_seqs:
                 continue
-            out.append((ev, ev.seq))
-            self._inflight_seqs.add(ev.seq)
+            out.append((o, o.seq))
+            self._inflight_seqs.add(o.seq)
             room -= 1
         while room > 0 and (self._resend_buf or self._resend):
             if not self._resend_buf:
                 lo, hi = self._resend.popleft()
-                self._resend_buf.extend(self._read(lo, hi, undelivered_only=False))
-                continue
+                return out, ("resend", lo, hi)
             out.append((self._resend_buf.popleft(), -1))
             room -= 1
         while room > 0 and self.next_seq <= self.last_committed:
-            ev = self._stream_event(self.next_seq)
-            if ev is None:
-                break
-            self.next_seq = ev.seq + 1
-            if ev.seq in self._acked or ev.seq in self._inflight_seqs:
-                continue
-            out.append((ev, ev.seq))
-            self._inflight_seqs.add(ev.seq)
-            room -= 1
-        return out
-
-    def _stream_event(self, seq: int) -> Event | None:
-        """The event with this seq, or the next undelivered one after it."""
-        while seq <= self.last_committed:
+            seq = self.next_seq
             tail = self._tail
             if tail and tail[0].seq <= seq <= tail[-1].seq:
-                return tail[seq - tail[0].seq]
-            while self._buffer and self._buffer[0].seq < seq:
-                self._buffer.popleft()
-            if self._buffer:
-                return self._buffer.popleft()
-            hi = tail[0].seq - 1 if tail and tail[0].seq > seq else self.last_committed
-            hi = min(hi, seq + 50 * READ_BATCH)
-            rows = self._read(seq, hi, undelivered_only=True)
-            if rows:
-                self._buffer.extend(rows)
+                item = tail[seq - tail[0].seq]
+            else:
+                if self._buffer and seq < self._buffer_lo:
+                    self._buffer.clear()     # rewound below what we read: read again
+                while self._buffer and self._buffer[0].seq < seq:
+                    self._buffer.popleft()
+                if not self._buffer:
+                    hi = tail[0].seq - 1 if tail and tail[0].seq > seq else self.last_committed
+                    return out, ("stream", seq, min(hi, seq + 50 * READ_BATCH))
+                item = self._buffer.popleft()
+            self.next_seq = item.seq + 1
+            if item.seq in self._acked or item.seq in self._inflight_seqs:
                 continue
-            seq = hi + 1            # all delivered already (e.g. before a restart): skip
-            self.next_seq = seq
-        return None
+            out.append((item, item.seq))
+            self._inflight_seqs.add(item.seq)
+            room -= 1
+        return out, None
 
-    def _read(self, lo: int, hi: int, undelivered_only: bool) -> list[Event]:
+    def _from_event(self, ev: Event) -> Outgoing:
+        return Outgoing(ev.seq, topic_for(self.prefix, ev), ev.to_json(), ev.domain == "alarm")
+
+    def _from_row(self, row) -> Outgoing:
+        """Build the wire payload straight from the stored columns: the data
+        column already holds the JSON text, so nothing is parsed and re-encoded."""
+        seq, id_, ts, center, type_, source, data, prev, h = row
+        domain, _, action = type_.partition(".")
+        if domain == "alarm":
+            topic = f"{self.prefix}/alarms/{json.loads(data).get('code', 'unknown')}"
+        else:
+            topic = f"{self.prefix}/events/{domain}/{action}"
+        d = json.dumps
+        payload = (f'{{"id":{d(id_)},"seq":{seq},"ts":{d(ts)},"center":{d(center, ensure_ascii=False)},'
+                   f'"type":{d(type_)},"source":{d(source, ensure_ascii=False)},"data":{data},'
+                   f'"prev":{d(prev)},"hash":{d(h)}}}')
+        return Outgoing(seq, topic, payload, domain == "alarm")
+
+    def _read(self, lo: int, hi: int, undelivered_only: bool) -> list[Outgoing]:
         cond = "AND delivered = 0" if undelivered_only else ""
         rows = self._reader.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE seq BETWEEN ? AND ? AND shed = 0 {cond} "
             f"ORDER BY seq LIMIT ?", (lo, hi, READ_BATCH)).fetchall()
-        return [row_to_event(r) for r in rows]
+        return [self._from_row(r) for r in rows]
 
-    def _publish(self, ev: Event, seq: int) -> None:
+    def _publish(self, o: Outgoing, seq: int) -> None:
         try:
-            info = self.client.publish(topic_for(self.prefix, ev), ev.to_json(), qos=1)
+            info = self.client.publish(o.topic, o.payload, qos=1)
         except (ValueError, RuntimeError) as e:
-            log.error("publish seq %d failed: %s", ev.seq, e)
+            log.error("publish seq %d failed: %s", o.seq, e)
             return
         with self._cv:
             self.published += 1
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self._not_sent(ev, seq)
+                self._not_sent(o, seq)
                 return
             if info.mid in self._early_acks:
                 del self._early_acks[info.mid]
@@ -361,16 +406,17 @@ class Uplink:
                 cutoff = time.monotonic() - EARLY_ACK_TTL_S
                 self._early_acks = {m: t for m, t in self._early_acks.items() if t > cutoff}
 
-    def _not_sent(self, ev: Event, seq: int) -> None:
+    def _not_sent(self, o: Outgoing, seq: int) -> None:
         """The connection dropped before this went out: it stays undelivered."""
         with self._cv:
             if seq <= 0:
                 return
             self._inflight_seqs.discard(seq)
-            if ev.domain == "alarm":
-                self._priority.appendleft(ev)
+            if o.alarm:
+                self._priority.appendleft(o)
             else:
                 self.next_seq = min(self.next_seq, seq)
+                self._gen += 1
 
     def _publish_gateway_state(self, force: bool = False) -> None:
         payload: dict[str, Any] = {"state": "error" if self._gateway_error else "online",
