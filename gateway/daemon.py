@@ -93,9 +93,13 @@ def derive_person_left(core: Core, ev: Event) -> list[Draft]:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: str | None = None):
+    def __init__(self, config: Config, config_path: str | None = None,
+                 clock=time.time):
         self.config = config
         self.config_path = config_path
+        # Injectable so `casegate demo --speed` can compress a day into minutes:
+        # every journal timestamp and every rule deadline follows this clock.
+        self.clock = clock
         self.started = time.time()
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
@@ -113,7 +117,7 @@ class Daemon:
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         self.engine = Engine(cfg)
-        self.core = Core(cfg, self.journal, self.engine)
+        self.core = Core(cfg, self.journal, self.engine, clock=self.clock)
         self.core.add_derivation(derive_person_left)
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)

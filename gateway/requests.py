@@ -131,7 +131,7 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "face/enroll": (FaceEnroll, True),
     "camera/snapshot": (Snapshot, True),
     "events/resend": (Resend, False),
-    "config/reload": (Reload, False),
+    "config/reload": (Reload, True),
 }
 
 
@@ -304,11 +304,12 @@ class Handlers:
         n = self.d.resend(a.from_seq, a.to_seq)
         return {"from_seq": a.from_seq, "to_seq": min(a.to_seq, core.journal.last_seq), "count": n}, []
 
-    def config_reload(self, core: Core, a: Reload, src: str):
+    def config_reload(self, a: Reload, src: str) -> dict:
+        # Not in the writer thread: reloading calls into the core itself.
         problems = self.d.request_reload()
         if problems:
             raise RequestError("bad_request", problems)
-        return {"reloaded": True}, []
+        return {"reloaded": True}
 
     # ---- device commands (pool) -------------------------------------------------
     def locker_open(self, a: LockerOpen, src: str) -> dict:
@@ -333,10 +334,9 @@ IN_CORE = {
     "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
     "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
     "custody/order": "custody_order", "events/resend": "events_resend",
-    "config/reload": "config_reload",
 }
 ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
-           "face/enroll": "face_enroll"}
+           "face/enroll": "face_enroll", "config/reload": "config_reload"}
 
 
 class RequestRouter:
