@@ -358,6 +358,12 @@ def cmd_probe(args, rest: list[str]) -> int:
             raise CliError(f"no device {args.device!r} in the config", EXIT_USAGE)
         kind = dev.driver
         pre = _probe_args_from_config(dev)
+    if kind is None and ("-h" in rest or "--help" in rest):
+        print("usage: casegate probe <device-id> [--seconds N]\n"
+              "       casegate probe --driver {" + ",".join(PROBE_KINDS) + "} [driver options] [--seconds N]\n\n"
+              "Talks to the hardware directly (the daemon need not run), decodes frames for N seconds and\n"
+              "prints what was read and every error. `casegate probe --driver KIND --help` lists a driver's options.")
+        return EXIT_OK
     if kind not in PROBE_KINDS:
         raise CliError(f"probe needs a device id or --driver one of {', '.join(PROBE_KINDS)}", EXIT_USAGE)
     mod = importlib.import_module(f"drivers.{kind}.probe")
@@ -380,9 +386,12 @@ def _probe_args_from_config(dev) -> list[str]:
     elif dev.driver == "modbus_doors":
         out += ["--url", dev.url, "--unit", str(dev.unit)]
     elif dev.driver == "locker":
-        out += ["--port", dev.port, "--board", str(dev.board)]
+        out += ["--port", dev.port, "--baudrate", str(dev.baudrate), "--board", str(dev.board),
+                "--compartments", str(dev.compartments)]
         if dev.inventory:
-            out += ["--inventory-port", dev.inventory.port]
+            out += ["--inventory-port", dev.inventory.port,
+                    "--inventory-baudrate", str(dev.inventory.baudrate),
+                    "--inventory-address", str(dev.inventory.address)]
     elif dev.driver == "camera":
         out += ["--url", dev.url]
     return out
@@ -475,10 +484,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    rest: list[str] = []
     if "probe" in argv:
-        args, rest = parser.parse_known_args(argv)
+        # Probe options belong to the driver's own parser; split them off here
+        # so option values are never taken for the positional device id.
+        i = argv.index("probe")
+        args = parser.parse_args(argv[:i + 1])
+        tail = argv[i + 1:]
+        j = 0
+        while j < len(tail):
+            a = tail[j]
+            if a == "--driver" and j + 1 < len(tail):
+                args.driver = tail[j + 1]
+                j += 2
+                continue
+            if a.startswith("--driver="):
+                args.driver = a.split("=", 1)[1]
+            elif not a.startswith("-") and args.device is None and not rest:
+                args.device = a
+            else:
+                rest.append(a)
+            j += 1
     else:
-        args, rest = parser.parse_args(argv), []
+        args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
         return EXIT_USAGE
