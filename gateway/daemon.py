@@ -77,6 +77,13 @@ class DeviceContext:
     def person_for(self, tag_or_card: str) -> str | None:
         return self.d.core.state.tag_owner.get(tag_or_card)
 
+    def present_tags(self) -> list[tuple[str, str, float]]:
+        """(tag, room, since) of every tag the journal says is in a room now."""
+        def snap(core):
+            return [(pr.tag, room, pr.since) for rooms in core.state.presence.values()
+                    for room, pr in rooms.items() if pr.tag], []
+        return self.d.core.call(snap).result(10).value
+
 
 def derive_person_left(core: Core, ev: Event) -> list[Draft]:
     """person.left: an approved person leaves through the exit or hands back the wristband."""

@@ -90,3 +90,41 @@ room = "interrogation-1"
         card.stop()
         card.close()
         d.stop()
+
+
+def test_restart_takes_over_presence(tmp_path, mosquitto, subscriber_factory):
+    """A restarted daemon neither re-announces a tag still in its room nor
+    forgets one that left while it was down."""
+    zport = free_port()
+    extra = ROOMS + f"""
+[[devices]]
+id = "zone"
+driver = "zone_reader"
+listen = "127.0.0.1:{zport}"
+stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
+presence_timeout_s = 2
+heartbeat_s = 5
+"""
+    cfg = write_config(tmp_path, mosquitto.port, extra)
+    d = DaemonProcess(cfg).start()
+    site = ZoneSite("127.0.0.1", zport, ["ST-WAIT", "ST-INT1"], heartbeat_s=5, report_s=0.3,
+                    reconnect_s=0.3)
+    try:
+        site.start()
+        assert site.wait_logged_in(10)
+        site.move(0x11111111, "ST-WAIT")
+        site.move(0x22222222, "ST-INT1")
+        d.wait_status(lambda s: s["journal"]["last_seq"] >= 3)
+        assert d.terminate() == 0
+        site.move(0x22222222, None)          # leaves while the daemon is down
+        d.start()
+        time.sleep(5)                        # > presence_timeout_s, stations reconnected
+        evs = [json.loads(l) for l in cli("events", "--json", "--type", "presence.entered", "--type",
+                                          "presence.left", config=cfg).stdout.splitlines()]
+        entered = [(e["data"]["tag"], e["data"]["room"]) for e in evs if e["type"] == "presence.entered"]
+        left = [(e["data"]["tag"], e["data"]["room"]) for e in evs if e["type"] == "presence.left"]
+        assert entered.count(("11111111", "waiting-1")) == 1, entered
+        assert ("22222222", "interrogation-1") in left, left
+    finally:
+        site.stop()
+        d.stop()

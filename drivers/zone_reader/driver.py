@@ -241,6 +241,7 @@ class ZoneReaderDriver(Driver):
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.stop_event.clear()
+        self._restore_presence()
         self._thread = threading.Thread(target=self._run, name=f"zone-{self.device_id}", daemon=True)
         self._thread.start()
 
@@ -256,6 +257,22 @@ class ZoneReaderDriver(Driver):
             self._thread.join(timeout)
         with self._health_lock:
             self.health.state = "stopped"
+
+    def _restore_presence(self) -> None:
+        """After a restart, take over who the journal says is in our rooms.
+
+        Without this a tag still in its room would be announced as entering
+        again, and a tag that left while we were down would never leave. A
+        restored entry has no station behind it yet: the first record
+        confirms it, an out-of-range record or the timeout ends it."""
+        restore = getattr(self.ctx, "present_tags", None)
+        if restore is None:
+            return
+        mine = set(self.cfg.stations.values()) | set(self.cfg.exciters.values())
+        now, wall = time.monotonic(), time.time()
+        for tag, room, since in restore():
+            if room in mine and (tag, room) not in self.presence.entries:
+                self.presence.entries[(tag, room)] = [now - max(0.0, wall - since), now, set()]
 
     def _shutdown(self) -> None:
         if self._server is not None:
