@@ -357,7 +357,7 @@ def cmd_probe(args, rest: list[str]) -> int:
         if dev is None:
             raise CliError(f"no device {args.device!r} in the config", EXIT_USAGE)
         kind = dev.driver
-        pre = _probe_args_from_config(dev)
+        pre = _probe_args_from_config(dev, str(cfg.storage_dir))
     if kind is None and ("-h" in rest or "--help" in rest):
         print("usage: casegate probe <device-id> [--seconds N]\n"
               "       casegate probe --driver {" + ",".join(PROBE_KINDS) + "} [driver options] [--seconds N]\n\n"
@@ -377,7 +377,7 @@ def cmd_probe(args, rest: list[str]) -> int:
     return mod.run(pargs)
 
 
-def _probe_args_from_config(dev) -> list[str]:
+def _probe_args_from_config(dev, cfg_storage_dir: str) -> list[str]:
     out: list[str] = []
     if dev.driver == "zone_reader":
         out += ["--listen", dev.listen]
@@ -393,7 +393,10 @@ def _probe_args_from_config(dev) -> list[str]:
                     "--inventory-baudrate", str(dev.inventory.baudrate),
                     "--inventory-address", str(dev.inventory.address)]
     elif dev.driver == "camera":
-        out += ["--url", dev.url]
+        # the daemon's storage dir holds the enrolled faces the probe should recognise
+        out += ["--url", dev.url, "--fps", str(dev.fps), "--tolerance", str(dev.tolerance),
+                "--motion-threshold", str(dev.motion_threshold), "--face-frames", str(dev.face_frames),
+                "--storage-dir", cfg_storage_dir]
     return out
 
 

@@ -16,6 +16,7 @@ import collections
 import json
 from typing import NamedTuple
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -36,6 +37,16 @@ EARLY_ACK_TTL_S = 30.0
 RESEND_MAX = 100_000
 
 
+def _nodelay(client, userdata, sock) -> None:
+    """paho leaves Nagle on: with a bounded window of small QoS 1 packets,
+    Nagle plus the broker's delayed ACK stalls every window for ~40 ms
+    (measured: 560 events/s instead of thousands)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
 def build_client(mq, client_id: str, will_topic: str | None = None) -> mqtt.Client:
     """A paho client configured from ``[mqtt]`` (protocol, TLS, credentials, LWT)."""
     proto = mqtt.MQTTv5 if mq.protocol == 5 else mqtt.MQTTv311
@@ -52,6 +63,7 @@ def build_client(mq, client_id: str, will_topic: str | None = None) -> mqtt.Clie
         c.tls_set_context(ctx)
     if will_topic:
         c.will_set(will_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+    c.on_socket_open = _nodelay
     c.max_inflight_messages_set(0)   # the Uplink enforces max_inflight itself
     c.max_queued_messages_set(0)
     c.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -276,7 +288,7 @@ class Uplink:
         if len(self._acked) > 4 * TAIL_MAX:
             floor = self.next_seq - TAIL_MAX
             self._acked = {s for s in self._acked if s >= floor}
-        if len(self._inflight) <= self.window // 2 or self._priority:
+        if len(self._inflight) <= self.window - max(1, self.window // 4) or self._priority:
             self._cv.notify_all()   # refill in batches, not one wake-up per PUBACK
 
     def _has_work(self) -> bool:

@@ -53,6 +53,7 @@ class Mosquitto:
             # and then fail to write its persistence file into our tmp dir.
             f"user {getpass.getuser()}\n"
             "max_queued_messages 0\n"
+            "set_tcp_nodelay true\n"
             "max_inflight_messages 0\n"
             + (f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
                if persistence else "persistence false\n")

@@ -1,0 +1,1 @@
+"""Infrared/colour cameras (SPEC §4.6): motion-gated headcount, face recognition, snapshots."""
