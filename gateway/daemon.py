@@ -175,6 +175,7 @@ class Daemon:
         log.info("casegate %s running for center %s", __version__, self.config.center.id)
         wd = watchdog_interval()
         last_wd = 0.0
+        last_prune = 0.0
         while not self.stop_event.is_set():
             self.stop_event.wait(min(wd or 1.0, 1.0))
             if self.reload_event.is_set():
@@ -187,9 +188,31 @@ class Daemon:
                 last_wd = time.monotonic()
             if self.uplink:
                 self.uplink.set_gateway_error(self.core.error)
+            if time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                self.prune_snapshots()
         sd_notify("STOPPING=1")
         self.stop("signal")
         return 0
+
+    def prune_snapshots(self) -> int:
+        """Camera snapshots follow the journal's retention (storage.retain_days)."""
+        folder = self.config.storage_dir / "snapshots"
+        cutoff = time.time() - self.config.storage.retain_days * 86400
+        n = 0
+        try:
+            for p in folder.iterdir():
+                try:
+                    if p.is_file() and p.stat().st_mtime < cutoff:
+                        p.unlink()
+                        n += 1
+                except OSError:
+                    pass
+        except FileNotFoundError:
+            return 0
+        if n:
+            log.info("removed %d snapshots older than %d days", n, self.config.storage.retain_days)
+        return n
 
     def _healthy(self) -> bool:
         # The watchdog is fed only while the writer thread is alive: a wedged

@@ -385,10 +385,12 @@ class Uplink:
             topic = f"{self.prefix}/alarms/{json.loads(data).get('code', 'unknown')}"
         else:
             topic = f"{self.prefix}/events/{domain}/{action}"
-        d = json.dumps
-        payload = (f'{{"id":{d(id_)},"seq":{seq},"ts":{d(ts)},"center":{d(center, ensure_ascii=False)},'
-                   f'"type":{d(type_)},"source":{d(source, ensure_ascii=False)},"data":{data},'
-                   f'"prev":{d(prev)},"hash":{d(h)}}}')
+        # id, ts, prev, hash are hex/ASCII by construction; center, type and
+        # source are validated identifiers: only data needs JSON escaping, and
+        # it is stored as JSON already.
+        payload = (f'{{"id":"{id_}","seq":{seq},"ts":"{ts}","center":"{center}",'
+                   f'"type":"{type_}","source":{json.dumps(source, ensure_ascii=False)},"data":{data},'
+                   f'"prev":"{prev}","hash":"{h}"}}')
         return Outgoing(seq, topic, payload, domain == "alarm")
 
     def _read(self, lo: int, hi: int, undelivered_only: bool) -> list[Outgoing]:
