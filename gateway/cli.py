@@ -29,7 +29,8 @@ class CliError(Exception):
 # ---- output helpers -------------------------------------------------------------
 def _console():
     from rich.console import Console
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output (grep, a script, `ack $(...)`) must not cut alarm ids to 80 columns.
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 4096)
 
 
 def emit_json(obj: Any) -> None:
@@ -330,6 +331,8 @@ def cmd_face_enroll(args) -> int:
     from drivers.base import CommandError
     from drivers.camera.enroll import enroll_file
     cfg, _ = get_config(args)
+    if not Path(args.image).is_file():
+        raise CliError(f"{args.image}: no such file", EXIT_USAGE)
     try:
         res = enroll_file(str(cfg.storage_dir), args.person, args.image)
     except CommandError as e:

@@ -120,6 +120,9 @@ class Daemon:
         self._ctl: socketserver.BaseServer | None = None
         self._state_dirty = threading.Event()
         self._stopped = False
+        # Called in the writer thread after each commit (e.g. the demo's live view);
+        # add before start(). Must not block.
+        self.extra_listeners: list = []
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +144,8 @@ class Daemon:
             self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
             self.core.add_listener(self.uplink.on_committed)
         self.core.add_listener(self._on_committed)
+        for fn in self.extra_listeners:
+            self.core.add_listener(fn)
         self.core.start()
         self.core.submit(Draft("gateway.started", {"version": __version__,
                                                    "config_hash": cfg.config_hash()}))

@@ -174,12 +174,7 @@ class DemoDaemon(Daemon):
 
     def __init__(self, config, config_path, clock, sink: Callable[[list[Event]], None]):
         super().__init__(config, config_path, clock=clock)
-        self._sink = sink
-
-    def _on_committed(self, events: list[Event]) -> None:
-        super()._on_committed(events)
-        if events:
-            self._sink(events)
+        self.extra_listeners.append(lambda events: sink(events) if events else None)
 
 
 # ---- a local broker ---------------------------------------------------------------------------
@@ -198,6 +193,15 @@ def _wait_port(port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the demo process dies (Linux prctl)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def mosquitto_path() -> str | None:
@@ -221,8 +225,12 @@ class Broker:
                         "max_queued_messages 0\n"
                         + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""))
         with open(self.log_path, "ab") as out:
+            # Own session: a terminal's Ctrl-C reaches only the demo, which then stops the
+            # gateway before the broker. Parent-death signal: even a kill -9 of the demo
+            # does not leave the broker behind.
             self.proc = subprocess.Popen([self.exe, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         if not _wait_port(self.port, 5.0):
             self.stop()
             raise DemoError(f"mosquitto did not listen on 127.0.0.1:{self.port} (see {self.log_path})")

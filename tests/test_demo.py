@@ -1,0 +1,161 @@
+"""``casegate demo`` as a subprocess: it completes quickly, raises the scenario's alarms,
+its journal verifies (and replays to the same alarms), and it cleans up after itself."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from daemon_util import ROOT, cli
+
+SPEED = "600"          # 10 demo minutes per wall second
+LIMIT_S = 60.0         # the whole demo at this speed, wall clock
+REQUIRED = {"lone_interrogation", "collusion_risk", "procedure_skipped", "evidence_unauthorized_removal",
+            "belongings_forgotten"}
+
+
+def _env() -> dict:
+    e = dict(os.environ)
+    e.pop("CASEGATE_CONFIG", None)     # the demo needs no config file
+    return e
+
+
+def run_demo(*extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--speed", SPEED, *extra],
+                       capture_output=True, text=True, timeout=LIMIT_S + 30, cwd=ROOT, env=_env(), check=False)
+    return r, time.monotonic() - t0
+
+
+def have_mosquitto() -> bool:
+    from gateway.demo import mosquitto_path
+    return mosquitto_path() is not None
+
+
+def check_summary(s: dict) -> None:
+    assert set(s) >= {"events", "alarms_by_code", "backlog", "verify_ok", "broker"}
+    assert REQUIRED <= set(s["alarms_by_code"]), s["alarms_by_code"]
+    assert all(n >= 1 for n in s["alarms_by_code"].values())
+    assert s["verify_ok"] is True
+    assert s["events"] > 100
+    assert s["missing_alarms"] == [] and s["ok"] is True
+
+
+def test_demo_without_broker_runs_buffered():
+    r, elapsed = run_demo("--json", "--no-broker")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert elapsed < LIMIT_S, elapsed
+    s = json.loads(r.stdout)
+    check_summary(s)
+    assert s["broker"]["running"] is False and s["broker"]["requests"] == "in-process"
+    # nothing was delivered: everything but the final gateway.stopped waited in the backlog
+    assert s["events"] - 2 <= s["backlog"] <= s["events"]
+    assert "running buffered" in r.stderr or "no broker" in r.stderr
+
+
+@pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
+def test_demo_with_local_broker():
+    r, elapsed = run_demo("--json")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert elapsed < LIMIT_S, elapsed
+    s = json.loads(r.stdout)
+    check_summary(s)
+    b = s["broker"]
+    assert b["running"] is True and b["address"].startswith("127.0.0.1:")
+    assert b["requests"] == "mqtt"                    # registrations etc. were real MQTT requests
+    assert s["backlog"] == 0                          # every event was PUBACKed
+    raised = sum(s["alarms_by_code"].values())
+    assert b["alarm_messages"] >= raised              # raised (and cleared) alarms reached the broker
+
+
+def test_demo_keeps_a_journal_the_cli_can_read(tmp_path):
+    """Text output when not on a terminal; with --dir the journal stays, and replaying it
+    under the config the demo wrote gives exactly the alarms the demo raised live."""
+    work = tmp_path / "demo"
+    r, elapsed = run_demo("--no-broker", "--dir", str(work))
+    assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-4000:]
+    assert elapsed < LIMIT_S
+    assert "journal verify: OK" in r.stdout and "demo OK" in r.stdout
+    for code in REQUIRED:
+        assert code in r.stdout
+    cfg = work / "casegate.toml"
+    assert cli("config", "check", config=cfg).returncode == 0
+    assert cli("journal", "verify", config=cfg).returncode == 0
+    tr = json.loads(cli("trace", "sus-liu", "--json", config=cfg).stdout)
+    rooms = [x["room"] for x in tr]
+    assert rooms[0] == "entrance" and rooms[-1] == "exit"
+    assert rooms.index("security_check") < rooms.index("info_collection") < rooms.index("interrogation-1")
+    live = [json.loads(x) for x in cli("events", "--json", "--type", "alarm.raised", "--type", "alarm.cleared",
+                                       config=cfg).stdout.splitlines()]
+    live = [(e["type"], e["data"]["alarm_id"]) for e in live if e["source"] == "rules"]
+    replayed = [(a["type"], a["data"]["alarm_id"]) for a in json.loads(cli("replay", "--json", config=cfg).stdout)]
+    assert live and replayed == live
+    # a second run into the same directory is refused rather than mixing two days
+    again = cli("demo", "--dir", str(work), "--no-broker", timeout=30)
+    assert again.returncode == 2 and "already holds" in again.stderr
+
+
+def test_demo_rejects_a_bad_speed():
+    r = cli("demo", "--speed", "0", timeout=30)
+    assert r.returncode == 2 and "--speed" in r.stderr
+    r = cli("demo", "--speed", "fast", timeout=30)
+    assert r.returncode == 2
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if text.encode() in (p / "cmdline").read_bytes():
+                out.append(int(p.name))
+        except OSError:
+            pass
+    return out
+
+
+def test_demo_cleans_up_on_ctrl_c():
+    """SIGINT in the middle of the scenario: exit 130, the temporary directory is gone and
+    no broker (or anything else started from it) is left running."""
+    p = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--speed", "60", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(p.stderr.readline, "")], daemon=True).start()
+    workdir = None
+    try:
+        deadline = time.monotonic() + 40
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                assert p.poll() is None, "".join(seen)
+                continue
+            seen.append(line)
+            if "workdir " in line and workdir is None:
+                workdir = line.split("workdir ", 1)[1].split(" ·")[0].strip()
+            if "[ 3/" in line:                      # the scenario is under way
+                break
+        else:
+            pytest.fail("the demo did not reach step 3:\n" + "".join(seen))
+        assert workdir and Path(workdir).exists()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert p.stdout.read() == ""                   # no summary after an interrupt
+    assert not Path(workdir).exists()
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(workdir) == []
