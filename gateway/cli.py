@@ -293,6 +293,21 @@ def cmd_trace(args) -> int:
     return EXIT_OK if rows else EXIT_FAILED
 
 
+def cmd_custody(args) -> int:
+    from gateway.custody import CUSTODY_TYPES, custody_history
+    from gateway.journal import iter_events, open_reader
+    cfg, _ = get_config(args)
+    conn = open_reader(journal_path(cfg))
+    rows = custody_history(iter_events(conn, types=CUSTODY_TYPES), args.item)
+    if args.json:
+        emit_json(rows)
+    else:
+        table(f"chain of custody of {args.item.upper()}", ["ts", "event", "by", "locker", "compartment", "order / code"],
+              [[r["ts"], r["event"], r.get("by") or r["source"], r.get("locker"), r.get("compartment"),
+                r.get("order") or r.get("code") or ""] for r in rows])
+    return EXIT_OK if rows else EXIT_FAILED
+
+
 def cmd_journal_verify(args) -> int:
     from gateway.journal import JournalError, verify
     cfg, _ = get_config(args)
@@ -460,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("trace", "rooms a person visited with enter/leave times (轨迹回放)", cmd_trace)
     sp.add_argument("person")
     sp.add_argument("--since")
+
+    sp = add("custody", "chain of custody of an evidence item: orders, unlocks, opens, adds/removes", cmd_custody)
+    sp.add_argument("item", help="the item's EPC")
 
     jp = sub.add_parser("journal", help="journal commands")
     jsub = jp.add_subparsers(dest="sub", metavar="<sub>", required=True)

@@ -128,3 +128,98 @@ heartbeat_s = 5
     finally:
         site.stop()
         d.stop()
+
+
+def test_doors_lockers_and_custody_end_to_end(tmp_path, mosquitto, subscriber_factory):
+    """Modbus door module, lock board and UHF reader simulators -> daemon -> mosquitto,
+    with locker/open and custody/order requests and the evidence alarm."""
+    from drivers.locker.simulator import LockBoardSimulator, UhfReaderSimulator
+    from drivers.modbus_doors.simulator import ModbusDiSimulator
+
+    board = LockBoardSimulator(board=0, compartments=4)
+    board.start()
+    uhf = UhfReaderSimulator()
+    uhf.start()
+    uhf.add_tag("E20000172211014418900001", antenna=1)
+    uhf.add_tag("E20000172211014418900002", antenna=1)
+    di = ModbusDiSimulator("tcp", units=(1,), inputs=8)
+    di.start()
+    di.set_input(0, 1)                                  # door closed
+    extra = f"""
+[[rooms]]
+id = "evidence"
+type = "evidence_store"
+[[rooms]]
+id = "exit"
+type = "exit"
+
+[[devices]]
+id = "doors"
+driver = "modbus_doors"
+url = "{di.url}"
+poll_ms = 100
+doors = [ {{ input = 0, door = "exit-door", room = "exit", closed_when = 1 }} ]
+
+[[devices]]
+id = "locker-ev1"
+driver = "locker"
+purpose = "evidence"
+port = "{board.port}"
+compartments = 4
+poll_ms = 100
+inventory = {{ port = "{uhf.port}", poll_ms = 200, missing_after = 2, antennas = {{ "1" = [1] }} }}
+"""
+    cfg = write_config(tmp_path, mosquitto.port, extra)
+    sub = subscriber_factory(mosquitto.port, [f"{P}/events/#", f"{P}/alarms/#"])
+    d = DaemonProcess(cfg).start()
+    c = None
+    try:
+        d.wait_status(lambda s: s["uplink"]["connected"])
+        c = Central(mosquitto.port)
+        assert c.request("person/register", person="o1", role="officer")["ok"]
+        # the door opens and closes: debounced events upstream
+        di.set_input(0, 0)
+        sub.wait_for(lambda m: m.topic == f"{P}/events/door/opened", 10)
+        di.set_input(0, 1)
+        sub.wait_for(lambda m: m.topic == f"{P}/events/door/closed", 10)
+        # an authorised withdrawal: order, unlock confirmed by the board, item leaves
+        assert c.request("custody/order", order="ord-1", item="E20000172211014418900001",
+                         action="withdraw", case_id="c1", by="o1")["ok"]
+        r = c.request("locker/open", locker="locker-ev1", compartment=1, by="o1", order="ord-1", timeout=15)
+        assert r["ok"] and r["data"]["opened"] is True, r
+        sub.wait_for(lambda m: m.topic == f"{P}/events/locker/unlock_requested", 10)
+        uhf.remove_tag("E20000172211014418900001")
+        sub.wait_for(lambda m: m.topic == f"{P}/events/evidence/removed"
+                     and json.loads(m.payload)["data"]["item"] == "E20000172211014418900001", 15)
+        # a refused unlock answers device_refused
+        board.refuse_unlocks = True
+        r = c.request("locker/open", locker="locker-ev1", compartment=2, by="o1", timeout=15)
+        assert r["ok"] is False and r["error"]["code"] == "device_refused"
+        # an item taken with no order raises the alarm
+        uhf.remove_tag("E20000172211014418900002")
+        m = sub.wait_for(lambda m: m.topic == f"{P}/alarms/evidence_unauthorized_removal", 15)
+        alarm = json.loads(m.payload)
+        assert alarm["type"] == "alarm.raised"
+        assert "E20000172211014418900002" in json.dumps(alarm["data"])
+        alarms = [json.loads(x.payload) for x in sub.all if "/alarms/evidence_unauthorized_removal" in x.topic]
+        assert not any("E20000172211014418900001" in json.dumps(a["data"]) for a in alarms)
+        # chain of custody from the journal
+        ev = [json.loads(l) for l in cli("events", "--json", config=cfg).stdout.splitlines()]
+        item1 = [e["type"] for e in ev if "E20000172211014418900001" in json.dumps(e["data"])]
+        assert item1[:1] == ["evidence.added"] and "custody.ordered" in item1 and "evidence.removed" in item1
+        chain = json.loads(cli("custody", "E20000172211014418900001", "--json", config=cfg).stdout)
+        kinds = [r["event"] for r in chain]
+        assert kinds.index("evidence.added") < kinds.index("custody.ordered") \
+            < kinds.index("locker.unlock_requested") < kinds.index("evidence.removed")
+        unlock = chain[kinds.index("locker.unlock_requested")]
+        assert unlock["by"] == "o1" and unlock["order"] == "ord-1" and unlock["compartment"] == 1
+        assert "locker.opened" in kinds
+        chain2 = json.loads(cli("custody", "E20000172211014418900002", "--json", config=cfg).stdout)
+        assert [r["event"] for r in chain2][-2:] == ["evidence.removed", "alarm.raised"]
+    finally:
+        if c:
+            c.close()
+        d.stop()
+        board.stop()
+        uhf.stop()
+        di.stop()
