@@ -1,0 +1,181 @@
+"""The alarm catalog of DOMAIN.md: code, severity, messages, config schema.
+
+Adding a rule = one entry here + one function in a rule-family module.
+Each ``[rules.<code>]`` table is validated against its settings model; unknown
+keys are errors, named with their full path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class RuleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+
+
+class Grace(RuleSettings):
+    grace_s: float = Field(default=30, ge=0)
+
+
+class LoneInterrogation(RuleSettings):
+    grace_s: float = Field(default=30, ge=0)
+    min_investigators: int = Field(default=2, ge=1)
+    # case types for which one investigator is enough (the 2025 revision; unverified, so empty)
+    relaxed_case_types: list[Literal["criminal", "administrative"]] = []
+
+
+class Unattended(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)
+
+
+class OfficerLeft(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)
+
+
+class DetentionTimeout(RuleSettings):
+    criminal_h: float = Field(default=12, gt=0)
+    administrative_h: float = Field(default=8, gt=0)
+    warn_before_min: list[float] = [60, 30]
+
+
+class RestOverdue(RuleSettings):
+    limit_h: float = Field(default=4, gt=0)
+    # An absence from interrogation rooms shorter than this (a door transit, a
+    # tag dropout, a short walk) does not end the continuous period; the
+    # alarm clears once the suspect has been out this long.
+    break_s: float = Field(default=60, ge=0)
+
+
+class FemaleSearch(RuleSettings):
+    grace_s: float = Field(default=10, ge=0)    # people walk in one after another
+
+
+class MinorGuardian(RuleSettings):
+    grace_s: float = Field(default=10, ge=0)
+    guardian_kinds: list[str] = ["guardian", "appropriate_adult"]
+
+
+class Collusion(RuleSettings):
+    grace_s: float = Field(default=5, ge=0)
+
+
+class ProcedureSkipped(RuleSettings):
+    required: list[str] = ["security_check", "info_collection"]
+
+
+class BelongingsOverdue(RuleSettings):
+    limit_h: float = Field(default=24, gt=0)
+
+
+class LowBattery(RuleSettings):
+    below_pct: float = Field(default=20, ge=0, le=100)
+
+
+class SignalLost(RuleSettings):
+    after_s: float = Field(default=60, gt=0)
+
+
+class VitalSigns(RuleSettings):
+    low_bpm: float = 45
+    high_bpm: float = 130
+    grace_s: float = Field(default=30, ge=0)
+
+
+class Motionless(RuleSettings):
+    after_s: float = Field(default=300, gt=0)
+
+
+class DoorHeldOpen(RuleSettings):
+    limit_s: float = Field(default=120, gt=0)
+
+
+class LockerOpenTooLong(RuleSettings):
+    limit_s: float = Field(default=60, gt=0)
+
+
+class LockerUnauthorized(RuleSettings):
+    window_s: float = Field(default=30, gt=0)
+
+
+class DeviceOffline(RuleSettings):
+    missed_intervals: int = Field(default=3, ge=1)
+
+
+Severity = Literal["critical", "major", "minor", "warning"]
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    code: str
+    severity: Severity
+    zh: str
+    en: str
+    settings: type[RuleSettings]
+    citation: str = ""
+
+
+CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
+    AlarmSpec("lone_interrogation", "critical", "单人讯问", "Interrogation with fewer than two investigators", LoneInterrogation,
+              "刑事诉讼法 art. 118; 公安机关办理刑事案件程序规定 art. 202; 行政案件程序规定 art. 52"),
+    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended),
+    AlarmSpec("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress", OfficerLeft),
+    AlarmSpec("detention_warning", "major", "超时预警", "Detention time limit approaching", RuleSettings,
+              "刑事诉讼法 art. 119; 程序规定 arts. 80, 200; 治安管理处罚法 art. 83"),
+    AlarmSpec("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
+              "刑事诉讼法 art. 119; 程序规定 arts. 80, 200; 治安管理处罚法 art. 83"),
+    AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
+              "刑事诉讼法 art. 119; 程序规定 art. 201; 行政程序规定 art. 71"),
+    AlarmSpec("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
+              "程序规定 art. 202; 行政程序规定 art. 72"),
+    AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings),
+    AlarmSpec("procedure_skipped", "major", "未按流程", "Interrogation before mandatory procedure steps", ProcedureSkipped),
+    AlarmSpec("belongings_forgotten", "minor", "物品遗忘", "Belongings left in the locker at checkout", RuleSettings),
+    AlarmSpec("belongings_overdue", "minor", "暂存超时", "Belongings held too long", BelongingsOverdue),
+    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings),
+    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings),
+    AlarmSpec("tag_low_battery", "warning", "低电压", "Tag battery low", LowBattery),
+    AlarmSpec("tag_signal_lost", "major", "信号丢失", "Tag signal lost", SignalLost),
+    AlarmSpec("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns),
+    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless),
+    AlarmSpec("headcount_mismatch", "minor", "人数不符", "Camera headcount differs from tag count", Grace),
+    AlarmSpec("door_held_open", "warning", "门未关", "Door held open", DoorHeldOpen),
+    AlarmSpec("locker_open_too_long", "minor", "柜门未关", "Locker compartment left open", LockerOpenTooLong),
+    AlarmSpec("locker_unauthorized_open", "critical", "非授权开柜", "Locker opened without authorisation", LockerUnauthorized),
+    AlarmSpec("evidence_unauthorized_removal", "critical", "财物违规取出", "Evidence removed without a custody order", RuleSettings),
+    AlarmSpec("female_search_without_female_staff", "major", "女性检查无女性工作人员",
+              "Female suspect searched without female staff", FemaleSearch,
+              "刑事诉讼法 arts. 132, 139; 程序规定 art. 155"),
+    AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
+              "刑事诉讼法 art. 281; 程序规定 arts. 323–324; 治安管理处罚法 art. 84"),
+    AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
+]}
+
+
+def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
+    """Validate ``[rules.*]``; raise ValueError naming ``rules.<code>.<key>``."""
+    # Imported lazily: gateway.config imports this module and re-raises with the path.
+    from gateway.config import _KeyError, format_validation_error
+    out: dict[str, RuleSettings] = {}
+    for code, table in raw.items():
+        spec = CATALOG.get(code)
+        if spec is None:
+            raise _KeyError(f"rules.{code}", "unknown alarm code")
+        if not isinstance(table, dict):
+            raise _KeyError(f"rules.{code}", "must be a table")
+        try:
+            out[code] = spec.settings.model_validate(table)
+        except ValidationError as e:
+            first = format_validation_error("", e)[0].removeprefix(": ")
+            path, _, reason = first.partition(": ")
+            raise _KeyError(f"rules.{code}.{path}", reason) from None
+    return out
+
+
+def rule_settings(raw: dict[str, Any]) -> dict[str, RuleSettings]:
+    """Settings for every code, defaults filled in."""
+    given = validate_rules_config(raw)
+    return {code: given.get(code) or spec.settings() for code, spec in CATALOG.items()}

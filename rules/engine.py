@@ -1,0 +1,438 @@
+"""The rule engine: fold an event into the state, run the rules, return alarm drafts.
+
+Contract with the core (gateway/core.py) and with replay (rules/replay.py):
+
+* ``apply(ev)`` is called for every journaled event in seq order. It first
+  fires deadlines up to ``ev.epoch`` (``advance``), folds ``ev`` into the
+  state and runs the rules. Returned drafts are sealed by the caller and fed
+  back through ``apply`` before the next input, so the rules see their own
+  alarms in order.
+* Events whose ``source == "rules"`` are folded but never evaluated: during a
+  replay they are skipped by the caller and regenerated instead.
+* ``advance(now)`` fires time-based rules whose deadline is <= now, each at
+  its own deadline time, so live and replay raise identical alarms.
+* No I/O, no wall clock: ``now`` always comes from an event or the caller.
+
+Time. The engine's clock (``self.now``) is the latest event time or the
+deadline of the latest timer that drafted something; it never goes back. An
+event stamped earlier than the clock (a driver that back-dates) is evaluated
+at the clock. ``advance(now)`` moves the clock only to deadlines whose firing
+produced drafts, never to ``now`` itself, so the live timer's wall-clock
+instants leave no trace that replay could not reproduce from the journal:
+replay advances to each journaled rule event's time, which is exactly such a
+deadline. (Residual: a timer that fires with no draft but changes a rule's
+bookkeeping - rest_overdue's end of a break - can still order differently
+against an event back-dated across it. Drivers should stamp events when they
+are emitted.)
+
+Alarms. One alarm per (code, subject) at a time, kept in ``self.alarms``.
+``alarm_id`` = ``<code>:<16 hex of sha256(code|subject|since)>``, ``since``
+being the RFC 3339 time the alarm was raised (for a time-based rule: its
+deadline), so a restart or replay produces the same ids. An alarm whose
+persons/room change while active is re-sent as ``alarm.raised`` with the
+same ``alarm_id`` and ``since`` (an update); ``alarm.cleared`` carries the
+last data. Acknowledgements are folded into ``state.active_alarms`` only.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+from gateway.events import Draft, Event, format_ts
+from rules import families  # noqa: F401  (registers every rule)
+from rules.base import NONE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
+from rules.catalog import CATALOG, rule_settings
+from rules.state import State
+
+log = logging.getLogger("casegate.rules")
+
+Key = tuple[str, str]            # (code, subject)
+TimerKey = tuple[str, str, str]  # (code, subject, kind)
+
+
+def alarm_id(code: str, subject: str, since: str) -> str:
+    h = hashlib.sha256(f"{code}|{subject}|{since}".encode()).hexdigest()[:16]
+    return f"{code}:{h}"
+
+
+class Engine:
+    def __init__(self, config):
+        self.state = State()
+        self.now = 0.0
+        self.alarms: dict[Key, dict[str, Any]] = {}
+        self.by_id: dict[str, Key] = {}
+        self._last_id: dict[Key, str] = {}
+        self.timers: dict[TimerKey, tuple[float, int]] = {}
+        self._heap: list[tuple[float, int, TimerKey]] = []
+        self._n = 0
+        self.errors = 0                  # events not understood + rule failures (logged)
+        self.memo: defaultdict[str, dict] = defaultdict(dict)   # rule code -> its bookkeeping
+        # per-event scratch, set by apply()
+        self.dirty_rooms: list[str] = []
+        self.dirty_people: list[str] = []
+        self.dirty_tags: list[str] = []
+        self.dirty_suspects: list[str] = []    # the event's own persons that are suspects
+        self._suspects: list[str] | None = None
+        self.event: Event | None = None
+        self.configure(config)
+
+    # ---- configuration -----------------------------------------------------------
+    def configure(self, config) -> None:
+        self.config = config
+        self.settings = rule_settings(getattr(config, "rules", {}) or {})
+        rooms = list(getattr(config, "rooms", []) or [])
+        self.room_types: dict[str, str] = {r.id: r.type for r in rooms}
+        self.room_names: dict[str, str] = {r.id: r.name for r in rooms if r.name}
+        adj: dict[str, set[str]] = {r.id: set() for r in rooms}
+        for r in rooms:
+            for a in r.adjacent:
+                adj.setdefault(r.id, set()).add(a)
+                adj.setdefault(a, set()).add(r.id)
+        self.adjacent: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in adj.items()}
+        self.rooms_by_type: dict[str, list[str]] = {}
+        for r in rooms:
+            self.rooms_by_type.setdefault(r.type, []).append(r.id)
+        self.device_rooms: dict[str, tuple[str, ...]] = {}
+        self.locker_purpose: dict[str, str] = {}
+        for d in getattr(config, "devices", []) or []:
+            kind = getattr(d, "driver", "")
+            if kind in ("camera", "card_reader"):
+                self.device_rooms[d.id] = (d.room,)
+            elif kind == "modbus_doors":
+                self.device_rooms[d.id] = tuple(dict.fromkeys(x.room for x in d.doors))
+            elif kind == "locker":
+                self.locker_purpose[d.id] = d.purpose
+        self.enabled = {c for c, s in self.settings.items() if s.enabled}
+        # Per event type, the runners in catalog order; room/person/tag check
+        # rules of one event type share one pass over the touched subjects.
+        dispatch: dict[str, list] = {}
+        passes = {"room": room_pass, "person": person_pass, "tag": tag_pass}
+        for typ in sorted({t for r in RULES.values() for t in r.on}):
+            runners: list = []
+            grouped: dict[str, list[Rule]] = {}
+            for code in CATALOG:                      # catalog order = evaluation order
+                r = RULES.get(code)
+                if r is None or code not in self.enabled or typ not in r.on:
+                    continue
+                if r.scope == "custom":
+                    runners.append((r.fn, typ in r.suspects_only))
+                else:
+                    if r.scope not in grouped:
+                        grouped[r.scope] = []
+                        runners.append(r.scope)       # placeholder at the first rule's position
+                    grouped[r.scope].append(r)
+            runners = [(passes[x](grouped[x]), False) if isinstance(x, str) else x for x in runners]
+            if runners:
+                dispatch[typ] = runners
+        self.dispatch = dispatch
+
+    def reconfigure(self, config) -> list[Draft]:
+        """Apply a reloaded config. Alarms of rules now disabled are cleared
+        (returned drafts must be journaled); pending timers keep their
+        deadlines; new thresholds apply to conditions that start from now on."""
+        self.configure(config)
+        out: list[Draft] = []
+        for key in list(self.alarms):
+            if key[0] not in self.enabled:
+                out.append(self._clear(key, self.now))
+        for tk in list(self.timers):
+            if tk[0] not in self.enabled:
+                del self.timers[tk]
+        for code in list(self.memo):
+            if code not in self.enabled:
+                del self.memo[code]
+        return out
+
+    # ---- the contract --------------------------------------------------------------
+    def apply(self, ev: Event) -> list[Draft]:
+        t = ev.epoch
+        heap = self._heap
+        out = self.advance(t) if heap and heap[0][0] <= t else []
+        if t > self.now:
+            self.now = t
+        else:
+            t = self.now
+        rules = self.dispatch.get(ev.type) if ev.source != "rules" else None
+        try:
+            if rules:
+                self.event = ev
+                self._touch(ev)
+            self.state.fold(ev)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # A malformed event (missing/ill-typed field) must not stop the
+            # gateway's only writer; it is journaled anyway. Deterministic, so
+            # replay skips it the same way.
+            self.errors += 1
+            log.warning("event seq %s (%s) not understood: %r", ev.seq, ev.type, e)
+            return out
+        if rules:
+            for fn, suspects_only in rules:
+                if suspects_only and not self.dirty_suspects:
+                    continue
+                try:
+                    res = fn(self, ev, t)
+                except Exception:                      # a rule bug must not stop the others
+                    self.errors += 1
+                    log.exception("rule %s failed on seq %s", getattr(fn, "__name__", fn), ev.seq)
+                    continue
+                if res:
+                    out.extend(res)
+        return out
+
+    def advance(self, now: float) -> list[Draft]:
+        out: list[Draft] = []
+        heap = self._heap
+        timers = self.timers
+        while heap and heap[0][0] <= now:
+            d, n, tk = heappop(heap)
+            cur = timers.get(tk)
+            if cur is None or cur[1] != n:
+                continue
+            del timers[tk]
+            code, subject, kind = tk
+            if code not in self.enabled:
+                continue
+            if d < self.now:
+                d = self.now            # armed in the past: fire now (never back in time)
+            r = RULES[code]
+            if r.timer is not None:
+                res = r.timer(self, subject, kind, d)
+            else:
+                res = self._hold_fire(r, subject, d)
+            if res:
+                # Only a tick with an effect moves the clock: its alarm is journaled
+                # at d, so replay reaches d at the same point (see module docstring).
+                self.now = d
+                out.extend(res)
+        return out
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        timers = self.timers
+        while heap:
+            d, n, tk = heap[0]
+            cur = timers.get(tk)
+            if cur is not None and cur[1] == n:
+                return d
+            heappop(heap)
+        return None
+
+    def active(self) -> dict[str, dict[str, Any]]:
+        """alarm_id -> alarm data of every alarm the rules hold active."""
+        return {a["alarm_id"]: a for a in self.alarms.values()}
+
+    # ---- what an event touched ---------------------------------------------------------
+    def _touch(self, ev: Event) -> None:
+        d = ev.data
+        typ = ev.type
+        st = self.state
+        self._suspects = None
+        if typ == "presence.entered" or typ == "presence.left":      # the hot path
+            tag = d.get("tag") or ""
+            pid = d.get("person")
+            self.dirty_rooms = [d.get("room")]
+            self.dirty_tags = [tag] if tag else []
+            if pid:
+                self.dirty_people = [pid]
+                p = st.persons.get(pid)
+                self.dirty_suspects = [pid] if p is not None and p.role == "suspect" else []
+            else:
+                self.dirty_people = [f"tag:{tag}"]
+                self.dirty_suspects = []
+            return
+        rooms: list[str] = []
+        people: list[str] = []
+        tags: list[str] = []
+        dom = typ.partition(".")[0]
+        if dom == "person":
+            pid = d.get("person")
+            people = [pid]
+            rooms = list(st.presence.get(pid, ()))
+            tags = sorted(st.person_tags.get(pid, ()))
+        elif dom == "wristband":
+            tag = d.get("tag")
+            tags = [tag]
+            people = [d.get("person")]
+            old = st.tag_owner.get(tag)
+            if old is not None and old != d.get("person"):
+                people.append(old)
+            rooms = sorted(st.tag_rooms.get(tag, ()))
+        elif dom == "tag":
+            tag = d.get("tag")
+            tags = [tag]
+            owner = st.tag_owner.get(tag) or d.get("person")
+            people = [owner] if owner else []
+        elif dom in ("door", "camera"):
+            rooms = [d.get("room")]
+        elif dom == "device":
+            rooms = list(self.device_rooms.get(d.get("device"), ()))
+        self.dirty_rooms = rooms
+        self.dirty_people = people
+        self.dirty_tags = tags
+        persons = st.persons
+        sus = []
+        for pid in people:
+            p = persons.get(pid)
+            if p is not None and p.role == "suspect":
+                sus.append(pid)
+        self.dirty_suspects = sus
+
+    def touched_suspects(self) -> list[str]:
+        """Suspects an event may have changed the situation of (event order, no dups)."""
+        s = self._suspects
+        if s is None:
+            persons = self.state.persons
+            seen: dict[str, None] = dict.fromkeys(self.dirty_suspects)
+            rooms = self.state.rooms
+            counts = self.state.counts
+            for room in self.dirty_rooms:
+                c = counts.get(room)
+                if not c or not c.get("suspect"):
+                    continue
+                occ = rooms.get(room)
+                if occ:
+                    for who in occ:
+                        p = persons.get(who)
+                        if p is not None and p.role == "suspect":
+                            seen[who] = None
+            s = self._suspects = list(seen)
+        return s
+
+    # ---- helpers for rules ---------------------------------------------------------------
+    def person(self, who: str):
+        """The registered, not yet departed person ``who`` (None for tags and the departed)."""
+        p = self.state.persons.get(who)
+        if p is None or p.left:
+            return None
+        return p
+
+    def label(self, who: str) -> str:
+        p = self.state.persons.get(who)
+        if p is not None and p.name:
+            return f"{p.name}({who})"
+        return who
+
+    def room_label(self, room: str | None) -> str:
+        if room is None:
+            return "-"
+        name = self.room_names.get(room)
+        return f"{name}({room})" if name else room
+
+    def mem(self, code: str) -> dict:
+        """A rule's own bookkeeping (derived from events only, so replay rebuilds it)."""
+        return self.memo[code]
+
+    def alarm(self, code: str, subject: str) -> dict[str, Any] | None:
+        return self.alarms.get((code, subject))
+
+    def tracked(self, code: str, subject: str) -> bool:
+        """A hold rule's subject has an alarm pending (timer) or active."""
+        return (code, subject) in self.alarms or (code, subject, "") in self.timers
+
+    def arm(self, code: str, subject: str, deadline: float, kind: str = "") -> None:
+        self._n += 1
+        tk = (code, subject, kind)
+        self.timers[tk] = (deadline, self._n)
+        heappush(self._heap, (deadline, self._n, tk))
+        if len(self._heap) > 4096 and len(self._heap) > 4 * len(self.timers):
+            self._heap = [(d, n, k) for k, (d, n) in self.timers.items()]
+            heapify(self._heap)
+
+    def disarm(self, code: str, subject: str, kind: str = "") -> None:
+        self.timers.pop((code, subject, kind), None)
+
+    def armed(self, code: str, subject: str, kind: str = "") -> float | None:
+        v = self.timers.get((code, subject, kind))
+        return v[0] if v is not None else None
+
+    def hold(self, code: str, subject: str, t: float, facts: Facts | None,
+             grace: float | None = None) -> list[Draft] | tuple:
+        """The condition of (code, subject) is ``facts`` (None = false) at t.
+
+        False: cancel the pending timer, clear an active alarm. True: raise
+        after it has held for the grace time (the rule's ``grace_s`` unless
+        given), update an active alarm whose persons or room changed."""
+        key = (code, subject)
+        tk = (code, subject, "")
+        if facts is None:
+            if tk in self.timers:
+                del self.timers[tk]
+            if key in self.alarms:
+                return [self._clear(key, t)]
+            return NONE
+        a = self.alarms.get(key)
+        if a is not None:
+            if a["persons"] != facts.persons or a["room"] != facts.room:
+                return [self._update(key, t, facts)]
+            return NONE
+        if tk in self.timers:
+            return NONE
+        if grace is None:
+            attr = RULES[code].grace
+            grace = getattr(self.settings[code], attr, 0) if attr else 0
+        if grace <= 0:
+            return [self._raise(key, t, facts)]
+        self.arm(code, subject, t + grace)
+        return NONE
+
+    def _hold_fire(self, r: Rule, subject: str, d: float) -> list[Draft] | tuple:
+        if r.check is None or (r.code, subject) in self.alarms:
+            return NONE
+        facts = r.check(self, subject, d)
+        if facts is None:
+            return NONE
+        return [self._raise((r.code, subject), d, facts)]
+
+    def raise_(self, code: str, subject: str, t: float, facts: Facts) -> list[Draft]:
+        """Raise now, or update the active alarm if anything changed."""
+        key = (code, subject)
+        a = self.alarms.get(key)
+        if a is None:
+            return [self._raise(key, t, facts)]
+        if (a["persons"] != facts.persons or a["room"] != facts.room
+                or a["details"] != facts.details):
+            return [self._update(key, t, facts)]
+        return []
+
+    def clear(self, code: str, subject: str, t: float) -> list[Draft]:
+        key = (code, subject)
+        if key in self.alarms:
+            return [self._clear(key, t)]
+        return []
+
+    # ---- drafting ---------------------------------------------------------------------
+    def _data(self, code: str, aid: str, since: str, facts: Facts) -> dict[str, Any]:
+        spec = CATALOG[code]
+        zh, en = facts.text()
+        return {"alarm_id": aid, "code": code, "severity": spec.severity, "room": facts.room,
+                "persons": list(facts.persons), "since": since,
+                "message": {"zh": f"{spec.zh}：{zh}", "en": f"{spec.en}: {en}"},
+                "details": facts.details, "snapshot": None}
+
+    def _raise(self, key: Key, t: float, facts: Facts) -> Draft:
+        code, subject = key
+        since = format_ts(t)
+        aid = alarm_id(code, subject, since)
+        last = self._last_id.get(key)
+        if last is not None and last.startswith(aid):   # raised, cleared, raised in one ms
+            n = last[len(aid) + 1:]
+            aid = f"{aid}-{int(n) + 1 if n.isdigit() else 2}"
+        data = self._data(code, aid, since, facts)
+        self.alarms[key] = data
+        self.by_id[aid] = key
+        self._last_id[key] = aid
+        return Draft("alarm.raised", data, "rules", t)
+
+    def _update(self, key: Key, t: float, facts: Facts) -> Draft:
+        old = self.alarms[key]
+        data = self._data(key[0], old["alarm_id"], old["since"], facts)
+        self.alarms[key] = data
+        return Draft("alarm.raised", data, "rules", t)
+
+    def _clear(self, key: Key, t: float) -> Draft:
+        data = self.alarms.pop(key)
+        self.by_id.pop(data["alarm_id"], None)
+        return Draft("alarm.cleared", dict(data), "rules", t)

@@ -1,0 +1,3 @@
+"""Imports every rule family so that its rules register (rules.base.RULES)."""
+from rules import (camera, custody_time, devices, facility, interrogation,  # noqa: F401
+                   presence, wristband)

@@ -1,0 +1,268 @@
+"""Interrogation rules: lone_interrogation, officer_left_interrogation,
+rest_overdue, minor_without_guardian.
+
+Who counts: an *investigator* is a registered person with role ``officer``;
+``staff`` (guards, auxiliary police) and ``visitor`` never count as
+investigators. Tags not bound to anybody count as nobody.
+"""
+from __future__ import annotations
+
+from rules.base import NONE, ROOM_EVENTS, Facts, person_rule, room_rule, rule
+
+INTERROGATION = frozenset({"interrogation"})
+
+
+def _occupants(ctx, room):
+    """(suspects, officers): registered persons present in room, in arrival order."""
+    suspects, officers = [], []
+    persons = ctx.state.persons
+    for who in ctx.state.rooms.get(room, ()):
+        p = persons.get(who)
+        if p is None or p.left:
+            continue
+        if p.role == "suspect":
+            suspects.append(p)
+        elif p.role == "officer":
+            officers.append(p)
+    return suspects, officers
+
+
+@room_rule("lone_interrogation", INTERROGATION)
+def lone_interrogation(ctx, room, t):
+    """≥ 2 investigators at an interrogation: 刑事诉讼法 art. 118 (讯问的时候，侦查人员不得少于二人);
+    公安机关办理刑事案件程序规定 (2020) art. 202; 公安机关办理行政案件程序规定 (2019) art. 52.
+
+    A suspect in an ``interrogation`` room with fewer than ``min_investigators``
+    officers for ``grace_s``. When every suspect present has a case type listed
+    in ``relaxed_case_types``, one investigator is enough (off by default).
+    Subject: the room. Clears when enough officers are back or no suspect is left.
+    """
+    c = ctx.state.counts.get(room)
+    if not c or not c.get("suspect"):
+        return None
+    s = ctx.settings["lone_interrogation"]
+    need = s.min_investigators
+    n = c.get("officer", 0)
+    if n >= need:
+        return None
+    suspects, officers = _occupants(ctx, room)
+    relaxed = s.relaxed_case_types
+    if relaxed and all(p.case_type in relaxed for p in suspects):
+        need = 1
+    if n >= need:
+        return None
+    sus = sorted(p.id for p in suspects)
+    offs = sorted(p.id for p in officers)
+
+    def text():
+        rl = ctx.room_label(room)
+        return (f"{rl} 嫌疑人{'、'.join(ctx.label(x) for x in sus)}在场，办案民警{n}人（应不少于{need}人）",
+                f"{rl}: suspect {', '.join(ctx.label(x) for x in sus)} with {n} investigator(s), "
+                f"{need} required")
+    return Facts(room, sus + offs, text, None, {"investigators": offs, "required": need})
+
+
+def _in_interrogation(ctx, pid) -> str | None:
+    rooms = ctx.state.presence.get(pid)
+    if rooms:
+        rt = ctx.room_types
+        for r in rooms:
+            if rt.get(r) == "interrogation":
+                return r
+    return None
+
+
+@person_rule("minor_without_guardian", INTERROGATION, room_keys=("visitor:",))
+def minor_without_guardian(ctx, pid, t):
+    """Minors: a guardian (法定代理人) or appropriate adult (合适成年人) must be
+    present: 刑事诉讼法 art. 281; 程序规定 arts. 323–324; 治安管理处罚法 art. 84.
+
+    A minor suspect in an ``interrogation`` room with no ``visitor`` whose
+    ``visitor_kind`` is in ``guardian_kinds`` present in that room, for
+    ``grace_s``. Subject: the minor.
+    """
+    p = ctx.person(pid)
+    if p is None or not p.minor or p.role != "suspect":
+        return None
+    room = _in_interrogation(ctx, pid)
+    if room is None:
+        return None
+    kinds = ctx.settings["minor_without_guardian"].guardian_kinds
+    c = ctx.state.counts.get(room, {})
+    for k in kinds:
+        if c.get(f"visitor:{k}"):
+            return None
+
+    def text():
+        rl = ctx.room_label(room)
+        return (f"{rl} 未成年嫌疑人{ctx.label(pid)}无监护人或合适成年人在场",
+                f"{rl}: minor {ctx.label(pid)} without a guardian or appropriate adult")
+    return Facts(room, [pid], text, None, {"guardian_kinds": list(kinds)})
+
+
+# ---- officer_left_interrogation -------------------------------------------------------
+OL = "officer_left_interrogation"
+
+
+def _ol_check(ctx, subject, t):
+    """The officer is still away from the room while a suspect of the session
+    he left is still in it."""
+    entry = ctx.memo[OL].get("away", {}).get(subject)
+    if entry is None:
+        return None
+    room, officer, session = entry
+    st = ctx.state
+    p = st.persons.get(officer)
+    if p is None or p.left or room in st.presence.get(officer, ()):
+        return None
+    occ = st.rooms.get(room)
+    if not occ:
+        return None
+    sus = [x for x in session if x in occ]       # present => registered and not departed
+    if not sus:
+        return None
+    remaining = ctx.state.counts.get(room, {}).get("officer", 0)
+
+    def text():
+        rl = ctx.room_label(room)
+        return (f"{rl} 民警{ctx.label(officer)}离开正在进行的讯问",
+                f"{rl}: officer {ctx.label(officer)} left the interrogation of "
+                f"{', '.join(ctx.label(x) for x in sus)}")
+    return Facts(room, [officer] + sus, text, None,
+                 {"officer": officer, "officers_in_room": remaining})
+
+
+@rule(OL, on=ROOM_EVENTS, check=_ol_check)
+def officer_left_interrogation(ctx, ev, t):
+    """审讯离位: an officer leaves an interrogation in progress (a suspect present)
+    for more than ``grace_s``, even if a colleague remains. Source: DOMAIN.md
+    catalog; it backs the two-investigator rule (刑事诉讼法 art. 118, 程序规定
+    art. 202) but is not itself a statutory article. The session is the
+    suspects present when he left. Subject: (room, officer). Clears when the
+    officer is back in the room, or none of those suspects is left in it.
+    Work is O(persons the event concerns): sessions are indexed by person.
+    """
+    m = ctx.memo[OL]
+    away = m.setdefault("away", {})      # subject -> (room, officer, session suspects)
+    watch = m.setdefault("watch", {})    # person -> {subject: None}
+    out = NONE
+    if ev.type == "presence.left":
+        room = ev.data.get("room")
+        who = ev.data.get("person")
+        if who and ctx.room_types.get(room) == "interrogation":
+            p = ctx.person(who)
+            subject = f"{room}|{who}"
+            if (p is not None and p.role == "officer" and subject not in away
+                    and room not in ctx.state.presence.get(who, ())):
+                suspects, _ = _occupants(ctx, room)
+                if suspects:
+                    session = tuple(sorted(s.id for s in suspects))
+                    away[subject] = (room, who, session)
+                    for x in (who,) + session:
+                        watch.setdefault(x, {})[subject] = None
+    for who in ctx.dirty_people:
+        subs = watch.get(who)
+        if not subs:
+            continue
+        for subject in list(subs):
+            facts = _ol_check(ctx, subject, t)
+            r = ctx.hold(OL, subject, t, facts)
+            if r:
+                out = out + r if out else r
+            if facts is None:
+                room, officer, session = away.pop(subject)
+                for x in (officer,) + session:
+                    w = watch.get(x)
+                    if w is not None:
+                        w.pop(subject, None)
+                        if not w:
+                            del watch[x]
+    return out
+
+
+# ---- rest_overdue --------------------------------------------------------------------------
+RO = "rest_overdue"
+
+
+@rule(RO, on=("presence.entered", "presence.left", "person.left", "wristband.bound",
+              "wristband.unbound"),
+      suspects_only=("presence.entered", "presence.left", "person.left", "wristband.bound",
+                     "wristband.unbound"),
+      timer=lambda ctx, pid, kind, d: _ro_timer(ctx, pid, kind, d))
+def rest_overdue(ctx, ev, t):
+    """Food and necessary rest must be guaranteed: 刑事诉讼法 art. 119 (应当保证
+    犯罪嫌疑人的饮食和必要的休息时间); 程序规定 art. 201; 行政程序规定 art. 71.
+
+    A suspect continuously in ``interrogation`` rooms for more than ``limit_h``
+    raises (at that deadline). An absence shorter than ``break_s`` does not
+    end the continuous period (door transits, tag dropouts); the alarm clears,
+    and the period resets, once the suspect has been out for ``break_s``
+    (or at ``person.left``). Subject: the suspect.
+    """
+    m = ctx.memo[RO]          # suspect -> [period start, out since | None]
+    out = NONE
+    room = ev.data.get("room")
+    if room is not None and ctx.room_types.get(room) != "interrogation":
+        for pid in ctx.dirty_suspects:
+            if pid in m:
+                break
+        else:
+            return NONE      # a move that cannot start, continue or end an interrogation period
+    for pid in ctx.dirty_suspects:
+        p = ctx.state.persons[pid]
+        s = m.get(pid)
+        if p.left:
+            if s is not None:
+                del m[pid]
+                ctx.disarm(RO, pid, "limit")
+                ctx.disarm(RO, pid, "break")
+                out = _cat(out, ctx.clear(RO, pid, t))
+            continue
+        room = _in_interrogation(ctx, pid)
+        limit = ctx.settings[RO].limit_h * 3600.0
+        if room is not None:
+            if s is None:
+                m[pid] = [t, None]
+                ctx.arm(RO, pid, t + limit, "limit")
+            elif s[1] is not None:           # back within the break grace: still continuous
+                s[1] = None
+                ctx.disarm(RO, pid, "break")
+                if t >= s[0] + limit and ctx.alarm(RO, pid) is None:
+                    out = _cat(out, ctx.raise_(RO, pid, t, _ro_facts(ctx, pid, room, s[0], t)))
+        elif s is not None and s[1] is None:
+            s[1] = t
+            ctx.arm(RO, pid, t + ctx.settings[RO].break_s, "break")
+    return out
+
+
+def _cat(out, r):
+    if r:
+        return out + r if out else r
+    return out
+
+
+def _ro_facts(ctx, pid, room, start, t):
+    from gateway.events import format_ts
+    h = (t - start) / 3600.0
+    rl = ctx.room_label(room)
+    return Facts(room, [pid], f"{rl} 嫌疑人{ctx.label(pid)}连续讯问已超过{ctx.settings[RO].limit_h:g}小时",
+                 f"{rl}: suspect {ctx.label(pid)} in interrogation for more than "
+                 f"{ctx.settings[RO].limit_h:g} h without rest",
+                 {"period_since": format_ts(start), "limit_h": ctx.settings[RO].limit_h,
+                  "hours": round(h, 3)})
+
+
+def _ro_timer(ctx, pid, kind, d):
+    m = ctx.memo[RO]
+    s = m.get(pid)
+    if s is None:
+        return NONE
+    if kind == "limit":
+        room = _in_interrogation(ctx, pid)
+        if room is None or s[1] is not None:
+            return NONE          # out on a short break: raised on return if still continuous
+        return ctx.raise_(RO, pid, d, _ro_facts(ctx, pid, room, s[0], d))
+    # kind == "break": out long enough, the period is over
+    del m[pid]
+    ctx.disarm(RO, pid, "limit")
+    return ctx.clear(RO, pid, d)

@@ -1,0 +1,347 @@
+"""A positive and a negative scenario (at least) for every alarm code.
+
+Each case: (code, name, steps, until_s, rules config, expected) where expected
+is the exact list of (event type, t relative to T0) of that code's rule events
+(``alarm.raised`` twice for the same alarm = an update). Shared by
+test_rules_alarm_codes.py (asserts) and test_rules_replay.py (replay equality).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scenario import H, arrive, bind, enter, leave, move, register, status, tag_of
+
+
+@dataclass
+class Case:
+    code: str
+    name: str
+    steps: list
+    until: float
+    expected: list[tuple[str, float]]
+    rules: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.code}:{self.name}"
+
+
+CASES: list[Case] = []
+R, C = "alarm.raised", "alarm.cleared"
+
+
+def case(code, name, steps, until, expected, rules=None):
+    CASES.append(Case(code, name, steps, until, expected, rules or {}))
+
+
+def team(t=0, *extra, case_id="C1", case_type="criminal"):
+    """Suspect S1 (+ officers O1, O2) registered and bound at t."""
+    out = arrive(t, "S1", "suspect", case_id=case_id, case_type=case_type) + \
+        arrive(t, "O1", "officer") + arrive(t, "O2", "officer")
+    for x in extra:
+        out += x
+    return out
+
+
+def into(t, room, *pids):
+    return [enter(t, p, room) for p in pids]
+
+
+INT = "interrogation-1"
+
+# ---- lone_interrogation ---------------------------------------------------------------------
+case("lone_interrogation", "one officer", [team(), into(100, INT, "S1", "O1"), enter(200, "O2", INT)],
+     300, [(R, 130), (C, 200)])
+case("lone_interrogation", "officer steps out 40 s", [team(), into(100, INT, "S1", "O1", "O2"),
+     leave(200, "O2", INT), enter(240, "O2", INT)], 300, [(R, 230), (C, 240)])
+case("lone_interrogation", "two officers", [team(), into(100, INT, "S1", "O1", "O2")], 3000, [])
+case("lone_interrogation", "officer steps out 20 s, grace 30",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(220, "O2", INT)], 3000, [])
+case("lone_interrogation", "staff is no investigator",
+     [team(0, arrive(0, "ST1", "staff")), into(100, INT, "S1", "O1", "ST1")], 300, [(R, 130)])
+case("lone_interrogation", "visitor is no investigator",
+     [team(0, arrive(0, "V1", "visitor", visitor_kind="lawyer")), into(100, INT, "S1", "O1", "V1")],
+     300, [(R, 130)])
+case("lone_interrogation", "officers without suspect", [team(), into(100, INT, "O1")], 3000, [])
+case("lone_interrogation", "relaxed for administrative cases",
+     [team(case_type="administrative"), into(100, INT, "S1", "O1")], 3000, [],
+     {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
+case("lone_interrogation", "relaxation does not cover criminal cases",
+     [team(), into(100, INT, "S1", "O1")], 300, [(R, 130)],
+     {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
+case("lone_interrogation", "disabled", [team(), into(100, INT, "S1", "O1")], 3000, [],
+     {"lone_interrogation": {"enabled": False}})
+case("lone_interrogation", "grace from config",
+     [team(), into(100, INT, "S1", "O1")], 300, [(R, 110)], {"lone_interrogation": {"grace_s": 10}})
+
+# ---- unattended_suspect --------------------------------------------------------------------
+case("unattended_suspect", "alone in waiting room",
+     [team(), enter(100, "S1", "waiting-1"), enter(300, "O1", "waiting-1")], 400, [(R, 160), (C, 300)])
+case("unattended_suspect", "staff attends",
+     [team(0, arrive(0, "ST1", "staff")), into(100, "waiting-1", "S1", "ST1")], 3000, [])
+case("unattended_suspect", "a visitor does not attend",
+     [team(0, arrive(0, "V1", "visitor", visitor_kind="doctor")), into(100, "medical-1", "S1", "V1")],
+     300, [(R, 160)])
+case("unattended_suspect", "attendant out for 30 s",
+     [team(), into(100, "waiting-1", "S1", "O1"), leave(200, "O1", "waiting-1"),
+      enter(230, "O1", "waiting-1")], 3000, [])
+
+# ---- officer_left_interrogation ---------------------------------------------------------------
+case("officer_left_interrogation", "out 100 s while a colleague stays",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(300, "O2", INT)],
+     400, [(R, 260), (C, 300)])
+case("officer_left_interrogation", "back within grace",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(250, "O2", INT)], 3000, [])
+case("officer_left_interrogation", "interrogation over first",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(200, "S1", INT, "waiting-1"),
+      leave(201, "O2", INT)], 3000, [])
+case("officer_left_interrogation", "cleared when the session ends",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), move(400, "S1", INT, "waiting-1")],
+     500, [(R, 260), (C, 400)])
+
+# ---- detention_warning / detention_timeout --------------------------------------------------------
+DET = [register(0, "S1", "suspect", case_id="C1", case_type="criminal"), bind(0, "S1")]
+case("detention_warning", "criminal 12 h: -60 then -30 min, one alarm escalated",
+     DET + [(13 * H, "person.left", {"person": "S1"})], 14 * H, [(R, 11 * H), (R, 11.5 * H), (C, 13 * H)])
+case("detention_timeout", "criminal 12 h", DET + [(13 * H, "person.left", {"person": "S1"})], 14 * H,
+     [(R, 12 * H), (C, 13 * H)])
+case("detention_timeout", "administrative 8 h",
+     [register(0, "S1", "suspect", case_type="administrative")], 9 * H, [(R, 8 * H)])
+case("detention_warning", "administrative 8 h",
+     [register(0, "S1", "suspect", case_type="administrative")], 9 * H, [(R, 7 * H), (R, 7.5 * H)])
+case("detention_timeout", "approved 24 h (limit_h)",
+     [register(0, "S1", "suspect", case_type="criminal", limit_h=24)], 23.9 * H, [])
+case("detention_timeout", "approved 24 h reached",
+     [register(0, "S1", "suspect", case_type="administrative", limit_h=24)], 25 * H, [(R, 24 * H)])
+case("detention_timeout", "fractional hours from config",
+     [register(0, "S1", "suspect", case_type="criminal")], 3 * H, [(R, 1800)],
+     {"detention_timeout": {"criminal_h": 0.5, "warn_before_min": [10]}})
+case("detention_warning", "fractional hours from config",
+     [register(0, "S1", "suspect", case_type="criminal")], 3 * H, [(R, 1200)],
+     {"detention_timeout": {"criminal_h": 0.5, "warn_before_min": [10]}})
+case("detention_timeout", "left in time", DET + [(5 * H, "person.left", {"person": "S1"})], 30 * H, [])
+case("detention_warning", "left in time", DET + [(5 * H, "person.left", {"person": "S1"})], 30 * H, [])
+case("detention_timeout", "officers have no limit", [register(0, "O1", "officer")], 30 * H, [])
+case("detention_warning", "disabled", DET, 13 * H, [], {"detention_warning": {"enabled": False}})
+
+# ---- rest_overdue ---------------------------------------------------------------------------------
+case("rest_overdue", "4 h continuous",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(20000, "S1", INT, "waiting-1")], 21000,
+     [(R, 100 + 4 * H), (C, 20060)])
+case("rest_overdue", "a 30 s step out does not reset",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "corridor"),
+      move(3 * H + 30, "S1", "corridor", INT)], 5 * H, [(R, 100 + 4 * H)])
+case("rest_overdue", "a real break resets",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "waiting-1"),
+      move(3 * H + 600, "S1", "waiting-1", INT)], 3 * H + 600 + 3.9 * H, [])
+case("rest_overdue", "limit from config",
+     [team(), into(100, INT, "S1", "O1", "O2")], 2 * H, [(R, 100 + 3600)], {"rest_overdue": {"limit_h": 1}})
+
+# ---- minor_without_guardian ---------------------------------------------------------------------
+MINOR = arrive(0, "M1", "suspect", minor=True, case_id="C9") + arrive(0, "O1", "officer") + \
+    arrive(0, "O2", "officer")
+case("minor_without_guardian", "no guardian",
+     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian"), into(100, INT, "M1", "O1", "O2"),
+      enter(200, "G1", INT)], 300, [(R, 110), (C, 200)])
+case("minor_without_guardian", "guardian walks in with them",
+     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian"), into(100, INT, "M1", "O1", "O2", "G1")],
+     3000, [])
+case("minor_without_guardian", "appropriate adult",
+     [MINOR, arrive(0, "A1", "visitor", visitor_kind="appropriate_adult"),
+      into(100, INT, "M1", "O1", "O2", "A1")], 3000, [])
+case("minor_without_guardian", "a lawyer is no guardian",
+     [MINOR, arrive(0, "L1", "visitor", visitor_kind="lawyer"), into(100, INT, "M1", "O1", "O2", "L1")],
+     300, [(R, 110)])
+case("minor_without_guardian", "adult suspect", [team(), into(100, INT, "S1", "O1", "O2")], 3000, [])
+
+# ---- collusion_risk ---------------------------------------------------------------------------------
+CO = team() + arrive(0, "S2", "suspect", case_id="C1", case_type="criminal")
+case("collusion_risk", "same room",
+     [CO, into(100, "waiting-1", "S1", "S2", "O1"), move(200, "S2", "waiting-1", "waiting-3")],
+     300, [(R, 105), (C, 200)])
+case("collusion_risk", "adjacent rooms", [CO, enter(100, "S1", "waiting-1"), enter(100, "S2", "waiting-2")],
+     300, [(R, 105)])
+case("collusion_risk", "adjacency is symmetric",
+     [CO, enter(100, "S1", "waiting-2"), enter(100, "S2", "waiting-1")], 300, [(R, 105)])
+case("collusion_risk", "different cases",
+     [team(), arrive(0, "S3", "suspect", case_id="C2"), into(100, "waiting-1", "S1", "S3")], 3000, [])
+case("collusion_risk", "identification room excluded",
+     [CO, into(100, "identification-1", "S1", "S2"), move(500, "S2", "identification-1", "waiting-3")],
+     3000, [])
+case("collusion_risk", "passing by for 3 s",
+     [CO, enter(100, "S1", "waiting-1"), enter(100, "S2", "corridor"), move(200, "S2", "corridor", "waiting-1"),
+      move(203, "S2", "waiting-1", "corridor")], 3000, [])
+
+# ---- unauthorized_exit -----------------------------------------------------------------------------
+case("unauthorized_exit", "suspect at the exit",
+     [team(), move(100, "S1", "corridor", "exit"), move(150, "S1", "exit", "corridor")], 300,
+     [(R, 100), (C, 150)])
+case("unauthorized_exit", "checked out",
+     [team(), (90, "person.checkout_approved", {"person": "S1", "by": "O1"}), enter(100, "S1", "exit")],
+     300, [])
+case("unauthorized_exit", "exit door opens: alarm updated",
+     [team(), enter(100, "S1", "exit"), (110, "door.opened", {"door": "exit-door", "room": "exit"})],
+     300, [(R, 100), (R, 110)])
+case("unauthorized_exit", "gone through the exit: stays active",
+     [team(), enter(100, "S1", "exit"), leave(110, "S1", "exit")], 3000, [(R, 100)])
+case("unauthorized_exit", "officer at the exit",
+     [team(), enter(100, "O1", "exit"), (110, "door.opened", {"door": "exit-door", "room": "exit"})], 300, [])
+
+# ---- procedure_skipped -------------------------------------------------------------------------------
+case("procedure_skipped", "straight to interrogation",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(200, "S1", INT, "security-1"),
+      move(300, "S1", "security-1", "info-1")], 400, [(R, 100), (C, 300)])
+case("procedure_skipped", "by the book",
+     [team(), enter(10, "S1", "security-1"), move(20, "S1", "security-1", "info-1"),
+      move(30, "S1", "info-1", INT)], 400, [])
+case("procedure_skipped", "required steps from config",
+     [team(), enter(10, "S1", "security-1"), move(20, "S1", "security-1", INT)], 400, [],
+     {"procedure_skipped": {"required": ["security_check"]}})
+
+# ---- belongings -----------------------------------------------------------------------------------------
+BEL = team() + [(10, "belongings.assigned", {"person": "S1", "locker": "locker-b1", "compartment": 3}),
+                (20, "evidence.added", {"locker": "locker-b1", "compartment": 3, "item": "B0001"})]
+case("belongings_forgotten", "checked out, items still in",
+     [BEL, (1000, "person.checkout_approved", {"person": "S1", "by": "O1"}),
+      (1100, "evidence.removed", {"locker": "locker-b1", "compartment": 3, "item": "B0001"})],
+     1200, [(R, 1000), (C, 1100)])
+case("belongings_forgotten", "handed back before checkout",
+     [BEL, (900, "evidence.removed", {"locker": "locker-b1", "compartment": 3, "item": "B0001"}),
+      (1000, "person.checkout_approved", {"person": "S1", "by": "O1"})], 1200, [])
+case("belongings_overdue", "held 24 h", BEL, 25 * H, [(R, 10 + 24 * H)])
+case("belongings_overdue", "handed back in time",
+     [BEL, (1000, "evidence.removed", {"locker": "locker-b1", "compartment": 3, "item": "B0001"})],
+     30 * H, [])
+case("belongings_overdue", "cleared when handed back",
+     [BEL, (25 * H, "evidence.removed", {"locker": "locker-b1", "compartment": 3, "item": "B0001"})],
+     26 * H, [(R, 10 + 24 * H), (C, 25 * H)])
+
+# ---- wristband ------------------------------------------------------------------------------------------
+case("wristband_tamper", "strap opened then closed",
+     [team(), status(100, "S1", tamper=True), status(200, "S1", tamper=False)], 300, [(R, 100), (C, 200)])
+case("wristband_tamper", "unbound band", [status(100, None, tag="ABCDEF01", tamper=True)], 300, [])
+case("wristband_tamper", "status without tamper", [team(), status(100, "S1", battery=50)], 300, [])
+case("sos", "button pressed and reset",
+     [team(), status(100, "O1", sos=True), status(110, "O1", sos=False)], 300, [(R, 100), (C, 110)])
+case("sos", "no button", [team(), status(100, "O1")], 300, [])
+case("sos", "unbound tag", [status(100, None, tag="ABCDEF01", sos=True)], 300, [])
+case("sos", "cleared when the person leaves",
+     [team(), status(100, "S1", sos=True), (200, "person.left", {"person": "S1"})], 300, [(R, 100), (C, 200)])
+case("tag_low_battery", "below 20 %",
+     [team(), status(100, "S1", battery=15), status(200, "S1", battery=90)], 300, [(R, 100), (C, 200)])
+case("tag_low_battery", "low-battery bit", [team(), status(100, "S1", battery="low")], 300, [(R, 100)])
+case("tag_low_battery", "at 20 %", [team(), status(100, "S1", battery=20)], 300, [])
+case("tag_low_battery", "cleared when unbound",
+     [team(), status(100, "S1", battery=10),
+      (200, "wristband.unbound", {"tag": tag_of("S1"), "person": "S1"})], 300, [(R, 100), (C, 200)])
+case("vital_signs_abnormal", "150 bpm for 30 s",
+     [team(), status(100, "S1", heart_rate=150), status(200, "S1", heart_rate=80)], 300, [(R, 130), (C, 200)])
+case("vital_signs_abnormal", "40 bpm for 30 s", [team(), status(100, "S1", heart_rate=40)], 300, [(R, 130)])
+case("vital_signs_abnormal", "150 bpm for 20 s",
+     [team(), status(100, "S1", heart_rate=150), status(120, "S1", heart_rate=80)], 300, [])
+case("vital_signs_abnormal", "no reading", [team(), status(100, "S1", heart_rate=None)], 300, [])
+case("tag_signal_lost", "left range, back later",
+     [arrive(0, "S1", "suspect"), enter(10, "S1", "waiting-1"), leave(100, "S1", "waiting-1"), enter(200, "S1", "waiting-1")],
+     300, [(R, 160), (C, 200)])
+case("tag_signal_lost", "never seen after binding", [arrive(0, "S1", "suspect")], 300, [(R, 60)])
+case("tag_signal_lost", "back within 60 s",
+     [arrive(0, "S1", "suspect"), enter(10, "S1", "waiting-1"), leave(100, "S1", "waiting-1"), enter(150, "S1", "corridor")],
+     3000, [])
+case("tag_signal_lost", "a status report counts as seen",
+     [arrive(0, "S1", "suspect"), enter(10, "S1", "waiting-1"), leave(100, "S1", "waiting-1"), status(150, "S1", battery=70)],
+     200, [])
+case("tag_signal_lost", "cards are not tracked",
+     [register(0, "O9", "officer"), bind(0, "O9", "14008EC793")], 3000, [])
+case("tag_signal_lost", "unbound tag", [enter(10, None, "waiting-1", tag="ABCDEF01"),
+                                        leave(20, None, "waiting-1", tag="ABCDEF01")], 3000, [])
+
+# ---- camera ---------------------------------------------------------------------------------------------
+CAM = team() + into(100, INT, "S1", "O1", "O2")
+case("suspect_motionless", "camera reports 300 s still",
+     [CAM, (1000, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": 300}),
+      (1100, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 3})], 1200, [(R, 1000), (C, 1100)])
+case("suspect_motionless", "still since 100 s, the rest is waited for",
+     [CAM, (1000, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": 100})], 1300, [(R, 1200)])
+case("suspect_motionless", "motion before the limit",
+     [CAM, (1000, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": 100}),
+      (1100, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": 0})], 3000, [])
+case("suspect_motionless", "no suspect in the room",
+     [team(), into(100, INT, "O1"), (1000, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": 400})],
+     3000, [])
+case("headcount_mismatch", "camera sees one more",
+     [CAM, (200, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 4}),
+      (300, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 3})], 400, [(R, 230), (C, 300)])
+case("headcount_mismatch", "counts agree",
+     [CAM, (200, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 3})], 3000, [])
+case("headcount_mismatch", "mismatch for 20 s",
+     [CAM, (200, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 2}),
+      (220, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 3})], 3000, [])
+case("headcount_mismatch", "camera goes offline",
+     [CAM, (200, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": 2}),
+      (400, "device.offline", {"device": "cam-int1", "error": "timeout"})], 500, [(R, 230), (C, 400)])
+
+# ---- facility -----------------------------------------------------------------------------------------------
+case("door_held_open", "open 200 s", [(100, "door.opened", {"door": "exit-door", "room": "exit"}),
+                                      (300, "door.closed", {"door": "exit-door", "room": "exit"})],
+     400, [(R, 220), (C, 300)])
+case("door_held_open", "open 100 s", [(100, "door.opened", {"door": "exit-door", "room": "exit"}),
+                                      (200, "door.closed", {"door": "exit-door", "room": "exit"})], 3000, [])
+LO = {"locker": "locker-ev1", "compartment": 5}
+case("locker_open_too_long", "open 100 s", [(100, "locker.opened", LO), (200, "locker.closed", LO)],
+     300, [(R, 160), (C, 200)])
+case("locker_open_too_long", "open 50 s", [(100, "locker.opened", LO), (150, "locker.closed", LO)], 3000, [])
+case("locker_unauthorized_open", "no unlock command",
+     [(100, "locker.opened", LO), (120, "locker.closed", LO)], 300, [(R, 100), (C, 120)])
+case("locker_unauthorized_open", "unlocked by command",
+     [(90, "locker.unlock_requested", dict(LO, by="O1", order=None)), (100, "locker.opened", LO),
+      (120, "locker.closed", LO)], 300, [])
+case("locker_unauthorized_open", "command too long ago",
+     [(50, "locker.unlock_requested", dict(LO, by="O1", order=None)), (100, "locker.opened", LO)],
+     300, [(R, 100)])
+case("locker_unauthorized_open", "command for another compartment",
+     [(90, "locker.unlock_requested", {"locker": "locker-ev1", "compartment": 6, "by": "O1", "order": None}),
+      (100, "locker.opened", LO)], 300, [(R, 100)])
+EV = dict(LO, item="E0001")
+ORDER = {"order": "ORD1", "item": "E0001", "action": "withdraw", "case_id": "C1", "by": "O1", "expires": None}
+case("evidence_unauthorized_removal", "no order",
+     [(10, "evidence.added", EV), (100, "evidence.removed", EV), (200, "evidence.added", EV)], 300,
+     [(R, 100), (C, 200)])
+case("evidence_unauthorized_removal", "withdraw order", [(10, "evidence.added", EV), (50, "custody.ordered", ORDER),
+                                                         (100, "evidence.removed", EV)], 300, [])
+case("evidence_unauthorized_removal", "order expired",
+     [(10, "evidence.added", EV), (50, "custody.ordered", dict(ORDER, expires="2026-11-26T00:01:00.000Z")),
+      (100, "evidence.removed", EV)], 300, [(R, 100)])
+case("evidence_unauthorized_removal", "a deposit order does not let it out",
+     [(10, "evidence.added", EV), (50, "custody.ordered", dict(ORDER, action="deposit")),
+      (100, "evidence.removed", EV)], 300, [(R, 100)])
+case("evidence_unauthorized_removal", "order spent by an earlier withdrawal",
+     [(10, "evidence.added", EV), (50, "custody.ordered", ORDER), (100, "evidence.removed", EV),
+      (200, "evidence.added", EV), (300, "evidence.removed", EV)], 400, [(R, 300)])
+case("evidence_unauthorized_removal", "order after the fact clears",
+     [(10, "evidence.added", EV), (100, "evidence.removed", EV), (150, "custody.ordered", ORDER)], 300,
+     [(R, 100), (C, 150)])
+case("evidence_unauthorized_removal", "belongings locker",
+     [(10, "evidence.added", {"locker": "locker-b1", "compartment": 1, "item": "B1"}),
+      (100, "evidence.removed", {"locker": "locker-b1", "compartment": 1, "item": "B1"})], 300, [])
+
+# ---- female_search_without_female_staff ---------------------------------------------------------------------
+FEM = arrive(0, "F1", "suspect", gender="female", case_id="C3") + arrive(0, "O1", "officer", gender="male") + \
+    arrive(0, "ST2", "staff", gender="female")
+case("female_search_without_female_staff", "male officer only",
+     [FEM, into(100, "security-1", "F1", "O1"), enter(200, "ST2", "security-1")], 300, [(R, 110), (C, 200)])
+case("female_search_without_female_staff", "female staff present",
+     [FEM, into(100, "security-1", "F1", "O1", "ST2")], 3000, [])
+case("female_search_without_female_staff", "male suspect",
+     [team(), into(100, "security-1", "S1", "O1")], 3000, [])
+case("female_search_without_female_staff", "not a search room",
+     [FEM, into(100, "waiting-1", "F1", "O1")], 3000, [])
+
+# ---- device_offline ---------------------------------------------------------------------------------------------
+case("device_offline", "camera offline then back",
+     [(100, "device.offline", {"device": "cam-int1", "error": "no frames"}),
+      (200, "device.online", {"device": "cam-int1", "error": None})], 300, [(R, 100), (C, 200)])
+case("device_offline", "online only", [(100, "device.online", {"device": "cam-int1", "error": None})], 300, [])
+case("device_offline", "error is not offline",
+     [(100, "device.error", {"device": "cam-int1", "error": "crc"})], 300, [])
+
+__all__ = ["CASES", "Case", "tag_of"]
