@@ -102,43 +102,24 @@ class Core:
         """Replay the journal into the engine (restart = replay).
 
         Journaled rule output is skipped and regenerated, exactly as
-        ``casegate replay`` does; then alarms whose state differs (config
-        changed, deadlines passed while we were down) are reconciled.
+        ``casegate replay`` does (its times serve as timer ticks); then alarms
+        whose state differs (config changed, deadlines passed while we were
+        down) are reconciled with new events.
         """
-        try:
-            from rules.replay import reconcile
-        except ImportError:  # TEMP until rules.replay lands
-            reconcile = lambda engine, active: []
+        from rules.replay import rebuild, reconcile
+        counted = _Counted()
         conn = open_reader(self.journal.path)
-        journaled_active: dict[str, dict] = {}
-        n = 0
         try:
-            for ev in iter_events(conn):
-                n += 1
-                if ev.source == "rules":
-                    _track_active(journaled_active, ev)
-                    continue
-                self._feed_replay(ev)
+            journaled_active = rebuild(self.engine, counted.wrap(iter_events(conn)), self.center)
         finally:
             conn.close()
         self.requests_done = self.journal.load_requests()
         drafts = list(reconcile(self.engine, journaled_active))
         drafts += self.engine.advance(self.clock())
-        if drafts:
-            futures = [self.submit(d) for d in drafts]
-            del futures
-        log.info("rebuilt state from %d journaled events (last seq %d)", n, self.journal.last_seq)
-        return n
-
-    def _feed_replay(self, ev: Event) -> None:
-        pending = [ev]
-        seq = ev.seq
-        while pending:
-            e = pending.pop(0)
-            for d in self.engine.apply(e):
-                # Regenerated alarms are not journaled again: seal them off-chain
-                # only to fold them into the engine's alarm state.
-                pending.append(seal(d, seq, self.center, "", self.clock()))
+        for d in drafts:
+            self.submit(d)
+        log.info("rebuilt state from %d journaled events (last seq %d)", counted.n, self.journal.last_seq)
+        return counted.n
 
     # ---- producers -----------------------------------------------------------
     def submit(self, draft: Draft, block: bool = True, timeout: float | None = 10.0) -> Future:
@@ -345,8 +326,11 @@ def _resolve(f: Future, value: Any, events: list[Event]) -> None:
         f.set_result(events[0] if events else None)
 
 
-def _track_active(active: dict[str, dict], ev: Event) -> None:
-    if ev.type == "alarm.raised":
-        active[ev.data["alarm_id"]] = ev.data
-    elif ev.type == "alarm.cleared":
-        active.pop(ev.data["alarm_id"], None)
+class _Counted:
+    def __init__(self):
+        self.n = 0
+
+    def wrap(self, it):
+        for x in it:
+            self.n += 1
+            yield x

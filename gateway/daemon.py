@@ -146,11 +146,13 @@ class Daemon:
         self.core.add_listener(self._on_committed)
         for fn in self.extra_listeners:
             self.core.add_listener(fn)
+        if self.uplink:
+            # Before the core runs: the uplink reads the backlog from the journal,
+            # and every later commit reaches it through on_committed exactly once.
+            self.uplink.start()
         self.core.start()
         self.core.submit(Draft("gateway.started", {"version": __version__,
                                                    "config_hash": cfg.config_hash()}))
-        if self.uplink:
-            self.uplink.start()
         self._start_control_socket()
         for dev in cfg.devices:
             if dev.enabled:
@@ -265,8 +267,8 @@ class Daemon:
             log.warning("reload: [center], [storage] and [mqtt] changes need a restart; ignored")
             new = new.model_copy(update={"mqtt": old.mqtt, "storage": old.storage, "center": old.center})
         self.config = new
-        if hasattr(self.engine, "reconfigure"):
-            self.core.call(lambda core: (self.engine.reconfigure(new), [])).result(10)
+        # Rules disabled by the new config clear their alarms, journaled like any other.
+        self.core.call(lambda core: (None, self.engine.reconfigure(new))).result(10)
         self.core.config = new
         old_devs = {d.id: d for d in old.devices}
         new_devs = {d.id: d for d in new.devices}
@@ -319,11 +321,20 @@ class Daemon:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
         self.uplink.respond(f"{self.config.prefix}/response/{req.command}", payload)
-        if req.response_topic and "#" not in req.response_topic and "+" not in req.response_topic:
+        if req.response_topic and self._response_topic_allowed(req.response_topic):
             props = Properties(PacketTypes.PUBLISH)
             if req.correlation is not None:
                 props.CorrelationData = req.correlation
             self.uplink.respond(req.response_topic, payload, props)
+
+    def _response_topic_allowed(self, topic: str) -> bool:
+        """An MQTT 5 Response Topic is honoured unless it has wildcards or points into the
+        gateway's own tree outside response/: a requester must never make the gateway
+        publish where consumers expect its events, alarms or state."""
+        if "#" in topic or "+" in topic or "\0" in topic:
+            return False
+        own = self.config.prefix + "/"
+        return not topic.startswith(own) or topic.startswith(own + "response/")
 
     def _on_committed(self, events: list[Event]) -> None:
         if not events:

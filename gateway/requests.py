@@ -180,7 +180,7 @@ def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | 
     if not isinstance(obj, dict):
         return None, None, RequestError("bad_request", "payload must be a JSON object")
     rid = obj.get("request_id")
-    if not isinstance(rid, str) or not re.match(ID, rid):
+    if not isinstance(rid, str) or not re.fullmatch(ID, rid):
         rid = None
     if command not in COMMANDS:
         return None, rid, RequestError("unknown_command", f"unknown command {command!r}")
@@ -203,7 +203,7 @@ def fail(rid: Any, err: RequestError) -> dict:
 
 
 def norm_tag(tag: str) -> str:
-    if not TAG.match(tag):
+    if not TAG.fullmatch(tag):
         raise RequestError("bad_request", "tag must be 8 (wristband) or 10 (card) hex digits")
     return tag.upper()
 
@@ -373,13 +373,13 @@ class RequestRouter:
         # so a central system names itself in an MQTT 5 user property "client".
         client = "central"
         for k, v in (getattr(props, "UserProperty", None) or []) if props else []:
-            if k == "client" and re.match(ID, v or ""):
+            if k == "client" and re.fullmatch(ID, v or ""):
                 client = v
         req = Request(command if command in COMMANDS else command[:100], args, rid, rt, cd,
                       source=f"mqtt:{client}")
         if err is not None:
             self.counts["failed"] += 1
-            log.info("request %s rejected: %s %s", req.command, err.code, err.message)
+            log.info("request %r rejected: %s %s", req.command, err.code, err.message)
             self.respond(req, fail(rid, err))
             return
         self.submit(req)

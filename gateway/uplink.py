@@ -18,6 +18,7 @@ from typing import NamedTuple
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -111,6 +112,7 @@ class Uplink:
         self._acked: set[int] = set()
         self._retained: dict[str, str] = {}
         self._gateway_error: str | None = None
+        self._got_connack = False
         self.next_seq = 1
         self.last_committed = 0
         self.backlog = 0
@@ -124,6 +126,7 @@ class Uplink:
         self.client = build_client(self.mq, client_id, f"{self.prefix}/state/gateway")
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.client.max_inflight_messages_set(0)
@@ -220,6 +223,7 @@ class Uplink:
 
     # ---- paho callbacks (network thread) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        self._got_connack = True
         if reason_code.is_failure:
             self.last_error = f"connect refused: {reason_code}"
             log.error("broker %s:%d refused connection: %s", self.mq.host, self.mq.port, reason_code)
@@ -244,7 +248,31 @@ class Uplink:
             self._connected = True
             self._cv.notify_all()
 
+    def _on_connect_fail(self, client, userdata):
+        # paho calls this inside its `except OSError:` around reconnect(), so the
+        # exception (ssl.SSLCertVerificationError, ConnectionRefusedError, ...) is current.
+        err = sys.exc_info()[1]
+        if isinstance(err, ssl.SSLCertVerificationError):
+            why = (f"TLS certificate verify failed: {err.verify_message or err.reason} "
+                   f"(check [mqtt] ca_file, and that host names the broker's certificate)")
+        elif isinstance(err, ssl.SSLError):
+            why = f"TLS: {err.reason or err}"
+        else:
+            why = str(err) if err else "unknown error"
+        self._connect_error(f"cannot connect to {self.mq.host}:{self.mq.port}: {why}")
+
+    def _connect_error(self, msg: str) -> None:
+        if msg != self.last_error:       # once per distinct cause, not on every retry
+            log.error("%s", msg)
+        self.last_error = msg
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        got_connack, self._got_connack = self._got_connack, False
+        if not got_connack and not self._stop:
+            # Dropped before any CONNACK: e.g. the broker requires a client certificate,
+            # which TLS 1.3 reports only after the handshake.
+            self._connect_error(f"cannot connect to {self.mq.host}:{self.mq.port}: connection closed "
+                                f"before CONNACK ({reason_code}); with TLS check [mqtt] cert_file/key_file")
         with self._cv:
             was = self._connected
             self._connected = False

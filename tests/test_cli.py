@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import Mosquitto, free_port
+from brokers import Mosquitto, free_port
 from daemon_util import ROOT, DaemonProcess, cli, write_config
 from test_daemon import Central
 

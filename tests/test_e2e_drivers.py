@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import free_port
+from brokers import free_port
 from daemon_util import DaemonProcess, cli, write_config
 from drivers.card_reader.simulator import CardReaderSimulator
 from drivers.zone_reader.simulator import ZoneSite
