@@ -144,6 +144,8 @@ def _device_where(d) -> str:
 def cmd_status(args) -> int:
     cfg, _ = get_config(args)
     resp = control(cfg, {"cmd": "status"})
+    if not resp.get("ok"):
+        raise CliError(f"daemon could not report status: {resp.get('error')}")
     data = resp["data"]
     healthy = data["uplink"].get("connected") and not data["journal"].get("error") and all(
         d.get("state") == "online" for d in data["devices"])
@@ -158,7 +160,8 @@ def cmd_status(args) -> int:
               f"{up.get('broker', '')} · backlog {up.get('backlog', j['backlog'])} · "
               f"delivered {up.get('delivered', 0)}" + (f" · last error: {up['last_error']}"
                                                         if up.get("last_error") else ""))
-        print(f"journal  {j['path']} · {j['bytes'] / 1e6:.1f} MB · {j['events']} events · "
+        size = f"{j['bytes'] / 1e6:.1f} MB" if j.get("bytes") is not None else "size unknown"
+        print(f"journal  {j['path']} · {size} · {j['events']} events · "
               f"last seq {j['last_seq']}" + (f" · ERROR {j['error']}" if j.get("error") else ""))
         print(f"alarms   {data['active_alarms']} active")
         _devices_table(data["devices"])

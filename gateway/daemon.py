@@ -411,7 +411,10 @@ class Daemon:
         if cmd == "devices":
             return {"ok": True, "data": self.devices()}
         if cmd == "alarms":
-            snap = self.core.call(lambda core: (self._snapshot(core), [])).result(10).value
+            try:
+                snap = self.core.call(lambda core: (self._snapshot(core), [])).result(3).value
+            except Exception as e:
+                return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
             return {"ok": True, "data": snap["active"]}
         if cmd == "ack":
             from gateway.requests import Ack, Request, ok
@@ -437,8 +440,14 @@ class Daemon:
         return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
 
     def status(self) -> dict:
-        st = journal_stats(self.config.journal_path)
-        active = self.core.call(lambda core: (len(core.state.active_alarms), [])).result(10).value
+        try:
+            st = journal_stats(self.config.journal_path)
+        except Exception as e:   # e.g. a full disk: status must still answer
+            st = {"bytes": None, "events": None, "last_seq": self.journal.last_seq, "backlog": None,
+                  "stats_error": str(e)}
+        # Read without the writer thread: status must answer even while the
+        # writer is stuck retrying a commit (disk full). len() of a dict is atomic.
+        active = len(self.core.state.active_alarms)
         return {
             "version": __version__, "center": self.config.center.id, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
