@@ -141,6 +141,14 @@ DRIVERS: dict[str, str] = {
 }
 
 
+def add_probe_option(parser, *names: str, **kw) -> None:
+    """Add a ``casegate probe`` option unless the CLI or another driver's probe
+    already defined it (the generic --port/--seconds/--json are shared)."""
+    if any(n in parser._option_string_actions for n in names):  # noqa: SLF001
+        return
+    parser.add_argument(*names, **kw)
+
+
 def driver_class(kind: str) -> type[Driver]:
     import importlib
     mod, _, cls = DRIVERS[kind].partition(":")

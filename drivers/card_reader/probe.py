@@ -5,6 +5,7 @@ error (bad checksum, non-hex digits, noise bytes), then a summary. Exit 1 if
 the port cannot be opened (or is lost); 0 otherwise.
 """
 from __future__ import annotations
+from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
@@ -24,11 +25,6 @@ _ERRORS = {
 }
 
 
-def _add(parser: argparse.ArgumentParser, *names: str, **kw) -> None:
-    """Add an option unless another driver's probe already added it."""
-    if any(n in parser._option_string_actions for n in names):  # noqa: SLF001
-        return
-    parser.add_argument(*names, **kw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

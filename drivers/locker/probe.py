@@ -7,6 +7,7 @@ given) answered at least once; 1 if a port cannot be opened or nothing
 answered.
 """
 from __future__ import annotations
+from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
@@ -16,11 +17,6 @@ from drivers.locker import protocol as p
 from drivers.locker.driver import FrameStream, describe_port_error, open_serial
 
 
-def _add(parser: argparse.ArgumentParser, *names: str, **kw) -> None:
-    existing = getattr(parser, "_option_string_actions", {})
-    if any(n in existing for n in names):
-        return
-    parser.add_argument(*names, **kw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

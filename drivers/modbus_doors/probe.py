@@ -5,6 +5,7 @@ prints the first reading, every change and every Modbus error. Exit 0 if at
 least one read succeeded, 1 otherwise (or if the port cannot be opened).
 """
 from __future__ import annotations
+from drivers.base import add_probe_option as _add
 
 import argparse
 import errno
@@ -14,12 +15,6 @@ import time
 from drivers.modbus_doors.driver import ModbusBus, PollError, parse_url, read_inputs
 
 
-def _add(parser: argparse.ArgumentParser, *names: str, **kw) -> None:
-    """Add an option unless the CLI already defines it (shared --port/--seconds)."""
-    existing = getattr(parser, "_option_string_actions", {})
-    if any(n in existing for n in names):
-        return
-    parser.add_argument(*names, **kw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ as the daemon does, and prints every frame decoded, the resulting events, and
 a summary. Exit 1 if it cannot listen; 0 otherwise.
 """
 from __future__ import annotations
+from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
@@ -16,10 +17,6 @@ from drivers.zone_reader import protocol as P
 from drivers.zone_reader.driver import ZoneReaderDriver
 
 
-def _add(parser: argparse.ArgumentParser, *names: str, **kw) -> None:
-    if any(n in parser._option_string_actions for n in names):  # noqa: SLF001
-        return
-    parser.add_argument(*names, **kw)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
