@@ -5,7 +5,6 @@ error (bad checksum, non-hex digits, noise bytes), then a summary. Exit 1 if
 the port cannot be opened (or is lost); 0 otherwise.
 """
 from __future__ import annotations
-from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
@@ -14,7 +13,7 @@ from typing import TextIO
 
 import serial
 
-from drivers.base import PrintContext
+from drivers.base import PrintContext, add_probe_option as _add
 from drivers.card_reader.driver import CardReaderDriver, open_error_message, open_port
 
 _ERRORS = {

@@ -7,12 +7,12 @@ given) answered at least once; 1 if a port cannot be opened or nothing
 answered.
 """
 from __future__ import annotations
-from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
 import time
 
+from drivers.base import add_probe_option as _add
 from drivers.locker import protocol as p
 from drivers.locker.driver import FrameStream, describe_port_error, open_serial
 

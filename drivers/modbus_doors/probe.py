@@ -5,13 +5,13 @@ prints the first reading, every change and every Modbus error. Exit 0 if at
 least one read succeeded, 1 otherwise (or if the port cannot be opened).
 """
 from __future__ import annotations
-from drivers.base import add_probe_option as _add
 
 import argparse
 import errno
 import sys
 import time
 
+from drivers.base import add_probe_option as _add
 from drivers.modbus_doors.driver import ModbusBus, PollError, parse_url, read_inputs
 
 

@@ -5,14 +5,13 @@ as the daemon does, and prints every frame decoded, the resulting events, and
 a summary. Exit 1 if it cannot listen; 0 otherwise.
 """
 from __future__ import annotations
-from drivers.base import add_probe_option as _add
 
 import argparse
 import sys
 import time
 from typing import TextIO
 
-from drivers.base import PrintContext
+from drivers.base import PrintContext, add_probe_option as _add
 from drivers.zone_reader import protocol as P
 from drivers.zone_reader.driver import ZoneReaderDriver
 
