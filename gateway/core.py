@@ -65,7 +65,9 @@ class CommitResult:
 
 class Core:
     def __init__(self, config, journal: Journal, engine, clock: Callable[[], float] = time.time,
-                 queue_size: int = 100_000):
+                 queue_size: int = 20_000):
+        # queue_size bounds memory when producers outrun the disk: past it,
+        # submit() blocks (back-pressure) instead of buffering in RAM.
         self.config = config
         self.journal = journal
         self.engine = engine
