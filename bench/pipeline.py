@@ -106,7 +106,7 @@ def casegate_rate(tmp: Path, port: int, n: int, inflight: int = INFLIGHT) -> flo
     wait(lambda: up.connected, 10)
     t0 = time.time()
     for i in range(n):
-        core.submit(Draft("tag.status", {"tag": f"{i:08X}", "pad": PAYLOAD[:200]}, "bench"))
+        core.submit(Draft("tag.status", {"tag": f"{i % 500:08X}", "pad": PAYLOAD[:200]}, "bench"))
     r = sub.result()
     up.stop(0.5)
     core.stop()
@@ -121,7 +121,7 @@ def latency(tmp: Path, port: int, seconds: float, rate: int = 1000) -> tuple[flo
     wait(lambda: up.connected, 10)
     t0 = time.perf_counter()
     for i in range(n):
-        core.submit(Draft("tag.status", {"tag": f"{i:08X}", "t0": time.time()}, "bench"))
+        core.submit(Draft("tag.status", {"tag": f"{i % 500:08X}", "t0": time.time()}, "bench"))
         delay = t0 + (i + 1) / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
@@ -139,7 +139,7 @@ def drain(tmp: Path, broker: Mosquitto, n: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     futs = []
     for i in range(n):
-        f = core.submit(Draft("tag.status", {"tag": f"{i:08X}", "battery": 50}, "bench"))
+        f = core.submit(Draft("tag.status", {"tag": f"{i % 500:08X}", "battery": 50}, "bench"))
         if i % 10000 == 9999:
             futs.append(f)
     for f in futs:
