@@ -221,8 +221,7 @@ class Handlers:
         p = core.state.persons.get(a.person)
         if p is not None and not p.left:
             raise RequestError("conflict", f"person {a.person} is already registered")
-        if a.role == "suspect" and a.case_type is None:
-            pass  # allowed: the detention rule then uses criminal limits
+        # A suspect without case_type is allowed: the detention rule then uses the criminal limits.
         data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
                 "minor": a.minor, "case_id": a.case_id, "case_type": a.case_type, "limit_h": a.limit_h}
         if a.visitor_kind:

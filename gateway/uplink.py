@@ -342,6 +342,8 @@ class Uplink:
                     if gen == self._gen:
                         if kind == "resend":
                             self._resend_buf.extend(rows)
+                            if len(rows) == READ_BATCH and rows[-1].seq < hi:
+                                self._resend.appendleft((rows[-1].seq + 1, hi))   # the rest of the range
                         elif rows:
                             self._buffer.extend(rows)
                             self._buffer_lo = lo

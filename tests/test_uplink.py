@@ -153,3 +153,18 @@ def test_puback_not_queueing_counts_as_delivered(tmp_path, mosquitto):
     finally:
         up.stop(drain_s=0.1)
         core.stop()
+
+
+def test_resend_of_a_long_range_publishes_all_of_it(tmp_path, mosquitto, subscriber_factory):
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, max_inflight=100)
+    try:
+        stream(core, 5000, 100000)
+        wait(lambda: up.backlog == 0 and up.connected, 30, "delivered")
+        sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/events/#"])
+        assert up.resend(10, 4509) == 4500
+        wait(lambda: len(sub.payloads(f"{PREFIX}/events/")) >= 4500, 30, "the whole range again")
+    finally:
+        up.stop()
+        core.stop()
+    seqs = sorted(p["seq"] for p in sub.payloads(f"{PREFIX}/events/"))
+    assert seqs == list(range(10, 4510))
