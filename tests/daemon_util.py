@@ -40,9 +40,10 @@ def write_config(tmp: Path, mqtt_port: int | None, extra: str = "", center: str 
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, env: dict | None = None):
+    def __init__(self, config: Path, env: dict | None = None, umask: int = -1):
         self.config = config
         self.env = env or {}
+        self.umask = umask          # -1: inherit ours
         self.proc: subprocess.Popen | None = None
         self.log_path = config.parent / f"daemon-{int(time.time() * 1000)}.log"
         import tomllib
@@ -59,7 +60,7 @@ class DaemonProcess:
         self.log_path = self.config.parent / f"daemon-{int(time.time() * 1000)}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.config), "run"],
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env=e)
+                                     env=e, umask=self.umask)
         if wait:
             self.wait_ready()
         return self

@@ -322,36 +322,7 @@ class Daemon(DaemonProcess):
     """DaemonProcess started with a chosen umask (default 000: the daemon must set its own modes)."""
 
     def __init__(self, config: Path, env: dict | None = None, umask: int = 0o000):
-        super().__init__(config, env)
-        self.umask = umask
-
-    def start(self, wait: bool = True) -> "Daemon":
-        e = dict(os.environ)
-        e.pop("NOTIFY_SOCKET", None)
-        e.pop("CASEGATE_CONFIG", None)
-        e.update(SUBPROCESS_ENV)
-        e.update(self.env)
-        self.log_path = self.config.parent / f"daemon-{int(time.time() * 1000)}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(self.config), "run"],
-                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env=e, umask=self.umask)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
-            if self.socket.exists() and cli("status", "--json", config=self.config).returncode in (0, 1):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"daemon not ready:\n{self.log()}")
-
-    def status(self) -> dict:
-        r = cli("status", "--json", config=self.config)
-        return json.loads(r.stdout)
+        super().__init__(config, {**SUBPROCESS_ENV, **(env or {})}, umask)
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
