@@ -113,7 +113,6 @@ class Daemon:
         self.clock = clock
         self.started = time.time()
         self.stop_event = threading.Event()
-        self.reload_event = threading.Event()
         self.drivers: dict[str, Any] = {}
         self.uplink = None
         self.router = None
@@ -174,19 +173,29 @@ class Daemon:
 
     # ---- main loop -----------------------------------------------------------
     def serve(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
+        # Handlers only assign a flag: calling Event.set() from a handler can
+        # deadlock when the signal lands while the main thread holds that
+        # Event's lock inside wait() (seen once in CI: SIGTERM ignored).
+        self._signalled: str | None = None
+
+        def on_signal(signum, frame):
+            if signum == signal.SIGHUP:
+                self._reload_requested = True
+            else:
+                self._signalled = signal.Signals(signum).name
+        self._reload_requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
         self.start()
         sd_notify(f"READY=1\nSTATUS=journal at seq {self.journal.last_seq}\nMAINPID={os.getpid()}")
         log.info("casegate %s running for center %s", __version__, self.config.center.id)
         wd = watchdog_interval()
         last_wd = 0.0
         last_prune = 0.0
-        while not self.stop_event.is_set():
-            self.stop_event.wait(min(wd or 1.0, 1.0))
-            if self.reload_event.is_set():
-                self.reload_event.clear()
+        while self._signalled is None:
+            time.sleep(0.2)
+            if self._reload_requested:
+                self._reload_requested = False
                 problems = self.request_reload()
                 if problems:
                     log.error("reload refused, keeping the running config: %s", problems)
@@ -198,6 +207,7 @@ class Daemon:
             if time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
+        self.stop_event.set()
         sd_notify("STOPPING=1")
         self.stop("signal")
         return 0
