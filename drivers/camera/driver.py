@@ -524,8 +524,11 @@ class CameraDriver(Driver):
         return n
 
     # ---- snapshots -----------------------------------------------------
-    def snapshot(self, reason: str, frame: np.ndarray | None = None) -> str:
-        """Write ``frame`` (default: the latest) as a 0600 JPEG under snapshots/; emit camera.snapshot."""
+    def snapshot(self, reason: str, frame: np.ndarray | None = None, alarm_id: str | None = None) -> str:
+        """Write ``frame`` (default: the latest) as a 0600 JPEG under snapshots/; emit camera.snapshot.
+
+        ``alarm_id`` links the picture to an alarm (视频联动): the rules then
+        re-send that alarm with its ``snapshot`` path."""
         import cv2
         if frame is None:
             with self._frame_lock:
@@ -553,7 +556,10 @@ class CameraDriver(Driver):
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        self.ctx.emit("camera.snapshot", {"camera": self.device_id, "file": str(path), "reason": reason}, ts)
+        data = {"camera": self.device_id, "room": self.cfg.room, "file": str(path), "reason": reason}
+        if alarm_id:
+            data["alarm_id"] = alarm_id
+        self.ctx.emit("camera.snapshot", data, ts)
         return str(path)
 
     def _fresh_frame(self, timeout: float) -> np.ndarray | None:
@@ -578,7 +584,9 @@ class CameraDriver(Driver):
         frame = self._fresh_frame(timeout)
         if frame is None:
             raise CommandError("device_timeout", f"no frame from camera {self.device_id} within {timeout:g} s")
+        alarm_id = args.get("alarm_id")
+        reason = "alarm" if alarm_id else "command"
         try:
-            return {"file": self.snapshot("command", frame)}
+            return {"file": self.snapshot(reason, frame, alarm_id=alarm_id)}
         except OSError as e:
             raise CommandError("device_refused", f"cannot write the snapshot: {e.strerror or e}") from None
