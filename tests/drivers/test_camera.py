@@ -463,7 +463,13 @@ def test_snapshot_command_writes_private_jpeg(storage, tmp_path, run_driver):
     assert mode(storage / "snapshots") == 0o700 and mode(f) == 0o600
     img = cv2.imread(f)
     assert img is not None and img.shape == (240, 320, 3)
-    assert of_type(ctx, "camera.snapshot") == [{"camera": "cam-int1", "file": f, "reason": "command"}]
+    assert of_type(ctx, "camera.snapshot") == [{"camera": "cam-int1", "room": "interrogation-1", "file": f,
+                                                "reason": "command"}]
+    linked = drv.command("camera/snapshot", {"camera": "cam-int1", "alarm_id": "lone_interrogation:00ff"},
+                         timeout=3)["file"]
+    assert "-alarm.jpg" in linked and of_type(ctx, "camera.snapshot")[-1] == {
+        "camera": "cam-int1", "room": "interrogation-1", "file": linked, "reason": "alarm",
+        "alarm_id": "lone_interrogation:00ff"}
     with pytest.raises(CommandError) as e:
         drv.command("locker/open", {}, timeout=1)
     assert e.value.code == "unknown_command"
