@@ -17,6 +17,7 @@ import socketserver
 import stat
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,8 @@ class Daemon:
         # Called in the writer thread after each commit (e.g. the demo's live view);
         # add before start(). Must not block.
         self.extra_listeners: list = []
+        self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
+        self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
@@ -249,6 +252,7 @@ class Daemon:
                 log.warning("device %s did not stop cleanly: %s", dev_id, e)
         if self.router:
             self.router.stop()
+        self._snapshot_pool.shutdown(wait=False, cancel_futures=True)
         self.core.submit(Draft("gateway.stopped", {"reason": reason}))
         self.core.stop()
         if self.uplink:
@@ -352,10 +356,43 @@ class Daemon:
         for ev in events:
             if ev.domain in ("presence", "person", "alarm", "wristband"):
                 self._state_dirty.set()
+                if ev.type == "alarm.raised" and isinstance(ev.data, dict):
+                    self._alarm_snapshot(ev.data)
             elif ev.domain == "device" and self.uplink and isinstance(ev.data, dict):
                 dev = ev.data.get("device", ev.source)
                 self.uplink.publish_retained(f"state/devices/{dev}", {
                     "state": ev.action, "last_seen": self._last_seen(dev), "error": ev.data.get("error")})
+
+    def _alarm_snapshot(self, alarm: dict) -> None:
+        """视频联动: a new critical alarm in a room a camera covers gets a JPEG.
+
+        Runs in the writer thread, so the camera is asked on a pool; the
+        camera journals ``camera.snapshot`` with the alarm id and the rules
+        then re-send the alarm with its ``snapshot`` path (rules/engine.py)."""
+        aid = alarm.get("alarm_id")
+        if (alarm.get("severity") != "critical" or alarm.get("snapshot") or not alarm.get("room")
+                or aid in self._snapshots_asked):
+            return
+        cams = [d.id for d in self.config.devices
+                if getattr(d, "driver", None) == "camera" and d.enabled and d.room == alarm["room"]
+                and d.id in self.drivers]
+        if not cams:
+            return
+        self._snapshots_asked[aid] = None
+        while len(self._snapshots_asked) > 1000:      # alarm ids are unique; only bound memory
+            del self._snapshots_asked[next(iter(self._snapshots_asked))]
+        self._snapshot_pool.submit(self._take_alarm_snapshot, cams, aid)
+
+    def _take_alarm_snapshot(self, cams: list[str], aid: str) -> None:
+        for cam in cams:        # the first camera of the room that delivers a frame
+            drv = self.drivers.get(cam)
+            if drv is None or self._stopped:
+                continue
+            try:
+                drv.command("camera/snapshot", {"camera": cam, "alarm_id": aid}, timeout=5.0)
+                return
+            except Exception as e:      # CommandError, or the camera stopped meanwhile
+                log.warning("snapshot for alarm %s from %s failed: %s", aid, cam, e)
 
     def _last_seen(self, dev_id: str) -> str | None:
         drv = self.drivers.get(dev_id)

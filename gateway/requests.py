@@ -169,10 +169,24 @@ class Request:
     source: str = "mqtt"
 
 
+# face/enroll carries a base64 photo (FaceEnroll.image), far above the
+# ``max_request_bytes`` that suits every other command.
+FACE_ENROLL_MAX_BYTES = 8_001_024
+_RID_PEEK = re.compile(rb'"request_id"\s*:\s*"([^"\\]{1,128})"')
+
+
 def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | None, Any, RequestError | None]:
     """Pure validation: (args, request_id, error)."""
+    if command == "face/enroll":
+        max_bytes = max(max_bytes, FACE_ENROLL_MAX_BYTES)
     if len(payload) > max_bytes:
-        return None, None, RequestError("bad_request", f"payload of {len(payload)} bytes exceeds {max_bytes}")
+        # Not parsed (that is the point of the cap), but a request_id near the
+        # start still lets the requester match the refusal to its request.
+        m = _RID_PEEK.search(payload, 0, 1024)
+        rid = m.group(1).decode("ascii", "replace") if m else None
+        if rid is not None and not re.fullmatch(ID, rid):
+            rid = None
+        return None, rid, RequestError("bad_request", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -168,6 +168,8 @@ class Engine:
             self.errors += 1
             log.warning("event seq %s (%s) not understood: %r", ev.seq, ev.type, e)
             return out
+        if ev.type == "camera.snapshot" and ev.source != "rules":
+            out.extend(self._attach_snapshot(ev, t))
         if rules:
             for fn, suspects_only in rules:
                 if suspects_only and not self.dirty_suspects:
@@ -429,8 +431,24 @@ class Engine:
     def _update(self, key: Key, t: float, facts: Facts) -> Draft:
         old = self.alarms[key]
         data = self._data(key[0], old["alarm_id"], old["since"], facts)
+        data["snapshot"] = old.get("snapshot")
         self.alarms[key] = data
         return Draft("alarm.raised", data, "rules", t)
+
+    def _attach_snapshot(self, ev: Event, t: float) -> list[Draft]:
+        """视频联动: a camera took a picture for an active alarm (the daemon asks
+        for one when a critical alarm is raised in a camera's room). The alarm
+        is re-sent as ``alarm.raised`` with the same id and ``snapshot`` set;
+        being an event-driven update, replay re-derives it the same way."""
+        d = ev.data if isinstance(ev.data, dict) else {}
+        key = self.by_id.get(d.get("alarm_id") or "")
+        f = d.get("file")
+        if key is None or not isinstance(f, str) or self.alarms[key].get("snapshot"):
+            return []
+        data = dict(self.alarms[key])
+        data["snapshot"] = f
+        self.alarms[key] = data
+        return [Draft("alarm.raised", data, "rules", t)]
 
     def _clear(self, key: Key, t: float) -> Draft:
         data = self.alarms.pop(key)

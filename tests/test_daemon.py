@@ -278,3 +278,20 @@ def test_kill9_loses_no_acknowledged_request(tmp_path, persistent_mosquitto, sub
         stop.set()
         c.close()
         d.stop()
+
+
+def test_request_size_cap_is_per_command():
+    """Only face/enroll carries a photo; the cap for everything else stays small,
+    and an oversized request is still answered under its request_id."""
+    from gateway.requests import FACE_ENROLL_MAX_BYTES, parse_request
+    photo = json.dumps({"request_id": "enr-1", "person": "s1", "image": "A" * 200_000}).encode()
+    args, rid, err = parse_request("face/enroll", photo, 65536)
+    assert err is None and rid == "enr-1" and args.person == "s1"
+    args, rid, err = parse_request("person/register", photo, 65536)
+    assert args is None and rid == "enr-1" and err.code == "bad_request" and "65536" in err.message
+    huge = b'{"request_id":"enr-2","image":"' + b"A" * FACE_ENROLL_MAX_BYTES + b'"}'
+    args, rid, err = parse_request("face/enroll", huge, 65536)
+    assert args is None and rid == "enr-2" and err.code == "bad_request"
+    # a request_id that is no valid id is not echoed
+    args, rid, err = parse_request("ping", b'{"request_id":"../x y","p":"' + b"x" * 70000 + b'"}', 65536)
+    assert rid is None and err.code == "bad_request"

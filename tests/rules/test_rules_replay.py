@@ -279,3 +279,37 @@ def test_property_back_dated_events_replay_equal(script):
     s.run(_setup() + _to_events(script))
     s.until(s.engine.now - T0 + 5 * 3600)
     assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
+
+
+def test_camera_snapshot_attaches_to_its_alarm_and_survives_updates_and_replay():
+    """视频联动: camera.snapshot [alarm_id] re-sends the active alarm with ``snapshot``
+    once; a later update (persons changed) keeps it; replay derives the same."""
+    s = Scenario()
+    s.run(arrive(0, "S1", "suspect") + arrive(0, "O1", "officer") + arrive(0, "S2", "suspect", case_id="c2"))
+    s.run([enter(10, "S1", INT), enter(10, "O1", INT)])
+    s.until(100)
+    (a,) = s.active("lone_interrogation")
+    assert a["snapshot"] is None
+    aid = a["alarm_id"]
+    pic = "/var/lib/casegate/snapshots/cam-int1-x-1-alarm.jpg"
+    n = len(s.alarm_events)
+    s.step(101, "camera.snapshot", {"camera": "cam-int1", "room": INT, "file": pic,
+                                    "reason": "alarm", "alarm_id": aid}, source="cam-int1")
+    new = s.alarm_events[n:]
+    assert [(e.type, e.data["alarm_id"], e.data["snapshot"], e.data["since"]) for e in new] == [
+        ("alarm.raised", aid, pic, a["since"])]
+    assert s.engine.state.active_alarms[aid]["snapshot"] == pic
+    # a second picture for the same alarm, a picture of an unknown alarm, a command snapshot: nothing
+    for t, extra in ((102, {"alarm_id": aid}), (103, {"alarm_id": "lone_interrogation:00"}), (104, {})):
+        s.step(t, "camera.snapshot", {"camera": "cam-int1", "room": INT, "file": f"{pic}{t}",
+                                      "reason": "alarm" if extra else "command", **extra}, source="cam-int1")
+    assert len(s.alarm_events) == n + 1
+    # S2 is brought in too: the update names both suspects and keeps the picture
+    s.run([enter(120, "S2", INT)])
+    s.until(300)
+    (a2,) = s.active("lone_interrogation")
+    assert a2["alarm_id"] == aid and a2["snapshot"] == pic and {"S1", "S2"} <= set(a2["persons"])
+    assert len(s.alarm_events) > n + 1
+    assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
+    assert [e.data.get("snapshot") for e in replay(s.journal, s.config)] == \
+        [e.data.get("snapshot") for e in s.alarm_events]
