@@ -153,3 +153,43 @@ def test_commit_failure_holds_events_and_recovers(tmp_path):
     core.stop()
     assert [e.seq for e in evs] == list(range(2, 22))
     assert verify(cfg.journal_path).ok
+
+
+def test_bounded_queue_back_pressure_and_receipts(tmp_path):
+    """Past queue_size, submit() blocks (then answers busy) instead of growing RAM;
+    receipts resolve only after COMMIT, in order, and wake every waiter."""
+    import threading
+    from gateway.core import Core as _Core, RequestError
+    cfg = parse_config({"center": {"id": "t-center"}, "storage": {"dir": str(tmp_path / "state")},
+                        "mqtt": {"enabled": False}})
+    core = _Core(cfg, Journal(cfg.journal_path, "full"), Engine(cfg), queue_size=5)
+    core.start()
+    gate = threading.Event()
+    held = core.call(lambda c: (gate.wait(10), []))          # the writer is busy
+    time.sleep(0.2)
+    queued = [core.submit(Draft("card.swiped", {"card": f"{i:010X}"}, "r")) for i in range(5)]
+    with pytest.raises(TimeoutError):
+        queued[0].result(0.1)                                  # not committed: no answer yet
+    busy = core.submit(Draft("card.swiped", {"card": "FF"}, "r"), block=False)
+    with pytest.raises(RequestError) as e:
+        busy.result(1)
+    assert e.value.code == "busy"
+    t0 = time.monotonic()
+    slow = core.submit(Draft("card.swiped", {"card": "FE"}, "r"), timeout=0.3)
+    assert 0.25 <= time.monotonic() - t0 < 2 and slow.exception(1).code == "busy"
+    results: list = []
+    waiters = [threading.Thread(target=lambda f=f: results.append(f.result(10).seq)) for f in queued]
+    for w in waiters:
+        w.start()
+    later = threading.Thread(target=lambda: results.append(
+        core.submit(Draft("card.swiped", {"card": "FD"}, "r"), timeout=10).result(10).seq))
+    later.start()                                             # blocked on space until the writer drains
+    time.sleep(0.2)
+    assert not results
+    gate.set()
+    for w in waiters + [later]:
+        w.join(10)
+    assert held.result(5).value is True
+    assert sorted(results) == [1, 2, 3, 4, 5, 6] and [f.result(0).seq for f in queued] == [1, 2, 3, 4, 5]
+    core.stop()
+    assert verify(cfg.journal_path).ok
