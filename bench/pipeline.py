@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from gateway.core import Core  # noqa: E402
 from gateway.events import Draft  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from gateway.uplink import Uplink  # noqa: E402
+from gateway.uplink_process import UplinkProcess  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 
 PAYLOAD = "x" * 300
@@ -43,17 +45,54 @@ INFLIGHT = 20
 
 
 class Subscriber:
-    """bench/subscriber.py in its own process."""
+    """The receiving end, in its own process so it does not share our GIL.
+
+    mosquitto_sub (C) when installed: the subscriber is harness, not gateway, and
+    on 2 cores a Python subscriber takes CPU the gateway then lacks (it would
+    not run on the gateway's machine in the field). Else bench/subscriber.py."""
 
     def __init__(self, tmp: Path, port: int, topic: str, n: int, timeout: float = 600):
-        self.out = tmp / f"sub-{time.time_ns()}.json"
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "subscriber.py"), str(port), topic,
-                                      str(n), str(self.out), str(timeout)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
+        self.out = tmp / f"sub-{time.time_ns()}"
+        self.n = n
+        self.c_client = shutil.which("mosquitto_sub") is not None and not os.environ.get("BENCH_PY_SUB")
+        if self.c_client:
+            # A retained probe on a second topic arrives as soon as the subscription
+            # exists: its line in the output says "ready". -C counts it, hence n + 1.
+            probe = f"bench-probe/{time.time_ns()}"
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t", probe, "-r",
+                            "-q", "1", "-m", "probe"], check=True, timeout=10)
+            self.fh = open(self.out, "wb")
+            self.proc = subprocess.Popen(
+                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic, "-t", probe,
+                 "-C", str(n + 1), "-W", str(int(timeout)), "-F", "%U %p"], stdout=self.fh)
+            deadline = time.monotonic() + 10
+            while self.out.stat().st_size == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # The probe stays retained on its own topic: clearing it would be
+            # one more message to this subscriber. The bench broker is temporary.
+        else:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "subscriber.py"), str(port),
+                                          topic, str(n), str(self.out), str(timeout)],
+                                         stdout=subprocess.PIPE, text=True)
+            assert self.proc.stdout.readline().strip() == "ready"
 
     def result(self, timeout: float = 600) -> dict:
         self.proc.wait(timeout)
-        return json.loads(self.out.read_text())
+        if not self.c_client:
+            return json.loads(self.out.read_text())
+        self.fh.close()
+        seen = {"n": 0, "lat_ms": [], "first": None, "last": None}
+        with open(self.out, "rb") as f:
+            next(f, None)                                   # the probe
+            for line in f:
+                ts, _, payload = line.partition(b" ")
+                now = float(ts)
+                seen["n"] += 1
+                seen["first"] = seen["first"] or now
+                seen["last"] = now
+                if b'"t0"' in payload:
+                    seen["lat_ms"].append((now - json.loads(payload)["data"]["t0"]) * 1000)
+        return seen
 
 
 def raw_paho(port: int, n: int) -> float:
@@ -86,7 +125,9 @@ def gateway(tmp: Path, port: int, inflight: int = INFLIGHT):
                         "mqtt": {"port": port, "max_inflight": inflight, "client_id": f"bench-{time.time_ns()}"}})
     j = Journal(cfg.journal_path, "full")
     core = Core(cfg, j, Engine(cfg))
-    up = Uplink(cfg, cfg.journal_path, core.mark_delivered)
+    # The class the daemon uses: the uplink process unless [mqtt] uplink_process = false.
+    cls = UplinkProcess if cfg.mqtt.uplink_process and not os.environ.get("BENCH_UPLINK_THREAD") else Uplink
+    up = cls(cfg, cfg.journal_path, core.mark_delivered)
     core.add_listener(up.on_committed)
     core.start()
     return cfg, core, up
@@ -164,6 +205,9 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="casegate-bench-"))
     broker = Mosquitto(tmp).start()   # set_tcp_nodelay true, max_queued_messages 0 (see conftest)
+    probe = Subscriber(tmp, broker.port, "bench/none", 0, timeout=5)
+    print(f"subscriber: {'mosquitto_sub (C)' if probe.c_client else 'bench/subscriber.py (Python paho)'}")
+    probe.proc.kill()
     try:
         raw = raw_paho(broker.port, a.n)
         print(f"(a) raw paho QoS1 publish, inflight {INFLIGHT}, 300 B:   {raw:10.0f} msg/s")

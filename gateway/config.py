@@ -77,6 +77,9 @@ class MqttConfig(Strict):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     max_inflight: int = Field(default=100, ge=1, le=65535)
     max_request_bytes: int = Field(default=65536, ge=256)
+    # The MQTT client in its own process (gateway/uplink_process.py): paho's
+    # per-message Python work then no longer shares the journal writer's GIL.
+    uplink_process: bool = True
 
     @field_validator("topic_prefix")
     @classmethod

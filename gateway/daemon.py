@@ -139,7 +139,10 @@ class Daemon:
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         if cfg.mqtt.enabled:
             from gateway.requests import RequestRouter
-            from gateway.uplink import Uplink
+            if cfg.mqtt.uplink_process:
+                from gateway.uplink_process import UplinkProcess as Uplink
+            else:
+                from gateway.uplink import Uplink
             self.uplink = Uplink(cfg, cfg.journal_path, self.core.mark_delivered,
                                  on_request=self._on_request, version=__version__,
                                  started=format_ts(self.started))

@@ -2,26 +2,37 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
+
+import pytest
 
 from gateway.config import parse_config
 from gateway.core import Core
 from gateway.events import GENESIS, Draft, canonical, chain_hash
 from gateway.journal import Journal, open_reader
 from gateway.uplink import Uplink
+from gateway.uplink_process import UplinkProcess
 from rules.engine import Engine
 
 PREFIX = "casegate/t-center"
 
 
-def start_gateway(tmp_path, port, max_inflight=20):
+@pytest.fixture(params=["thread", "process"])
+def kind(request):
+    """Every store-and-forward property holds for the uplink in a thread and in its own process."""
+    return request.param
+
+
+def start_gateway(tmp_path, port, max_inflight=20, kind="thread"):
     cfg = parse_config({"center": {"id": "t-center"}, "storage": {"dir": str(tmp_path / "state")},
                         "mqtt": {"port": port, "keepalive_s": 5, "max_inflight": max_inflight,
                                  "client_id": "gw-test"}})
     j = Journal(cfg.journal_path, "full")
     core = Core(cfg, j, Engine(cfg))
-    up = Uplink(cfg, cfg.journal_path, core.mark_delivered)
+    up = (UplinkProcess if kind == "process" else Uplink)(cfg, cfg.journal_path, core.mark_delivered)
     core.add_listener(up.on_committed)
     core.start()
     up.start()
@@ -50,9 +61,9 @@ def stream(core, n, rate_hz, stop: threading.Event | None = None, start=0):
     return [f.result(30) for f in futs]
 
 
-def test_envelope_topics_and_chain_from_payloads(tmp_path, mosquitto, subscriber_factory):
+def test_envelope_topics_and_chain_from_payloads(kind, tmp_path, mosquitto, subscriber_factory):
     sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/#"])
-    cfg, core, up = start_gateway(tmp_path, mosquitto.port)
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, kind=kind)
     try:
         evs = stream(core, 30, 500)
         core.submit(Draft("alarm.raised", {"alarm_id": "sos:X", "code": "sos", "severity": "critical"},
@@ -81,16 +92,16 @@ def test_envelope_topics_and_chain_from_payloads(tmp_path, mosquitto, subscriber
          what="delivered marks")
 
 
-def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, persistent_mosquitto, subscriber_factory):
+def test_broker_outage_loses_nothing_and_keeps_order(kind, tmp_path, persistent_mosquitto, subscriber_factory):
     m = persistent_mosquitto
     sub = subscriber_factory(m.port, [f"{PREFIX}/events/#"], client_id="central-1", persistent=True)
-    cfg, core, up = start_gateway(tmp_path, m.port)
+    cfg, core, up = start_gateway(tmp_path, m.port, kind=kind)
     try:
         stream(core, 200, 400)
         m.stop()                       # outage under a steady stream
         wait(lambda: not up.connected, 10, "uplink to notice")
         stream(core, 600, 400, start=200)
-        assert up.backlog > 0
+        wait(lambda: up.backlog > 0, 2, "a backlog")
         m.start()
         stream(core, 200, 400, start=800)
         wait(lambda: up.backlog == 0, 60, "backlog drained")
@@ -114,10 +125,10 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path, persistent_mosqui
     assert len(cards) == 1000
 
 
-def test_alarm_jumps_the_backlog(tmp_path, persistent_mosquitto, subscriber_factory):
+def test_alarm_jumps_the_backlog(kind, tmp_path, persistent_mosquitto, subscriber_factory):
     m = persistent_mosquitto
     m.stop()
-    cfg, core, up = start_gateway(tmp_path, m.port, max_inflight=10)
+    cfg, core, up = start_gateway(tmp_path, m.port, max_inflight=10, kind=kind)
     try:
         stream(core, 5000, 100000)          # a backlog while the broker is down
         m.start()
@@ -140,13 +151,14 @@ def test_alarm_jumps_the_backlog(tmp_path, persistent_mosquitto, subscriber_fact
     assert pos < 2500, f"alarm published at position {pos} of {len(order)}"
 
 
-def test_puback_not_queueing_counts_as_delivered(tmp_path, mosquitto):
+def test_puback_not_queueing_counts_as_delivered(kind, tmp_path, mosquitto):
     """With the broker gone before PUBACKs arrive, nothing may be marked delivered."""
     mosquitto.stop()
-    cfg, core, up = start_gateway(tmp_path, mosquitto.port)
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, kind=kind)
     try:
         stream(core, 100, 10000)
-        time.sleep(1.0)
+        wait(lambda: up.backlog == 100, 10, "the uplink to count its backlog")   # a process starts slower
+        time.sleep(0.5)
         conn = open_reader(cfg.journal_path)
         assert conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 1").fetchone()[0] == 0
         assert up.backlog == 100 and up.delivered == 0
@@ -155,8 +167,8 @@ def test_puback_not_queueing_counts_as_delivered(tmp_path, mosquitto):
         core.stop()
 
 
-def test_resend_of_a_long_range_publishes_all_of_it(tmp_path, mosquitto, subscriber_factory):
-    cfg, core, up = start_gateway(tmp_path, mosquitto.port, max_inflight=100)
+def test_resend_of_a_long_range_publishes_all_of_it(kind, tmp_path, mosquitto, subscriber_factory):
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, max_inflight=100, kind=kind)
     try:
         stream(core, 5000, 100000)
         wait(lambda: up.backlog == 0 and up.connected, 30, "delivered")
@@ -168,3 +180,26 @@ def test_resend_of_a_long_range_publishes_all_of_it(tmp_path, mosquitto, subscri
         core.stop()
     seqs = sorted(p["seq"] for p in sub.payloads(f"{PREFIX}/events/"))
     assert seqs == list(range(10, 4510))
+
+
+def test_uplink_process_killed_mid_stream_is_restarted_and_loses_nothing(tmp_path, mosquitto,
+                                                                        subscriber_factory):
+    sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/events/#"])
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, kind="process")
+    try:
+        wait(lambda: up.connected, 10, "connect")
+        stream(core, 300, 1000)
+        os.kill(up._proc.pid, signal.SIGKILL)
+        wait(lambda: not up.connected, 10, "the parent to notice")
+        assert "killed by signal 9" in up.status()["last_error"]
+        stream(core, 300, 1000, start=300)          # journaled meanwhile
+        wait(lambda: up.connected and up.restarts == 1, 15, "restart")
+        wait(lambda: len({p["seq"] for p in sub.payloads(f"{PREFIX}/events/")}) >= 600, 30, "every event")
+        wait(lambda: up.backlog == 0, 15, "delivered marks")
+    finally:
+        up.stop()
+        core.stop()
+    seqs = {p["seq"] for p in sub.payloads(f"{PREFIX}/events/card/swiped")}
+    assert seqs == set(range(1, 601))
+    conn = open_reader(cfg.journal_path)
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0] == 0

@@ -1,0 +1,366 @@
+"""The uplink in its own process (``[mqtt] uplink_process = true``, the default).
+
+paho-mqtt is pure Python: building every PUBLISH and decoding every PUBACK
+(paho makes a ReasonCode and a Properties object per ack) costs as much CPU as
+journaling the event. In one process both share one GIL, and the MQTT network
+thread was 30-40 % of the writer's GIL time under py-spy. So the
+:class:`~gateway.uplink.Uplink` runs unchanged in a spawn child:
+
+* the parent tells it the last committed seq after each commit (and hands it
+  alarms, which jump the queue); the child reads the events themselves from the
+  journal through its own read-only WAL connection — the core stays the only
+  writer;
+* the child sends delivered seqs back (batched); the core marks them;
+* MQTT requests arriving at the child go to the parent (the router and the core
+  live there); responses and retained state go back down.
+
+If the child dies it is restarted with backoff. What it had not got PUBACKs
+for is still undelivered in the journal and is sent again (at-least-once,
+as after any reconnect).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Callable
+
+from gateway.events import Event, topic_for
+from gateway.uplink import RESEND_MAX
+
+log = logging.getLogger("casegate.uplink")
+ROOT = Path(__file__).resolve().parent.parent      # so the child imports this same tree
+
+ACK_BATCH_S = 0.005       # the child gathers PUBACKed seqs this long before sending them up
+STATUS_EVERY_S = 0.5      # the child's status (backlog, counters) at least this often ...
+STATUS_MIN_S = 0.05       # ... and at most this often while its counters change
+
+
+@dataclass
+class RequestMessage:
+    """What the request router reads of a paho MQTTMessage."""
+    topic: str
+    payload: bytes
+    properties: Any = None
+
+
+class _Props:
+    """The MQTT 5 properties of a request, as plain attributes."""
+
+    def __init__(self, d: dict):
+        self.ResponseTopic = d.get("ResponseTopic")
+        self.CorrelationData = d.get("CorrelationData")
+        self.UserProperty = d.get("UserProperty")
+
+
+class UplinkProcess:
+    """Same interface as :class:`gateway.uplink.Uplink`, the work done in a child."""
+
+    def __init__(self, config, journal_path, on_delivered: Callable[[list[int]], None],
+                 on_request: Callable[[Any], None] | None = None, version: str = "0", started: str = ""):
+        self.config = config
+        self.prefix = config.prefix
+        self.mq = config.mqtt
+        self.journal_path = str(journal_path)
+        self.on_delivered = on_delivered
+        self.on_request = on_request
+        self.version = version
+        self.started = started
+        self._send_lock = threading.Lock()
+        self._conn = None
+        self._proc = None
+        self._reader: threading.Thread | None = None
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._retained: dict[str, dict] = {}       # replayed to a restarted child
+        self._gateway_error: str | None = None
+        self._status: dict[str, Any] = {"connected": False, "broker": f"{self.mq.host}:{self.mq.port}",
+                                        "backlog": 0, "inflight": 0, "published": 0, "delivered": 0,
+                                        "connects": 0, "last_error": None}
+        self.last_committed = 0
+        self.restarts = 0
+
+    # ---- the Uplink interface ---------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return bool(self._status.get("connected"))
+
+    @property
+    def backlog(self) -> int:
+        return int(self._status.get("backlog") or 0)
+
+    @property
+    def delivered(self) -> int:
+        return int(self._status.get("delivered") or 0)
+
+    @property
+    def last_error(self) -> str | None:
+        return self._status.get("last_error")
+
+    def status(self) -> dict:
+        st = dict(self._status)
+        st["process"] = {"pid": self._proc.pid if self._proc else None, "restarts": self.restarts}
+        return st
+
+    def start(self) -> None:
+        self._spawn()
+
+    def on_committed(self, events: list[Event]) -> None:
+        """Core listener (writer thread): a few bytes per commit, alarms in full."""
+        if not events:
+            return
+        self.last_committed = events[-1].seq
+        alarms = [(ev.seq, topic_for(self.prefix, ev), ev.to_json()) for ev in events
+                  if ev.type.startswith("alarm.")]
+        self._send(("committed", events[-1].seq, len(events), alarms))
+
+    def resend(self, from_seq: int, to_seq: int) -> int:
+        n = max(0, min(to_seq, self.last_committed) - from_seq + 1)
+        self._send(("resend", from_seq, to_seq))
+        return min(n, RESEND_MAX)
+
+    def set_gateway_error(self, error: str | None) -> None:
+        if error != self._gateway_error:
+            self._gateway_error = error
+            self._send(("gateway_error", error))
+
+    def publish_retained(self, suffix: str, payload: dict) -> None:
+        self._retained[suffix] = payload
+        self._send(("retained", suffix, payload))
+
+    def respond(self, topic: str, payload: dict, props=None) -> None:
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        self._send(("respond", topic, payload, corr))
+
+    def stop(self, drain_s: float = 3.0) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        self._send(("stop", drain_s))
+        try:
+            proc.wait(drain_s + 3.0)
+        except subprocess.TimeoutExpired:
+            log.warning("uplink process did not stop in time; terminating it")
+            proc.terminate()
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2.0)
+        self._stopped.wait(2.0)           # the reader has passed on the last acks
+        if self._conn is not None:
+            self._conn.close()
+
+    # ---- the child's lifecycle --------------------------------------------------
+    def _spawn(self) -> None:
+        # A fresh interpreter (python -m), not multiprocessing's spawn: that
+        # re-imports the parent's __main__, which breaks under any script that
+        # lacks a __main__ guard. The channel is one end of a socketpair.
+        a, b = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.uplink_process", str(b.fileno())],
+                                pass_fds=(b.fileno(),), env=env, close_fds=True)
+        b.close()
+        parent = Connection(a.detach())
+        level = logging.getLogger("casegate").getEffectiveLevel()
+        parent.send((self.config, self.journal_path, self.version, self.started, level))
+        self._conn, self._proc = parent, proc
+        # A restarted child starts from the journal; give it what it cannot read there.
+        if self._gateway_error:
+            self._send(("gateway_error", self._gateway_error))
+        for suffix, payload in self._retained.items():
+            self._send(("retained", suffix, payload))
+        self._stopped.clear()
+        self._reader = threading.Thread(target=self._read, args=(parent, proc), name="uplink-ipc",
+                                        daemon=True)
+        self._reader.start()
+
+    def _send(self, msg: tuple) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            with self._send_lock:
+                conn.send(msg)
+        except (OSError, ValueError, EOFError):
+            pass      # the child is gone; the reader restarts it and it reads the journal
+
+    def _read(self, conn, proc) -> None:
+        try:
+            while True:
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    break
+                kind = msg[0]
+                if kind == "acked":
+                    self.on_delivered(msg[1])
+                elif kind == "status":
+                    self._status = msg[1]
+                elif kind == "request":
+                    if self.on_request is not None:
+                        _, topic, payload, props = msg
+                        try:
+                            self.on_request(RequestMessage(topic, payload, _Props(props) if props else None))
+                        except Exception:
+                            log.exception("request handler failed for %s", topic)
+                elif kind == "log":
+                    _, level, name, text = msg
+                    logging.getLogger(name).log(level, "%s", text)
+        finally:
+            self._stopped.set()
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()             # it closed the channel but lingers: make it a clean restart
+            proc.wait(2.0)
+        self._status = dict(self._status, connected=False)
+        if self._stopping:
+            return
+        code = proc.returncode
+        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self.restarts += 1
+        delay = min(30.0, 0.5 * 2 ** min(self.restarts - 1, 6))
+        log.error("uplink process died (%s); restarting in %.1f s, undelivered events stay in the journal",
+                  why, delay)
+        self._status = dict(self._status, last_error=f"uplink process died ({why})")
+        time.sleep(delay)
+        if not self._stopping:
+            self._spawn()
+
+
+# ---- the child ----------------------------------------------------------------------
+class _PipeLog(logging.Handler):
+    def __init__(self, send):
+        super().__init__()
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.send(("log", record.levelno, record.name, self.format(record)))
+        except Exception:
+            pass
+
+
+def _child_main(fd: int) -> None:
+    import signal
+    # The parent decides when we stop (its SIGTERM drain sends "stop"); a Ctrl-C
+    # or a systemd stop signals the whole group, so ignore both here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from gateway.uplink import Outgoing, Uplink
+
+    conn = Connection(fd)
+    config, journal_path, version, started, level = conn.recv()
+
+    lock = threading.Lock()
+
+    def send(msg) -> None:
+        with lock:
+            conn.send(msg)
+
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeLog(send)]
+    root.handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    root.setLevel(level)
+
+    acks: list[int] = []
+    acks_cv = threading.Condition()
+
+    def on_delivered(seqs: list[int]) -> None:
+        with acks_cv:
+            acks.extend(seqs)
+            if len(acks) == len(seqs):
+                acks_cv.notify()
+
+    def on_request(msg) -> None:
+        props = None
+        p = msg.properties
+        if p is not None:
+            props = {"ResponseTopic": getattr(p, "ResponseTopic", None),
+                     "CorrelationData": getattr(p, "CorrelationData", None),
+                     "UserProperty": getattr(p, "UserProperty", None)}
+        send(("request", msg.topic, bytes(msg.payload), props))
+
+    up = Uplink(config, journal_path, on_delivered, on_request=on_request, version=version, started=started)
+    done = threading.Event()
+
+    def pusher() -> None:
+        """Acks in batches, status on change and every STATUS_EVERY_S."""
+        last_status = last_counts = None
+        last_time = 0.0
+        while True:
+            with acks_cv:
+                if not acks and not done.is_set():
+                    acks_cv.wait(0.05)
+            time.sleep(ACK_BATCH_S)
+            with acks_cv:
+                batch = acks[:]
+                acks.clear()
+            try:
+                if batch:
+                    send(("acked", batch))
+                now = time.monotonic()
+                st = up.status()
+                key = (st["connected"], st["last_error"])
+                counts = (st["backlog"], st["delivered"], st["published"])
+                if (key != last_status or now - last_time >= STATUS_EVERY_S
+                        or (counts != last_counts and now - last_time >= STATUS_MIN_S)):
+                    send(("status", st))
+                    last_status, last_counts, last_time = key, counts, now
+            except (OSError, ValueError):
+                return
+            if done.is_set():
+                return
+
+    up.start()
+    t = threading.Thread(target=pusher, name="uplink-push", daemon=True)
+    t.start()
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break                         # the parent is gone
+            kind = msg[0]
+            if kind == "committed":
+                _, last, n, alarms = msg
+                up.note_committed(last, n, [Outgoing(seq, topic, payload, True)
+                                            for seq, topic, payload in alarms])
+            elif kind == "resend":
+                up.resend(msg[1], msg[2])
+            elif kind == "gateway_error":
+                up.set_gateway_error(msg[1])
+            elif kind == "retained":
+                up.publish_retained(msg[1], msg[2])
+            elif kind == "respond":
+                _, topic, payload, corr = msg
+                props = None
+                if corr is not None:
+                    from paho.mqtt.packettypes import PacketTypes
+                    from paho.mqtt.properties import Properties
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.CorrelationData = corr
+                up.respond(topic, payload, props)
+            elif kind == "stop":
+                up.stop(drain_s=msg[1])
+                break
+    finally:
+        done.set()
+        with acks_cv:
+            acks_cv.notify()
+        t.join(2.0)
+        conn.close()
+
+
+if __name__ == "__main__":
+    _child_main(int(sys.argv[1]))
