@@ -107,7 +107,8 @@ class CameraProcess(Driver):
             self._send(("stop", timeout * 0.6))
             proc.join(max(0.0, deadline - 0.15 * timeout - time.monotonic()))
             if proc.is_alive():
-                self.ctx.log.warning("%s: camera process did not stop, terminating it", self.device_id)
+                # dlib holds the child's interpreter lock for 0.1-0.5 s a call on a busy machine
+                self.ctx.log.info("%s: camera process slow to stop, terminating it", self.device_id)
                 proc.terminate()
                 proc.join(max(0.0, deadline - 0.05 * timeout - time.monotonic()))
             if proc.is_alive():
