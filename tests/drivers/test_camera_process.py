@@ -212,3 +212,111 @@ def test_parent_never_loads_the_face_models(enrolled, tmp_path):
     assert "recognised ['suspect-7']" in r.stdout, r.stdout + r.stderr[-2000:]
     assert "child has dlib True" in r.stdout
     assert "parent imported []" in r.stdout, r.stdout
+
+
+# ---- through the real daemon -------------------------------------------------------
+def camera_daemon_config(tmp_path, video) -> Path:
+    from daemon_util import write_config
+    return write_config(tmp_path, None, extra=textwrap.dedent(f"""
+        [[rooms]]
+        id = "{ROOM}"
+        type = "interrogation"
+        name = "审讯室 1"
+
+        [[devices]]
+        id = "cam-int1"
+        driver = "camera"
+        url = "{video}"
+        room = "{ROOM}"
+        fps = 5
+    """))
+
+
+def journal_events(config, type_: str) -> list[dict]:
+    """The camera's events of one type, from the journal (casegate events --json: JSON lines)."""
+    import json
+
+    from daemon_util import cli
+    r = cli("events", "--json", "--type", type_, config=config)
+    assert r.returncode == 0, r.stderr
+    return [e for e in map(json.loads, r.stdout.splitlines()) if e["source"] == "cam-int1"]
+
+
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def camera_child(pid: int) -> int | None:
+    for c in child_pids(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+                return c
+        except OSError:
+            pass
+    return None
+
+
+def test_daemon_status_shows_the_camera_process_health(tmp_path):
+    from daemon_util import DaemonProcess
+    video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "motion")
+    config = camera_daemon_config(tmp_path, video)
+    d = DaemonProcess(config).start()
+    try:
+        st = d.wait_status(lambda s: any(x["id"] == "cam-int1" and x["state"] == "online" and x["frames_ok"] >= 5
+                                         for x in s["devices"]), timeout=START_S)
+        cam = next(x for x in st["devices"] if x["id"] == "cam-int1")
+        assert cam["last_frame"] and cam["error"] is None
+        assert camera_child(d.proc.pid) is not None
+        assert d.terminate() == 0
+    finally:
+        d.stop()
+    assert journal_events(config, "device.online")
+    assert journal_events(config, "device.error") == []
+
+
+def test_daemon_stop_by_signal_to_the_whole_group_is_not_a_crash(tmp_path):
+    """systemd's stop sends SIGTERM to every process of the unit, the camera process too."""
+    from daemon_util import cli
+    video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "motion")
+    config = camera_daemon_config(tmp_path, video)
+    log = open(tmp_path / "daemon.log", "w")
+    env = {k: v for k, v in os.environ.items() if k not in ("CASEGATE_CONFIG", "NOTIFY_SOCKET")}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "--config", str(config), "run"], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def online():
+            r = cli("devices", "--json", config=config)
+            return r.returncode in (0, 1) and '"online"' in r.stdout
+        assert wait_for(online, START_S, step=0.2), (tmp_path / "daemon.log").read_text()
+        child = camera_child(proc.pid)
+        assert child is not None
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert wait_for(lambda: not Path(f"/proc/{child}").exists(), 5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        log.close()
+    assert journal_events(config, "device.online")
+    assert journal_events(config, "device.error") == [], (tmp_path / "daemon.log").read_text()
+
+
+def test_camera_process_does_not_outlive_a_killed_daemon(tmp_path):
+    from daemon_util import DaemonProcess
+    video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "still")
+    d = DaemonProcess(camera_daemon_config(tmp_path, video)).start()
+    try:
+        assert wait_for(lambda: camera_child(d.proc.pid) is not None, START_S)
+        child = camera_child(d.proc.pid)
+        d.kill9()
+        assert wait_for(lambda: not Path(f"/proc/{child}").exists()
+                        or b"Z" == Path(f"/proc/{child}/stat").read_bytes().rpartition(b")")[2].split()[0], 10)
+    finally:
+        d.stop()
