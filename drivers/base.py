@@ -132,12 +132,14 @@ class Backoff:
 
 
 # kind -> "module:Class"; imported lazily so a center without cameras never loads OpenCV.
+# A camera runs in its own process (drivers/camera/process.py): dlib holds the interpreter
+# lock for tens of ms per call, which would stall the journal writer.
 DRIVERS: dict[str, str] = {
     "zone_reader": "drivers.zone_reader.driver:ZoneReaderDriver",
     "card_reader": "drivers.card_reader.driver:CardReaderDriver",
     "modbus_doors": "drivers.modbus_doors.driver:ModbusDoorsDriver",
     "locker": "drivers.locker.driver:LockerDriver",
-    "camera": "drivers.camera.driver:CameraDriver",
+    "camera": "drivers.camera.process:CameraProcess",
 }
 
 

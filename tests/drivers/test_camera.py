@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
@@ -25,63 +24,15 @@ from drivers.camera.faces import FaceStore, preload
 from drivers.camera.simulator import astronaut_face, synthetic_frames, write_synthetic_video
 from gateway.config import CameraConfig
 
+# shared with test_camera_process.py; the fixtures are used by name
+from camera_util import ROOM, cfg, enrolled, jpeg_bytes, mode, of_type, png_bytes, storage, wait_for  # noqa: F401,E402,I001
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     preload()  # load dlib's models once for the module (about 2 s)
 
-ROOM = "interrogation-1"
-
 
 # ---- helpers ---------------------------------------------------------------
-def png_bytes(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buf.tobytes()
-
-
-def jpeg_bytes(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buf.tobytes()
-
-
-def cfg(url, **kw) -> CameraConfig:
-    base = dict(id="cam-int1", driver="camera", url=str(url), room=ROOM, fps=5, face_frames=3,
-                still_s=300, offline_s=30, face_repeat_s=60)
-    base.update(kw)
-    return CameraConfig(**base)
-
-
-def wait_for(pred, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def of_type(ctx, type_):
-    return [d for t, d in list(ctx.events) if t == type_]
-
-
-def mode(path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
-@pytest.fixture
-def storage(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def enrolled(storage):
-    FaceStore(storage / "faces").enroll("suspect-7", png_bytes(astronaut_face()))
-    return storage
-
-
 @pytest.fixture
 def run_driver():
     started: list[CameraDriver] = []
