@@ -63,7 +63,7 @@ class Subscriber:
                             "-q", "1", "-m", "probe"], check=True, timeout=10)
             self.fh = open(self.out, "wb")
             self.proc = subprocess.Popen(
-                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic, "-t", probe,
+                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "--nodelay", "-t", topic, "-t", probe,
                  "-C", str(n + 1), "-W", str(int(timeout)), "-F", "%U %p"], stdout=self.fh)
             deadline = time.monotonic() + 10
             while self.out.stat().st_size == 0 and time.monotonic() < deadline:

@@ -319,11 +319,11 @@ class Daemon:
                 "backlog": self.uplink.backlog if self.uplink else None}
 
     def enroll_face(self, person: str, image: bytes, source: str) -> dict:
-        from drivers.camera.faces import FaceStore
+        from drivers.camera.enroll import enroll_in_child
         if person not in self.core.state.persons:
             raise RequestError("not_found", f"no registered person {person}")
-        store = FaceStore(self.config.storage_dir / "faces")
-        store.enroll(person, image)
+        # In a one-shot child: dlib's models and its GIL-holding encoder stay out of the daemon.
+        enroll_in_child(self.config.storage_dir, person, image)
         for drv in self.drivers.values():
             if getattr(drv, "kind", "") == "camera" and hasattr(drv, "reload_faces"):
                 drv.reload_faces()

@@ -39,3 +39,51 @@ def enroll_file(storage_dir: str | os.PathLike, person: str, image_path: str | o
     except PermissionError:
         raise CommandError("bad_request", f"{p}: permission denied") from None
     return enroll_bytes(storage_dir, person, data)
+
+
+def enroll_in_child(storage_dir: str | os.PathLike, person: str, image_bytes: bytes,
+                    timeout: float = 120.0) -> dict:
+    """``enroll_bytes`` in a one-shot ``python -m drivers.camera.enroll`` process.
+
+    The daemon uses this: face_recognition loads dlib's models (~150 MB) at import
+    and dlib holds the interpreter lock while it encodes, which would stall the
+    journal writer; a child pays both and exits. The photo goes in on stdin, the
+    answer comes back as one JSON line."""
+    import json
+    import subprocess
+    import sys
+    validate_person(person)
+    root = Path(__file__).resolve().parent.parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    try:
+        r = subprocess.run([sys.executable, "-m", "drivers.camera.enroll", str(storage_dir), person],
+                           input=image_bytes, capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise CommandError("device_timeout", f"face enrolment took longer than {timeout:g} s") from None
+    try:
+        out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise CommandError("device_refused", f"face enrolment process failed (exit {r.returncode}): {tail[0]}") \
+            from None
+    if not out.get("ok"):
+        raise CommandError(out.get("code", "device_refused"), out.get("message", "face enrolment failed"))
+    return {"person": out["person"], "file": out["file"]}
+
+
+def _main(argv: list[str]) -> int:
+    import json
+    import sys
+    storage_dir, person = argv
+    try:
+        res = enroll_bytes(storage_dir, person, sys.stdin.buffer.read(MAX_IMAGE_BYTES + 1))
+        print(json.dumps({"ok": True, **res}))
+    except CommandError as e:
+        print(json.dumps({"ok": False, "code": e.code, "message": e.message}))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))

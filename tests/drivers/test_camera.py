@@ -504,3 +504,21 @@ def test_url_helpers():
     assert source_kind("http://h/mjpg") == "stream"
     assert redact_url("rtsp://admin:pw@10.0.0.21/stream1") == "rtsp://***@10.0.0.21/stream1"
     assert redact_url("rtsp://10.0.0.21/stream1") == "rtsp://10.0.0.21/stream1"
+
+
+def test_enrolment_in_a_child_process(storage):
+    """The daemon's path: a one-shot child encodes; errors keep their SPEC codes."""
+    from drivers.camera.enroll import enroll_in_child
+    out = enroll_in_child(storage, "suspect-9", png_bytes(astronaut_face()))
+    assert out["person"] == "suspect-9" and mode(out["file"]) == 0o600
+    assert FaceStore(storage / "faces").persons() == ["suspect-9"]
+    with pytest.raises(CommandError) as e:
+        enroll_in_child(storage, "p2", png_bytes(np.full((200, 200, 3), 128, np.uint8)))
+    assert e.value.code == "no_face"
+    with pytest.raises(CommandError) as e:
+        enroll_in_child(storage, "p3", os.urandom(500))
+    assert e.value.code == "bad_request"
+    with pytest.raises(CommandError) as e:
+        enroll_in_child(storage, "../x", b"")
+    assert e.value.code == "bad_request"
+    assert FaceStore(storage / "faces").persons() == ["suspect-9"]
