@@ -85,6 +85,7 @@ class UplinkProcess:
                                         "backlog": 0, "inflight": 0, "published": 0, "delivered": 0,
                                         "connects": 0, "last_error": None}
         self.last_committed = 0
+        self._acked_since_status = 0
         self.restarts = 0
 
     # ---- the Uplink interface ---------------------------------------------------
@@ -94,7 +95,11 @@ class UplinkProcess:
 
     @property
     def backlog(self) -> int:
-        return int(self._status.get("backlog") or 0)
+        """The child's last report, brought up to date with the commits and acks
+        the parent has seen since (acks and status come in order on one channel)."""
+        st = self._status
+        return max(0, int(st.get("backlog") or 0) + max(0, self.last_committed - int(st.get("last_seq") or 0))
+                   - self._acked_since_status)
 
     @property
     def delivered(self) -> int:
@@ -106,10 +111,21 @@ class UplinkProcess:
 
     def status(self) -> dict:
         st = dict(self._status)
+        st["backlog"] = self.backlog
         st["process"] = {"pid": self._proc.pid if self._proc else None, "restarts": self.restarts}
         return st
 
     def start(self) -> None:
+        # Until the child reports, the journal says what waits (status right after start).
+        from gateway.journal import open_reader
+        conn = open_reader(self.journal_path)
+        try:
+            backlog = conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0]
+            last = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        finally:
+            conn.close()
+        self.last_committed = max(self.last_committed, last)
+        self._status = dict(self._status, backlog=backlog, last_seq=last)
         self._spawn()
 
     def on_committed(self, events: list[Event]) -> None:
@@ -203,9 +219,11 @@ class UplinkProcess:
                     break
                 kind = msg[0]
                 if kind == "acked":
+                    self._acked_since_status += len(msg[1])
                     self.on_delivered(msg[1])
                 elif kind == "status":
                     self._status = msg[1]
+                    self._acked_since_status = 0
                 elif kind == "request":
                     if self.on_request is not None:
                         _, topic, payload, props = msg
