@@ -59,6 +59,7 @@ class StorageConfig(Strict):
     synchronous: Literal["full", "normal"] = "full"
     retain_days: int = Field(default=180, ge=1)
     max_mb: float = Field(default=2048, gt=0)
+    snapshots_max_mb: float = Field(default=512, gt=0)   # camera JPEGs; oldest removed first
 
 
 class MqttConfig(Strict):

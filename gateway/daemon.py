@@ -210,7 +210,7 @@ class Daemon:
                 last_wd = time.monotonic()
             if self.uplink:
                 self.uplink.set_gateway_error(self.core.error)
-            if time.monotonic() - last_prune > 3600:
+            if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
         self.stop_event.set()
@@ -219,23 +219,44 @@ class Daemon:
         return 0
 
     def prune_snapshots(self) -> int:
-        """Camera snapshots follow the journal's retention (storage.retain_days)."""
+        """Camera snapshots follow the journal's retention (storage.retain_days) and
+        stay under storage.snapshots_max_mb, oldest first: alarms in a busy center
+        must not fill the disk the journal needs."""
+        st = self.config.storage
         folder = self.config.storage_dir / "snapshots"
-        cutoff = time.time() - self.config.storage.retain_days * 86400
-        n = 0
+        cutoff = time.time() - st.retain_days * 86400
+        files = []
         try:
             for p in folder.iterdir():
                 try:
-                    if p.is_file() and p.stat().st_mtime < cutoff:
-                        p.unlink()
-                        n += 1
+                    s = p.stat()
+                    if p.is_file():
+                        files.append((s.st_mtime, s.st_size, p))
                 except OSError:
                     pass
         except FileNotFoundError:
             return 0
-        if n:
-            log.info("removed %d snapshots older than %d days", n, self.config.storage.retain_days)
-        return n
+        files.sort()
+        total = sum(f[1] for f in files)
+        cap = st.snapshots_max_mb * 1024 * 1024
+        old = full = 0
+        for mtime, size, p in files:
+            if mtime >= cutoff and total <= cap:
+                break
+            try:
+                p.unlink()
+            except OSError:
+                continue
+            total -= size
+            if mtime < cutoff:
+                old += 1
+            else:
+                full += 1
+        if old:
+            log.info("removed %d snapshots older than %d days", old, st.retain_days)
+        if full:
+            log.warning("snapshots above %g MB: removed the %d oldest", st.snapshots_max_mb, full)
+        return old + full
 
     def _healthy(self) -> bool:
         # The watchdog is fed only while the writer thread is alive: a wedged

@@ -102,3 +102,26 @@ def test_events_resend_repairs_a_gap(tmp_path, mosquitto, subscriber_factory):
     finally:
         c.close()
         d.stop()
+
+
+def test_snapshots_pruned_by_age_and_by_size(tmp_path):
+    """[storage] retain_days and snapshots_max_mb bound the camera JPEGs, oldest first."""
+    import os
+    from gateway.config import load_config
+    from gateway.daemon import Daemon
+    cfg_path = write_config(tmp_path, None, "")
+    text = cfg_path.read_text().replace('synchronous = "full"', 'synchronous = "full"\nretain_days = 1\n'
+                                        'snapshots_max_mb = 0.5')
+    cfg_path.write_text(text)
+    d = Daemon(load_config(cfg_path))
+    snaps = d.config.storage_dir / "snapshots"
+    snaps.mkdir(parents=True)
+    now = time.time()
+    for i in range(10):                                  # 10 x 100 KB, one a minute, the first 2 too old
+        p = snaps / f"cam-{i}.jpg"
+        p.write_bytes(b"\xff" * 100_000)
+        age = 2 * 86400 if i < 2 else (10 - i) * 60
+        os.utime(p, (now - age, now - age))
+    assert d.prune_snapshots() == 5                      # 2 by age, then 3 more to get under 0.5 MB
+    assert sorted(p.name for p in snaps.iterdir()) == [f"cam-{i}.jpg" for i in range(5, 10)]
+    assert d.prune_snapshots() == 0
