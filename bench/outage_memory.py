@@ -25,11 +25,20 @@ from gateway.events import Draft  # noqa: E402
 from pipeline import gateway, wait  # noqa: E402
 
 
-def rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+def rss_mb(pid: int | str = "self") -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
+
+
+def uplink_rss(up) -> float:
+    """The uplink process's RSS (0 when the uplink is a thread of this process)."""
+    proc = getattr(up, "_proc", None)
+    return rss_mb(proc.pid) if proc is not None else 0.0
 
 
 def main() -> None:
@@ -52,23 +61,25 @@ def main() -> None:
                                          "sos": False, "heart_rate": 60 + i % 40, "person": None}, "bench"))
         elapsed = time.perf_counter() - t0
         if elapsed >= next_sample:
-            samples.append((elapsed, rss_mb(), up.backlog))
-            print(f"t={elapsed:6.0f} s  events={i:8d}  backlog={up.backlog:8d}  RSS={samples[-1][1]:6.1f} MB",
-                  flush=True)
+            samples.append((elapsed, rss_mb(), up.backlog, uplink_rss(up)))
+            print(f"t={elapsed:6.0f} s  events={i:8d}  backlog={up.backlog:8d}  RSS={samples[-1][1]:6.1f} MB"
+                  f"  uplink process RSS={samples[-1][3]:6.1f} MB", flush=True)
             next_sample += 10
         delay = t0 + (i + 1) / a.rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
     core.submit(Draft("gateway.stopped", {"reason": "bench"})).result(60)
     rss = [s[1] for s in samples]
+    kid = [s[3] for s in samples]
     print(f"outage of {a.minutes} min at {a.rate}/s: {n} events journaled; RSS min {min(rss):.0f} MB, "
-          f"max {max(rss):.0f} MB, last {rss[-1]:.0f} MB")
+          f"max {max(rss):.0f} MB, last {rss[-1]:.0f} MB; uplink process min {min(kid):.0f} MB, "
+          f"max {max(kid):.0f} MB")
     broker.start()
     t1 = time.perf_counter()
     wait(lambda: up.backlog == 0, 3600)
     dt = time.perf_counter() - t1
     print(f"broker back: backlog of {n + 1} drained in {dt:.0f} s ({(n + 1) / dt:.0f} events/s); "
-          f"RSS {rss_mb():.0f} MB")
+          f"RSS {rss_mb():.0f} MB, uplink process {uplink_rss(up):.0f} MB")
     up.stop(0.5)
     core.stop()
     broker.stop()

@@ -223,7 +223,9 @@ def main() -> None:
             print(f"(d) backlog of {a.backlog} events: journaled at {fill:.0f} events/s while offline; "
                   f"drained at {rate:.0f} events/s (target >= 10,000)")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"(e) peak RSS {rss:.0f} MB")
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"(e) peak RSS {rss:.0f} MB (journal, core, rules, producer); largest child process "
+              f"{kids:.0f} MB (the uplink process, or mosquitto)")
     finally:
         broker.stop()
 
