@@ -151,6 +151,17 @@ def add_probe_option(parser, *names: str, **kw) -> None:
     parser.add_argument(*names, **kw)
 
 
+def child_python_env() -> dict[str, str]:
+    """The environment for a ``python -m <module of this tree>`` child (the uplink
+    process, a face enrolment): this source tree first on PYTHONPATH, so the
+    child runs the same code as its parent however the parent was started."""
+    import os
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parent.parent)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root] + rest))
+
+
 def driver_class(kind: str) -> type[Driver]:
     import importlib
     mod, _, cls = DRIVERS[kind].partition(":")

@@ -14,16 +14,14 @@ import os
 import signal
 import socket
 import socketserver
-import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
-from gateway.core import CommitResult, Core, RequestError
+from gateway.core import Core, RequestError
 from gateway.events import Draft, Event, format_ts
 from gateway.journal import Journal, journal_stats
 
@@ -488,7 +486,7 @@ class Daemon:
                 return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
             return {"ok": True, "data": snap["active"]}
         if cmd == "ack":
-            from gateway.requests import Ack, Request, ok
+            from gateway.requests import Ack, ok
             try:
                 args = Ack.model_validate({"request_id": req.get("request_id") or f"cli-{time.time_ns()}",
                                            "alarm_id": req.get("alarm_id"), "by": req.get("by"),

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from gateway.events import Event, topic_for
-from gateway.journal import open_reader, row_to_event, EVENT_COLUMNS
+from gateway.journal import open_reader, EVENT_COLUMNS
 
 log = logging.getLogger("casegate.uplink")
 

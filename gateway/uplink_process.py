@@ -21,7 +21,6 @@ as after any reconnect).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -29,14 +28,13 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Callable
 
+from drivers.base import child_python_env
 from gateway.events import Event, topic_for
 from gateway.uplink import RESEND_MAX
 
 log = logging.getLogger("casegate.uplink")
-ROOT = Path(__file__).resolve().parent.parent      # so the child imports this same tree
 
 ACK_BATCH_S = 0.005       # the child gathers PUBACKed seqs this long before sending them up
 STATUS_EVERY_S = 0.5      # the child's status (backlog, counters) at least this often ...
@@ -181,8 +179,7 @@ class UplinkProcess:
         # re-imports the parent's __main__, which breaks under any script that
         # lacks a __main__ guard. The channel is one end of a socketpair.
         a, b = socket.socketpair()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        env = child_python_env()
         proc = subprocess.Popen([sys.executable, "-m", "gateway.uplink_process", str(b.fileno())],
                                 pass_fds=(b.fileno(),), env=env, close_fds=True)
         b.close()

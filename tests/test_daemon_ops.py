@@ -106,7 +106,6 @@ def test_events_resend_repairs_a_gap(tmp_path, mosquitto, subscriber_factory):
 
 def test_snapshots_pruned_by_age_and_by_size(tmp_path):
     """[storage] retain_days and snapshots_max_mb bound the camera JPEGs, oldest first."""
-    import os
     from gateway.config import load_config
     from gateway.daemon import Daemon
     cfg_path = write_config(tmp_path, None, "")

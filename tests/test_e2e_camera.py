@@ -20,20 +20,13 @@ from daemon_util import DaemonProcess, cli, write_config
 from drivers.camera.simulator import astronaut_face, write_synthetic_video
 from drivers.zone_reader.simulator import ZoneSite
 from test_daemon import Central, P
+from test_e2e_drivers import ROOMS
 
 S1, O1 = 0x11111111, 0x22222222
 
 
 def config(tmp_path, port, zport, video, rules: str):
-    extra = f"""
-[[rooms]]
-id = "waiting-1"
-type = "waiting"
-[[rooms]]
-id = "interrogation-1"
-type = "interrogation"
-adjacent = ["waiting-1"]
-
+    extra = ROOMS + f"""
 [[devices]]
 id = "zone"
 driver = "zone_reader"

@@ -10,10 +10,10 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import GENESIS, Draft, canonical, chain_hash, format_ts, parse_ts, uuid7
+from gateway.events import GENESIS, Draft, chain_hash, format_ts, parse_ts, uuid7
 from gateway.journal import Journal, iter_events, open_reader, verify
 from rules.engine import Engine
-from daemon_util import cli, write_config
+from daemon_util import cli
 
 
 def make_core(tmp_path, **storage):

@@ -53,9 +53,8 @@ def enroll_in_child(storage_dir: str | os.PathLike, person: str, image_bytes: by
     import subprocess
     import sys
     validate_person(person)
-    root = Path(__file__).resolve().parent.parent.parent
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    from drivers.base import child_python_env
+    env = child_python_env()
     try:
         r = subprocess.run([sys.executable, "-m", "drivers.camera.enroll", str(storage_dir), person],
                            input=image_bytes, capture_output=True, timeout=timeout, env=env)
