@@ -20,6 +20,7 @@ as after any reconnect).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import subprocess
@@ -39,6 +40,10 @@ log = logging.getLogger("casegate.uplink")
 ACK_BATCH_S = 0.005       # the child gathers PUBACKed seqs this long before sending them up
 STATUS_EVERY_S = 0.5      # the child's status (backlog, counters) at least this often ...
 STATUS_MIN_S = 0.05       # ... and at most this often while its counters change
+HUNG_S = 15.0             # a child silent this long (no status) is killed and restarted
+CHILD_START_S = 15.0      # extra time for a new child's imports before HUNG_S counts
+OUT_MAX = 10_000          # messages queued for the child before the oldest are dropped
+ALARMS_MAX = 1_000        # alarms carried by one merged commit note (the rest come from the journal)
 
 
 @dataclass
@@ -71,7 +76,11 @@ class UplinkProcess:
         self.on_request = on_request
         self.version = version
         self.started = started
-        self._send_lock = threading.Lock()
+        self._outq: collections.deque = collections.deque()   # to the child, sent by _writer
+        self._out_cv = threading.Condition()
+        self._closed = False
+        self._last_report = time.monotonic()     # anything heard from the child
+        self.dropped = 0
         self._conn = None
         self._proc = None
         self._reader: threading.Thread | None = None
@@ -124,6 +133,8 @@ class UplinkProcess:
             conn.close()
         self.last_committed = max(self.last_committed, last)
         self._status = dict(self._status, backlog=backlog, last_seq=last)
+        threading.Thread(target=self._writer, name="uplink-ipc-out", daemon=True).start()
+        threading.Thread(target=self._watchdog, name="uplink-watchdog", daemon=True).start()
         self._spawn()
 
     def on_committed(self, events: list[Event]) -> None:
@@ -170,6 +181,10 @@ class UplinkProcess:
                 proc.kill()
                 proc.wait(2.0)
         self._stopped.wait(2.0)           # the reader has passed on the last acks
+        with self._out_cv:
+            self._closed = True
+            self._outq.clear()
+            self._out_cv.notify()
         if self._conn is not None:
             self._conn.close()
 
@@ -186,6 +201,7 @@ class UplinkProcess:
         parent = Connection(a.detach())
         level = logging.getLogger("casegate").getEffectiveLevel()
         parent.send((self.config, self.journal_path, self.version, self.started, level))
+        self._last_report = time.monotonic() + CHILD_START_S
         self._conn, self._proc = parent, proc
         # A restarted child starts from the journal; give it what it cannot read there.
         if self._gateway_error:
@@ -198,14 +214,59 @@ class UplinkProcess:
         self._reader.start()
 
     def _send(self, msg: tuple) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            with self._send_lock:
+        """Queue a message for the child; never blocks the caller (the caller is
+        often the journal writer, and a hung child must not stall it).
+
+        Consecutive ``committed`` notes merge into one (the last seq is what
+        counts); past OUT_MAX queued messages the oldest are dropped, counted
+        and logged: events stay in the journal either way."""
+        with self._out_cv:
+            q = self._outq
+            if msg[0] == "committed" and q and q[-1][0] == "committed":
+                _, _, n0, alarms0 = q[-1]
+                q[-1] = ("committed", msg[1], n0 + msg[2], (alarms0 + msg[3])[-ALARMS_MAX:])
+            else:
+                q.append(msg)
+                if len(q) > OUT_MAX:
+                    q.popleft()
+                    self.dropped += 1
+                    if self.dropped == 1 or self.dropped % 1000 == 0:
+                        log.error("uplink process is not reading; %d messages to it dropped (events stay "
+                                  "in the journal)", self.dropped)
+            self._out_cv.notify()
+
+    def _writer(self) -> None:
+        """Sends queued messages to the current child; kills a child that stopped
+        reporting (hung: its status comes at least every STATUS_EVERY_S)."""
+        while True:
+            with self._out_cv:
+                while not self._outq and not self._closed:
+                    self._out_cv.wait(1.0)
+                if self._closed and not self._outq:
+                    return
+                msg = self._outq.popleft()
+            conn = self._conn
+            if conn is None:
+                continue
+            try:
                 conn.send(msg)
-        except (OSError, ValueError, EOFError):
-            pass      # the child is gone; the reader restarts it and it reads the journal
+            except (OSError, ValueError, EOFError):
+                pass      # the child is gone; the reader restarts it and it reads the journal
+
+    def _watchdog(self) -> None:
+        # Its own thread: the writer may be the one stuck in send() to a hung child.
+        while not self._closed:
+            time.sleep(1.0)
+            self._check_hung()
+
+    def _check_hung(self) -> None:
+        proc = self._proc
+        if (proc is None or self._stopping or proc.poll() is not None
+                or time.monotonic() - self._last_report < HUNG_S):
+            return
+        log.error("uplink process %d silent for %.0f s; killing it", proc.pid, HUNG_S)
+        self._last_report = time.monotonic()
+        proc.kill()        # the reader sees the channel close and restarts it
 
     def _read(self, conn, proc) -> None:
         try:
@@ -214,6 +275,7 @@ class UplinkProcess:
                     msg = conn.recv()
                 except (EOFError, OSError):
                     break
+                self._last_report = time.monotonic()
                 kind = msg[0]
                 if kind == "acked":
                     self._acked_since_status += len(msg[1])

@@ -203,3 +203,31 @@ def test_uplink_process_killed_mid_stream_is_restarted_and_loses_nothing(tmp_pat
     assert seqs == set(range(1, 601))
     conn = open_reader(cfg.journal_path)
     assert conn.execute("SELECT COUNT(*) FROM events WHERE delivered = 0").fetchone()[0] == 0
+
+
+def test_hung_uplink_process_never_stalls_the_writer_and_is_replaced(tmp_path, mosquitto, subscriber_factory,
+                                                                      monkeypatch):
+    """A child that stops reading (SIGSTOP) must not block the journal writer; it is
+    killed after HUNG_S of silence and its replacement delivers everything."""
+    import gateway.uplink_process as upm
+    monkeypatch.setattr(upm, "HUNG_S", 8.0)
+    sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/events/#", f"{PREFIX}/alarms/#"])
+    cfg, core, up = start_gateway(tmp_path, mosquitto.port, kind="process")
+    try:
+        wait(lambda: up.connected, 15, "connect")
+        stream(core, 100, 1000)
+        os.kill(up._proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        # Alarms travel in full over the channel: 3,000 of them (~1.5 MB) are far more
+        # than a socket buffer holds, so a writer that sent directly would block here.
+        alarms = [core.submit(Draft("alarm.raised", {"alarm_id": f"sos:{i}", "code": "sos", "severity": "critical",
+                                                     "pad": "x" * 400}, "rules")) for i in range(3000)]
+        assert all(a.result(10) for a in alarms)
+        assert time.monotonic() - t0 < 4, "the writer was held up by the hung child"   # HUNG_S is 8
+        wait(lambda: up.restarts == 1 and up.connected, 30, "the hung child replaced")
+        wait(lambda: len({p["seq"] for p in sub.payloads(f"{PREFIX}/") if "seq" in p}) >= 3100, 60, "every event")
+    finally:
+        up.stop()
+        core.stop()
+    seqs = {p["seq"] for p in sub.payloads(f"{PREFIX}/") if "seq" in p}
+    assert set(range(1, 3101)) <= seqs
