@@ -39,6 +39,20 @@ def astronaut_face(height: int | None = None) -> np.ndarray | None:
     return crop
 
 
+def lfw_face(index: int, height: int = 200) -> np.ndarray | None:
+    """RGB face ``index`` (0-99) of ``skimage.data.lfw_subset()`` — 25x25 grey crops of
+    Labeled Faces in the Wild that scikit-image ships — scaled up to ``height`` px.
+    Other people than the astronaut, for telling enrolled persons apart."""
+    try:
+        from skimage import data
+    except ImportError:
+        return None
+    import cv2
+    grey = (data.lfw_subset()[index] * 255).astype(np.uint8)
+    big = cv2.resize(grey, (height, height), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(np.dstack([big] * 3))
+
+
 def room_background(size: tuple[int, int] = (320, 240), seed: int = 7) -> np.ndarray:
     """A static BGR room."""
     import cv2
@@ -77,14 +91,19 @@ def _paste_person(frame: np.ndarray, face_bgr: np.ndarray | None, cx: int, top: 
 
 def synthetic_frames(seconds: float, fps: float, scenario: str = "face_moving",
                      size: tuple[int, int] = (320, 240), grey: bool = False,
-                     face_height: int | None = None):
-    """Yield the frames of a scenario (BGR, or 2-D grey)."""
+                     face_height: int | None = None, face: np.ndarray | None = None):
+    """Yield the frames of a scenario (BGR, or 2-D grey). ``face``: an RGB photo of
+    someone else than the astronaut (e.g. :func:`lfw_face`)."""
     import cv2
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     w, h = size
     bg = room_background(size)
-    face_rgb = astronaut_face(face_height or max(40, int(h * 0.42)))
+    fh = face_height or max(40, int(h * 0.42))
+    if face is not None:
+        face_rgb = cv2.resize(face, (round(face.shape[1] * fh / face.shape[0]), fh), interpolation=cv2.INTER_AREA)
+    else:
+        face_rgb = astronaut_face(fh)
     face = None if face_rgb is None else cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
     total = max(1, round(seconds * fps))
     top = int(h * 0.12)
@@ -113,7 +132,8 @@ def synthetic_frames(seconds: float, fps: float, scenario: str = "face_moving",
 
 def write_synthetic_video(path: str | Path, seconds: float = 4.0, fps: float = 10.0,
                           scenario: str = "face_moving", size: tuple[int, int] = (320, 240),
-                          grey: bool = False, face_height: int | None = None) -> Path:
+                          grey: bool = False, face_height: int | None = None,
+                          face: np.ndarray | None = None) -> Path:
     """Write a scenario as an MJPG .avi that cv2.VideoCapture can read back. Returns the path."""
     import cv2
     path = Path(path)
@@ -123,7 +143,7 @@ def write_synthetic_video(path: str | Path, seconds: float = 4.0, fps: float = 1
     if not writer.isOpened():
         raise OSError(f"cv2.VideoWriter cannot write {path} (MJPG)")
     try:
-        for frame in synthetic_frames(seconds, fps, scenario, size, grey, face_height):
+        for frame in synthetic_frames(seconds, fps, scenario, size, grey, face_height, face):
             writer.write(frame)
     finally:
         writer.release()

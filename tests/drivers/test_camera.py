@@ -522,3 +522,39 @@ def test_enrolment_in_a_child_process(storage):
         enroll_in_child(storage, "../x", b"")
     assert e.value.code == "bad_request"
     assert FaceStore(storage / "faces").persons() == ["suspect-9"]
+
+
+LFW_PEOPLE = {"witness-1": 1, "witness-7": 7, "witness-17": 17}   # skimage.data.lfw_subset() indexes
+
+
+@pytest.fixture
+def several_enrolled(storage):
+    """The astronaut and three other real people (Labeled Faces in the Wild, shipped by scikit-image)."""
+    from drivers.camera.simulator import lfw_face
+    store = FaceStore(storage / "faces")
+    store.enroll("suspect-7", png_bytes(astronaut_face()))
+    for person, i in LFW_PEOPLE.items():
+        store.enroll(person, png_bytes(lfw_face(i)))
+    return storage
+
+
+@pytest.mark.parametrize("shown,expected", [("astronaut", "suspect-7"), ("lfw-7", "witness-7"),
+                                            ("lfw-17", "witness-17")])
+def test_recognition_tells_enrolled_people_apart(several_enrolled, tmp_path, run_driver, shown, expected):
+    from drivers.camera.simulator import lfw_face
+    face = None if shown == "astronaut" else lfw_face(int(shown.split("-")[1]))
+    video = write_synthetic_video(tmp_path / f"{shown}.avi", 3, 10, "face_moving", face=face)
+    drv, ctx = run_driver(cfg(video, face_frames=3), several_enrolled)
+    assert wait_for(lambda: of_type(ctx, "camera.face_recognized") or of_type(ctx, "camera.face_unknown"), 10)
+    time.sleep(1.0)
+    assert [r["person"] for r in of_type(ctx, "camera.face_recognized")] == [expected]
+    assert of_type(ctx, "camera.face_unknown") == []
+
+
+def test_someone_not_enrolled_is_unknown_among_several(several_enrolled, tmp_path, run_driver):
+    from drivers.camera.simulator import lfw_face
+    video = write_synthetic_video(tmp_path / "stranger.avi", 3, 10, "face_moving", face=lfw_face(3))
+    drv, ctx = run_driver(cfg(video, face_frames=3), several_enrolled)
+    assert wait_for(lambda: of_type(ctx, "camera.face_unknown"), 10)
+    time.sleep(1.0)
+    assert of_type(ctx, "camera.face_recognized") == []
