@@ -198,13 +198,23 @@ class Uplink:
             self.backlog += len(events)
             self._cv.notify_all()
 
-    def note_committed(self, last_seq: int, n: int, alarms: list[Outgoing]) -> None:
-        """The uplink process's input: events up to ``last_seq`` are in the
-        journal (read from there, not handed over); alarms come along to jump
-        the queue. ``n`` is informational: the backlog follows the seqs, so a
-        commit seen both here and by start()'s journal read counts once."""
+    def note_committed(self, last_seq: int, outgoing: list[Outgoing] | None) -> None:
+        """The uplink process's input: events up to ``last_seq`` are committed.
+
+        ``outgoing`` is their wire form, in seq order, ready to publish (the
+        in-memory fast path, no disk read); None when the parent had to drop it
+        (this process was not reading): the events are then read from the
+        journal. The backlog follows the seqs, so a commit seen both here and
+        by start()'s journal read counts once."""
         with self._cv:
-            self._priority.extend(alarms)
+            if outgoing:
+                tail = self._tail
+                for o in outgoing:
+                    if tail and o.seq != tail[-1].seq + 1:
+                        tail.clear()
+                    tail.append(o)
+                    if o.alarm:
+                        self._priority.append(o)
             if last_seq > self.last_committed:
                 self.backlog += last_seq - self.last_committed
                 self.last_committed = last_seq

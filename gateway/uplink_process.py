@@ -4,12 +4,12 @@ paho-mqtt is pure Python: building every PUBLISH and decoding every PUBACK
 (paho makes a ReasonCode and a Properties object per ack) costs as much CPU as
 journaling the event. In one process both share one GIL, and the MQTT network
 thread was 30-40 % of the writer's GIL time under py-spy. So the
-:class:`~gateway.uplink.Uplink` runs unchanged in a spawn child:
+:class:`~gateway.uplink.Uplink` runs in a child (``python -m gateway.uplink_process``):
 
-* the parent tells it the last committed seq after each commit (and hands it
-  alarms, which jump the queue); the child reads the events themselves from the
-  journal through its own read-only WAL connection — the core stays the only
-  writer;
+* after each commit the parent hands it the events' wire form (topic, payload);
+  it publishes from memory and reads the journal (its own read-only WAL
+  connection; the core stays the only writer) only for the backlog after a
+  start, an outage or a stall;
 * the child sends delivered seqs back (batched); the core marks them;
 * MQTT requests arriving at the child go to the parent (the router and the core
   live there); responses and retained state go back down.
@@ -43,7 +43,7 @@ STATUS_MIN_S = 0.05       # ... and at most this often while its counters change
 HUNG_S = 15.0             # a child silent this long (no status) is killed and restarted
 CHILD_START_S = 15.0      # extra time for a new child's imports before HUNG_S counts
 OUT_MAX = 10_000          # messages queued for the child before the oldest are dropped
-ALARMS_MAX = 1_000        # alarms carried by one merged commit note (the rest come from the journal)
+WIRE_MAX = 20_000         # events carried by merged commit notes before the child must read the journal
 
 
 @dataclass
@@ -138,13 +138,15 @@ class UplinkProcess:
         self._spawn()
 
     def on_committed(self, events: list[Event]) -> None:
-        """Core listener (writer thread): a few bytes per commit, alarms in full."""
+        """Core listener (writer thread): queue the commit's wire form for the child."""
         if not events:
             return
         self.last_committed = events[-1].seq
-        alarms = [(ev.seq, topic_for(self.prefix, ev), ev.to_json()) for ev in events
-                  if ev.type.startswith("alarm.")]
-        self._send(("committed", events[-1].seq, len(events), alarms))
+        # The wire form goes along: the child then publishes from memory and
+        # never reads the journal while it keeps up (its CPU is the scarcer).
+        prefix = self.prefix
+        wire = [(ev.seq, topic_for(prefix, ev), ev.to_json(), ev.type.startswith("alarm.")) for ev in events]
+        self._send(("committed", events[-1].seq, wire))
 
     def resend(self, from_seq: int, to_seq: int) -> int:
         n = max(0, min(to_seq, self.last_committed) - from_seq + 1)
@@ -223,8 +225,11 @@ class UplinkProcess:
         with self._out_cv:
             q = self._outq
             if msg[0] == "committed" and q and q[-1][0] == "committed":
-                _, _, n0, alarms0 = q[-1]
-                q[-1] = ("committed", msg[1], n0 + msg[2], (alarms0 + msg[3])[-ALARMS_MAX:])
+                # Not sent yet: merge. Past WIRE_MAX events the wire form is dropped
+                # (the child then reads the journal), so a stuck child costs no RAM.
+                _, _, wire0 = q[-1]
+                wire = wire0 + msg[2] if wire0 is not None and len(wire0) + len(msg[2]) <= WIRE_MAX else None
+                q[-1] = ("committed", msg[1], wire)
             else:
                 q.append(msg)
                 if len(q) > OUT_MAX:
@@ -410,9 +415,9 @@ def _child_main(fd: int) -> None:
                 break                         # the parent is gone
             kind = msg[0]
             if kind == "committed":
-                _, last, n, alarms = msg
-                up.note_committed(last, n, [Outgoing(seq, topic, payload, True)
-                                            for seq, topic, payload in alarms])
+                _, last, wire = msg
+                up.note_committed(last, None if wire is None else
+                                  [Outgoing(seq, topic, payload, alarm) for seq, topic, payload, alarm in wire])
             elif kind == "resend":
                 up.resend(msg[1], msg[2])
             elif kind == "gateway_error":
