@@ -227,8 +227,11 @@ class UplinkProcess:
             if msg[0] == "committed" and q and q[-1][0] == "committed":
                 # Not sent yet: merge. Past WIRE_MAX events the wire form is dropped
                 # (the child then reads the journal), so a stuck child costs no RAM.
-                _, _, wire0 = q[-1]
-                wire = wire0 + msg[2] if wire0 is not None and len(wire0) + len(msg[2]) <= WIRE_MAX else None
+                _, _, wire = q[-1]
+                if wire is not None and len(wire) + len(msg[2]) <= WIRE_MAX:
+                    wire.extend(msg[2])      # in place: still ours while queued (no O(n^2) copies)
+                else:
+                    wire = None
                 q[-1] = ("committed", msg[1], wire)
             else:
                 q.append(msg)
