@@ -175,6 +175,11 @@ FACE_ENROLL_MAX_BYTES = 8_001_024
 _RID_PEEK = re.compile(rb'"request_id"\s*:\s*"([^"\\]{1,128})"')
 
 
+def _request_id(value: Any) -> str | None:
+    """A request_id worth echoing in the response, or None."""
+    return value if isinstance(value, str) and re.fullmatch(ID, value) else None
+
+
 def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | None, Any, RequestError | None]:
     """Pure validation: (args, request_id, error)."""
     if command == "face/enroll":
@@ -183,9 +188,7 @@ def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | 
         # Not parsed (that is the point of the cap), but a request_id near the
         # start still lets the requester match the refusal to its request.
         m = _RID_PEEK.search(payload, 0, 1024)
-        rid = m.group(1).decode("ascii", "replace") if m else None
-        if rid is not None and not re.fullmatch(ID, rid):
-            rid = None
+        rid = _request_id(m.group(1).decode("ascii", "replace") if m else None)
         return None, rid, RequestError("bad_request", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
         obj = json.loads(payload.decode("utf-8"))
@@ -193,9 +196,7 @@ def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | 
         return None, None, RequestError("bad_request", "payload is not valid UTF-8 JSON")
     if not isinstance(obj, dict):
         return None, None, RequestError("bad_request", "payload must be a JSON object")
-    rid = obj.get("request_id")
-    if not isinstance(rid, str) or not re.fullmatch(ID, rid):
-        rid = None
+    rid = _request_id(obj.get("request_id"))
     if command not in COMMANDS:
         return None, rid, RequestError("unknown_command", f"unknown command {command!r}")
     if _depth(obj) > MAX_DEPTH:

@@ -184,36 +184,26 @@ class Uplink:
 
     # ---- inputs from the core ------------------------------------------------
     def on_committed(self, events: list[Event]) -> None:
-        """Core listener: runs in the writer thread after each commit."""
-        if not events:
-            return
-        with self._cv:
-            for ev in events:
-                if self._tail and ev.seq != self._tail[-1].seq + 1:
-                    self._tail.clear()
-                self._tail.append(ev)
-                if ev.domain == "alarm":
-                    self._priority.append(ev)   # converted to a payload by the sender
-            self.last_committed = events[-1].seq
-            self.backlog += len(events)
-            self._cv.notify_all()
+        """Core listener: runs in the writer thread after each commit. Events
+        are turned into payloads by the sender, not here."""
+        if events:
+            self.note_committed(events[-1].seq, events)
 
-    def note_committed(self, last_seq: int, outgoing: list[Outgoing] | None) -> None:
-        """The uplink process's input: events up to ``last_seq`` are committed.
-
-        ``outgoing`` is their wire form, in seq order, ready to publish (the
-        in-memory fast path, no disk read); None when the parent had to drop it
-        (this process was not reading): the events are then read from the
-        journal. The backlog follows the seqs, so a commit seen both here and
-        by start()'s journal read counts once."""
+    def note_committed(self, last_seq: int, items: list[Event] | list[Outgoing] | None) -> None:
+        """Events up to ``last_seq`` are committed; ``items`` are they, in seq
+        order: Events (in-process) or their wire form (the uplink process), kept
+        in memory to publish without a disk read. None when the uplink
+        process's parent had to drop them (it was not reading): they are then
+        read from the journal. The backlog follows the seqs, so a commit seen
+        both here and by start()'s journal read counts once."""
         with self._cv:
-            if outgoing:
+            if items:
                 tail = self._tail
-                for o in outgoing:
+                for o in items:
                     if tail and o.seq != tail[-1].seq + 1:
                         tail.clear()
                     tail.append(o)
-                    if o.alarm:
+                    if (o.alarm if isinstance(o, Outgoing) else o.domain == "alarm"):
                         self._priority.append(o)
             if last_seq > self.last_committed:
                 self.backlog += last_seq - self.last_committed

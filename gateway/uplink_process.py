@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from drivers.base import child_python_env
+from drivers.base import Backoff, child_python_env
 from gateway.events import Event, topic_for
 from gateway.uplink import RESEND_MAX
 
@@ -43,6 +43,7 @@ STATUS_MIN_S = 0.05       # ... and at most this often while its counters change
 HUNG_S = 15.0             # a child silent this long (no status) is killed and restarted
 CHILD_START_S = 15.0      # extra time for a new child's imports before HUNG_S counts
 OUT_MAX = 10_000          # messages queued for the child before the oldest are dropped
+HEALTHY_RUN_S = 60.0      # a child that lived this long resets the restart backoff
 WIRE_MAX = 20_000         # events carried by merged commit notes before the child must read the journal
 
 
@@ -84,7 +85,9 @@ class UplinkProcess:
         self._conn = None
         self._proc = None
         self._reader: threading.Thread | None = None
-        self._stopping = False
+        self._stopping = threading.Event()
+        self._restart_backoff = Backoff(self._stopping, first=0.5, cap=30.0)
+        self._spawned_at = 0.0
         self._stopped = threading.Event()
         self._retained: dict[str, dict] = {}       # replayed to a restarted child
         self._gateway_error: str | None = None
@@ -167,7 +170,7 @@ class UplinkProcess:
         self._send(("respond", topic, payload, corr))
 
     def stop(self, drain_s: float = 3.0) -> None:
-        self._stopping = True
+        self._stopping.set()
         proc = self._proc
         if proc is None:
             return
@@ -205,6 +208,7 @@ class UplinkProcess:
         parent.send((self.config, self.journal_path, self.version, self.started, level))
         self._last_report = time.monotonic() + CHILD_START_S
         self._conn, self._proc = parent, proc
+        self._spawned_at = time.monotonic()
         # A restarted child starts from the journal; give it what it cannot read there.
         if self._gateway_error:
             self._send(("gateway_error", self._gateway_error))
@@ -269,7 +273,7 @@ class UplinkProcess:
 
     def _check_hung(self) -> None:
         proc = self._proc
-        if (proc is None or self._stopping or proc.poll() is not None
+        if (proc is None or self._stopping.is_set() or proc.poll() is not None
                 or time.monotonic() - self._last_report < HUNG_S):
             return
         log.error("uplink process %d silent for %.0f s; killing it", proc.pid, HUNG_S)
@@ -309,17 +313,17 @@ class UplinkProcess:
             proc.kill()             # it closed the channel but lingers: make it a clean restart
             proc.wait(2.0)
         self._status = dict(self._status, connected=False)
-        if self._stopping:
+        if self._stopping.is_set():
             return
         code = proc.returncode
         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         self.restarts += 1
-        delay = min(30.0, 0.5 * 2 ** min(self.restarts - 1, 6))
+        if time.monotonic() - self._spawned_at >= HEALTHY_RUN_S:
+            self._restart_backoff.reset()     # a crash after a good run is not a crash loop
         log.error("uplink process died (%s); restarting in %.1f s, undelivered events stay in the journal",
-                  why, delay)
+                  why, self._restart_backoff.delay)
         self._status = dict(self._status, last_error=f"uplink process died ({why})")
-        time.sleep(delay)
-        if not self._stopping:
+        if self._restart_backoff.wait():      # False: stop() came meanwhile
             self._spawn()
 
 

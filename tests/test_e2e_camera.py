@@ -20,21 +20,13 @@ from daemon_util import DaemonProcess, cli, write_config
 from drivers.camera.simulator import astronaut_face, write_synthetic_video
 from drivers.zone_reader.simulator import ZoneSite
 from test_daemon import Central, P
-from test_e2e_drivers import ROOMS
+from test_e2e_drivers import ROOMS, zone_device
 
 S1, O1 = 0x11111111, 0x22222222
 
 
 def config(tmp_path, port, zport, video, rules: str):
-    extra = ROOMS + f"""
-[[devices]]
-id = "zone"
-driver = "zone_reader"
-listen = "127.0.0.1:{zport}"
-stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
-presence_timeout_s = 30
-heartbeat_s = 5
-
+    extra = ROOMS + zone_device(zport, presence_timeout_s=30) + f"""
 [[devices]]
 id = "cam-int1"
 driver = "camera"

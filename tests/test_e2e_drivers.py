@@ -21,18 +21,23 @@ adjacent = ["waiting-1"]
 """
 
 
-def test_zone_stations_and_card_reader_to_mqtt(tmp_path, mosquitto, subscriber_factory):
-    zport = free_port()
-    card = CardReaderSimulator(repeat_interval_s=0.05).start()
-    extra = ROOMS + f"""
+def zone_device(zport: int, presence_timeout_s: float) -> str:
+    """The zone reader (platform server on zport) for the two rooms of ROOMS."""
+    return f"""
 [[devices]]
 id = "zone"
 driver = "zone_reader"
 listen = "127.0.0.1:{zport}"
 stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
-presence_timeout_s = 3
+presence_timeout_s = {presence_timeout_s:g}
 heartbeat_s = 5
+"""
 
+
+def test_zone_stations_and_card_reader_to_mqtt(tmp_path, mosquitto, subscriber_factory):
+    zport = free_port()
+    card = CardReaderSimulator(repeat_interval_s=0.05).start()
+    extra = ROOMS + zone_device(zport, presence_timeout_s=3) + f"""
 [[devices]]
 id = "card-int1"
 driver = "card_reader"
@@ -96,15 +101,7 @@ def test_restart_takes_over_presence(tmp_path, mosquitto, subscriber_factory):
     """A restarted daemon neither re-announces a tag still in its room nor
     forgets one that left while it was down."""
     zport = free_port()
-    extra = ROOMS + f"""
-[[devices]]
-id = "zone"
-driver = "zone_reader"
-listen = "127.0.0.1:{zport}"
-stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
-presence_timeout_s = 2
-heartbeat_s = 5
-"""
+    extra = ROOMS + zone_device(zport, presence_timeout_s=2)
     cfg = write_config(tmp_path, mosquitto.port, extra)
     d = DaemonProcess(cfg).start()
     site = ZoneSite("127.0.0.1", zport, ["ST-WAIT", "ST-INT1"], heartbeat_s=5, report_s=0.3,
