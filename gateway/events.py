@@ -50,6 +50,49 @@ def format_ts(epoch: float) -> str:
     return f"{prefix}.{ms % 1000:03d}Z"
 
 
+_ZONES: dict[str, Any] = {}
+
+
+def zone(tz: str | None):
+    """A ZoneInfo for ``[center] timezone`` (cached); UTC when unset or unknown."""
+    key = tz or "UTC"
+    z = _ZONES.get(key)
+    if z is None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            z = ZoneInfo(key)
+        except (ZoneInfoNotFoundError, ValueError):
+            z = timezone.utc
+        _ZONES[key] = z
+    return z
+
+
+def format_local(epoch: float, tz: str | None, seconds: bool = True, offset: bool = True) -> str:
+    """A time for people, in the center's timezone: ``2026-11-28 09:18:26 +08:00``.
+
+    The offset is kept by default: an alarm message read at the central site
+    (another timezone, or UTC logs) must not be misread by hours."""
+    dt = datetime.fromtimestamp(epoch, zone(tz))
+    text = dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    if offset:
+        off = dt.strftime("%z")
+        text += f" {off[:3]}:{off[3:]}"
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``45 s``, ``33 min``, ``2 h 05 min``, ``3 d 04 h``."""
+    s = int(round(abs(seconds)))
+    sign = "-" if seconds < 0 else ""
+    if s < 60:
+        return f"{sign}{s} s"
+    if s < 3600:
+        return f"{sign}{s // 60} min"
+    if s < 86400:
+        return f"{sign}{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{sign}{s // 86400} d {s % 86400 // 3600:02d} h"
+
+
 def parse_ts(text: str) -> float:
     """Inverse of format_ts; also accepts any ISO 8601 with offset, or a date."""
     t = text.strip()

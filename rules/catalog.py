@@ -115,42 +115,67 @@ class AlarmSpec:
     zh: str
     en: str
     settings: type[RuleSettings]
-    citation: str = ""
+    # The statutes' articles this alarm enforces (DOMAIN v2), carried on every
+    # alarm event as ``legal_basis``; empty for facility alarms.
+    legal_basis: tuple[str, ...] = ()
+    # Legal alarms (DOMAIN "L") can never be shelved or disabled at run time.
+    legal: bool = False
+
+
+CRIM = "刑事诉讼法"
+PROC = "公安机关办理刑事案件程序规定"
+ADMIN = "公安机关办理行政案件程序规定"
+PSAL = "治安管理处罚法(2025)"
+
+
+def _l(*basis: str) -> dict[str, Any]:
+    return {"legal": True, "legal_basis": basis}
 
 
 CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("lone_interrogation", "critical", "单人讯问", "Interrogation with fewer than two investigators", LoneInterrogation,
-              "刑事诉讼法 art. 118; 公安机关办理刑事案件程序规定 art. 202; 行政案件程序规定 art. 52"),
-    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended),
+              **_l(f"{CRIM} 第118条", f"{PROC} 第202条", f"{ADMIN} 第52条", f"{PSAL} 第108条")),
+    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended,
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress", OfficerLeft),
     AlarmSpec("detention_warning", "major", "超时预警", "Detention time limit approaching", RuleSettings,
-              "刑事诉讼法 art. 119; 程序规定 arts. 80, 200; 治安管理处罚法 art. 83"),
+              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
+                   "公安机关适用继续盘问规定 第10-11条")),
     AlarmSpec("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
-              "刑事诉讼法 art. 119; 程序规定 arts. 80, 200; 治安管理处罚法 art. 83"),
+              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
+                   "公安机关适用继续盘问规定 第10-11条")),
     AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
-              "刑事诉讼法 art. 119; 程序规定 art. 201; 行政程序规定 art. 71"),
+              **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
     AlarmSpec("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
-              "程序规定 art. 202; 行政程序规定 art. 72"),
-    AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings),
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings,
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("procedure_skipped", "major", "未按流程", "Interrogation before mandatory procedure steps", ProcedureSkipped),
     AlarmSpec("belongings_forgotten", "minor", "物品遗忘", "Belongings left in the locker at checkout", RuleSettings),
     AlarmSpec("belongings_overdue", "minor", "暂存超时", "Belongings held too long", BelongingsOverdue),
-    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings),
-    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings),
+    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings,
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings,
+              **_l(f"{CRIM} 第119条", f"{PROC} 第201条")),
     AlarmSpec("tag_low_battery", "warning", "低电压", "Tag battery low", LowBattery),
     AlarmSpec("tag_signal_lost", "major", "信号丢失", "Tag signal lost", SignalLost),
-    AlarmSpec("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns),
-    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless),
+    AlarmSpec("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns,
+              **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
+    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless,
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("headcount_mismatch", "minor", "人数不符", "Camera headcount differs from tag count", Grace),
     AlarmSpec("door_held_open", "warning", "门未关", "Door held open", DoorHeldOpen),
     AlarmSpec("locker_open_too_long", "minor", "柜门未关", "Locker compartment left open", LockerOpenTooLong),
-    AlarmSpec("locker_unauthorized_open", "critical", "非授权开柜", "Locker opened without authorisation", LockerUnauthorized),
-    AlarmSpec("evidence_unauthorized_removal", "critical", "财物违规取出", "Evidence removed without a custody order", RuleSettings),
+    AlarmSpec("locker_unauthorized_open", "critical", "非授权开柜", "Locker opened without authorisation", LockerUnauthorized,
+              **_l(f"{ADMIN} 第190条", f"{PROC} 第235条")),
+    AlarmSpec("evidence_unauthorized_removal", "critical", "财物违规取出", "Evidence removed without a custody order", RuleSettings,
+              **_l(f"{ADMIN} 第190条", f"{PROC} 第235条")),
     AlarmSpec("female_search_without_female_staff", "major", "女性检查无女性工作人员",
               "Female suspect searched without female staff", FemaleSearch,
-              "刑事诉讼法 arts. 132, 139; 程序规定 art. 155"),
+              **_l(f"{CRIM} 第132条", f"{CRIM} 第139条", f"{PROC} 第217条", f"{PROC} 第225条",
+                   f"{ADMIN} 第84条", f"{PSAL} 第103条")),
     AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
-              "刑事诉讼法 art. 281; 程序规定 arts. 323–324; 治安管理处罚法 art. 84"),
+              **_l(f"{CRIM} 第281条", f"{PROC} 第323-324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
 ]}
 

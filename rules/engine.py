@@ -412,7 +412,7 @@ class Engine:
         return {"alarm_id": aid, "code": code, "severity": spec.severity, "room": facts.room,
                 "persons": list(facts.persons), "since": since,
                 "message": {"zh": f"{spec.zh}：{zh}", "en": f"{spec.en}: {en}"},
-                "details": facts.details, "snapshot": None}
+                "details": facts.details, "legal_basis": list(spec.legal_basis), "snapshot": None}
 
     def _raise(self, key: Key, t: float, facts: Facts) -> Draft:
         code, subject = key

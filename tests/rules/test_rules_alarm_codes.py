@@ -24,7 +24,10 @@ def test_case(c):
     for e in s.alarm_events:
         d = e.data
         assert set(d) == {"alarm_id", "code", "severity", "room", "persons", "since", "message",
-                          "details", "snapshot"}
+                          "details", "legal_basis", "snapshot"}
+        assert d["legal_basis"] == list(CATALOG[d["code"]].legal_basis)
+        if CATALOG[d["code"]].legal:
+            assert d["legal_basis"], d["code"]
         assert d["severity"] == CATALOG[d["code"]].severity
         assert d["snapshot"] is None
         assert d["message"]["zh"] and d["message"]["en"]
