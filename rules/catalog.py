@@ -177,6 +177,10 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
               **_l(f"{CRIM} 第281条", f"{PROC} 第323-324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
+    # A fake base station could feed presence that hides a lone interrogation or an
+    # unattended suspect: it protects the presence record those two alarms stand on.
+    AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings,
+              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
 ]}
 
 

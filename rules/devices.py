@@ -24,3 +24,39 @@ def device_offline(ctx, ev, t):
     if not dev:
         return ()
     return ctx.hold("device_offline", dev, t, _check(ctx, dev, t))
+
+
+def _impostor_check(ctx, device, t):
+    d = ctx.memo["station_impostor"].get(device)
+    if d is None:
+        return None
+    rooms = ctx.device_rooms.get(device, ())
+    room = rooms[0] if rooms else None
+    station = d.get("station") or device
+    reason = d.get("error") or ""
+    return Facts(room, [], f"基站{station}疑似被冒用: {reason}", f"base station {station} impostor suspected: {reason}",
+                 {"device": device, "station": station, "kind": d.get("kind"), "peers": list(d.get("peers") or [])})
+
+
+@rule("station_impostor", on=("device.error", "device.online"), check=_impostor_check, grace=None)
+def station_impostor(ctx, ev, t):
+    """基站冒用: the zone reader journals ``device.error`` with ``impostor: true`` for a
+    station device ("<zone id>/<dev_id>") when a second live peer claims a logged-in
+    dev_id, a pinned station connects from another address, or a register carries a
+    wrong reg_code; the driver journals ``device.online`` for that station device when
+    the conflict is resolved (``conflict_clear_s`` without new evidence), which clears it.
+    Later evidence while raised updates the alarm's details only through its first facts."""
+    dev = ev.data.get("device")
+    if not dev:
+        return ()
+    memo = ctx.memo["station_impostor"]
+    if ev.type == "device.error":
+        if not ev.data.get("impostor"):
+            return ()
+        memo[dev] = {"station": ev.data.get("station"), "kind": ev.data.get("kind"),
+                     "error": ev.data.get("error"), "peers": list(ev.data.get("peers") or [])}
+    elif dev in memo:
+        del memo[dev]
+    else:
+        return ()
+    return ctx.hold("station_impostor", dev, t, _impostor_check(ctx, dev, t))

@@ -105,6 +105,10 @@ class Engine:
                 self.device_rooms[d.id] = tuple(dict.fromkeys(x.room for x in d.doors))
             elif kind == "locker":
                 self.locker_purpose[d.id] = d.purpose
+            elif kind == "zone_reader":
+                # one base station = device "<zone reader id>/<dev_id>" (device_offline, station_impostor)
+                for dev_id, room in (getattr(d, "stations", None) or {}).items():
+                    self.device_rooms[f"{d.id}/{dev_id}"] = (room,)
         self.enabled = {c for c, s in self.settings.items() if s.enabled}
         # Per event type, the runners in catalog order; room/person/tag check
         # rules of one event type share one pass over the touched subjects.

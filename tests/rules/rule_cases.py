@@ -341,7 +341,25 @@ case("device_offline", "camera offline then back",
      [(100, "device.offline", {"device": "cam-int1", "error": "no frames"}),
       (200, "device.online", {"device": "cam-int1", "error": None})], 300, [(R, 100), (C, 200)])
 case("device_offline", "online only", [(100, "device.online", {"device": "cam-int1", "error": None})], 300, [])
+case("device_offline", "one zone base station offline then back",
+     [(100, "device.offline", {"device": "zone-stations/861694034205896", "error": "silent 90 s",
+                               "station": "861694034205896"}),
+      (200, "device.online", {"device": "zone-stations/861694034205896", "error": None})], 300, [(R, 100), (C, 200)])
 case("device_offline", "error is not offline",
      [(100, "device.error", {"device": "cam-int1", "error": "crc"})], 300, [])
+
+# ---- station_impostor (zone reader: one station device = "<zone id>/<dev_id>") ---------------------------
+ZS = "zone-stations/861694034205896"
+IMPOSTOR = {"device": ZS, "station": "861694034205896", "impostor": True, "kind": "second_peer",
+            "error": "dev_id claimed by 127.0.0.3:5000 while 127.0.0.1:4000 is alive",
+            "peers": ["127.0.0.1:4000", "127.0.0.3:5000"]}
+case("station_impostor", "second live peer, resolved later",
+     [(100, "device.error", IMPOSTOR), (150, "device.error", dict(IMPOSTOR, kind="reg_code")),
+      (400, "device.online", {"device": ZS, "error": None, "station": "861694034205896"})],
+     500, [(R, 100), (C, 400)])
+case("station_impostor", "station offline/online and plain errors are no impostor",
+     [(100, "device.offline", {"device": ZS, "error": "silent"}),
+      (150, "device.error", {"device": ZS, "error": "connection flood"}),
+      (200, "device.online", {"device": ZS, "error": None})], 300, [])
 
 __all__ = ["CASES", "Case", "tag_of"]
