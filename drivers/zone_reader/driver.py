@@ -20,12 +20,42 @@ Events:
   ``sos`` = status bit4 or 0x8A01 kind 4; ``heart_rate`` = last bpm or null.
 * Station silence -> ``device.error`` (some stations) / ``device.offline``
   (all tracked stations) with the station dev_ids in ``error``; back ->
-  ``device.online``.
+  ``device.online``. Per station (issue 18), the station's own device
+  ``"<device id>/<dev_id>"`` gets ``device.offline`` / ``device.online``
+  (data adds ``station``), which is what raises ``device_offline`` for it.
+  The reader is "online" only while every configured station is connected
+  and trusted; before the first stations log in it stays "starting".
+
+Hostile network (SPEC §4.1 v2, docs/security.md):
+* Connections that have not logged in are "pending": capped in total
+  (``max_pending``) and per source address (``max_pending_per_ip``), closed
+  after ``login_timeout_s``. At a cap the oldest pending connection is evicted
+  - first one that never sent a valid frame, never a logged-in station; an
+  address a configured station has logged in from before is exempt from the
+  per-address cap and evicted last.
+* Identity: a frame claiming a dev_id whose holder connection is alive makes
+  the claimant a *rival*. The holder is dead if it sends nothing for
+  ``conflict_probe_s`` (its next heartbeat; TCP keepalive probes it too): the
+  rival then takes over silently (a station that rebooted). If the holder
+  speaks while the rival lives, both are alive: a proven conflict. A pinned
+  station (``stations = {dev = {room, ip}}``) from another address and a wrong
+  ``reg_code`` are refused and closed. Each of the three journals
+  ``device.error`` for the station device with ``impostor: true, kind,
+  station, peers`` (-> ``station_impostor``); ``device.online`` for the
+  station device after ``conflict_clear_s`` without new evidence ends it.
+  While a station is contested or in conflict its records are counted
+  (``untrusted_records``) and dropped, and the presence it had established is
+  held (neither new people appear nor known ones vanish on its word).
+* A flood (``flood_per_min`` refused/evicted/timed-out connections in a
+  minute) is journaled as ``device.error`` with counts at most once a minute
+  while it lasts, plus a closing one; meanwhile the reader's state is
+  "error" with the counts (``casegate devices`` / ``status``).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -38,6 +68,8 @@ RECENT_SEQS = 32              # remembered (seq -> reply) per station for duplic
 MAX_WRITE_BUFFER = 1 << 20    # a station that does not read its replies is cut off
 TAG_PRUNE_S = 3600.0          # forget the status of a quiet, healthy tag after this long
 MAX_UNKNOWN_STATIONS = 1024   # unknown dev_ids remembered (a flood of made-up ids cannot grow memory)
+FLOOD_WINDOW_S = 60.0         # the flood counts' window, and the most often a flood is journaled
+MAX_FLOOD_ADDRS = 256         # source addresses counted per flood window (the rest: "other")
 _DEFAULT_STATUS = (None, False, False, None)
 
 
@@ -117,7 +149,9 @@ class TagStatus:
 
 class _Station:
     __slots__ = ("dev_id", "room", "known", "last_seen", "offline", "conn", "recent",
-                 "dev_type", "reg_code", "sw_ver", "heartbeat", "frames", "peer")
+                 "dev_type", "reg_code", "sw_ver", "heartbeat", "frames", "peer",
+                 "rival", "rival_since", "conflict", "conflict_last", "conflict_kind", "pin",
+                 "logins", "ever_connected")
 
     def __init__(self, dev_id: str, room: str | None, now: float):
         self.dev_id = dev_id
@@ -133,6 +167,14 @@ class _Station:
         self.heartbeat: P.HeartbeatInfo | None = None
         self.frames = 0
         self.peer: str | None = None
+        self.rival: _Conn | None = None        # a second live peer claiming this dev_id
+        self.rival_since = 0.0
+        self.conflict = False                  # station_impostor raised for this station
+        self.conflict_last = 0.0               # last evidence of a conflict (monotonic)
+        self.conflict_kind: str | None = None
+        self.pin: str | None = None            # the only address it may log in from
+        self.logins = 0
+        self.ever_connected = False
 
 
 class _Conn(asyncio.Protocol):
@@ -143,9 +185,18 @@ class _Conn(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.dev_id: str | None = None
         self.peer = "?"
+        self.ip = "?"
         self.local_ip = "0.0.0.0"
         self.refused = False
         self.closed = False
+        self.opened = self.last_rx
+        self.last_frame = self.last_rx          # last CRC-valid frame (liveness for identity)
+        self.valid = False                      # sent at least one CRC-valid frame
+        self.authed = False                     # logged in as a configured station
+        self.trusted_addr = False               # from an address a configured station logged in from
+        self.registered = False                 # registered with the right reg_code on this connection
+        self.reported = False                   # an impostor refusal of this connection is journaled
+        self.close_pending = False              # close once the pending reply is written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -153,13 +204,12 @@ class _Conn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.ip = peer[0] if peer else "?"
         if sock:
             self.local_ip = sock[0]
-        if len(drv._conns) >= drv.cfg.max_connections:
+        if not drv._admit(self):
             self.refused = True
-            drv.count("connection_refused")
-            drv._log_once(("limit",), "connection limit %d reached, refusing %s", drv.cfg.max_connections, self.peer)
-            transport.close()
+            transport.abort()
             return
         drv._conns.add(self)
         drv.count("connections")
@@ -180,11 +230,16 @@ class _Conn(asyncio.Protocol):
                 r = drv._handle(self, f, now, wall)
                 if r:
                     out.append(r)
+                if self.closed or self.close_pending:
+                    break
             if out and self.transport is not None and not self.closed:
                 self.transport.write(b"".join(out) if len(out) > 1 else out[0])
                 if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                     drv.count("slow_station")
                     self.close()
+            if self.close_pending and not self.closed and self.transport is not None:
+                self.closed = True
+                self.transport.close()          # after the refusal above has been sent
         except Exception:  # a bug must not kill the loop or the other stations
             drv.count("internal_error")
             drv.ctx.log.exception("%s: error handling data from %s", drv.device_id, self.peer)
@@ -193,6 +248,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         drv = self.drv
         drv._conns.discard(self)
+        drv._unpend(self)
         if self.parser.pending:
             drv.count("partial_frame_dropped")
             self.parser.reset()
@@ -200,11 +256,21 @@ class _Conn(asyncio.Protocol):
             st = drv._stations.get(self.dev_id)
             if st is not None and st.conn is self:
                 st.conn = None
+                drv._promote_rival(st, "its connection closed")
+            elif st is not None and st.rival is self:
+                st.rival = None
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
+            self.drv._unpend(self)
             self.transport.abort()
+
+    def close_after_reply(self) -> None:
+        """Close once the reply being built has gone out (a refusal the station should read)."""
+        if not self.closed:
+            self.close_pending = True
+            self.drv._unpend(self)
 
 
 class ZoneReaderDriver(Driver):
@@ -223,6 +289,15 @@ class ZoneReaderDriver(Driver):
         self.tags: dict[str, TagStatus] = {}
         self._stations: dict[str, _Station] = {}
         self._conns: set[_Conn] = set()
+        self._pending: dict[_Conn, None] = {}          # not logged in yet, oldest first
+        self._pending_per_ip: collections.Counter[str] = collections.Counter()
+        self._known_addrs: dict[str, str] = {}         # dev_id -> address it last logged in from
+        self._flood_win: collections.Counter[str] = collections.Counter()   # this window's counts
+        self._flood_addrs: collections.Counter[str] = collections.Counter()
+        self._flood_start = time.monotonic()
+        self._flood_since: float | None = None        # wall time the current flood was first journaled
+        self._flood_total: collections.Counter[str] = collections.Counter()  # over the current flood
+        self._flood_msg: str | None = None
         self._logged: set = set()
         self._unknown = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -235,8 +310,10 @@ class ZoneReaderDriver(Driver):
         #: optional hook for ``casegate probe``: (dev_id, frame, decoded items)
         self.on_frame: Callable[[str, P.Frame, list], None] | None = None
         now = time.monotonic()
+        pins = getattr(cfg, "station_ips", None) or {}
         for dev_id, room in cfg.stations.items():
             self._stations[dev_id] = _Station(dev_id, room, now)
+            self._stations[dev_id].pin = pins.get(dev_id)
 
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -308,7 +385,8 @@ class ZoneReaderDriver(Driver):
             now = time.monotonic()
             for st in self._stations.values():
                 st.last_seen = now
-            self.set_state("online")
+            if not any(st.known for st in self._stations.values()):
+                self.set_state("online")        # nothing to wait for (probe, commissioning)
             self.listening.set()
             loop.call_later(self._tick_interval(), self._tick)
             loop.run_forever()
@@ -325,7 +403,8 @@ class ZoneReaderDriver(Driver):
 
     def _tick_interval(self) -> float:
         c = self.cfg
-        return max(0.02, min(0.5, c.presence_timeout_s / 5, c.heartbeat_s / 4, c.idle_timeout_s / 4))
+        return max(0.02, min(0.5, c.presence_timeout_s / 5, c.heartbeat_s / 4, c.idle_timeout_s / 4,
+                             c.login_timeout_s / 4))
 
     # ---- helpers -----------------------------------------------------------
     def _log_once(self, key, msg: str, *args) -> None:
@@ -352,10 +431,13 @@ class ZoneReaderDriver(Driver):
             return {
                 "stations": {d: {"room": s.room, "known": s.known, "offline": s.offline,
                                  "connected": s.conn is not None, "frames": s.frames,
-                                 "silent_s": round(now - s.last_seen, 3), "peer": s.peer}
+                                 "silent_s": round(now - s.last_seen, 3), "peer": s.peer,
+                                 "pin": s.pin, "conflict": s.conflict,
+                                 "rival": s.rival.peer if s.rival is not None and not s.rival.closed else None}
                              for d, s in self._stations.items()},
                 "presence": sorted(self.presence.entries),
                 "connections": len(self._conns),
+                "pending": len(self._pending),
                 "tags": {t: s.snapshot() for t, s in self.tags.items()},
             }
         loop = self._loop
@@ -388,75 +470,104 @@ class ZoneReaderDriver(Driver):
         self.frame_ok()
         st = self._station(f.dev_id, now)
         st.frames += 1
-        st.last_seen = now
         if not st.known:
             self.count("unknown_station")
             self._log_once(("station", f.dev_id), "unknown station %r (not in stations); replying anyway",
                            f.dev_id)
-        if conn is not None and st.conn is not conn:
-            old = st.conn
-            if old is not None and not old.closed:
-                self.count("station_reconnected")
-                self.ctx.log.info("%s: station %s reconnected from %s; closing its old connection",
-                                  self.device_id, f.dev_id, conn.peer)
-                old.close()
-            st.conn = conn
-            st.peer = conn.peer
-            conn.dev_id = f.dev_id
+        trusted = True
+        if conn is not None:
+            conn.valid = True
+            conn.last_frame = now
+            if f.cmd == P.CMD_REGISTER and self.cfg.reg_code is not None:
+                refusal = self._check_reg_code(st, conn, f, now, wall)
+                if refusal is not None:
+                    return refusal
+            verdict = self._claim(st, conn, f, now, wall)
+            if verdict == "refused":
+                self.count("refused_frames")
+                if f.cmd in (P.CMD_REGISTER, P.CMD_LOGIN):
+                    reply = self._refusal(conn, f)
+                    conn.close_after_reply()
+                    return reply
+                conn.close()
+                return None
+            trusted = verdict == "ok"
+        st.last_seen = now
         if st.offline:
             st.offline = False
             self.ctx.log.info("%s: station %s back", self.device_id, f.dev_id)
+            if st.known:
+                self._emit("device.online", {"device": self._station_device(st), "error": None,
+                                             "station": st.dev_id, "room": st.room}, wall)
             self._update_state()
         hit = st.recent.get(f.seq)
         if hit is not None and hit[0] == f.cmd and hit[1] == f.content:
             self.count("duplicate_seq")
             st.recent.move_to_end(f.seq)
             return hit[2]
-        reply = self._process(st, conn, f, now, wall)
+        reply = self._process(st, conn, f, now, wall, trusted)
         if reply is not None:
             st.recent[f.seq] = (f.cmd, f.content, reply)
             if len(st.recent) > RECENT_SEQS:
                 st.recent.popitem(last=False)
         return reply
 
-    def _process(self, st: _Station, conn: _Conn | None, f: P.Frame, now: float, wall: float) -> bytes:
+    def _process(self, st: _Station, conn: _Conn | None, f: P.Frame, now: float, wall: float,
+                 trusted: bool = True) -> bytes:
         cmd = f.cmd
         decoded: list | None = [] if self.on_frame is not None else None
         if cmd == P.CMD_DATA:
-            self._data(st, f.content, now, wall, decoded)
+            if trusted:
+                self._data(st, f.content, now, wall, decoded)
+            else:           # a contested station's word is not presence (SPEC §4.1 v2)
+                self.count("untrusted_records")
             content = P.simple_reply_content(0, self.now6())
         elif cmd == P.CMD_HEARTBEAT:
             try:
-                st.heartbeat = P.decode_heartbeat(f.content)
+                hb = P.decode_heartbeat(f.content)
+                if trusted:
+                    st.heartbeat = hb
                 if decoded is not None:
-                    decoded.append(st.heartbeat)
+                    decoded.append(hb)
             except P.TLVError:
                 self.count("bad_heartbeat")
             content = P.simple_reply_content(0, self.now6())
         elif cmd == P.CMD_REGISTER:
             result = P.RESULT_OK
             try:
-                st.dev_type, st.reg_code = P.decode_register(f.content)
+                dev_type, reg_code = P.decode_register(f.content)
+                if trusted:
+                    st.dev_type, st.reg_code = dev_type, reg_code
                 if decoded is not None:
-                    decoded.append(("register", st.dev_type, st.reg_code))
-                if self.cfg.reg_code is not None and st.reg_code != self.cfg.reg_code:
-                    result = P.RESULT_BAD_CODE
-                    self._log_once(("regcode", f.dev_id), "station %s registered with wrong code %d",
-                                   f.dev_id, st.reg_code)
+                    decoded.append(("register", dev_type, reg_code))
             except P.TLVError:
                 self.count("bad_register")
-                result = P.RESULT_BAD_CODE if self.cfg.reg_code is not None else P.RESULT_OK
+            if conn is not None:
+                conn.registered = True
             ip = conn.local_ip if conn is not None else "0.0.0.0"
             port = self.address[1] if self.address else 0
             content = P.register_reply_content(result, self.now6(), ip, port)
         elif cmd == P.CMD_LOGIN:
+            result = P.RESULT_OK
             try:
-                st.sw_ver, _crc = P.decode_login(f.content)
+                sw_ver, _crc = P.decode_login(f.content)
+                if trusted:
+                    st.sw_ver = sw_ver
                 if decoded is not None:
-                    decoded.append(("login", st.sw_ver, _crc))
+                    decoded.append(("login", sw_ver, _crc))
             except P.TLVError:
                 self.count("bad_login")
-            content = P.simple_reply_content(P.RESULT_OK, self.now6())
+            if conn is not None:
+                if self.cfg.reg_code is not None and not conn.registered:
+                    # the code is checked at register: a login that skipped it proves nothing
+                    self.count("login_unregistered")
+                    self._log_once(("unregistered", conn.ip), "login of %s from %s without register refused",
+                                   st.dev_id, conn.peer)
+                    conn.close_after_reply()
+                    result = P.RESULT_REFUSED
+                else:
+                    self._logged_in(st, conn, trusted)
+            content = P.simple_reply_content(result, self.now6())
         else:
             self.count("unknown_cmd")
             self._log_once(("cmd", f.cmd), "unknown command 0x%04X from %s; acknowledged", f.cmd, f.dev_id)
@@ -467,6 +578,304 @@ class ZoneReaderDriver(Driver):
             except Exception:
                 self.ctx.log.exception("on_frame hook failed")
         return P.encode_reply(f, content)
+
+    # ---- connections before login (flood) ------------------------------------
+    def _admit(self, conn: _Conn) -> bool:
+        """A new connection: make room for it among the pending ones, or refuse it.
+        Cost is bounded by ``max_pending`` whatever the flood."""
+        cfg = self.cfg
+        if len(self._conns) >= cfg.max_connections:
+            victim = self._pick_victim(None)
+            if victim is None:           # every slot is a logged-in station
+                self.count("connection_refused")
+                self._flood_note("refused", conn.ip)
+                self._log_once(("limit",), "connection limit %d reached, refusing %s", cfg.max_connections,
+                               conn.peer)
+                return False
+            self._evict(victim)
+        conn.trusted_addr = conn.ip in self._known_addrs.values()
+        if not conn.trusted_addr and self._pending_per_ip[conn.ip] >= cfg.max_pending_per_ip:
+            victim = self._pick_victim(conn.ip)
+            if victim is not None:
+                self._evict(victim)
+        if len(self._pending) >= cfg.max_pending:
+            victim = self._pick_victim(None)
+            if victim is not None:
+                self._evict(victim)
+        self._pending[conn] = None
+        self._pending_per_ip[conn.ip] += 1
+        return True
+
+    def _pick_victim(self, ip: str | None) -> _Conn | None:
+        """The oldest pending connection (of ``ip``): first one that never sent a
+        valid frame from an unknown address, then any from an unknown address, then any."""
+        first_any = first_untrusted = None
+        for c in self._pending:
+            if ip is not None and c.ip != ip:
+                continue
+            if first_any is None:
+                first_any = c
+            if not c.trusted_addr:
+                if not c.valid:
+                    return c
+                if first_untrusted is None:
+                    first_untrusted = c
+        return first_untrusted or first_any
+
+    def _evict(self, c: _Conn) -> None:
+        self.count("connection_evicted")
+        self._flood_note("evicted", c.ip)
+        c.close()
+
+    def _unpend(self, c: _Conn) -> None:
+        if c in self._pending:
+            del self._pending[c]
+            n = self._pending_per_ip[c.ip] - 1
+            if n > 0:
+                self._pending_per_ip[c.ip] = n
+            else:
+                del self._pending_per_ip[c.ip]
+
+    def _flood_note(self, kind: str, ip: str) -> None:
+        self._flood_win[kind] += 1
+        if ip in self._flood_addrs or len(self._flood_addrs) < MAX_FLOOD_ADDRS:
+            self._flood_addrs[ip] += 1
+        else:
+            self._flood_addrs["other"] += 1
+
+    def _flood_data(self, counts: collections.Counter, active: bool, wall: float) -> dict:
+        return {"active": active, "refused": counts["refused"], "evicted": counts["evicted"],
+                "login_timeout": counts["login_timeout"], "addresses": len(self._flood_addrs),
+                "top": [[a, n] for a, n in self._flood_addrs.most_common(3)],
+                "since": self._flood_since, "window_s": FLOOD_WINDOW_S}
+
+    def _flood_tick(self, now: float, wall: float) -> None:
+        """Journal a flood at most once per window while it lasts, and once when it ends."""
+        win = self._flood_win
+        total = win["refused"] + win["evicted"] + win["login_timeout"]
+        elapsed = now - self._flood_start
+        if self._flood_since is None:
+            if total >= self.cfg.flood_per_min:
+                self._flood_since = wall
+                self._flood_total = collections.Counter(win)
+                self._flood_report(win, now, wall, first=True)
+            elif elapsed >= FLOOD_WINDOW_S:
+                self._flood_reset(now)
+            return
+        if elapsed < FLOOD_WINDOW_S:
+            return
+        if total >= self.cfg.flood_per_min:
+            self._flood_total.update(win)
+            self._flood_report(win, now, wall, first=False)
+            return
+        self._flood_total.update(win)
+        t = self._flood_total
+        lasted = max(0.0, wall - self._flood_since)
+        msg = (f"connection flood on {self.cfg.listen} ended after {lasted:.0f} s: "
+               f"{t['refused']} refused, {t['evicted']} evicted, {t['login_timeout']} login timeouts")
+        self.ctx.log.warning("%s: %s", self.device_id, msg)
+        self._emit("device.error", {"device": self.device_id, "error": msg,
+                                    "flood": self._flood_data(t, False, wall)}, wall)
+        self._flood_since = None
+        self._flood_msg = None
+        self._flood_reset(now)
+        self._update_state()
+
+    def _flood_report(self, win: collections.Counter, now: float, wall: float, first: bool) -> None:
+        secs = max(1.0, now - self._flood_start)
+        top = ", ".join(f"{a} x{n}" for a, n in self._flood_addrs.most_common(3))
+        self._flood_msg = (f"connection flood on {self.cfg.listen}: {win['refused']} refused, "
+                           f"{win['evicted']} evicted, {win['login_timeout']} login timeouts in {secs:.0f} s "
+                           f"from {len(self._flood_addrs)} address(es) ({top}); logged-in stations kept")
+        self.ctx.log.warning("%s: %s", self.device_id, self._flood_msg)
+        self._update_state(extra={"flood": self._flood_data(win, True, wall)})
+        self._flood_reset(now)
+
+    def _flood_reset(self, now: float) -> None:
+        self._flood_win.clear()
+        self._flood_addrs.clear()
+        self._flood_start = now
+
+    # ---- identity ------------------------------------------------------------
+    def _station_device(self, st: _Station) -> str:
+        return f"{self.device_id}/{st.dev_id}"
+
+    def _distrusted(self, st: _Station) -> bool:
+        rival = st.rival
+        return (rival is not None and not rival.closed) or (st.conflict and st.conflict_kind == "second_peer")
+
+    def _set_holder(self, st: _Station, conn: _Conn) -> None:
+        if st.ever_connected:
+            with self._health_lock:
+                self.health.reconnects += 1     # a station logging in again = one reconnect
+        st.ever_connected = True
+        st.conn = conn
+        st.peer = conn.peer
+
+    def _claim(self, st: _Station, conn: _Conn, f: P.Frame, now: float, wall: float) -> str:
+        """Whose word is this frame? "ok" (the trusted holder), "untrusted"
+        (answered, records dropped) or "refused" (closed)."""
+        if conn.dev_id is not None and conn.dev_id != st.dev_id:
+            self.count("dev_id_mismatch")        # one connection, one station
+            self._log_once(("switch", conn.peer), "connection %s speaks for %s and now %s; not trusted",
+                           conn.peer, conn.dev_id, st.dev_id)
+            return "untrusted"
+        conn.dev_id = st.dev_id
+        holder = st.conn
+        if not st.known:                          # served, never anybody's presence but exciters'
+            if holder is not conn:
+                if holder is not None and not holder.closed:
+                    self.count("station_reconnected")
+                    holder.close()
+                st.conn = conn
+                st.peer = conn.peer
+            return "ok"
+        if st.pin is not None and conn.ip != st.pin:
+            self._impostor(st, conn, "pinned_address",
+                           f"station {st.dev_id} connected from {conn.peer}, but it is pinned to {st.pin}",
+                           [p for p in (holder.peer if holder is not None and not holder.closed else None,
+                                        conn.peer) if p], now, wall)
+            return "refused"
+        if holder is conn:
+            rival = st.rival
+            if rival is not None and not rival.closed and conn.last_frame >= st.rival_since:
+                self._impostor(st, rival, "second_peer",
+                               f"station {st.dev_id} is claimed by {rival.peer} while {conn.peer} is alive",
+                               [conn.peer, rival.peer], now, wall)
+            return "untrusted" if self._distrusted(st) else "ok"
+        if holder is None or holder.closed:
+            self._set_holder(st, conn)
+            return "untrusted" if self._distrusted(st) else "ok"
+        rival = st.rival
+        if rival is conn:
+            return "untrusted"
+        if rival is None or rival.closed:
+            silent = now - holder.last_frame
+            if st.pin is not None and holder.ip == conn.ip:
+                why = f"same pinned address {conn.ip}"
+            elif silent >= self.cfg.probe_s():
+                why = f"old connection {holder.peer} silent for {silent:.1f} s"
+            else:
+                st.rival = conn
+                st.rival_since = now
+                self.count("station_contested")
+                self.ctx.log.warning("%s: station %s claimed by %s while %s holds it; its records are held "
+                                     "until %s answers or stays silent %.0f s", self.device_id, st.dev_id,
+                                     conn.peer, holder.peer, holder.peer, self.cfg.probe_s())
+                _keepalive_probe(holder)
+                return "untrusted"
+            self.count("station_reconnected")
+            self.ctx.log.info("%s: station %s reconnected from %s (%s); closing the old connection",
+                              self.device_id, st.dev_id, conn.peer, why)
+            holder.close()
+            self._set_holder(st, conn)
+            return "untrusted" if self._distrusted(st) else "ok"
+        # a third peer while a rival is being checked
+        self._impostor(st, conn, "second_peer",
+                       f"station {st.dev_id} claimed by a third peer {conn.peer} ({holder.peer} and "
+                       f"{rival.peer} already)", [holder.peer, rival.peer, conn.peer], now, wall)
+        return "refused"
+
+    def _check_reg_code(self, st: _Station, conn: _Conn, f: P.Frame, now: float, wall: float) -> bytes | None:
+        try:
+            _dev_type, code = P.decode_register(f.content)
+        except P.TLVError:
+            self.count("bad_register")
+            code = None
+        if code == self.cfg.reg_code:
+            return None
+        self._impostor(st, conn, "reg_code",
+                       f"station {st.dev_id} registered from {conn.peer} with a wrong reg_code", [conn.peer],
+                       now, wall)
+        ip = conn.local_ip
+        port = self.address[1] if self.address else 0
+        conn.close_after_reply()
+        return P.encode_reply(f, P.register_reply_content(P.RESULT_BAD_CODE, self.now6(), ip, port))
+
+    def _refusal(self, conn: _Conn, f: P.Frame) -> bytes:
+        if f.cmd == P.CMD_REGISTER:
+            port = self.address[1] if self.address else 0
+            return P.encode_reply(f, P.register_reply_content(P.RESULT_REFUSED, self.now6(), conn.local_ip, port))
+        return P.encode_reply(f, P.simple_reply_content(P.RESULT_REFUSED, self.now6()))
+
+    def _impostor(self, st: _Station, offender: _Conn, kind: str, msg: str, peers: list[str],
+                  now: float, wall: float) -> None:
+        """Journal a conflict over a station's identity (once per offending connection)."""
+        st.conflict_last = now
+        if offender.reported and st.conflict:
+            return
+        offender.reported = True
+        self.count(f"impostor_{kind}")
+        self.ctx.log.warning("%s: %s", self.device_id, msg)
+        if not st.known:
+            return
+        first = not st.conflict
+        st.conflict = True
+        if kind == "second_peer" or not first:
+            st.conflict_kind = "second_peer" if kind == "second_peer" else st.conflict_kind
+        else:
+            st.conflict_kind = kind
+        self._emit("device.error", {"device": self._station_device(st), "error": msg, "station": st.dev_id,
+                                    "room": st.room, "impostor": True, "kind": kind, "peers": peers}, wall)
+        self._update_state()
+
+    def _logged_in(self, st: _Station, conn: _Conn, trusted: bool) -> None:
+        if not st.known and any(s.known for s in self._stations.values()):
+            return                     # an unknown station is answered, but stays pending
+        if not conn.authed:
+            conn.authed = True
+            self._unpend(conn)
+        st.logins += 1
+        if trusted and st.known and st.conn is conn:
+            self._known_addrs[st.dev_id] = conn.ip
+        self._update_state()
+
+    def _promote_rival(self, st: _Station, why: str) -> None:
+        rival = st.rival
+        st.rival = None
+        if rival is None or rival.closed:
+            return
+        holder = st.conn
+        if holder is not None and not holder.closed:
+            holder.close()
+        self.count("station_reconnected")
+        self.ctx.log.info("%s: station %s continues on %s (%s)", self.device_id, st.dev_id, rival.peer, why)
+        self._set_holder(st, rival)
+        if rival.authed and not self._distrusted(st):
+            self._known_addrs[st.dev_id] = rival.ip
+
+    def _identity_tick(self, now: float, wall: float) -> None:
+        probe = self.cfg.probe_s()
+        for st in self._stations.values():
+            rival = st.rival
+            if rival is not None:
+                if rival.closed:
+                    st.rival = None
+                else:
+                    holder = st.conn
+                    if holder is None or holder.closed:
+                        self._promote_rival(st, "old connection closed")
+                    elif now - holder.last_frame >= probe:
+                        self._promote_rival(st, f"old connection {holder.peer} silent for "
+                                                f"{now - holder.last_frame:.1f} s")
+            if self._distrusted(st):
+                # hold what the station had established: nobody appears or vanishes on its word
+                for key, e in self.presence.entries.items():
+                    if st.dev_id in e[2]:
+                        e[1] = now
+            if (st.conflict and (st.rival is None or st.rival.closed) and not st.offline
+                    and st.conn is not None and not st.conn.closed
+                    and now - st.conflict_last >= self.cfg.conflict_clear_s):
+                st.conflict = False
+                st.conflict_kind = None
+                if st.conn.authed:
+                    self._known_addrs[st.dev_id] = st.conn.ip
+                msg = (f"station {st.dev_id}: no conflicting peer for {self.cfg.conflict_clear_s:g} s; "
+                       f"trusting {st.conn.peer} again")
+                self.ctx.log.warning("%s: %s", self.device_id, msg)
+                self._emit("device.online", {"device": self._station_device(st), "error": None,
+                                             "station": st.dev_id, "room": st.room, "resolved": msg}, wall)
+                self._update_state()
 
     def _data(self, st: _Station, content: bytes, now: float, wall: float, decoded: list | None) -> None:
         try:
@@ -596,18 +1005,30 @@ class ZoneReaderDriver(Driver):
 
     def tick(self, now: float, wall: float) -> None:
         """Presence timeouts, station silence, idle connections (loop thread)."""
+        self._identity_tick(now, wall)
         for tag, room, secs in self.presence.expire(now):
             self._left(tag, room, secs, wall)
         limit = 3 * self.cfg.heartbeat_s
-        changed = False
         for st in self._stations.values():
             if st.known and not st.offline and now - st.last_seen > limit:
                 st.offline = True
-                changed = True
+                msg = f"station {st.dev_id} silent for more than {limit:g} s"
                 self.ctx.log.warning("%s: station %s silent for %.1f s", self.device_id, st.dev_id,
                                      now - st.last_seen)
-        if changed:
-            self._update_state()
+                self._emit("device.offline", {"device": self._station_device(st), "error": msg,
+                                              "station": st.dev_id, "room": st.room}, wall)
+        deadline = now - self.cfg.login_timeout_s
+        late = []
+        for c in self._pending:                    # oldest first: stop at the first young one
+            if c.opened > deadline:
+                break
+            late.append(c)
+        for c in late:
+            self.count("login_timeout")
+            self._flood_note("login_timeout", c.ip)
+            c.close()
+        self._flood_tick(now, wall)
+        self._update_state()
         idle = self.cfg.idle_timeout_s
         for c in [c for c in self._conns if now - c.last_rx > idle]:
             self.count("idle_timeout")
@@ -623,15 +1044,61 @@ class ZoneReaderDriver(Driver):
                 del self._stations[d]
                 self._unknown -= 1
 
-    def _update_state(self) -> None:
+    def _update_state(self, extra: dict | None = None) -> None:
+        """The reader's own state from its stations, identity conflicts and a flood:
+        online only while every configured station is connected and trusted."""
         tracked = [s for s in self._stations.values() if s.known]
-        offline = sorted(s.dev_id for s in tracked if s.offline)
-        if not offline:
-            self.set_state("online")
-            return
         limit = 3 * self.cfg.heartbeat_s
+        offline = sorted(s.dev_id for s in tracked if s.offline)
+        parts = []
         if len(offline) == 1:
-            msg = f"station {offline[0]} silent for more than {limit:g} s"
+            parts.append(f"station {offline[0]} silent for more than {limit:g} s")
+        elif offline:
+            parts.append(f"stations {', '.join(offline)} silent for more than {limit:g} s")
+        contested = sorted(s.dev_id for s in tracked if s.conflict or (s.rival is not None and not s.rival.closed))
+        if contested:
+            parts.append(f"identity conflict on station{'s' if len(contested) > 1 else ''} {', '.join(contested)}")
+        if self._flood_msg:
+            parts.append(self._flood_msg)
+        connected = sum(1 for s in tracked if s.conn is not None and not s.conn.closed)
+        current = self.health.state
+        if tracked and len(offline) == len(tracked):
+            state, msg = "offline", "; ".join(parts)
+        elif parts:
+            state, msg = "error", "; ".join(parts)
+        elif connected == len(tracked):
+            state, msg = "online", None
+        elif connected == 0 and current != "starting":
+            state, msg = "error", f"no station connected ({len(tracked)} configured)"
         else:
-            msg = f"stations {', '.join(offline)} silent for more than {limit:g} s"
-        self.set_state("offline" if len(offline) == len(tracked) else "error", msg)
+            return      # starting, or a station between connections (offline after 3 heartbeats)
+        self._set_health(state, msg, extra)
+
+    def _set_health(self, state: str, error: str | None, extra: dict | None = None) -> None:
+        """Like Driver.set_state (one event per change), with extra event data; a
+        reader's ``reconnects`` count station re-logins, not its own state changes."""
+        with self._health_lock:
+            if state == self.health.state and error == self.health.error:
+                return
+            self.health.state = state
+            self.health.error = error
+        if state == "online":
+            self.ctx.log.info("%s online", self.device_id)
+        else:
+            self.ctx.log.warning("%s %s: %s", self.device_id, state, error)
+        self.ctx.emit(f"device.{state}", {"device": self.device_id, "error": error, **(extra or {})})
+
+
+def _keepalive_probe(conn: _Conn) -> None:
+    """Make the kernel probe a contested holder: a rebooted station's host answers
+    with a reset and the old connection dies within seconds."""
+    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, v in (("TCP_KEEPIDLE", 1), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), v)
+    except OSError:
+        pass

@@ -126,18 +126,34 @@ def test_handshake_replies_byte_layout(rig):
 
 
 def test_register_with_wrong_code_gets_fe(rig):
+    """A wrong reg_code is answered 0xFE and the connection closed (v2: one guess per
+    connection, each on the record); the right code on a new connection is accepted."""
     r = rig(cfg=make_cfg(reg_code=1234))
     s = raw_client(r.port)
     s.sendall(P.encode_frame(P.CMD_REGISTER, 1, S1, P.register_content(1, 999)))
     s.sendall(P.encode_frame(P.CMD_REGISTER, 2, S1, P.register_content(1, 1234)))
-    a, b = read_frames(s, 2)
+    (a,) = read_frames(s, 2)
     assert (a.seq, a.content[0]) == (1, 0xFE)
-    assert (b.seq, b.content[0]) == (2, 0x00)
+    s.settimeout(2)
+    assert s.recv(100) == b""
     s.close()
+    s = raw_client(r.port)
+    s.sendall(P.encode_frame(P.CMD_LOGIN, 3, S1, P.login_content(1, 0)))    # login without register
+    (c,) = read_frames(s, 1)
+    assert (c.seq, c.content[0]) == (3, 0xFF)
+    s.close()
+    s = raw_client(r.port)
+    s.sendall(P.encode_frame(P.CMD_REGISTER, 4, S1, P.register_content(1, 1234)))
+    s.sendall(P.encode_frame(P.CMD_LOGIN, 5, S1, P.login_content(1, 0)))
+    b, d = read_frames(s, 2)
+    assert (b.seq, b.content[0], d.seq, d.content[0]) == (4, 0x00, 5, 0x00)
+    s.close()
+    (_, e), = [(t, d) for t, d in r.events("device.error") if d.get("impostor")]
+    assert e["device"] == f"zone-stations/{S1}" and e["kind"] == "reg_code" and e["station"] == S1
 
 
 def test_simulator_handshake_and_reports(rig):
-    r = rig()
+    r = rig(cfg=make_cfg(stations={S1: "interrogation-1"}))
     sim = r.station()
     assert sim.register_reply[0] == 0 and sim.register_reply[3] == r.port
     assert sim.login_result == 0
@@ -362,31 +378,49 @@ def test_station_reconnecting_mid_frame_does_not_corrupt_others(rig):
     b.close()
 
 
-def test_new_connection_of_same_station_closes_old(rig):
-    r = rig()
+def test_new_connection_of_same_station_closes_old_once_it_is_silent(rig):
+    """v2: a second connection for a logged-in dev_id is not taken at its word: the old
+    one is closed only once it has been silent for conflict_probe_s (a station that
+    rebooted), with no impostor on the record."""
+    r = rig(cfg=make_cfg(conflict_probe_s=0.5))
     a = raw_client(r.port)
     a.sendall(P.encode_frame(P.CMD_LOGIN, 1, S1, P.login_content(1, 0)))
     assert read_frames(a, 1)
     b = raw_client(r.port)
     b.sendall(P.encode_frame(P.CMD_LOGIN, 2, S1, P.login_content(1, 0)))
     assert read_frames(b, 1)
-    a.settimeout(2)
-    assert a.recv(100) == b""                  # the half-open old link is closed
+    t0 = time.monotonic()
+    a.settimeout(3)
+    assert a.recv(100) == b""                  # the half-open old link is closed ...
+    assert time.monotonic() - t0 > 0.2         # ... after the probe time, not at once
     assert r.drv.health.counters.get("station_reconnected") == 1
+    assert not [d for t, d in r.events("device.error") if d.get("impostor")]
+    b.sendall(P.encode_frame(P.CMD_DATA, 3, S1, P.tlv(P.TLV_TAG, P.tag_value(0xE3AF2232))))
+    assert read_frames(b, 1)
+    r.wait(lambda t, d: t == "presence.entered" and d["tag"] == TAG)
 
 
 # ---- connections and station health --------------------------------------------
-def test_connection_limit(rig):
+def test_connection_limit_evicts_pending_never_logged_in(rig):
     r = rig(cfg=make_cfg(max_connections=2))
-    a, b = raw_client(r.port), raw_client(r.port)
-    time.sleep(0.1)
-    c = raw_client(r.port)
-    c.settimeout(2)
-    assert c.recv(100) == b""
+    a = raw_client(r.port)
     a.sendall(P.encode_frame(P.CMD_LOGIN, 1, S1, P.login_content(1, 0)))
+    assert read_frames(a, 1)                   # a logged-in station
+    b = raw_client(r.port)
+    time.sleep(0.1)
+    c = raw_client(r.port)                     # at the cap: the oldest pending (b) goes
+    b.settimeout(2)
+    assert b.recv(100) == b""
+    c.sendall(P.encode_frame(P.CMD_LOGIN, 2, S2, P.login_content(1, 0)))
+    assert read_frames(c, 1)
+    d = raw_client(r.port)                     # both slots logged in: refused
+    d.settimeout(2)
+    assert d.recv(100) == b""
+    a.sendall(P.encode_frame(P.CMD_HEARTBEAT, 3, S1, P.heartbeat_content(10 << 8, 0, 0, 1, bytes(6))))
     assert read_frames(a, 1)
-    assert r.drv.health.counters.get("connection_refused") == 1
-    for s in (a, b, c):
+    h = r.drv.health.counters
+    assert h.get("connection_evicted") == 1 and h.get("connection_refused") == 1
+    for s in (a, b, c, d):
         s.close()
 
 
@@ -407,19 +441,37 @@ def test_silent_station_goes_offline_and_back(rig):
     time.sleep(0.6)
     assert r.drv.health.state == "online"
     s1.stop()                                  # S1 falls silent, S2 keeps talking
-    _, d = r.wait(lambda t, d: t == "device.error", timeout=3)
-    assert d["device"] == "zone-stations" and S1 in d["error"] and S2 not in d["error"]
+    _, d = r.wait(lambda t, d: t == "device.error" and d["device"] == "zone-stations", timeout=3)
+    assert S1 in d["error"] and S2 not in d["error"]
+    # issue 18: the dead station is a device of its own, which is what raises device_offline
+    _, d = r.wait(lambda t, d: t == "device.offline" and d["device"] == f"zone-stations/{S1}", timeout=3)
+    assert d["station"] == S1 and d["room"] == "interrogation-1"
     s2.stop()
-    _, d = r.wait(lambda t, d: t == "device.offline", timeout=3)
+    _, d = r.wait(lambda t, d: t == "device.offline" and d["device"] == "zone-stations", timeout=3)
     assert S1 in d["error"] and S2 in d["error"]
     s3 = r.station(dev_id=S1, heartbeat_s=0.1)
     s4 = r.station(dev_id=S2, heartbeat_s=0.1)
+
+    def online(dev):
+        return [d for t, d in r.events("device.online") if d["device"] == dev]
     deadline = time.monotonic() + 3
-    while len(r.events("device.online")) < 2 and time.monotonic() < deadline:
+    while len(online("zone-stations")) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(r.events("device.online")) == 2
+    assert len(online("zone-stations")) == 2   # once both stations were in, once back
+    assert len(online(f"zone-stations/{S1}")) == 1 and len(online(f"zone-stations/{S2}")) == 1
     assert r.drv.health.state == "online"
     assert s3.logged_in.is_set() and s4.logged_in.is_set()
+    assert r.drv.health.reconnects == 2        # each station logged in again once
+
+
+def test_not_online_without_stations(rig):
+    """issue 18: the reader is not "online" while no station is connected."""
+    r = rig(cfg=make_cfg(heartbeat_s=0.15))
+    time.sleep(0.3)
+    assert r.drv.health.state == "starting"
+    _, d = r.wait(lambda t, d: t == "device.offline" and d["device"] == "zone-stations", timeout=3)
+    assert not r.events("device.online")
+    assert r.drv.health.state == "offline"
 
 
 def test_simulator_retries_unanswered_requests():
