@@ -50,8 +50,10 @@ class StationSimulator:
     def __init__(self, host: str, port: int, dev_id: str, *, dev_type: int = 0x7901, reg_code: int = 0,
                  sw_ver: int = 0x0106, ver: int = 1, heartbeat_s: float = 30.0, report_s: float = 1.0,
                  reply_timeout_s: float = 1.0, retries: int = 5, timezone: str = "Asia/Shanghai",
-                 tlvs_per_frame: int = 20, seq_start: int = 1, reconnect_s: float = 0.5):
+                 tlvs_per_frame: int = 20, seq_start: int = 1, reconnect_s: float = 0.5,
+                 bind: str | None = None):
         self.host, self.port, self.dev_id = host, port, dev_id
+        self.bind = bind                    # source address (e.g. "127.0.0.2": another host on loopback)
         self.dev_type, self.reg_code, self.sw_ver, self.ver = dev_type, reg_code, sw_ver, ver
         self.heartbeat_s, self.report_s = heartbeat_s, report_s
         self.reply_timeout_s, self.retries = reply_timeout_s, retries
@@ -210,7 +212,8 @@ class StationSimulator:
     def connect(self, timeout: float = 3.0) -> None:
         with self._io:
             self.close()
-            s = socket.create_connection((self.host, self.port), timeout=timeout)
+            s = socket.create_connection((self.host, self.port), timeout=timeout,
+                                         source_address=(self.bind, 0) if self.bind else None)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock = s
             self._parser = P.FrameParser()
