@@ -113,7 +113,7 @@ def test_rebooted_station_with_half_dead_old_connection_no_false_alarm(rig):
     assert new.stats["unanswered"] == 0
 
 
-def test_silent_connections_do_not_lock_a_station_out(rig):
+def test_silent_connections_do_not_lock_a_station_out(rig, monkeypatch):
     """Driver-level flood: 300 half-frame connections from the station's own address
     stay bounded by the pending cap; the station logs in at once; the flood is journaled."""
     r = rig(cfg=make_cfg(stations={S1: "interrogation-1"}, max_pending=32, max_pending_per_ip=8,
@@ -138,3 +138,11 @@ def test_silent_connections_do_not_lock_a_station_out(rig):
     assert r.drv.health.state == "error" and "connection flood" in r.drv.health.error
     for s in socks:
         s.close()
+    # a window without a flood: one closing record with the totals, then back online
+    from drivers.zone_reader import driver as zd
+    monkeypatch.setattr(zd, "FLOOD_WINDOW_S", 1.0)
+    _, end = r.wait(lambda t, d: t == "device.error" and d.get("flood") and not d["flood"]["active"],
+                    timeout=5, what="closing flood record")
+    assert "ended" in end["error"] and end["flood"]["evicted"] >= 280
+    r.wait(lambda t, d: t == "device.online" and d["device"] == "zone-stations", timeout=5)
+    assert len([d for t, d in r.events("device.error") if d.get("flood")]) == 2
