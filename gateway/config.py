@@ -81,6 +81,10 @@ class MqttConfig(Strict):
     # The MQTT client in its own process (gateway/uplink_process.py): paho's
     # per-message Python work then no longer shares the journal writer's GIL.
     uplink_process: bool = True
+    # v2 per-client rate limits on requests that make the gateway publish or work a lot
+    # (token buckets per mqtt:<client> + response topic; all clients together get twice this):
+    resend_events_per_min: int = Field(default=200_000, ge=1)   # events re-published by events/resend
+    heavy_requests_per_min: int = Field(default=20, ge=1)       # state/republish, snapshots, enrolment, reload
 
     @field_validator("topic_prefix")
     @classmethod

@@ -353,6 +353,49 @@ ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
            "face/enroll": "face_enroll", "config/reload": "config_reload"}
 
 
+class TokenBuckets:
+    """Token buckets by key (``per_min`` tokens a minute, as many in store), plus one
+    shared bucket of twice that for all keys together: a client that names itself
+    anew for every request still cannot exceed the total. Keys are bounded."""
+
+    MAX_KEYS = 1024
+
+    def __init__(self, per_min: float, clock: Callable[[], float] | None = None):
+        import time as _time
+        self.per_min = float(per_min)
+        self.clock = clock or _time.monotonic
+        self.buckets: dict[str, list[float]] = {}      # key -> [tokens, last refill]
+        self.total = [2 * self.per_min, self.clock()]
+
+    def _refill(self, b: list[float], cap: float, now: float) -> None:
+        b[0] = min(cap, b[0] + (now - b[1]) * cap / 60.0)
+        b[1] = now
+
+    def take(self, key: str, cost: float) -> float:
+        """Take ``cost`` tokens for ``key``: 0.0 if granted, else the seconds to wait."""
+        now = self.clock()
+        cost = min(float(cost), self.per_min)           # one maximal request always fits eventually
+        b = self.buckets.get(key)
+        if b is None:
+            if len(self.buckets) >= self.MAX_KEYS:     # forget the fullest (idlest) bucket
+                del self.buckets[max(self.buckets, key=lambda k: self.buckets[k][0])]
+            b = self.buckets[key] = [self.per_min, now]
+        self._refill(b, self.per_min, now)
+        self._refill(self.total, 2 * self.per_min, now)
+        wait = max((cost - b[0]) * 60.0 / self.per_min, (cost - self.total[0]) * 60.0 / (2 * self.per_min))
+        if wait > 0:
+            return wait
+        b[0] -= cost
+        self.total[0] -= cost
+        return 0.0
+
+
+# Requests that cost the gateway far more than their size: each takes one token of
+# [mqtt] heavy_requests_per_min (events/resend is charged per event instead).
+HEAVY_COMMANDS = ("state/republish", "camera/snapshot", "face/enroll", "config/reload")
+RESEND_MAX = 100_000       # SPEC §3: at most 100,000 events per events/resend
+
+
 class RequestRouter:
     """Turns MQTT messages into core calls and answers them."""
 
@@ -370,6 +413,10 @@ class RequestRouter:
         self._worker = threading.Thread(target=self._run, name="requests", daemon=True)
         self._worker.start()
         self.counts = {"ok": 0, "failed": 0, "duplicate": 0}
+        mq = getattr(getattr(daemon, "config", None), "mqtt", None)
+        self.resend_limit = TokenBuckets(getattr(mq, "resend_events_per_min", 200_000))
+        self.heavy_limit = TokenBuckets(getattr(mq, "heavy_requests_per_min", 20))
+        self.counts["rate_limited"] = 0
 
     def stop(self) -> None:
         self._q.put(None)
@@ -391,12 +438,37 @@ class RequestRouter:
                 client = v
         req = Request(command if command in COMMANDS else command[:100], args, rid, rt, cd,
                       source=f"mqtt:{client}")
+        if err is None:
+            err = self._rate_limit(req)
         if err is not None:
             self.counts["failed"] += 1
             log.info("request %r rejected: %s %s", req.command, err.code, err.message)
             self.respond(req, fail(rid, err))
             return
         self.submit(req)
+
+    def _rate_limit(self, req: Request) -> RequestError | None:
+        """``busy`` for a client over its share of re-published events or heavy requests,
+        so that no central client can make the gateway publish millions of messages."""
+        key = f"{req.source}|{req.response_topic or ''}"
+        if req.command == "events/resend" and isinstance(req.args, Resend):
+            a = req.args
+            last = getattr(getattr(self.core, "journal", None), "last_seq", None)
+            hi = min(a.to_seq, a.from_seq + RESEND_MAX - 1)
+            if isinstance(last, int):
+                hi = min(hi, last)
+            cost, limiter, what = max(1, hi - a.from_seq + 1), self.resend_limit, "events re-published"
+        elif req.command in HEAVY_COMMANDS:
+            cost, limiter, what = 1, self.heavy_limit, "heavy requests"
+        else:
+            return None
+        wait = limiter.take(key, cost)
+        if wait <= 0:
+            return None
+        self.counts["rate_limited"] += 1
+        return RequestError("busy", f"{req.command} from {req.source}: over the limit of {limiter.per_min:g} "
+                                    f"{what} per minute; retry in {max(1, round(wait + 0.5))} s"
+                                    + (" (or ask for a smaller range)" if cost > 1 else ""))
 
     def submit(self, req: Request) -> None:
         try:
