@@ -264,6 +264,7 @@ class _Conn(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.drv._unpend(self)
+            self.drv._conns.discard(self)       # its slot is free now, not after connection_lost
             self.transport.abort()
 
     def close_after_reply(self) -> None:
@@ -858,8 +859,9 @@ class ZoneReaderDriver(Driver):
                     elif now - holder.last_frame >= probe:
                         self._promote_rival(st, f"old connection {holder.peer} silent for "
                                                 f"{now - holder.last_frame:.1f} s")
-            if self._distrusted(st):
+            if self._distrusted(st) and st.conn is not None and not st.conn.closed:
                 # hold what the station had established: nobody appears or vanishes on its word
+                # (only while it is connected: a dead station's presence times out as usual)
                 for key, e in self.presence.entries.items():
                     if st.dev_id in e[2]:
                         e[1] = now

@@ -144,5 +144,10 @@ def test_silent_connections_do_not_lock_a_station_out(rig, monkeypatch):
     _, end = r.wait(lambda t, d: t == "device.error" and d.get("flood") and not d["flood"]["active"],
                     timeout=5, what="closing flood record")
     assert "ended" in end["error"] and end["flood"]["evicted"] >= 280
-    r.wait(lambda t, d: t == "device.online" and d["device"] == "zone-stations", timeout=5)
-    assert len([d for t, d in r.events("device.error") if d.get("flood")]) == 2
+    deadline = time.monotonic() + 5
+    while r.drv.health.state != "online" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.drv.health.state == "online"
+    floods = [d["flood"]["active"] for t, d in r.events("device.error") if d.get("flood")]
+    # at most one while active per window (a slow burst may span two), exactly one closing, last
+    assert floods[0] and floods[-1] is False and floods.count(False) == 1 and len(floods) <= 3, floods
