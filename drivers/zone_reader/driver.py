@@ -151,7 +151,7 @@ class _Station:
     __slots__ = ("dev_id", "room", "known", "last_seen", "offline", "conn", "recent",
                  "dev_type", "reg_code", "sw_ver", "heartbeat", "frames", "peer",
                  "rival", "rival_since", "conflict", "conflict_last", "conflict_kind", "pin",
-                 "logins", "ever_connected")
+                 "logins", "ever_connected", "impostor_journaled", "impostor_attempts")
 
     def __init__(self, dev_id: str, room: str | None, now: float):
         self.dev_id = dev_id
@@ -175,6 +175,8 @@ class _Station:
         self.pin: str | None = None            # the only address it may log in from
         self.logins = 0
         self.ever_connected = False
+        self.impostor_journaled: dict[str, float] = {}   # kind -> when last journaled (monotonic)
+        self.impostor_attempts: dict[str, int] = {}      # kind -> offences not journaled yet
 
 
 class _Conn(asyncio.Protocol):
@@ -801,23 +803,31 @@ class ZoneReaderDriver(Driver):
 
     def _impostor(self, st: _Station, offender: _Conn, kind: str, msg: str, peers: list[str],
                   now: float, wall: float) -> None:
-        """Journal a conflict over a station's identity (once per offending connection)."""
+        """Journal a conflict over a station's identity: once per offending connection,
+        and per kind at most once per FLOOD_WINDOW_S while the conflict stands (a
+        misconfigured station retrying with a wrong reg_code must not fill the journal);
+        ``attempts`` counts the offences since the last record."""
         st.conflict_last = now
         if offender.reported and st.conflict:
             return
         offender.reported = True
         self.count(f"impostor_{kind}")
-        self.ctx.log.warning("%s: %s", self.device_id, msg)
         if not st.known:
+            self.ctx.log.warning("%s: %s", self.device_id, msg)
             return
-        first = not st.conflict
-        st.conflict = True
-        if kind == "second_peer" or not first:
-            st.conflict_kind = "second_peer" if kind == "second_peer" else st.conflict_kind
-        else:
+        st.impostor_attempts[kind] = st.impostor_attempts.get(kind, 0) + 1
+        last = st.impostor_journaled.get(kind)
+        if st.conflict and last is not None and now - last < FLOOD_WINDOW_S:
+            return
+        attempts = st.impostor_attempts.pop(kind)
+        st.impostor_journaled[kind] = now
+        self.ctx.log.warning("%s: %s", self.device_id, msg)
+        if kind == "second_peer" or not st.conflict:
             st.conflict_kind = kind
+        st.conflict = True
         self._emit("device.error", {"device": self._station_device(st), "error": msg, "station": st.dev_id,
-                                    "room": st.room, "impostor": True, "kind": kind, "peers": peers}, wall)
+                                    "room": st.room, "impostor": True, "kind": kind, "peers": peers,
+                                    "attempts": attempts}, wall)
         self._update_state()
 
     def _logged_in(self, st: _Station, conn: _Conn, trusted: bool) -> None:
@@ -870,6 +880,8 @@ class ZoneReaderDriver(Driver):
                     and now - st.conflict_last >= self.cfg.conflict_clear_s):
                 st.conflict = False
                 st.conflict_kind = None
+                st.impostor_journaled.clear()
+                st.impostor_attempts.clear()
                 if st.conn.authed:
                     self._known_addrs[st.dev_id] = st.conn.ip
                 msg = (f"station {st.dev_id}: no conflicting peer for {self.cfg.conflict_clear_s:g} s; "

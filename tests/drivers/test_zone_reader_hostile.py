@@ -48,6 +48,11 @@ def test_wrong_reg_code_is_refused_and_on_the_record(rig):
     assert sim.register() == P.RESULT_BAD_CODE
     (e,) = impostor_events(r, "reg_code")
     assert e["station"] == S1 and e["device"] == f"zone-stations/{S1}"
+    for _ in range(5):                              # a misconfigured station retrying: one record a minute
+        sim.connect()
+        assert sim.register() == P.RESULT_BAD_CODE
+    assert len(impostor_events(r, "reg_code")) == 1
+    assert r.drv.health.counters["impostor_reg_code"] == 6
     good = r.station(dev_id=S1, reg_code=4321)
     good.add_tag(TAG)
     r.wait(lambda t, d: t == "presence.entered" and d["tag"] == TAG)
