@@ -156,3 +156,23 @@ def test_silent_connections_do_not_lock_a_station_out(rig, monkeypatch):
     floods = [d["flood"]["active"] for t, d in r.events("device.error") if d.get("flood")]
     # at most one while active per window (a slow burst may span two), exactly one closing, last
     assert floods[0] and floods[-1] is False and floods.count(False) == 1 and len(floods) <= 3, floods
+
+
+def test_config_stations_room_or_pinned_room_and_ip():
+    import pytest
+    from gateway.config import ConfigError, parse_config
+    rooms = [{"id": "interrogation-1", "type": "interrogation"}, {"id": "waiting-1", "type": "waiting"}]
+
+    def zone(stations):
+        return parse_config({"rooms": rooms, "devices": [{"id": "z", "driver": "zone_reader",
+                                                           "stations": stations}]}).devices[0]
+    z = zone({S1: "interrogation-1", S2: {"room": "waiting-1", "ip": "10.30.1.41"}})
+    assert z.stations == {S1: "interrogation-1", S2: "waiting-1"}     # dev_id -> room for every reader
+    assert z.station_ips == {S2: "10.30.1.41"}
+    for bad, why in (({"room": "waiting-1", "ip": "10.30.1"}, "not an IP address"),
+                     ({"room": "waiting-1", "port": 1}, "unknown key 'port'"),
+                     ({"ip": "10.30.1.41"}, "room missing"),
+                     ({"room": "nowhere", "ip": "10.30.1.41"}, "unknown room")):
+        with pytest.raises(ConfigError) as e:
+            zone({S2: bad})
+        assert f"stations.{S2}" in str(e.value) and why in str(e.value), str(e.value)

@@ -43,6 +43,7 @@ INCIDENTS = """
 20 evidence compartment 2 forced open, left open 2 min         locker_unauthorized_open, locker_open_too_long
 21 S8's tag unseen for 90 s                                    tag_signal_lost
 22 staff ST4 leaves waiting-4 (S3, S8) for 2 min               unattended_suspect x2
+23 an impostor claims interrogation-1's base station 5 min     station_impostor
 """
 
 SUSPECTS = [f"S{i}" for i in range(1, 11)]
@@ -215,6 +216,13 @@ def steps() -> list:
     # 12 + 16: the waiting-1 camera offline 10 min; S6 asleep at 14:00
     s.append((13 * H + 30 * MIN, "device.offline", {"device": "cam-wait1", "error": "no frames"}))
     s.append((13 * H + 40 * MIN, "device.online", {"device": "cam-wait1", "error": None}))
+    # 23: a second peer claims the interrogation-1 station; resolved 5 min later
+    zs = "zone-stations/861694034205896"
+    s.append((13 * H + 50 * MIN, "device.error", {
+        "device": zs, "station": "861694034205896", "impostor": True, "kind": "second_peer",
+        "error": "claimed by 10.30.1.99:40000 while 10.30.1.40:51000 is alive",
+        "peers": ["10.30.1.40:51000", "10.30.1.99:40000"]}))
+    s.append((13 * H + 55 * MIN, "device.online", {"device": zs, "error": None, "station": "861694034205896"}))
     s.append((14 * H, "camera.still", {"camera": "cam-wait1", "room": "waiting-1", "seconds": 300}))
     s.append((14 * H + 20 * MIN, "camera.still", {"camera": "cam-wait1", "room": "waiting-1", "seconds": 0}))
 

@@ -43,6 +43,8 @@ EXPECTED = [
     ("cleared", "unauthorized_exit", "13:02:10.000", ["S4"]),
     ("raised", "device_offline", "13:30:00.000", []),                          # 12
     ("cleared", "device_offline", "13:40:00.000", []),
+    ("raised", "station_impostor", "13:50:00.000", []),                        # 23
+    ("cleared", "station_impostor", "13:55:00.000", []),
     ("raised", "suspect_motionless", "14:00:00.000", ["S6"]),                  # 16
     ("raised", "minor_without_guardian", "14:00:10.000", ["S9"]),              # 6
     ("cleared", "minor_without_guardian", "14:02:00.000", ["S9"]),
