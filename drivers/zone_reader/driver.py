@@ -22,7 +22,9 @@ Events:
   (all tracked stations) with the station dev_ids in ``error``; back ->
   ``device.online``. Per station (issue 18), the station's own device
   ``"<device id>/<dev_id>"`` gets ``device.offline`` / ``device.online``
-  (data adds ``station``), which is what raises ``device_offline`` for it.
+  (data adds ``station``, ``room``), which is what raises ``device_offline`` for
+  it; a station's first connection since the start is ``device.online`` for it
+  too (ending alarms left over from before a restart).
   The reader is "online" only while every configured station is connected
   and trusted; before the first stations log in it stays "starting".
 
@@ -711,6 +713,13 @@ class ZoneReaderDriver(Driver):
         if st.ever_connected:
             with self._health_lock:
                 self.health.reconnects += 1     # a station logging in again = one reconnect
+        elif st.known:
+            # First connection since this start: say so for the station device, which ends
+            # a device_offline (or station_impostor) left over from before a restart; a
+            # conflict that still goes on is detected again at once.
+            self._emit("device.online", {"device": self._station_device(st), "error": None,
+                                         "station": st.dev_id, "room": st.room, "peer": conn.peer},
+                       time.time())
         st.ever_connected = True
         st.conn = conn
         st.peer = conn.peer
