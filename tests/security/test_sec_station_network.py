@@ -199,10 +199,10 @@ grace_s = 3
             time.sleep(1.5)
             fake.stop()
             time.sleep(0.5)
-        alarms = wait_for(lambda: [e["data"] for e in events(cfg, "alarm.raised")
-                                   if e["data"]["code"] in ("station_impostor", "lone_interrogation")]
-                          if {e["data"]["code"] for e in events(cfg, "alarm.raised")}
-                          >= {"station_impostor", "lone_interrogation"} else None, 20, "both alarms")
+        def both_alarms():
+            raised = [e["data"] for e in events(cfg, "alarm.raised")]
+            return raised if {a["code"] for a in raised} >= {"station_impostor", "lone_interrogation"} else None
+        alarms = wait_for(both_alarms, 20, "both alarms")
         imp = next(a for a in alarms if a["code"] == "station_impostor")
         assert imp["severity"] == "critical" and imp["room"] == "interrogation-1"
         assert imp["legal_basis"] and imp["details"]["station"] == ST
