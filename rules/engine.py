@@ -201,12 +201,14 @@ class Engine:
         heap = self._heap
         timers = self.timers
         while heap and heap[0][0] <= now:
-            if self.book.due is not None and self.book.due <= heap[0][0]:
-                out.extend(alarm_states.fire(self, heap[0][0]))   # escalations/expiries first
             d, n, tk = heappop(heap)
             cur = timers.get(tk)
             if cur is None or cur[1] != n:
                 continue
+            if self.book.due is not None and self.book.due <= d:
+                # escalations/expiries due first (only before a live timer: a stale
+                # heap entry must not decide how far they go, see alarm_states.fire)
+                out.extend(alarm_states.fire(self, d))
             del timers[tk]
             code, subject, kind = tk
             if code not in self.enabled:
