@@ -300,6 +300,14 @@ def fold(engine, ev, t: float) -> list[Draft]:
     return []
 
 
+def reschedule(engine) -> None:
+    """A reloaded [alarms] table applies to the escalations still pending."""
+    book: AlarmBook = engine.book
+    for rec in book.standing.values():
+        book._schedule(rec, engine.config)
+    book.recompute_due()
+
+
 def fire(engine, limit: float) -> list[Draft]:
     """Escalations and expiries due by ``limit``, each at its own time, in time order."""
     book: AlarmBook = engine.book

@@ -149,6 +149,7 @@ class Engine:
         for code in list(self.memo):
             if code not in self.enabled:
                 del self.memo[code]
+        alarm_states.reschedule(self)
         return out
 
     # ---- the contract --------------------------------------------------------------

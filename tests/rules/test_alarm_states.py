@@ -254,3 +254,26 @@ def test_maintenance_never_hides_a_legal_alarm():
     s.until(200)
     (a,) = s.active("lone_interrogation")
     assert "shelved" not in a
+
+
+def test_a_reload_of_the_alarms_table_applies_to_pending_escalations():
+    s = Scenario(cfg({"escalate_after_s": 10, "escalate_every_s": 20}))
+    lone(s, 100, None)                           # raised at 130
+    s.until(150)                                 # level 1 at 140
+    s.engine.reconfigure(cfg({"escalate_after_s": 10, "escalate_every_s": 100}))
+    s.until(400)
+    assert [(t, d["level"]) for _, t, d in s.lifecycle("alarm.escalated")] == [(140.0, 1), (240.0, 2), (340.0, 3)]
+
+
+def test_shelve_and_maintenance_events_are_plain_data_in_the_book():
+    """Checkpoints serialise the folded state: the book must be JSON-able plain data."""
+    import dataclasses
+    import json
+    s = Scenario(cfg(rules={"door_held_open": {"limit_s": 10}}))
+    s.run(arrive(0, "O1", "officer"))
+    shelve(s, 5, "door_held_open", INT, 100)
+    s.step(6, "device.maintenance", {"device": "cam-wait1", "until": format_ts(T0 + 310), "reason": "x",
+                                     "by": "O1"}, source="cli")
+    lone(s, 100, 200)
+    book = dataclasses.asdict(s.engine.book)
+    assert json.loads(json.dumps(book)) == book
