@@ -159,6 +159,16 @@ limit_s = 1
         pub = seen(sub, lambda m: m.topic == f"{P}/alarms/device_offline", 10)
         assert pub["type"] == "alarm.raised" and pub["data"]["alarm_id"] == off["data"]["alarm_id"]
         assert "shelved" not in pub["data"] and pub["seq"] > end["seq"]     # published only when it ended
+        # -- ended early with for_s = 0; a device not in maintenance or unknown: not_found
+        assert c.request("device/maintenance", device="doors", for_s=600, reason="parts", by="o1")["ok"]
+        r = c.request("device/maintenance", device="doors", for_s=0, reason="done", by="o1")
+        assert r["ok"] and r["data"]["ended"] is True
+        early = seen(sub, lambda m: m.topic == f"{P}/events/device/maintenance_ended"
+                     and payload(m)["data"]["by"] == "o1", 10)
+        assert early["data"] == {"device": "doors", "by": "o1", "reason": "done"}
+        assert c.request("device/maintenance", device="doors", for_s=0, by="o1")["error"]["code"] == "not_found"
+        assert c.request("device/maintenance", device="nope", for_s=60, by="o1")["error"]["code"] == "not_found"
+        assert c.request("device/maintenance", device="doors", for_s=60, by="v1")["error"]["code"] == "forbidden"
         # -- replay of the journal gives the same rule events (escalation/expiry included)
         journal = [json.loads(x) for x in cli("events", "--json", config=cfg).stdout.splitlines()]
         live = [(e["type"], e["data"].get("alarm_id") or e["data"].get("device") or e["data"].get("scope"))
