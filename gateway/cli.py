@@ -148,7 +148,7 @@ def cmd_status(args) -> int:
         raise CliError(f"daemon could not report status: {resp.get('error')}")
     data = resp["data"]
     healthy = data["uplink"].get("connected") and not data["journal"].get("error") and all(
-        d.get("state") == "online" for d in data["devices"])
+        d.get("state") == "online" or d.get("maintenance") for d in data["devices"])   # maintenance: expected
     if args.json:
         emit_json({**data, "healthy": bool(healthy)})
     else:
@@ -164,6 +164,10 @@ def cmd_status(args) -> int:
         print(f"journal  {j['path']} · {size} · {j['events']} events · "
               f"last seq {j['last_seq']}" + (f" · ERROR {j['error']}" if j.get("error") else ""))
         print(f"alarms   {data['active_alarms']} active")
+        ast = data.get("alarm_states")
+        if ast:
+            print(f"         {ast['unacknowledged']} unacknowledged ({ast['cleared_unacknowledged']} cleared), "
+                  f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
         _devices_table(data["devices"])
     return EXIT_OK if healthy else EXIT_FAILED
 

@@ -534,10 +534,22 @@ class Daemon:
             "journal": {"path": str(self.config.journal_path), "bytes": st["bytes"],
                         "events": st["events"], "last_seq": st["last_seq"], "backlog": st["backlog"],
                         "error": self.core.error},
-            "devices": self.devices(),
+            "devices": self._with_maintenance(self.devices()),
             "active_alarms": active,
             "alarm_states": alarm_states,
         }
+
+    def _with_maintenance(self, devs: list[dict]) -> list[dict]:
+        """Devices under device/maintenance say until when (their being offline is expected)."""
+        try:
+            maint = dict(self.engine.book.maintenance)
+        except RuntimeError:
+            return devs
+        for d in devs:
+            m = maint.get(d["id"])
+            if m:
+                d["maintenance"] = {"until": format_ts(m["until"]), "reason": m.get("reason"), "by": m.get("by")}
+        return devs
 
     def devices(self) -> list[dict]:
         out = []

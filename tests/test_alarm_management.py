@@ -161,6 +161,11 @@ limit_s = 1
         assert "shelved" not in pub["data"] and pub["seq"] > end["seq"]     # published only when it ended
         # -- ended early with for_s = 0; a device not in maintenance or unknown: not_found
         assert c.request("device/maintenance", device="doors", for_s=600, reason="parts", by="o1")["ok"]
+        r = cli("status", "--json", config=cfg)                   # offline, but in maintenance: healthy
+        st = json.loads(r.stdout)
+        (doors,) = [x for x in st["devices"] if x["id"] == "doors"]
+        assert doors["state"] == "offline" and doors["maintenance"]["reason"] == "parts"
+        assert r.returncode == 0 and st["healthy"] is True and st["alarm_states"]["maintenance"] == 1
         r = c.request("device/maintenance", device="doors", for_s=0, reason="done", by="o1")
         assert r["ok"] and r["data"]["ended"] is True
         early = seen(sub, lambda m: m.topic == f"{P}/events/device/maintenance_ended"
