@@ -277,3 +277,14 @@ def test_shelve_and_maintenance_events_are_plain_data_in_the_book():
     lone(s, 100, 200)
     book = dataclasses.asdict(s.engine.book)
     assert json.loads(json.dumps(book)) == book
+
+
+def test_escalate_max_level_stops_the_escalation():
+    s = Scenario(cfg({"escalate_after_s": 10, "escalate_every_s": 20, "escalate_max_level": 2}))
+    lone(s, 100, None)
+    s.until(1000)
+    assert [(t, d["level"]) for _, t, d in s.lifecycle("alarm.escalated")] == [(140.0, 1), (160.0, 2)]
+    s2 = Scenario(cfg({"escalate_after_s": 10, "escalate_every_s": 20, "escalate_max_level": 2}))
+    lone(s2, 100, None)
+    made = s2.engine.advance(T0 + 1000)          # a late timer never jumps past the cap
+    assert [d.data["level"] for d in made] == [2] and s2.engine.next_deadline() != made[0].ts
