@@ -288,3 +288,66 @@ def test_escalate_max_level_stops_the_escalation():
     lone(s2, 100, None)
     made = s2.engine.advance(T0 + 1000)          # a late timer never jumps past the cap
     assert [d.data["level"] for d in made] == [2] and s2.engine.next_deadline() != made[0].ts
+
+
+# ---- property: lifecycle events interleaved with any rule input replay identically -------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_rules_replay import _setup, _to_events, step as rule_step  # noqa: E402
+
+life_step = st.one_of(
+    st.tuples(st.just("ack"), st.integers(0, 3), st.just(0.0)),
+    st.tuples(st.just("shelve"), st.sampled_from(["door_held_open", "tag_low_battery", "headcount_mismatch",
+                                                   "device_offline", "tag_signal_lost"]),
+              st.sampled_from([5.0, 60.0, 600.0])),
+    st.tuples(st.just("unshelve"), st.sampled_from(["door_held_open", "tag_low_battery"]), st.just(0.0)),
+    st.tuples(st.just("maint"), st.sampled_from(["cam-int1", "zone-stations", "doors-a"]),
+              st.sampled_from([0.0, 30.0, 900.0])),
+    st.tuples(st.just("offline"), st.sampled_from(["cam-int1", "doors-a"]), st.booleans()),
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(rule_step, life_step), st.sampled_from([0.0, 3.0, 20.0, 45.0, 400.0])),
+                max_size=50))
+def test_property_lifecycle_replays_and_restarts_identically(script):
+    s = Scenario(cfg({"escalate_after_s": 30, "escalate_every_s": 60}))
+    s.run(_setup())
+    t = 1.0
+    for item, dt in script:
+        t += dt
+        kind, a, b = item
+        if kind == "ack":
+            recs = [r for r in s.engine.book.standing.values() if r["ack"] is None]
+            if recs:
+                ack(s, t, recs[a % len(recs)]["data"])
+        elif kind == "shelve":
+            shelve(s, t, a, None, b)
+        elif kind == "unshelve":
+            if s.engine.book.shelf_key(a, None) in s.engine.book.shelves:
+                s.step(t, "alarm.unshelved", {"code": a, "scope": None, "by": "O1"}, source="cli")
+        elif kind == "maint":
+            if b == 0.0:
+                if a in s.engine.book.maintenance:
+                    s.step(t, "device.maintenance_ended", {"device": a, "by": "O1", "reason": None}, source="cli")
+            else:
+                s.step(t, "device.maintenance", {"device": a, "until": format_ts(s.t0 + t + b), "reason": "x",
+                                                 "by": "O1"}, source="cli")
+        elif kind == "offline":
+            s.step(t, "device.offline" if b else "device.online", {"device": a, "error": None}, source=a)
+        else:
+            for st_ in _to_events([(item, 0.0)]):
+                s.step(t, *st_[1:])
+    s.until(s.engine.now - T0 + 2 * 3600)
+    assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
+    # restart = rebuild from the journal: the same book (states, shelves, maintenance, levels)
+    eng = Engine(s.config)
+    journaled = rebuild(eng, s.journal, s.config.center.id)
+    assert reconcile(eng, journaled) == []
+    assert eng.book == s.engine.book
+    # suppressed alarms are exactly those of facility codes matching a shelf/maintenance
+    from rules.catalog import CATALOG
+    for e in s.conditions():
+        if e.data.get("shelved"):
+            assert not CATALOG[e.data["code"]].legal
