@@ -148,7 +148,7 @@ def cmd_status(args) -> int:
         raise CliError(f"daemon could not report status: {resp.get('error')}")
     data = resp["data"]
     healthy = data["uplink"].get("connected") and not data["journal"].get("error") and all(
-        d.get("state") == "online" for d in data["devices"])
+        d.get("state") == "online" or d.get("maintenance") for d in data["devices"])   # maintenance: expected
     if args.json:
         emit_json({**data, "healthy": bool(healthy)})
     else:
@@ -164,6 +164,10 @@ def cmd_status(args) -> int:
         print(f"journal  {j['path']} · {size} · {j['events']} events · "
               f"last seq {j['last_seq']}" + (f" · ERROR {j['error']}" if j.get("error") else ""))
         print(f"alarms   {data['active_alarms']} active")
+        ast = data.get("alarm_states")
+        if ast:
+            print(f"         {ast['unacknowledged']} unacknowledged ({ast['cleared_unacknowledged']} cleared), "
+                  f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
         _devices_table(data["devices"])
     return EXIT_OK if healthy else EXIT_FAILED
 
@@ -228,35 +232,63 @@ def cmd_events(args) -> int:
     return EXIT_OK
 
 
-def _alarm_rows(alarms: list[dict]) -> list[list]:
-    return [[a.get("alarm_id"), a.get("code"), a.get("severity"), a.get("room"),
-             ",".join(a.get("persons") or []), a.get("since"),
+def _alarm_state(a: dict) -> str:
+    """ISA-18.2 state of a listed alarm, for people."""
+    active = a.get("active", True)
+    acked = bool(a.get("acknowledged"))
+    text = ("active" if active else "cleared") + (", acked" if acked else ", unacked")
+    if a.get("shelved"):
+        text += ", maintenance" if a.get("suppressed_by") == "maintenance" else ", shelved"
+    if a.get("escalation_level"):
+        text += f", esc {a['escalation_level']}"
+    return text
+
+
+def _alarm_rows(alarms: list[dict], tz: str | None = None) -> list[list]:
+    from gateway.events import format_local, parse_ts
+
+    def local(ts):
+        try:
+            return format_local(parse_ts(ts), tz)
+        except (TypeError, ValueError):
+            return ts or ""
+    return [[a.get("alarm_id"), a.get("code"), a.get("severity"), _alarm_state(a), a.get("room"),
+             ",".join(a.get("persons") or []), local(a.get("since")),
              (a.get("acknowledged") or {}).get("by", "") if isinstance(a.get("acknowledged"), dict) else "",
              (a.get("message") or {}).get("zh", "")] for a in alarms]
 
 
 def cmd_alarms(args) -> int:
     from gateway.journal import iter_events, open_reader
+    from rules.alarm_states import AlarmBook
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
+    if args.stats:
+        return _alarm_stats(args, cfg, conn)
     history: list[dict] = []
-    active: dict[str, dict] = {}
-    for ev in iter_events(conn, types=["alarm.raised", "alarm.cleared", "alarm.acknowledged"]):
-        aid = ev.data.get("alarm_id")
-        if ev.type == "alarm.raised":
-            active[aid] = dict(ev.data)
-        elif ev.type == "alarm.cleared":
-            active.pop(aid, None)
-        elif aid in active:
-            active[aid]["acknowledged"] = {"by": ev.data.get("by"), "note": ev.data.get("note"), "ts": ev.ts}
-        history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, **ev.data})
-    if args.active:
-        items = list(active.values())
+    # The same fold the daemon keeps (rules/alarm_states.py), from the journal alone.
+    book = AlarmBook()
+    for ev in iter_events(conn, types=["alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated",
+                                       "alarm.shelved", "alarm.unshelved", "device.maintenance",
+                                       "device.maintenance_ended"]):
+        book.note(ev, cfg)
+        if ev.domain == "alarm":
+            history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, **ev.data})
+    if args.active or args.standing:
+        items = []
+        for aid, rec in book.standing.items():
+            if args.active and not rec["active"]:
+                continue
+            a = {k: v for k, v in rec["data"].items() if k not in ("acknowledged", "by", "note")}
+            a.update(active=rec["active"], acknowledged=rec["ack"], shelved=bool(a.pop("shelved", False)),
+                     escalation_level=rec["level"])
+            items.append(a)
         if args.json:
             emit_json(items)
         else:
-            table(f"{len(items)} active alarms", ["alarm_id", "code", "severity", "room", "persons", "since",
-                                                  "acked by", "message"], _alarm_rows(items))
+            what = "active alarms" if args.active else "standing alarms (active or unacknowledged)"
+            table(f"{len(items)} {what}", ["alarm_id", "code", "severity", "state", "room", "persons", "since",
+                                           "acked by", "message"], _alarm_rows(items, cfg.center.timezone))
         return EXIT_OK
     if args.json:
         emit_json(history)
@@ -264,6 +296,46 @@ def cmd_alarms(args) -> int:
         table(None, ["seq", "ts", "event", "code", "severity", "room", "persons", "alarm_id"],
               [[h["seq"], h["ts"], h["event"].split(".")[1], h.get("code"), h.get("severity"), h.get("room"),
                 ",".join(h.get("persons") or []), h.get("alarm_id")] for h in history])
+    return EXIT_OK
+
+
+def _alarm_stats(args, cfg, conn) -> int:
+    from gateway.alarm_stats import CHATTER_RAISES, FLOOD_ALARMS, STATS_TYPES, compute
+    from gateway.events import format_duration, format_local, parse_ts
+    from gateway.journal import iter_events
+    since = _ts_arg(args.since)
+    row = conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    until = parse_ts(row[0]) if row else None      # still-active alarms stand until the journal's end
+    st = compute(iter_events(conn, types=STATS_TYPES, since_ts=since),
+                 parse_ts(since) if since else None, until)
+    if args.json:
+        emit_json(st)
+        return EXIT_OK
+    tz = cfg.center.timezone
+
+    def dur(x):
+        return format_duration(x) if x is not None else "-"
+
+    def local(ts):
+        return format_local(parse_ts(ts), tz) if ts else "-"
+    rows = []
+    for code, x in st["codes"].items():
+        rows.append([code, x["raised"], x["cleared"], x["acknowledged"], dur(x["mean_ack_s"]), dur(x["max_ack_s"]),
+                     x["standing_24h"], f"{x['max_raises_10min']}{' CHATTERING' if x['chattering'] else ''}",
+                     x["escalations"], x["suppressed"], dur(x["shelved_s"]) if x["shelved_s"] else "-"])
+    table(f"alarms {local(st['from'])} .. {local(st['to'])}",
+          ["code", "raised", "cleared", "acked", "mean to ack", "max to ack", "standing >24 h",
+           f"max raises/10 min (>{CHATTER_RAISES} chatters)", "escalations", "suppressed", "shelved"], rows)
+    t = st["totals"]
+    w10, w60 = st["worst_10min"], st["worst_hour"]
+    print(f"{t['raised']} alarms raised, {t['announced']} announced, {t['acknowledged']} acknowledged; "
+          f"{t['standing_24h']} standing > 24 h; average {t['per_10min_avg'] if t['per_10min_avg'] is not None else '-'}"
+          f" per 10 min")
+    print(f"worst 10 min: {w10['alarms']} alarms from {local(w10['from'])}"
+          f"{f' - FLOOD (> {FLOOD_ALARMS} per 10 min, ISA-18.2)' if st['flood'] else ''}")
+    print(f"worst hour: {w60['alarms']} alarms from {local(w60['from'])}")
+    if t["chattering_codes"]:
+        print(f"chattering: {', '.join(t['chattering_codes'])}")
     return EXIT_OK
 
 
@@ -468,7 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="only the last N")
 
     sp = add("alarms", "alarm history from the journal", cmd_alarms)
-    sp.add_argument("--active", action="store_true", help="only alarms active now")
+    sp.add_argument("--active", action="store_true", help="only alarms active now, with their states")
+    sp.add_argument("--standing", action="store_true",
+                    help="active or unacknowledged alarms (what P/state/alarms lists), with their states")
+    sp.add_argument("--stats", action="store_true",
+                    help="alarm KPIs per code: raised, cleared, acked, time to ack, standing, chattering, "
+                         "shelved time, worst 10 min (ISA-18.2)")
+    sp.add_argument("--since", help="RFC 3339 time (with --stats)")
 
     sp = add("ack", "acknowledge an alarm (does not clear it; needs the daemon)", cmd_ack)
     sp.add_argument("alarm_id")

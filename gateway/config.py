@@ -249,6 +249,16 @@ class CameraConfig(DeviceBase):
     face_upsample: int = Field(default=1, ge=0, le=3)  # dlib HOG upsampling: 1 finds faces down to ~40 px
 
 
+class AlarmsConfig(Strict):
+    """[alarms] (SPEC §1a v2): alarm management as ISA-18.2 does it."""
+    escalate_after_s: float = Field(default=120, gt=0)    # an unacknowledged critical alarm -> alarm.escalated level 1
+    escalate_every_s: float = Field(default=300, gt=0)    # then level 2, 3, ... until acknowledged
+    escalate_max_level: int = Field(default=0, ge=0)      # stop escalating past this level (0 = until acknowledged)
+    max_shelve_h: float = Field(default=8, gt=0, le=168)  # longest alarm/shelve (facility alarms only)
+    max_maintenance_h: float = Field(default=72, gt=0, le=720)  # longest device/maintenance
+    max_unacked_cleared: int = Field(default=1000, ge=10)  # cleared-unacknowledged alarms kept standing; oldest dropped (counted)
+
+
 DeviceConfig = Annotated[
     Union[ZoneReaderConfig, CardReaderConfig, ModbusDoorsConfig, LockerConfig, CameraConfig],
     Field(discriminator="driver"),
@@ -262,6 +272,7 @@ class Config(Strict):
     rooms: list[RoomConfig] = []
     devices: list[DeviceConfig] = []
     rules: dict[str, dict[str, Any]] = {}
+    alarms: AlarmsConfig = AlarmsConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self):

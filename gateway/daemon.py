@@ -382,8 +382,12 @@ class Daemon:
                     self._alarm_snapshot(ev.data)
             elif ev.domain == "device" and self.uplink and isinstance(ev.data, dict):
                 dev = ev.data.get("device", ev.source)
+                state = ev.action
+                if state == "maintenance_ended":     # back to what the driver reports
+                    drv = self.drivers.get(dev)
+                    state = getattr(getattr(drv, "health", None), "state", None) or "online"
                 self.uplink.publish_retained(f"state/devices/{dev}", {
-                    "state": ev.action, "last_seen": self._last_seen(dev), "error": ev.data.get("error")})
+                    "state": state, "last_seen": self._last_seen(dev), "error": ev.data.get("error")})
 
     def _alarm_snapshot(self, alarm: dict) -> None:
         """视频联动: a new critical alarm in a room a camera covers gets a JPEG.
@@ -439,8 +443,10 @@ class Daemon:
     @staticmethod
     def _snapshot(core: Core) -> dict:
         st = core.state
+        # v2: active alarms and cleared-unacknowledged ones, each with its states
+        # (rules/alarm_states.py AlarmBook.listing)
         return {"ts": format_ts(time.time()), "rooms": st.occupancy(),
-                "active": [dict(a) for a in st.active_alarms.values()]}
+                "active": core.engine.book.listing()}
 
     # ---- control socket (CLI) ---------------------------------------------------
     def _start_control_socket(self) -> None:
@@ -517,6 +523,10 @@ class Daemon:
         # Read without the writer thread: status must answer even while the
         # writer is stuck retrying a commit (disk full). len() of a dict is atomic.
         active = len(self.core.state.active_alarms)
+        try:
+            alarm_states = self.engine.book.counts()
+        except RuntimeError:     # changed under us (read without the writer); next time
+            alarm_states = None
         return {
             "version": __version__, "center": self.config.center.id, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
@@ -524,9 +534,22 @@ class Daemon:
             "journal": {"path": str(self.config.journal_path), "bytes": st["bytes"],
                         "events": st["events"], "last_seq": st["last_seq"], "backlog": st["backlog"],
                         "error": self.core.error},
-            "devices": self.devices(),
+            "devices": self._with_maintenance(self.devices()),
             "active_alarms": active,
+            "alarm_states": alarm_states,
         }
+
+    def _with_maintenance(self, devs: list[dict]) -> list[dict]:
+        """Devices under device/maintenance say until when (their being offline is expected)."""
+        try:
+            maint = dict(self.engine.book.maintenance)
+        except RuntimeError:
+            return devs
+        for d in devs:
+            m = maint.get(d["id"])
+            if m:
+                d["maintenance"] = {"until": format_ts(m["until"]), "reason": m.get("reason"), "by": m.get("by")}
+        return devs
 
     def devices(self) -> list[dict]:
         out = []

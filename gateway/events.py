@@ -212,6 +212,14 @@ def verify_envelope(env: dict, expected_prev: str | None) -> str | None:
 
 
 def topic_for(prefix: str, ev: Event) -> str:
-    if ev.domain == "alarm":
+    if ev.domain == "alarm" and not is_suppressed_alarm(ev.data):
         return f"{prefix}/alarms/{ev.data.get('code', 'unknown')}"
     return f"{prefix}/events/{ev.domain}/{ev.action}"
+
+
+def is_suppressed_alarm(data: Any) -> bool:
+    """A shelved alarm, or one of a device under maintenance (rules/alarm_states.py):
+    journaled and delivered like every event, but on ``P/events/alarm/<action>``
+    instead of the annunciation topic ``P/alarms/<code>`` - so nobody is alarmed,
+    and an archive consumer still sees every seq (no gap to repair)."""
+    return isinstance(data, dict) and data.get("shelved") is True

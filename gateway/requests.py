@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, parse_ts
+from gateway.events import Draft, format_ts, parse_ts
 
 log = logging.getLogger("casegate.requests")
 
@@ -83,6 +83,27 @@ class Ack(Args):
     note: StrictStr | None = Field(default=None, max_length=1000)
 
 
+class Shelve(Args):
+    code: str = Field(pattern=r"^[a-z_]{1,64}$")
+    scope: str | None = Field(default=None, pattern=ID)
+    for_s: float = Field(gt=0)
+    reason: StrictStr = Field(min_length=1, max_length=500)
+    by: str = Field(pattern=ID)
+
+
+class Unshelve(Args):
+    code: str = Field(pattern=r"^[a-z_]{1,64}$")
+    scope: str | None = Field(default=None, pattern=ID)
+    by: str = Field(pattern=ID)
+
+
+class Maintenance(Args):
+    device: str = Field(pattern=ID)
+    for_s: float = Field(ge=0)          # 0 = end the maintenance now
+    reason: StrictStr | None = Field(default=None, max_length=500)
+    by: str = Field(pattern=ID)
+
+
 class LockerOpen(Args):
     locker: str = Field(pattern=ID)
     compartment: StrictInt = Field(ge=1, le=16)
@@ -126,6 +147,9 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "wristband/unbind": (Unbind, False),
     "belongings/assign": (Belongings, False),
     "alarm/ack": (Ack, False),
+    "alarm/shelve": (Shelve, False),
+    "alarm/unshelve": (Unshelve, False),
+    "device/maintenance": (Maintenance, False),
     "locker/open": (LockerOpen, True),
     "custody/order": (CustodyOrder, False),
     "face/enroll": (FaceEnroll, True),
@@ -289,13 +313,82 @@ class Handlers:
         return {"event_id": d.id}, [d]
 
     def alarm_ack(self, core: Core, a: Ack, src: str):
-        alarm = core.state.active_alarms.get(a.alarm_id)
-        if alarm is None:
-            raise RequestError("not_found", f"no active alarm {a.alarm_id}")
-        data = {k: v for k, v in alarm.items() if k != "acknowledged"}
-        data.update({"by": a.by, "note": a.note})
+        """ISA-18.2: an alarm is acknowledged once, while active or after it
+        cleared (return-to-normal-unacknowledged), by a registered officer."""
+        book = core.engine.book
+        rec = book.standing.get(a.alarm_id)
+        if rec is None:
+            who = book.recent_acked.get(a.alarm_id)
+            if who is not None:
+                raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by {who}")
+            raise RequestError("not_found", f"no active or unacknowledged alarm {a.alarm_id}")
+        self._officer(core, a.by, "acknowledge alarms")
+        if rec["ack"] is not None:
+            raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by "
+                                           f"{rec['ack'].get('by')} at {rec['ack'].get('ts')}")
+        data = {k: v for k, v in rec["data"].items() if k not in ("acknowledged", "shelved", "suppressed_by")}
+        data.update({"by": a.by, "note": a.note, "active": rec["active"]})
         d = Draft("alarm.acknowledged", data, src)
-        return {"alarm_id": a.alarm_id, "event_id": d.id}, [d]
+        return {"alarm_id": a.alarm_id, "active": rec["active"], "event_id": d.id}, [d]
+
+    def _officer(self, core: Core, by: str, what: str, roles: tuple[str, ...] = ("officer",)):
+        p = core.state.persons.get(by)
+        if p is None or p.role not in roles:
+            known = f"{by} is registered as {p.role}" if p is not None else f"{by} is not registered"
+            raise RequestError("forbidden", f"only a registered {' or '.join(roles)} may {what}: {known} "
+                                            f"(person/register with role {roles[0]})")
+        return p
+
+    def _scope_known(self, scope: str) -> bool:
+        cfg = self.d.config
+        if any(r.id == scope for r in cfg.rooms) or any(dv.id == scope for dv in cfg.devices):
+            return True
+        return any(door.door == scope for dv in cfg.devices for door in (getattr(dv, "doors", None) or []))
+
+    def alarm_shelve(self, core: Core, a: Shelve, src: str):
+        from rules.catalog import CATALOG
+        spec = CATALOG.get(a.code)
+        if spec is None:
+            raise RequestError("bad_request", f"code: unknown alarm code {a.code!r}")
+        if spec.legal:
+            basis = "; ".join(spec.legal_basis)
+            raise RequestError("forbidden", f"{a.code} is a legal alarm ({basis}) and can never be shelved")
+        self._officer(core, a.by, "shelve alarms")
+        max_h = self.d.config.alarms.max_shelve_h
+        if a.for_s > max_h * 3600:
+            raise RequestError("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_shelve_h = {max_h:g})")
+        if a.scope is not None and not self._scope_known(a.scope):
+            raise RequestError("bad_request", f"scope: no room, device or door {a.scope!r} in the config")
+        until = format_ts(core.clock() + a.for_s)
+        d = Draft("alarm.shelved", {"code": a.code, "scope": a.scope, "until": until, "reason": a.reason,
+                                    "by": a.by}, src)
+        return {"code": a.code, "scope": a.scope, "until": until, "event_id": d.id}, [d]
+
+    def alarm_unshelve(self, core: Core, a: Unshelve, src: str):
+        book = core.engine.book
+        if book.shelf_key(a.code, a.scope) not in book.shelves:
+            where = f" for {a.scope}" if a.scope else ""
+            raise RequestError("not_found", f"{a.code} is not shelved{where}")
+        self._officer(core, a.by, "unshelve alarms")
+        d = Draft("alarm.unshelved", {"code": a.code, "scope": a.scope, "by": a.by}, src)
+        return {"code": a.code, "scope": a.scope, "event_id": d.id}, [d]
+
+    def device_maintenance(self, core: Core, a: Maintenance, src: str):
+        if self.d.device_config(a.device) is None:
+            raise RequestError("not_found", f"no device {a.device} in the config")
+        self._officer(core, a.by, "put devices into maintenance", ("officer", "staff"))
+        book = core.engine.book
+        if a.for_s == 0:
+            if a.device not in book.maintenance:
+                raise RequestError("not_found", f"device {a.device} is not in maintenance")
+            d = Draft("device.maintenance_ended", {"device": a.device, "by": a.by, "reason": a.reason}, src)
+            return {"device": a.device, "ended": True, "event_id": d.id}, [d]
+        max_h = self.d.config.alarms.max_maintenance_h
+        if a.for_s > max_h * 3600:
+            raise RequestError("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_maintenance_h = {max_h:g})")
+        until = format_ts(core.clock() + a.for_s)
+        d = Draft("device.maintenance", {"device": a.device, "until": until, "reason": a.reason, "by": a.by}, src)
+        return {"device": a.device, "until": until, "event_id": d.id}, [d]
 
     def custody_order(self, core: Core, a: CustodyOrder, src: str):
         if a.expires is not None:
@@ -347,6 +440,8 @@ IN_CORE = {
     "ping": "ping", "person/register": "person_register", "person/checkout": "person_checkout",
     "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
     "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
+    "alarm/shelve": "alarm_shelve", "alarm/unshelve": "alarm_unshelve",
+    "device/maintenance": "device_maintenance",
     "custody/order": "custody_order", "events/resend": "events_resend",
 }
 ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",

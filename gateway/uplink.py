@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from gateway.events import Event, topic_for
+from gateway.events import Event, is_suppressed_alarm, topic_for
 from gateway.journal import open_reader, EVENT_COLUMNS
 
 log = logging.getLogger("casegate.uplink")
@@ -474,8 +474,9 @@ class Uplink:
         column already holds the JSON text, so nothing is parsed and re-encoded."""
         seq, id_, ts, center, type_, source, data, prev, h = row
         domain, _, action = type_.partition(".")
-        if domain == "alarm":
-            topic = f"{self.prefix}/alarms/{json.loads(data).get('code', 'unknown')}"
+        parsed = json.loads(data) if domain == "alarm" else None
+        if domain == "alarm" and not is_suppressed_alarm(parsed):
+            topic = f"{self.prefix}/alarms/{parsed.get('code', 'unknown')}"
         else:
             topic = f"{self.prefix}/events/{domain}/{action}"
         # id, ts, prev, hash are hex/ASCII by construction; center, type and

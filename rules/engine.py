@@ -31,7 +31,10 @@ being the RFC 3339 time the alarm was raised (for a time-based rule: its
 deadline), so a restart or replay produces the same ids. An alarm whose
 persons/room change while active is re-sent as ``alarm.raised`` with the
 same ``alarm_id`` and ``since`` (an update); ``alarm.cleared`` carries the
-last data. Acknowledgements are folded into ``state.active_alarms`` only.
+last data. Acknowledgements are folded into ``state.active_alarms`` and into
+``self.book`` (rules/alarm_states.py: active/acknowledged states, escalation,
+shelving, maintenance; its timers fire inside ``advance`` in time order with
+the rules' own).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 from gateway.events import Draft, Event, format_ts
-from rules import families  # noqa: F401  (registers every rule)
+from rules import alarm_states, families  # noqa: F401  (registers every rule)
 from rules.base import NONE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
 from rules.catalog import CATALOG, rule_settings
 from rules.state import State
@@ -77,6 +80,7 @@ class Engine:
         self.dirty_suspects: list[str] = []    # the event's own persons that are suspects
         self._suspects: list[str] | None = None
         self.event: Event | None = None
+        self.book = alarm_states.AlarmBook()   # alarm states, shelves, maintenance (plain data)
         self.configure(config)
 
     # ---- configuration -----------------------------------------------------------
@@ -110,6 +114,7 @@ class Engine:
                 for dev_id, room in (getattr(d, "stations", None) or {}).items():
                     self.device_rooms[f"{d.id}/{dev_id}"] = (room,)
         self.enabled = {c for c, s in self.settings.items() if s.enabled}
+        self.alarm_devices = alarm_states.device_map(config)
         # Per event type, the runners in catalog order; room/person/tag check
         # rules of one event type share one pass over the touched subjects.
         dispatch: dict[str, list] = {}
@@ -148,13 +153,15 @@ class Engine:
         for code in list(self.memo):
             if code not in self.enabled:
                 del self.memo[code]
+        alarm_states.reschedule(self)
         return out
 
     # ---- the contract --------------------------------------------------------------
     def apply(self, ev: Event) -> list[Draft]:
         t = ev.epoch
         heap = self._heap
-        out = self.advance(t) if heap and heap[0][0] <= t else []
+        due = self.book.due
+        out = self.advance(t) if (heap and heap[0][0] <= t) or (due is not None and due <= t) else []
         if t > self.now:
             self.now = t
         else:
@@ -172,6 +179,12 @@ class Engine:
             self.errors += 1
             log.warning("event seq %s (%s) not understood: %r", ev.seq, ev.type, e)
             return out
+        if ev.type in alarm_states.FOLDED:
+            try:
+                out.extend(alarm_states.fold(self, ev, t))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                self.errors += 1
+                log.warning("alarm event seq %s (%s) not understood: %r", ev.seq, ev.type, e)
         if ev.type == "camera.snapshot" and ev.source != "rules":
             out.extend(self._attach_snapshot(ev, t))
         if rules:
@@ -197,6 +210,10 @@ class Engine:
             cur = timers.get(tk)
             if cur is None or cur[1] != n:
                 continue
+            if self.book.due is not None and self.book.due <= d:
+                # escalations/expiries due first (only before a live timer: a stale
+                # heap entry must not decide how far they go, see alarm_states.fire)
+                out.extend(alarm_states.fire(self, d))
             del timers[tk]
             code, subject, kind = tk
             if code not in self.enabled:
@@ -213,18 +230,21 @@ class Engine:
                 # at d, so replay reaches d at the same point (see module docstring).
                 self.now = d
                 out.extend(res)
+        if self.book.due is not None and self.book.due <= now:
+            out.extend(alarm_states.fire(self, now))
         return out
 
     def next_deadline(self) -> float | None:
         heap = self._heap
         timers = self.timers
+        due = self.book.due
         while heap:
             d, n, tk = heap[0]
             cur = timers.get(tk)
             if cur is not None and cur[1] == n:
-                return d
+                return d if due is None or d < due else due
             heappop(heap)
-        return None
+        return due
 
     def active(self) -> dict[str, dict[str, Any]]:
         """alarm_id -> alarm data of every alarm the rules hold active."""
@@ -426,7 +446,7 @@ class Engine:
         if last is not None and last.startswith(aid):   # raised, cleared, raised in one ms
             n = last[len(aid) + 1:]
             aid = f"{aid}-{int(n) + 1 if n.isdigit() else 2}"
-        data = self._data(code, aid, since, facts)
+        data = alarm_states.flag(self, key, self._data(code, aid, since, facts))
         self.alarms[key] = data
         self.by_id[aid] = key
         self._last_id[key] = aid
@@ -434,7 +454,7 @@ class Engine:
 
     def _update(self, key: Key, t: float, facts: Facts) -> Draft:
         old = self.alarms[key]
-        data = self._data(key[0], old["alarm_id"], old["since"], facts)
+        data = alarm_states.flag(self, key, self._data(key[0], old["alarm_id"], old["since"], facts))
         data["snapshot"] = old.get("snapshot")
         self.alarms[key] = data
         return Draft("alarm.raised", data, "rules", t)

@@ -161,7 +161,9 @@ def alarm_rows(events: Iterable[Event]) -> Iterator[tuple[str, str, str, str, tu
     for e in events:
         if e.type.startswith("alarm."):
             d = e.data
-            yield (e.type, d["alarm_id"], d["code"], d["since"], tuple(d.get("persons") or ()))
+            # alarm.shelved/unshelved name a code (and scope), not an alarm
+            yield (e.type, d.get("alarm_id") or d.get("scope") or "", d.get("code"), d.get("since") or "",
+                   tuple(d.get("persons") or ()))
 
 
 __all__ = ["Replayer", "replay", "rebuild", "reconcile", "trace", "alarm_rows"]

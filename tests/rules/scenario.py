@@ -16,6 +16,7 @@ from gateway.events import GENESIS, Draft, Event, parse_ts, seal
 from rules.engine import Engine
 
 T0 = parse_ts("2026-11-26T00:00:00Z")
+CONDITION_TYPES = ("alarm.raised", "alarm.cleared")
 H = 3600.0
 
 ROOMS = [
@@ -186,9 +187,20 @@ class Scenario:
                 if e.type == "alarm.cleared" and (code is None or e.data["code"] == code)]
 
     def events(self, code: str | None = None) -> list[tuple[str, str, float]]:
-        """(type, code, t relative to T0) of every rule event."""
-        return [(e.type, e.data["code"], round(e.epoch - self.t0, 3)) for e in self.alarm_events
+        """(type, code, t relative to T0) of every raise/update/clear (the alarm
+        conditions; escalations and expiries are in ``lifecycle``)."""
+        return [(e.type, e.data["code"], round(e.epoch - self.t0, 3)) for e in self.conditions()
                 if code is None or e.data["code"] == code]
+
+    def conditions(self) -> list[Event]:
+        """alarm.raised / alarm.cleared rule events (what the rules decided)."""
+        return [e for e in self.alarm_events if e.type in CONDITION_TYPES]
+
+    def lifecycle(self, type: str | None = None) -> list[tuple[str, float, dict]]:
+        """(type, t relative to T0, data) of the other rule events: alarm.escalated,
+        alarm.unshelved and device.maintenance_ended by expiry (rules/alarm_states.py)."""
+        return [(e.type, round(e.epoch - self.t0, 3), e.data) for e in self.alarm_events
+                if e.type not in CONDITION_TYPES and (type is None or e.type == type)]
 
     def active(self, code: str | None = None) -> list[dict]:
         return [a for a in self.engine.alarms.values() if code is None or a["code"] == code]

@@ -84,7 +84,7 @@ def run_day(lag: float = 0.3) -> Scenario:
 def test_day_alarm_list_exact():
     s = run_day()
     got = [(e.type.split(".")[1], e.data["code"], hms(e.epoch - s.t0), e.data["persons"])
-           for e in s.alarm_events]
+           for e in s.conditions()]
     assert got == EXPECTED
 
 
