@@ -93,11 +93,35 @@ def journal_path(cfg: Config) -> Path:
 # ---- commands -------------------------------------------------------------------------
 def cmd_run(args) -> int:
     from gateway.daemon import run, setup_logging
+    path = config_path(args.config)
+    if not Path(path).exists():
+        # A daemon on built-in defaults would run as demo-center with no rooms and
+        # create /var/lib/casegate: never what a technician meant.
+        raise CliError(f"{path}: config file not found — write one (see config/small-center.toml and "
+                       f"config/reference.toml) or pass --config PATH; `casegate demo` runs without one",
+                       EXIT_USAGE)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE)
+    _check_storage_dir(cfg)
     setup_logging(args.log_level)
-    cfg, path = get_config(args)
-    if path is None:
-        print(f"casegate: {DEFAULT_CONFIG_PATH} not found, running on built-in defaults", file=sys.stderr)
     return run(cfg, path)
+
+
+def _check_storage_dir(cfg: Config) -> None:
+    """The storage dir exists or can be made, and is writable: a clear error, not a traceback."""
+    d = cfg.storage_dir
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise CliError(f"storage.dir = {str(d)!r}: cannot create it ({e.strerror}) — create it "
+                       f"(install -d -o casegate -m 0700 {d}) or set [storage] dir", EXIT_USAGE)
+    if not d.is_dir():
+        raise CliError(f"storage.dir = {str(d)!r}: exists but is not a directory", EXIT_USAGE)
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise CliError(f"storage.dir = {str(d)!r}: not writable by uid {os.getuid()} — "
+                       f"chown it to the service user (chown casegate: {d})", EXIT_USAGE)
 
 
 def cmd_config_check(args) -> int:
@@ -268,15 +292,13 @@ def cmd_alarms(args) -> int:
 
 
 def cmd_ack(args) -> int:
+    # The same alarm/ack handler as over MQTT: a bad officer id is a one-line bad_request.
     cfg, _ = get_config(args)
-    resp = control(cfg, {"cmd": "ack", "alarm_id": args.alarm_id, "by": args.by, "note": args.note})
-    if args.json:
-        emit_json(resp)
-    elif resp.get("ok"):
-        print(f"acknowledged {args.alarm_id} by {args.by}")
-    else:
-        print(f"casegate: {resp['error']['code']}: {resp['error']['message']}", file=sys.stderr)
-    return EXIT_OK if resp.get("ok") else EXIT_FAILED
+    req = {"alarm_id": args.alarm_id, "by": args.by}
+    if args.note:
+        req["note"] = args.note
+    return daemon_request(cfg, "alarm/ack", req, args.json,
+                          lambda d: f"acknowledged {args.alarm_id} by {args.by}")
 
 
 def cmd_trace(args) -> int:
@@ -346,23 +368,84 @@ def cmd_replay(args) -> int:
 
 
 def cmd_face_enroll(args) -> int:
-    from drivers.base import CommandError
-    from drivers.camera.enroll import enroll_file
+    """Through the daemon: the same face/enroll as over MQTT (registered-person check,
+    face.enrolled journaled, cameras reload their faces)."""
+    import base64
     cfg, _ = get_config(args)
-    if not Path(args.image).is_file():
-        raise CliError(f"{args.image}: no such file", EXIT_USAGE)
     try:
-        res = enroll_file(str(cfg.storage_dir), args.person, args.image)
-    except CommandError as e:
-        print(f"casegate: {e.code}: {e.message}", file=sys.stderr)
-        return EXIT_FAILED
+        image = Path(args.image).read_bytes()
     except FileNotFoundError:
         raise CliError(f"{args.image}: no such file", EXIT_USAGE)
-    if args.json:
-        emit_json(res)
+    except OSError as e:
+        raise CliError(f"{args.image}: cannot read: {e.strerror}", EXIT_USAGE)
+    return daemon_request(cfg, "face/enroll", {"person": args.person,
+                                               "image": base64.b64encode(image).decode("ascii")},
+                          args.json, lambda d: f"enrolled face of {d.get('person', args.person)}"
+                                               f" (event {d.get('event_id', '?')})")
+
+
+# ---- commissioning through the daemon (same handlers as P/request/<command>) -----------
+def daemon_request(cfg: Config, command: str, req_args: dict, as_json: bool, describe) -> int:
+    """Send one request over the control socket and print its answer.
+
+    The daemon runs it through the MQTT request router, so validation and journal
+    events are those of P/request/<command>; errors are printed as code: message."""
+    resp = control(cfg, {"cmd": "request", "command": command, "args": req_args}, timeout=90)
+    if as_json:
+        emit_json(resp)
+    elif resp.get("ok"):
+        data = resp.get("data") or {}
+        print(describe(data) + (" (unchanged)" if data.get("unchanged") else ""))
     else:
-        print(f"enrolled face of {args.person}")
-    return EXIT_OK
+        err = resp.get("error") or {}
+        code, msg = err.get("code", "error"), err.get("message", "")
+        if code == "unknown_command":
+            msg += f" — this daemon does not support {command} (upgrade casegate?)"
+        print(f"casegate: {command} refused: {code}: {msg}", file=sys.stderr)
+    if resp.get("ok"):
+        return EXIT_OK
+    return EXIT_USAGE if (resp.get("error") or {}).get("code") == "bad_request" else EXIT_FAILED
+
+
+def _drop_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None and v is not False}
+
+
+def cmd_person_add(args) -> int:
+    cfg, _ = get_config(args)
+    req = _drop_none({"person": args.person, "role": args.role, "name": args.name, "gender": args.gender,
+                      "minor": args.minor, "age": args.age, "vulnerable": args.vulnerable,
+                      "case_id": args.case_id, "case_type": args.case_type, "limit_h": args.limit_h,
+                      "arrived_at": _ts_arg(args.arrived_at), "visitor_kind": args.visitor_kind,
+                      "for": args.for_person})
+    return daemon_request(cfg, "person/register", req, args.json,
+                          lambda d: f"registered {args.person} as {args.role}")
+
+
+def cmd_person_update(args) -> int:
+    cfg, _ = get_config(args)
+    req = _drop_none({"person": args.person, "by": args.by, "reason": args.reason,
+                      "case_type": args.case_type, "limit_h": args.limit_h, "case_id": args.case_id,
+                      "detained_at": _ts_arg(args.detained_at), "vulnerable": args.vulnerable})
+    return daemon_request(cfg, "person/update", req, args.json, lambda d: f"updated {args.person}")
+
+
+def cmd_person_checkout(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "person/checkout", {"person": args.person, "by": args.by}, args.json,
+                          lambda d: f"checkout of {args.person} approved by {args.by}")
+
+
+def cmd_band_bind(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "wristband/bind", {"tag": args.tag, "person": args.person}, args.json,
+                          lambda d: f"tag {d.get('tag', args.tag)} bound to {args.person}")
+
+
+def cmd_band_unbind(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "wristband/unbind", {"tag": args.tag}, args.json,
+                          lambda d: f"tag {d.get('tag', args.tag)} unbound from {d.get('person', '?')}")
 
 
 PROBE_KINDS = ("zone_reader", "card_reader", "modbus_doors", "locker", "camera")
@@ -500,12 +583,64 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_face_enroll)
 
+    _add_commissioning(sub)
+
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
     sp.add_argument("--dir", help="keep the demo's storage here (default: a temporary dir)")
     sp.add_argument("--no-broker", action="store_true", help="do not start a local mosquitto")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
+
+
+def _add_commissioning(sub) -> None:
+    """person add|update|checkout, band bind|unbind: commissioning without a central system."""
+    pp = sub.add_parser("person", help="register, update, check out persons (through the daemon)")
+    psub = pp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    sp = psub.add_parser("add", help="register a person (same as MQTT person/register)")
+    sp.add_argument("person", help="person id, e.g. an officer's badge number")
+    sp.add_argument("--role", required=True, choices=["suspect", "officer", "staff", "visitor"])
+    sp.add_argument("--name")
+    sp.add_argument("--gender", choices=["male", "female"])
+    sp.add_argument("--minor", action="store_true", help="under 18")
+    sp.add_argument("--age", type=int)
+    sp.add_argument("--vulnerable", action="store_true", help="needs special protection (DOMAIN)")
+    sp.add_argument("--case-id")
+    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
+    sp.add_argument("--arrived-at", help="到案时间, RFC 3339 (default: now)")
+    sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
+    sp.add_argument("--for", dest="for_person", help="the person a visitor is here for")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_add)
+    sp = psub.add_parser("update", help="correct a registration (same as MQTT person/update)")
+    sp.add_argument("person")
+    sp.add_argument("--by", required=True, help="the officer making the change")
+    sp.add_argument("--reason", required=True, help="why (journaled)")
+    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--limit-h", type=float)
+    sp.add_argument("--case-id")
+    sp.add_argument("--detained-at", help="RFC 3339")
+    sp.add_argument("--vulnerable", action="store_true")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_update)
+    sp = psub.add_parser("checkout", help="approve a person's leaving (same as MQTT person/checkout)")
+    sp.add_argument("person")
+    sp.add_argument("--by", required=True, help="the approving officer")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_checkout)
+
+    bp = sub.add_parser("band", help="bind or unbind wristbands and cards (through the daemon)")
+    bsub = bp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    sp = bsub.add_parser("bind", help="bind a wristband (8 hex) or card (10 hex) to a person")
+    sp.add_argument("tag")
+    sp.add_argument("person")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_band_bind)
+    sp = bsub.add_parser("unbind", help="unbind a wristband or card")
+    sp.add_argument("tag")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_band_unbind)
 
 
 def main(argv: list[str] | None = None) -> int:
