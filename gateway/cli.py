@@ -47,6 +47,55 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     _console().print(t)
 
 
+def local(ts: str | float | None, cfg: Config | None) -> str:
+    """A journal time (RFC 3339 UTC or epoch) for people: the center's local time with
+    its offset (2026-11-28 09:18:26 +08:00). --json keeps the RFC 3339 UTC form."""
+    from gateway.events import format_local, parse_ts
+    if ts is None or ts == "":
+        return "-"
+    try:
+        epoch = ts if isinstance(ts, (int, float)) else parse_ts(ts)
+    except ValueError:
+        return str(ts)
+    return format_local(epoch, cfg.center.timezone if cfg else None)
+
+
+def duration(seconds: float | None) -> str:
+    from gateway.events import format_duration
+    return "-" if seconds is None else format_duration(seconds)
+
+
+# Event types of SPEC §2 (v2 included): `events --type` names these when it gets a typo.
+KNOWN_EVENT_TYPES = (
+    "gateway.started", "gateway.stopped", "person.registered", "person.updated", "person.rest",
+    "person.checkout_approved", "person.left", "wristband.bound", "wristband.unbound",
+    "presence.entered", "presence.left", "tag.status", "card.swiped", "door.opened", "door.closed",
+    "door.passed", "locker.opened", "locker.closed", "locker.unlock_requested", "evidence.added",
+    "evidence.removed", "custody.ordered", "belongings.assigned", "camera.headcount",
+    "camera.face_recognized", "camera.face_unknown", "camera.still", "camera.snapshot", "camera.motion",
+    "camera.tampered", "face.enrolled", "recording.started", "recording.stopped",
+    "identification.started", "identification.ended", "device.online", "device.offline",
+    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped",
+    "alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated", "alarm.shelved",
+    "alarm.unshelved", "journal.shed",
+)
+
+
+def _check_event_types(conn, types: list[str]) -> None:
+    """A type neither SPEC nor this journal knows is a typo: exit 2 naming the known ones."""
+    for t in types:
+        if t in KNOWN_EVENT_TYPES:
+            continue
+        if conn.execute("SELECT 1 FROM events WHERE type = ? LIMIT 1", (t,)).fetchone():
+            continue      # a type added after this list (another driver, a newer version)
+        seen = {r[0] for r in conn.execute("SELECT DISTINCT type FROM events")}
+        known = sorted(set(KNOWN_EVENT_TYPES) | seen)
+        import difflib
+        close = difflib.get_close_matches(t, known, n=3)
+        hint = f" — did you mean {' or '.join(close)}?" if close else ""
+        raise CliError(f"unknown event type {t!r}{hint}\nknown types: {', '.join(known)}", EXIT_USAGE)
+
+
 # ---- config and daemon access ------------------------------------------------------
 def get_config(args) -> tuple[Config, str | None]:
     """The config the user meant. A missing *default* file means built-in defaults."""
@@ -132,9 +181,13 @@ def cmd_config_check(args) -> int:
         for p in e.problems:
             print(p, file=sys.stderr)
         return EXIT_USAGE
+    from gateway.checks import FAIL, WARN, config_findings, rule_thresholds
     from rules.catalog import rule_settings
     rules = rule_settings(cfg.rules)
     enabled = sorted(c for c, s in rules.items() if s.enabled)
+    findings = [f for f in config_findings(cfg) if f.level in (WARN, FAIL)]
+    failed = any(f.level == FAIL for f in findings)
+    thresholds = rule_thresholds(cfg)
     summary = {
         "file": path, "center": cfg.center.id, "storage": cfg.storage.dir,
         "mqtt": f"{cfg.mqtt.host}:{cfg.mqtt.port} (MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}"
@@ -143,15 +196,24 @@ def cmd_config_check(args) -> int:
         "devices": [{"id": d.id, "driver": d.driver} for d in cfg.devices],
         "rules_enabled": enabled,
         "rules_disabled": sorted(set(rules) - set(enabled)),
+        "rules": {code: rules[code].model_dump(mode="json") for code in sorted(rules)},
+        "problems": [f.as_dict() for f in findings],
     }
     if args.json:
-        emit_json({"ok": True, **summary})
-        return EXIT_OK
-    print(f"{path}: OK")
-    print(f"center {cfg.center.id} · storage {cfg.storage.dir} · broker {summary['mqtt']}")
+        emit_json({"ok": not failed, **summary})
+        return EXIT_USAGE if failed else EXIT_OK
+    for f in findings:
+        print(f"{path}: {f.check}: {f.level}: {f.message}" + (f" — {f.fix}" if f.fix else ""),
+              file=sys.stderr)
+    if failed:
+        return EXIT_USAGE
+    print(f"{path}: OK" + (f" ({len(findings)} warnings)" if findings else ""))
+    print(f"center {cfg.center.id} ({cfg.center.timezone}) · storage {cfg.storage.dir} · broker {summary['mqtt']}")
     table("rooms", ["id", "type", "name", "adjacent"],
           [[r.id, r.type, r.name, ",".join(r.adjacent)] for r in cfg.rooms])
     table("devices", ["id", "driver", "where"], [[d.id, d.driver, _device_where(d)] for d in cfg.devices])
+    table("rules in effect (* = set in this file)", ["code", "enabled", "settings"],
+          [[code, "yes" if on else "NO", text] for code, on, text in thresholds])
     print(f"rules: {len(enabled)} enabled" + (f", disabled: {', '.join(summary['rules_disabled'])}"
                                              if summary["rules_disabled"] else ""))
     return EXIT_OK
@@ -179,7 +241,7 @@ def cmd_status(args) -> int:
         up = data["uplink"]
         j = data["journal"]
         print(f"casegate {data['version']} · center {data['center']} · pid {data['pid']} · "
-              f"up {int(data['uptime_s'])} s")
+              f"up {duration(data['uptime_s'])}")
         print(f"uplink   {'connected' if up.get('connected') else 'DISCONNECTED'} "
               f"{up.get('broker', '')} · backlog {up.get('backlog', j['backlog'])} · "
               f"delivered {up.get('delivered', 0)}" + (f" · last error: {up['last_error']}"
@@ -188,14 +250,13 @@ def cmd_status(args) -> int:
         print(f"journal  {j['path']} · {size} · {j['events']} events · "
               f"last seq {j['last_seq']}" + (f" · ERROR {j['error']}" if j.get("error") else ""))
         print(f"alarms   {data['active_alarms']} active")
-        _devices_table(data["devices"])
+        _devices_table(data["devices"], cfg)
     return EXIT_OK if healthy else EXIT_FAILED
 
 
-def _devices_table(devs: list[dict]) -> None:
-    from gateway.events import format_ts
+def _devices_table(devs: list[dict], cfg: Config | None = None) -> None:
     table("devices", ["device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error"],
-          [[d["id"], d["driver"], d.get("state"), format_ts(d["last_frame"]) if d.get("last_frame") else "-",
+          [[d["id"], d["driver"], d.get("state"), local(d.get("last_frame") or None, cfg),
             d.get("frames_ok", 0), d.get("frames_bad", 0), d.get("reconnects", 0), d.get("error") or ""]
            for d in devs])
 
@@ -206,7 +267,7 @@ def cmd_devices(args) -> int:
     if args.json:
         emit_json(devs)
     else:
-        _devices_table(devs)
+        _devices_table(devs, cfg)
     return EXIT_OK if all(d.get("state") == "online" for d in devs) else EXIT_FAILED
 
 
@@ -225,6 +286,8 @@ def cmd_events(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     types = args.type or None
+    if types:
+        _check_event_types(conn, types)
     since = _ts_arg(args.since)
     evs = list(iter_events(conn, types=types, since_ts=since))
     if args.limit:
@@ -235,7 +298,7 @@ def cmd_events(args) -> int:
         if args.json:
             print(ev.to_json(), flush=True)
         else:
-            print(f"{ev.seq:>8} {ev.ts} {ev.type:<26} {ev.source:<16} "
+            print(f"{ev.seq:>8} {local(ev.ts, cfg)} {ev.type:<26} {ev.source:<16} "
                   f"{json.dumps(ev.data, ensure_ascii=False, separators=(',', ':'))}", flush=True)
 
     for ev in evs:
@@ -252,9 +315,9 @@ def cmd_events(args) -> int:
     return EXIT_OK
 
 
-def _alarm_rows(alarms: list[dict]) -> list[list]:
+def _alarm_rows(alarms: list[dict], cfg: Config | None = None) -> list[list]:
     return [[a.get("alarm_id"), a.get("code"), a.get("severity"), a.get("room"),
-             ",".join(a.get("persons") or []), a.get("since"),
+             ",".join(a.get("persons") or []), local(a.get("since"), cfg),
              (a.get("acknowledged") or {}).get("by", "") if isinstance(a.get("acknowledged"), dict) else "",
              (a.get("message") or {}).get("zh", "")] for a in alarms]
 
@@ -267,26 +330,30 @@ def cmd_alarms(args) -> int:
     active: dict[str, dict] = {}
     for ev in iter_events(conn, types=["alarm.raised", "alarm.cleared", "alarm.acknowledged"]):
         aid = ev.data.get("alarm_id")
+        kind = ev.type.split(".", 1)[1]
         if ev.type == "alarm.raised":
-            active[aid] = dict(ev.data)
+            # The same alarm_id re-sent while active is an update (persons or room changed).
+            kind = "updated" if aid in active else "raised"
+            active[aid] = dict(ev.data, acknowledged=active[aid].get("acknowledged")) \
+                if aid in active and active[aid].get("acknowledged") else dict(ev.data)
         elif ev.type == "alarm.cleared":
             active.pop(aid, None)
         elif aid in active:
             active[aid]["acknowledged"] = {"by": ev.data.get("by"), "note": ev.data.get("note"), "ts": ev.ts}
-        history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, **ev.data})
+        history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, "kind": kind, **ev.data})
     if args.active:
         items = list(active.values())
         if args.json:
             emit_json(items)
         else:
             table(f"{len(items)} active alarms", ["alarm_id", "code", "severity", "room", "persons", "since",
-                                                  "acked by", "message"], _alarm_rows(items))
+                                                  "acked by", "message"], _alarm_rows(items, cfg))
         return EXIT_OK
     if args.json:
         emit_json(history)
     else:
         table(None, ["seq", "ts", "event", "code", "severity", "room", "persons", "alarm_id"],
-              [[h["seq"], h["ts"], h["event"].split(".")[1], h.get("code"), h.get("severity"), h.get("room"),
+              [[h["seq"], local(h["ts"], cfg), h["kind"], h.get("code"), h.get("severity"), h.get("room"),
                 ",".join(h.get("persons") or []), h.get("alarm_id")] for h in history])
     return EXIT_OK
 
@@ -310,12 +377,20 @@ def cmd_trace(args) -> int:
     evs = iter_events(conn, types=["presence.entered", "presence.left", "person.registered", "person.left",
                                    "wristband.bound", "wristband.unbound"], since_ts=since)
     rows = trace(evs, args.person)
+    if not rows:
+        known = conn.execute("SELECT 1 FROM events WHERE type = 'person.registered' AND "
+                             "json_extract(data, '$.person') = ? LIMIT 1", (args.person,)).fetchone()
+        if args.json:
+            emit_json(rows)
+        raise CliError(f"no room visits recorded for {args.person}" + (" since " + args.since if since else "")
+                       if known else f"no such person {args.person!r} in the journal")
     if args.json:
         emit_json(rows)
     else:
-        table(f"trace of {args.person}", ["room", "entered", "left", "seconds"],
-              [[r["room"], r["entered"], r.get("left") or "(still there)", r.get("seconds")] for r in rows])
-    return EXIT_OK if rows else EXIT_FAILED
+        table(f"trace of {args.person}", ["room", "entered", "left", "stayed"],
+              [[r["room"], local(r["entered"], cfg), local(r["left"], cfg) if r.get("left") else "(still there)",
+                duration(r.get("seconds"))] for r in rows])
+    return EXIT_OK
 
 
 def cmd_custody(args) -> int:
@@ -324,13 +399,18 @@ def cmd_custody(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     rows = custody_history(iter_events(conn, types=CUSTODY_TYPES), args.item)
+    if not rows:
+        if args.json:
+            emit_json(rows)
+        raise CliError(f"no such item {args.item.upper()!r} in the journal (no order, deposit or removal "
+                       f"names it)")
     if args.json:
         emit_json(rows)
     else:
-        table(f"chain of custody of {args.item.upper()}", ["ts", "event", "by", "locker", "compartment", "order / code"],
-              [[r["ts"], r["event"], r.get("by") or r["source"], r.get("locker"), r.get("compartment"),
+        table(f"chain of custody of {args.item.upper()}", ["time", "event", "by", "locker", "compartment", "order / code"],
+              [[local(r["ts"], cfg), r["event"], r.get("by") or r["source"], r.get("locker"), r.get("compartment"),
                 r.get("order") or r.get("code") or ""] for r in rows])
-    return EXIT_OK if rows else EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_journal_verify(args) -> int:
@@ -358,11 +438,19 @@ def cmd_replay(args) -> int:
     conn = open_reader(journal_path(cfg))
     evs = iter_events(conn, since_ts=_ts_arg(args.since), until_ts=_ts_arg(args.until))
     alarms = replay(evs, cfg)
+    kinds, open_ids = [], set()
+    for a in alarms:        # a re-sent alarm.raised of an active alarm is an update
+        aid = a.data.get("alarm_id")
+        kinds.append("updated" if a.type == "alarm.raised" and aid in open_ids else a.type.split(".")[1])
+        if a.type == "alarm.raised":
+            open_ids.add(aid)
+        elif a.type == "alarm.cleared":
+            open_ids.discard(aid)
     if args.json:
         emit_json([a.envelope() | {"seq": None, "prev": None, "hash": None} for a in alarms])
     else:
         table(f"{len(alarms)} alarm events from replay", ["ts", "event", "code", "room", "persons", "alarm_id"],
-              [[a.ts, a.type.split(".")[1], a.data.get("code"), a.data.get("room"),
+              [[local(a.ts, cfg), a.type.split(".")[1], a.data.get("code"), a.data.get("room"),
                 ",".join(a.data.get("persons") or []), a.data.get("alarm_id")] for a in alarms])
     return EXIT_OK
 

@@ -127,6 +127,7 @@ class Daemon:
         self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
         self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
         self._cli_router = None                          # RequestRouter for control-socket requests
+        self.uplink_error: str | None = None             # why the uplink could not start (secrets)
         self._cli_router_lock = threading.Lock()
 
     # ---- start ---------------------------------------------------------------
@@ -140,7 +141,7 @@ class Daemon:
         self.core.add_derivation(derive_person_left)
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
-        if cfg.mqtt.enabled:
+        if cfg.mqtt.enabled and not self._uplink_blocked():
             from gateway.requests import RequestRouter
             if cfg.mqtt.uplink_process:
                 from gateway.uplink_process import UplinkProcess as Uplink
@@ -167,6 +168,29 @@ class Daemon:
                 self._start_driver(dev)
         threading.Thread(target=self._state_publisher, name="state-pub", daemon=True).start()
         self._state_dirty.set()
+
+    def _uplink_blocked(self) -> bool:
+        """A secret file the MQTT client needs is missing or unreadable: starting the
+        uplink would only crash-loop with tracebacks. Keep journaling (nothing is lost:
+        the backlog waits in the journal) and say once, in the log and in `status`,
+        what to fix."""
+        from gateway.checks import FAIL, check_file_readable, secret_files
+        bad = [f for f in (check_file_readable(k, v) for k, v in secret_files(self.config)) if f.level == FAIL]
+        if not bad:
+            return False
+        self.uplink_error = "; ".join(f"{f.check}: {f.message}" for f in bad) + \
+            " — uplink not started; fix it, then systemctl restart casegate"
+        log.error("MQTT uplink not started: %s (%s); events are journaled and wait for it",
+                  self.uplink_error, "; ".join(f.fix for f in bad))
+        return True
+
+    def uplink_status(self) -> dict:
+        if self.uplink:
+            return self.uplink.status()
+        if self.uplink_error:
+            m = self.config.mqtt
+            return {"connected": False, "broker": f"{m.host}:{m.port}", "last_error": self.uplink_error}
+        return {"connected": False, "disabled": True}
 
     def _start_driver(self, dev) -> None:
         from drivers.base import driver_class
@@ -576,7 +600,7 @@ class Daemon:
                      "room_types": {r.id: r.type for r in self.config.rooms},
                      "room_names": {r.id: r.name for r in self.config.rooms},
                      "devices": self.devices(),
-                     "uplink": self.uplink.status() if self.uplink else {"connected": False, "disabled": True}})
+                     "uplink": self.uplink_status()})
         return {"ok": True, "data": data}
 
     def metrics_snapshot(self) -> dict:
@@ -617,7 +641,7 @@ class Daemon:
         return {
             "version": __version__, "center": self.config.center.id, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
-            "uplink": self.uplink.status() if self.uplink else {"connected": False, "disabled": True},
+            "uplink": self.uplink_status(),
             "journal": {"path": str(self.config.journal_path), "bytes": st["bytes"],
                         "events": st["events"], "last_seq": st["last_seq"], "backlog": st["backlog"],
                         "error": self.core.error},
