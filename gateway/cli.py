@@ -472,6 +472,22 @@ def cmd_face_enroll(args) -> int:
                                                f" (event {d.get('event_id', '?')})")
 
 
+def cmd_top(args) -> int:
+    from gateway.top import run_top
+    cfg, _ = get_config(args)
+    control(cfg, {"cmd": "status"}, timeout=5)       # no daemon at start: exit 3 with the hint
+
+    def fetch():
+        try:
+            resp = control(cfg, {"cmd": "top"}, timeout=5)
+        except CliError as e:
+            raise RuntimeError(str(e)) from None
+        if not resp.get("ok"):
+            raise RuntimeError((resp.get("error") or {}).get("message", "daemon refused"))
+        return resp["data"]
+    return run_top(fetch, interval=args.interval, once=args.once)
+
+
 # ---- commissioning through the daemon (same handlers as P/request/<command>) -----------
 def daemon_request(cfg: Config, command: str, req_args: dict, as_json: bool, describe) -> int:
     """Send one request over the control socket and print its answer.
@@ -672,6 +688,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_face_enroll)
 
     _add_commissioning(sub)
+
+    sp = add("top", "live view for the duty room: rooms, alarms, devices, uplink (needs the daemon; q quits)",
+             cmd_top, json_flag=False)
+    sp.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    sp.add_argument("--once", action="store_true", help="print one screen and exit (also when not a terminal)")
 
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")

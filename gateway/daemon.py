@@ -163,11 +163,22 @@ class Daemon:
         self.core.submit(Draft("gateway.started", {"version": __version__,
                                                    "config_hash": cfg.config_hash()}))
         self._start_control_socket()
+        self._start_metrics()
         for dev in cfg.devices:
             if dev.enabled:
                 self._start_driver(dev)
         threading.Thread(target=self._state_publisher, name="state-pub", daemon=True).start()
         self._state_dirty.set()
+
+    def _start_metrics(self) -> None:
+        listen = self.config.metrics.listen
+        if not listen:
+            return
+        from gateway.metrics import start_metrics_server
+        try:
+            self._metrics_server, _ = start_metrics_server(listen, self.metrics_snapshot)
+        except OSError as e:      # port taken: the center runs without metrics, and says so
+            log.error("metrics: cannot listen on %s: %s — change [metrics] listen", listen, e.strerror or e)
 
     def _uplink_blocked(self) -> bool:
         """A secret file the MQTT client needs is missing or unreadable: starting the
@@ -310,6 +321,8 @@ class Daemon:
         self.core.stop()
         if self.uplink:
             self.uplink.stop(drain_s=3.0)
+        if getattr(self, "_metrics_server", None):
+            self._metrics_server.shutdown()
         if self._ctl:
             self._ctl.shutdown()
             self._ctl.server_close()
