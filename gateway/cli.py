@@ -472,6 +472,35 @@ def cmd_face_enroll(args) -> int:
                                                f" (event {d.get('event_id', '?')})")
 
 
+def cmd_doctor(args) -> int:
+    from gateway.doctor import run_checks
+
+    def daemon_status(cfg):
+        try:
+            resp = control(cfg, {"cmd": "status"}, timeout=5)
+        except (CliError, OSError, ValueError):
+            return None
+        return resp.get("data") if resp.get("ok") else None
+    path = config_path(args.config)
+    findings = run_checks(path, user=args.user, daemon_status=daemon_status)
+    failed = any(f.level == "FAIL" for f in findings)
+    if args.json:
+        emit_json({"ok": not failed, "config": path, "checks": [f.as_dict() for f in findings]})
+    else:
+        from rich.text import Text
+        con = _console()
+        style = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
+        for f in findings:
+            line = Text(f"{f.level:<4}", style=style[f.level])
+            line.append(f" {f.check}: {f.message}")
+            if f.fix and f.level != "OK":
+                line.append(f"\n      fix: {f.fix}", style="dim" if f.level == "WARN" else "")
+            con.print(line)
+        n = {lvl: sum(1 for f in findings if f.level == lvl) for lvl in ("OK", "WARN", "FAIL")}
+        con.print(f"{n['OK']} ok, {n['WARN']} warnings, {n['FAIL']} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_top(args) -> int:
     from gateway.top import run_top
     cfg, _ = get_config(args)
@@ -688,6 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_face_enroll)
 
     _add_commissioning(sub)
+
+    sp = add("doctor", "check this installation: config, storage, serial ports, devices, broker/TLS, clock, "
+             "systemd; OK/WARN/FAIL with the fix (exit 1 on a FAIL)", cmd_doctor)
+    sp.add_argument("--user", help="the service user to check permissions for (default: casegate if it exists)")
 
     sp = add("top", "live view for the duty room: rooms, alarms, devices, uplink (needs the daemon; q quits)",
              cmd_top, json_flag=False)

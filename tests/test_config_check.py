@@ -88,6 +88,9 @@ def test_procedure_skipped_naming_a_room_type_the_center_lacks(tmp_path):
     assert r.returncode == 2
     assert "rules.procedure_skipped.required: FAIL: requires a 'medical' step" in r.stderr
     assert "security_check" not in r.stderr.split("FAIL:")[1].split("—")[0]
+    # without interrogation rooms the rule never runs: nothing to complain about
+    cfg.write_text(cfg.read_text().replace('type = "interrogation"', 'type = "waiting"'))
+    assert cli("config", "check", config=cfg).returncode == 0
 
 
 def test_thresholds_in_effect_are_printed(tmp_path):
