@@ -730,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
     sp.add_argument("--dir", help="keep the demo's storage here (default: a temporary dir)")
+    sp.add_argument("--keep", action="store_true", help="keep the temporary work dir (journal, config, demo.log)")
     sp.add_argument("--no-broker", action="store_true", help="do not start a local mosquitto")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
