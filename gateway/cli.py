@@ -121,15 +121,25 @@ def control(cfg: Config, req: dict, timeout: float = 15.0) -> dict:
     except PermissionError:
         raise CliError(f"permission denied on {path} — run as root or a member of the casegate group",
                        EXIT_FAILED)
-    with s:
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+    try:
+        with s:
+            s.sendall((json.dumps(req) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+    except socket.timeout:
+        raise CliError(f"the daemon did not answer within {timeout:g} s on {path} — busy or stuck? "
+                       "journalctl -u casegate", EXIT_FAILED)
+    except OSError as e:
+        raise CliError(f"lost the connection to the daemon on {path}: {e.strerror or e}", EXIT_FAILED)
+    try:
+        return json.loads(buf)
+    except ValueError:
+        raise CliError(f"the daemon closed the connection on {path} without an answer "
+                       "(stopping? see journalctl -u casegate)", EXIT_FAILED)
 
 
 def journal_path(cfg: Config) -> Path:

@@ -154,3 +154,30 @@ def test_run_with_an_uncreatable_storage_dir_is_a_clear_error(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "storage.dir" in r.stderr and "cannot create it" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_daemon_that_hangs_up_is_a_clear_error(tmp_path):
+    """A socket that accepts and closes (a daemon stopping): one line, exit 1, no traceback."""
+    import socket
+    import threading
+    cfg = write_config(tmp_path, None, ROOMS)
+    state = tmp_path / "state"
+    state.mkdir()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(state / "casegate.sock"))
+    srv.listen(4)
+
+    def hang_up():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.recv(65536)
+            conn.close()
+    t = threading.Thread(target=hang_up, daemon=True)
+    t.start()
+    try:
+        r = cli("status", config=cfg)
+        assert r.returncode == 1 and "closed the connection" in r.stderr and "Traceback" not in r.stderr
+        r = cli("person", "add", "x", "--role", "officer", config=cfg)
+        assert r.returncode == 1 and "closed the connection" in r.stderr
+    finally:
+        srv.close()
