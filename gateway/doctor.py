@@ -175,6 +175,9 @@ def check_devices(cfg: Config, probes: Probes, daemon_devices: list[dict] | None
                                    f"casegate probe {d.id} --seconds 10 (stop the daemon first for serial ports)"))
             continue
         target = None
+        if d.driver == "zone_reader":
+            out.append(_check_listen(d.id, d.listen))
+            continue
         if d.driver == "modbus_doors" and d.url.startswith("tcp://"):
             u = urlparse(d.url)
             target = (u.hostname, u.port or 502)
@@ -194,6 +197,19 @@ def check_devices(cfg: Config, probes: Probes, daemon_devices: list[dict] | None
             else:
                 out.append(Finding(OK, f"device {d.id}", f"{target[0]}:{target[1]} accepts connections"))
     return out
+
+
+def _check_listen(dev: str, listen: str) -> Finding:
+    """The daemon is not running: the base stations' port must be free for it."""
+    host, _, port = listen.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
+            s.bind((host.strip("[]"), int(port)))
+    except OSError as e:
+        return Finding(FAIL, f"device {dev}", f"cannot listen on {listen}: {e.strerror or e}",
+                       f"another process holds the port (ss -ltnp 'sport = :{port}'), or the address "
+                       "is not on this machine")
+    return Finding(OK, f"device {dev}", f"{listen} is free for the base stations to connect to")
 
 
 def check_broker(cfg: Config, probes: Probes, uid: int | None = None) -> list[Finding]:

@@ -218,3 +218,22 @@ def test_invalid_config_is_a_fail_naming_the_key(tmp_path):
     cfg = write(tmp_path, "[mqtt]\nport = \"x\"\n")
     r = cli("doctor", config=cfg)
     assert r.returncode == 1 and "FAIL config: casegate.toml: mqtt.port: must be an integer" in r.stdout
+
+
+def test_zone_reader_port_taken_by_another_process(tmp_path):
+    import socket
+
+    from brokers import free_port
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        cfg = write(tmp_path, f'[mqtt]\nenabled = false\n[[devices]]\nid = "zone"\ndriver = "zone_reader"\n'
+                              f'listen = "127.0.0.1:{port}"\nstations = {{ "ST1" = "waiting-1" }}\n')
+        [z] = by_check(run_checks(str(cfg), healthy_probes()), "device zone")
+        assert z.level == "FAIL" and f"cannot listen on 127.0.0.1:{port}" in z.message
+    finally:
+        holder.close()
+    [z] = by_check(run_checks(str(cfg), healthy_probes()), "device zone")
+    assert z.level == "OK"
