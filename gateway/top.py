@@ -77,6 +77,11 @@ def render(data: dict | None, error: str | None, now: float | None = None):
     for a in alarms:
         ack = a.get("acknowledged")
         state = f"acked {ack.get('by', '')}" if isinstance(ack, dict) else ("acked" if ack else "UNACKED")
+        # alarm states (SPEC v2 P/state/alarms): a cleared alarm still waiting for its ack, shelved ones
+        if a.get("active") is False:
+            state += ", cleared"
+        if a.get("shelved"):
+            state += ", shelved"
         sev = a.get("severity") or ""
         at.add_row(Text(state, style="bold" if not ack else "dim"), Text(sev, style=SEVERITY_STYLE.get(sev, "")),
                    a.get("code") or "", a.get("room") or "", ",".join(a.get("persons") or []),
