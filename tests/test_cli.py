@@ -149,7 +149,8 @@ COMMANDS = [["run"], ["config", "check"], ["status"], ["devices"], ["probe"], ["
             ["probe", "--driver", "zone_reader"], ["probe", "--driver", "modbus_doors"],
             ["probe", "--driver", "locker"], ["probe", "--driver", "camera"], ["events"], ["alarms"], ["ack"],
             ["trace"], ["journal", "verify"], ["replay"], ["face", "enroll"], ["demo"], ["config"],
-            ["journal"], ["face"]]
+            ["journal"], ["face"], ["doctor"], ["top"], ["person"], ["person", "add"], ["person", "update"],
+            ["person", "checkout"], ["band"], ["band", "bind"], ["band", "unbind"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
@@ -164,7 +165,7 @@ def test_top_level_help_lists_every_command():
     r = cli("--help")
     assert r.returncode == 0
     for name in ("run", "config", "status", "devices", "probe", "events", "alarms", "ack", "trace",
-                 "journal", "replay", "face", "demo"):
+                 "journal", "replay", "face", "demo", "doctor", "top", "person", "band"):
         assert f"    {name}" in r.stdout, name
 
 
