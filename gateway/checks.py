@@ -166,8 +166,10 @@ def rule_thresholds(cfg: Config) -> list[tuple[str, bool, str]]:
         enabled = d.pop("enabled", True)
         given = set((cfg.rules.get(code) or {}).keys())
         parts = []
+        def show(x):
+            return f"{x:g}" if isinstance(x, float) else str(x)
         for k, v in d.items():
-            text = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+            text = ",".join(show(x) for x in v) if isinstance(v, (list, tuple)) else show(v)
             parts.append(f"{k}={text}" + ("*" if k in given else ""))
         rows.append((code, enabled, " ".join(parts)))
     return rows

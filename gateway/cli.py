@@ -217,7 +217,7 @@ def cmd_config_check(args) -> int:
               file=sys.stderr)
     if failed:
         return EXIT_USAGE
-    print(f"{path}: OK" + (f" ({len(findings)} warnings)" if findings else ""))
+    print(f"{path}: OK" + (f" ({len(findings)} warning{'s' if len(findings) > 1 else ''})" if findings else ""))
     print(f"center {cfg.center.id} ({cfg.center.timezone}) · storage {cfg.storage.dir} · broker {summary['mqtt']}")
     table("rooms", ["id", "type", "name", "adjacent"],
           [[r.id, r.type, r.name, ",".join(r.adjacent)] for r in cfg.rooms])
