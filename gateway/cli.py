@@ -47,6 +47,55 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     _console().print(t)
 
 
+def local(ts: str | float | None, cfg: Config | None) -> str:
+    """A journal time (RFC 3339 UTC or epoch) for people: the center's local time with
+    its offset (2026-11-28 09:18:26 +08:00). --json keeps the RFC 3339 UTC form."""
+    from gateway.events import format_local, parse_ts
+    if ts is None or ts == "":
+        return "-"
+    try:
+        epoch = ts if isinstance(ts, (int, float)) else parse_ts(ts)
+    except ValueError:
+        return str(ts)
+    return format_local(epoch, cfg.center.timezone if cfg else None)
+
+
+def duration(seconds: float | None) -> str:
+    from gateway.events import format_duration
+    return "-" if seconds is None else format_duration(seconds)
+
+
+# Event types of SPEC §2 (v2 included): `events --type` names these when it gets a typo.
+KNOWN_EVENT_TYPES = (
+    "gateway.started", "gateway.stopped", "person.registered", "person.updated", "person.rest",
+    "person.checkout_approved", "person.left", "wristband.bound", "wristband.unbound",
+    "presence.entered", "presence.left", "tag.status", "card.swiped", "door.opened", "door.closed",
+    "door.passed", "locker.opened", "locker.closed", "locker.unlock_requested", "evidence.added",
+    "evidence.removed", "custody.ordered", "belongings.assigned", "camera.headcount",
+    "camera.face_recognized", "camera.face_unknown", "camera.still", "camera.snapshot", "camera.motion",
+    "camera.tampered", "face.enrolled", "recording.started", "recording.stopped",
+    "identification.started", "identification.ended", "device.online", "device.offline",
+    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped",
+    "alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated", "alarm.shelved",
+    "alarm.unshelved", "journal.shed",
+)
+
+
+def _check_event_types(conn, types: list[str]) -> None:
+    """A type neither SPEC nor this journal knows is a typo: exit 2 naming the known ones."""
+    for t in types:
+        if t in KNOWN_EVENT_TYPES:
+            continue
+        if conn.execute("SELECT 1 FROM events WHERE type = ? LIMIT 1", (t,)).fetchone():
+            continue      # a type added after this list (another driver, a newer version)
+        seen = {r[0] for r in conn.execute("SELECT DISTINCT type FROM events")}
+        known = sorted(set(KNOWN_EVENT_TYPES) | seen)
+        import difflib
+        close = difflib.get_close_matches(t, known, n=3)
+        hint = f" — did you mean {' or '.join(close)}?" if close else ""
+        raise CliError(f"unknown event type {t!r}{hint}\nknown types: {', '.join(known)}", EXIT_USAGE)
+
+
 # ---- config and daemon access ------------------------------------------------------
 def get_config(args) -> tuple[Config, str | None]:
     """The config the user meant. A missing *default* file means built-in defaults."""
@@ -72,15 +121,25 @@ def control(cfg: Config, req: dict, timeout: float = 15.0) -> dict:
     except PermissionError:
         raise CliError(f"permission denied on {path} — run as root or a member of the casegate group",
                        EXIT_FAILED)
-    with s:
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+    try:
+        with s:
+            s.sendall((json.dumps(req) + "\n").encode())
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+    except socket.timeout:
+        raise CliError(f"the daemon did not answer within {timeout:g} s on {path} — busy or stuck? "
+                       "journalctl -u casegate", EXIT_FAILED)
+    except OSError as e:
+        raise CliError(f"lost the connection to the daemon on {path}: {e.strerror or e}", EXIT_FAILED)
+    try:
+        return json.loads(buf)
+    except ValueError:
+        raise CliError(f"the daemon closed the connection on {path} without an answer "
+                       "(stopping? see journalctl -u casegate)", EXIT_FAILED)
 
 
 def journal_path(cfg: Config) -> Path:
@@ -93,11 +152,35 @@ def journal_path(cfg: Config) -> Path:
 # ---- commands -------------------------------------------------------------------------
 def cmd_run(args) -> int:
     from gateway.daemon import run, setup_logging
+    path = config_path(args.config)
+    if not Path(path).exists():
+        # A daemon on built-in defaults would run as demo-center with no rooms and
+        # create /var/lib/casegate: never what a technician meant.
+        raise CliError(f"{path}: config file not found — write one (see config/small-center.toml and "
+                       f"config/reference.toml) or pass --config PATH; `casegate demo` runs without one",
+                       EXIT_USAGE)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE)
+    _check_storage_dir(cfg)
     setup_logging(args.log_level)
-    cfg, path = get_config(args)
-    if path is None:
-        print(f"casegate: {DEFAULT_CONFIG_PATH} not found, running on built-in defaults", file=sys.stderr)
     return run(cfg, path)
+
+
+def _check_storage_dir(cfg: Config) -> None:
+    """The storage dir exists or can be made, and is writable: a clear error, not a traceback."""
+    d = cfg.storage_dir
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise CliError(f"storage.dir = {str(d)!r}: cannot create it ({e.strerror}) — create it "
+                       f"(install -d -o casegate -m 0700 {d}) or set [storage] dir", EXIT_USAGE)
+    if not d.is_dir():
+        raise CliError(f"storage.dir = {str(d)!r}: exists but is not a directory", EXIT_USAGE)
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise CliError(f"storage.dir = {str(d)!r}: not writable by uid {os.getuid()} — "
+                       f"chown it to the service user (chown casegate: {d})", EXIT_USAGE)
 
 
 def cmd_config_check(args) -> int:
@@ -108,9 +191,13 @@ def cmd_config_check(args) -> int:
         for p in e.problems:
             print(p, file=sys.stderr)
         return EXIT_USAGE
+    from gateway.checks import FAIL, WARN, config_findings, rule_thresholds
     from rules.catalog import rule_settings
     rules = rule_settings(cfg.rules)
     enabled = sorted(c for c, s in rules.items() if s.enabled)
+    findings = [f for f in config_findings(cfg) if f.level in (WARN, FAIL)]
+    failed = any(f.level == FAIL for f in findings)
+    thresholds = rule_thresholds(cfg)
     summary = {
         "file": path, "center": cfg.center.id, "storage": cfg.storage.dir,
         "mqtt": f"{cfg.mqtt.host}:{cfg.mqtt.port} (MQTT {'5' if cfg.mqtt.protocol == 5 else '3.1.1'}"
@@ -119,15 +206,24 @@ def cmd_config_check(args) -> int:
         "devices": [{"id": d.id, "driver": d.driver} for d in cfg.devices],
         "rules_enabled": enabled,
         "rules_disabled": sorted(set(rules) - set(enabled)),
+        "rules": {code: rules[code].model_dump(mode="json") for code in sorted(rules)},
+        "problems": [f.as_dict() for f in findings],
     }
     if args.json:
-        emit_json({"ok": True, **summary})
-        return EXIT_OK
-    print(f"{path}: OK")
-    print(f"center {cfg.center.id} · storage {cfg.storage.dir} · broker {summary['mqtt']}")
+        emit_json({"ok": not failed, **summary})
+        return EXIT_USAGE if failed else EXIT_OK
+    for f in findings:
+        print(f"{path}: {f.check}: {f.level}: {f.message}" + (f" — {f.fix}" if f.fix else ""),
+              file=sys.stderr)
+    if failed:
+        return EXIT_USAGE
+    print(f"{path}: OK" + (f" ({len(findings)} warning{'s' if len(findings) > 1 else ''})" if findings else ""))
+    print(f"center {cfg.center.id} ({cfg.center.timezone}) · storage {cfg.storage.dir} · broker {summary['mqtt']}")
     table("rooms", ["id", "type", "name", "adjacent"],
           [[r.id, r.type, r.name, ",".join(r.adjacent)] for r in cfg.rooms])
     table("devices", ["id", "driver", "where"], [[d.id, d.driver, _device_where(d)] for d in cfg.devices])
+    table("rules in effect (* = set in this file)", ["code", "enabled", "settings"],
+          [[code, "yes" if on else "NO", text] for code, on, text in thresholds])
     print(f"rules: {len(enabled)} enabled" + (f", disabled: {', '.join(summary['rules_disabled'])}"
                                              if summary["rules_disabled"] else ""))
     return EXIT_OK
@@ -155,7 +251,7 @@ def cmd_status(args) -> int:
         up = data["uplink"]
         j = data["journal"]
         print(f"casegate {data['version']} · center {data['center']} · pid {data['pid']} · "
-              f"up {int(data['uptime_s'])} s")
+              f"up {duration(data['uptime_s'])}")
         print(f"uplink   {'connected' if up.get('connected') else 'DISCONNECTED'} "
               f"{up.get('broker', '')} · backlog {up.get('backlog', j['backlog'])} · "
               f"delivered {up.get('delivered', 0)}" + (f" · last error: {up['last_error']}"
@@ -168,14 +264,13 @@ def cmd_status(args) -> int:
         if ast:
             print(f"         {ast['unacknowledged']} unacknowledged ({ast['cleared_unacknowledged']} cleared), "
                   f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
-        _devices_table(data["devices"])
+        _devices_table(data["devices"], cfg)
     return EXIT_OK if healthy else EXIT_FAILED
 
 
-def _devices_table(devs: list[dict]) -> None:
-    from gateway.events import format_ts
+def _devices_table(devs: list[dict], cfg: Config | None = None) -> None:
     table("devices", ["device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error"],
-          [[d["id"], d["driver"], d.get("state"), format_ts(d["last_frame"]) if d.get("last_frame") else "-",
+          [[d["id"], d["driver"], d.get("state"), local(d.get("last_frame") or None, cfg),
             d.get("frames_ok", 0), d.get("frames_bad", 0), d.get("reconnects", 0), d.get("error") or ""]
            for d in devs])
 
@@ -186,7 +281,7 @@ def cmd_devices(args) -> int:
     if args.json:
         emit_json(devs)
     else:
-        _devices_table(devs)
+        _devices_table(devs, cfg)
     return EXIT_OK if all(d.get("state") == "online" for d in devs) else EXIT_FAILED
 
 
@@ -205,6 +300,8 @@ def cmd_events(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     types = args.type or None
+    if types:
+        _check_event_types(conn, types)
     since = _ts_arg(args.since)
     evs = list(iter_events(conn, types=types, since_ts=since))
     if args.limit:
@@ -215,7 +312,7 @@ def cmd_events(args) -> int:
         if args.json:
             print(ev.to_json(), flush=True)
         else:
-            print(f"{ev.seq:>8} {ev.ts} {ev.type:<26} {ev.source:<16} "
+            print(f"{ev.seq:>8} {local(ev.ts, cfg)} {ev.type:<26} {ev.source:<16} "
                   f"{json.dumps(ev.data, ensure_ascii=False, separators=(',', ':'))}", flush=True)
 
     for ev in evs:
@@ -244,16 +341,9 @@ def _alarm_state(a: dict) -> str:
     return text
 
 
-def _alarm_rows(alarms: list[dict], tz: str | None = None) -> list[list]:
-    from gateway.events import format_local, parse_ts
-
-    def local(ts):
-        try:
-            return format_local(parse_ts(ts), tz)
-        except (TypeError, ValueError):
-            return ts or ""
+def _alarm_rows(alarms: list[dict], cfg: Config | None = None) -> list[list]:
     return [[a.get("alarm_id"), a.get("code"), a.get("severity"), _alarm_state(a), a.get("room"),
-             ",".join(a.get("persons") or []), local(a.get("since")),
+             ",".join(a.get("persons") or []), local(a.get("since"), cfg),
              (a.get("acknowledged") or {}).get("by", "") if isinstance(a.get("acknowledged"), dict) else "",
              (a.get("message") or {}).get("zh", "")] for a in alarms]
 
@@ -271,9 +361,14 @@ def cmd_alarms(args) -> int:
     for ev in iter_events(conn, types=["alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated",
                                        "alarm.shelved", "alarm.unshelved", "device.maintenance",
                                        "device.maintenance_ended"]):
+        # The same alarm_id re-sent while active is an update (persons or room changed).
+        aid = ev.data.get("alarm_id")
+        kind = ev.type.split(".", 1)[1]
+        if ev.type == "alarm.raised" and aid in book.standing and book.standing[aid]["active"]:
+            kind = "updated"
         book.note(ev, cfg)
         if ev.domain == "alarm":
-            history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, **ev.data})
+            history.append({"seq": ev.seq, "ts": ev.ts, "event": ev.type, "kind": kind, **ev.data})
     if args.active or args.standing:
         items = []
         for aid, rec in book.standing.items():
@@ -288,13 +383,13 @@ def cmd_alarms(args) -> int:
         else:
             what = "active alarms" if args.active else "standing alarms (active or unacknowledged)"
             table(f"{len(items)} {what}", ["alarm_id", "code", "severity", "state", "room", "persons", "since",
-                                           "acked by", "message"], _alarm_rows(items, cfg.center.timezone))
+                                           "acked by", "message"], _alarm_rows(items, cfg))
         return EXIT_OK
     if args.json:
         emit_json(history)
     else:
         table(None, ["seq", "ts", "event", "code", "severity", "room", "persons", "alarm_id"],
-              [[h["seq"], h["ts"], h["event"].split(".")[1], h.get("code"), h.get("severity"), h.get("room"),
+              [[h["seq"], local(h["ts"], cfg), h["kind"], h.get("code"), h.get("severity"), h.get("room"),
                 ",".join(h.get("persons") or []), h.get("alarm_id")] for h in history])
     return EXIT_OK
 
@@ -340,15 +435,13 @@ def _alarm_stats(args, cfg, conn) -> int:
 
 
 def cmd_ack(args) -> int:
+    # The same alarm/ack handler as over MQTT: a bad officer id is a one-line bad_request.
     cfg, _ = get_config(args)
-    resp = control(cfg, {"cmd": "ack", "alarm_id": args.alarm_id, "by": args.by, "note": args.note})
-    if args.json:
-        emit_json(resp)
-    elif resp.get("ok"):
-        print(f"acknowledged {args.alarm_id} by {args.by}")
-    else:
-        print(f"casegate: {resp['error']['code']}: {resp['error']['message']}", file=sys.stderr)
-    return EXIT_OK if resp.get("ok") else EXIT_FAILED
+    req = {"alarm_id": args.alarm_id, "by": args.by}
+    if args.note:
+        req["note"] = args.note
+    return daemon_request(cfg, "alarm/ack", req, args.json,
+                          lambda d: f"acknowledged {args.alarm_id} by {args.by}")
 
 
 def cmd_trace(args) -> int:
@@ -360,12 +453,20 @@ def cmd_trace(args) -> int:
     evs = iter_events(conn, types=["presence.entered", "presence.left", "person.registered", "person.left",
                                    "wristband.bound", "wristband.unbound"], since_ts=since)
     rows = trace(evs, args.person)
+    if not rows:
+        known = conn.execute("SELECT 1 FROM events WHERE type = 'person.registered' AND "
+                             "json_extract(data, '$.person') = ? LIMIT 1", (args.person,)).fetchone()
+        if args.json:
+            emit_json(rows)
+        raise CliError(f"no room visits recorded for {args.person}" + (" since " + args.since if since else "")
+                       if known else f"no such person {args.person!r} in the journal")
     if args.json:
         emit_json(rows)
     else:
-        table(f"trace of {args.person}", ["room", "entered", "left", "seconds"],
-              [[r["room"], r["entered"], r.get("left") or "(still there)", r.get("seconds")] for r in rows])
-    return EXIT_OK if rows else EXIT_FAILED
+        table(f"trace of {args.person}", ["room", "entered", "left", "stayed"],
+              [[r["room"], local(r["entered"], cfg), local(r["left"], cfg) if r.get("left") else "(still there)",
+                duration(r.get("seconds"))] for r in rows])
+    return EXIT_OK
 
 
 def cmd_custody(args) -> int:
@@ -374,13 +475,18 @@ def cmd_custody(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     rows = custody_history(iter_events(conn, types=CUSTODY_TYPES), args.item)
+    if not rows:
+        if args.json:
+            emit_json(rows)
+        raise CliError(f"no such item {args.item.upper()!r} in the journal (no order, deposit or removal "
+                       f"names it)")
     if args.json:
         emit_json(rows)
     else:
-        table(f"chain of custody of {args.item.upper()}", ["ts", "event", "by", "locker", "compartment", "order / code"],
-              [[r["ts"], r["event"], r.get("by") or r["source"], r.get("locker"), r.get("compartment"),
+        table(f"chain of custody of {args.item.upper()}", ["time", "event", "by", "locker", "compartment", "order / code"],
+              [[local(r["ts"], cfg), r["event"], r.get("by") or r["source"], r.get("locker"), r.get("compartment"),
                 r.get("order") or r.get("code") or ""] for r in rows])
-    return EXIT_OK if rows else EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_journal_verify(args) -> int:
@@ -408,33 +514,147 @@ def cmd_replay(args) -> int:
     conn = open_reader(journal_path(cfg))
     evs = iter_events(conn, since_ts=_ts_arg(args.since), until_ts=_ts_arg(args.until))
     alarms = replay(evs, cfg)
+    kinds, open_ids = [], set()
+    for a in alarms:        # a re-sent alarm.raised of an active alarm is an update
+        aid = a.data.get("alarm_id")
+        kinds.append("updated" if a.type == "alarm.raised" and aid in open_ids else a.type.split(".")[1])
+        if a.type == "alarm.raised":
+            open_ids.add(aid)
+        elif a.type == "alarm.cleared":
+            open_ids.discard(aid)
     if args.json:
         emit_json([a.envelope() | {"seq": None, "prev": None, "hash": None} for a in alarms])
     else:
         table(f"{len(alarms)} alarm events from replay", ["ts", "event", "code", "room", "persons", "alarm_id"],
-              [[a.ts, a.type.split(".")[1], a.data.get("code"), a.data.get("room"),
+              [[local(a.ts, cfg), a.type.split(".")[1], a.data.get("code"), a.data.get("room"),
                 ",".join(a.data.get("persons") or []), a.data.get("alarm_id")] for a in alarms])
     return EXIT_OK
 
 
 def cmd_face_enroll(args) -> int:
-    from drivers.base import CommandError
-    from drivers.camera.enroll import enroll_file
+    """Through the daemon: the same face/enroll as over MQTT (registered-person check,
+    face.enrolled journaled, cameras reload their faces)."""
+    import base64
     cfg, _ = get_config(args)
-    if not Path(args.image).is_file():
-        raise CliError(f"{args.image}: no such file", EXIT_USAGE)
     try:
-        res = enroll_file(str(cfg.storage_dir), args.person, args.image)
-    except CommandError as e:
-        print(f"casegate: {e.code}: {e.message}", file=sys.stderr)
-        return EXIT_FAILED
+        image = Path(args.image).read_bytes()
     except FileNotFoundError:
         raise CliError(f"{args.image}: no such file", EXIT_USAGE)
+    except OSError as e:
+        raise CliError(f"{args.image}: cannot read: {e.strerror}", EXIT_USAGE)
+    return daemon_request(cfg, "face/enroll", {"person": args.person,
+                                               "image": base64.b64encode(image).decode("ascii")},
+                          args.json, lambda d: f"enrolled face of {d.get('person', args.person)}"
+                                               f" (event {d.get('event_id', '?')})")
+
+
+def cmd_doctor(args) -> int:
+    from gateway.doctor import run_checks
+
+    def daemon_status(cfg):
+        try:
+            resp = control(cfg, {"cmd": "status"}, timeout=5)
+        except (CliError, OSError, ValueError):
+            return None
+        return resp.get("data") if resp.get("ok") else None
+    path = config_path(args.config)
+    findings = run_checks(path, user=args.user, daemon_status=daemon_status)
+    failed = any(f.level == "FAIL" for f in findings)
     if args.json:
-        emit_json(res)
+        emit_json({"ok": not failed, "config": path, "checks": [f.as_dict() for f in findings]})
     else:
-        print(f"enrolled face of {args.person}")
-    return EXIT_OK
+        from rich.text import Text
+        con = _console()
+        style = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
+        for f in findings:
+            line = Text(f"{f.level:<4}", style=style[f.level])
+            line.append(f" {f.check}: {f.message}")
+            if f.fix and f.level != "OK":
+                line.append(f"\n      fix: {f.fix}", style="dim" if f.level == "WARN" else "")
+            con.print(line)
+        n = {lvl: sum(1 for f in findings if f.level == lvl) for lvl in ("OK", "WARN", "FAIL")}
+        con.print(f"{n['OK']} ok, {n['WARN']} warnings, {n['FAIL']} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_top(args) -> int:
+    from gateway.top import run_top
+    cfg, _ = get_config(args)
+    control(cfg, {"cmd": "status"}, timeout=5)       # no daemon at start: exit 3 with the hint
+
+    def fetch():
+        try:
+            resp = control(cfg, {"cmd": "top"}, timeout=5)
+        except CliError as e:
+            raise RuntimeError(str(e)) from None
+        if not resp.get("ok"):
+            raise RuntimeError((resp.get("error") or {}).get("message", "daemon refused"))
+        return resp["data"]
+    return run_top(fetch, interval=args.interval, once=args.once)
+
+
+# ---- commissioning through the daemon (same handlers as P/request/<command>) -----------
+def daemon_request(cfg: Config, command: str, req_args: dict, as_json: bool, describe) -> int:
+    """Send one request over the control socket and print its answer.
+
+    The daemon runs it through the MQTT request router, so validation and journal
+    events are those of P/request/<command>; errors are printed as code: message."""
+    resp = control(cfg, {"cmd": "request", "command": command, "args": req_args}, timeout=90)
+    if as_json:
+        emit_json(resp)
+    elif resp.get("ok"):
+        data = resp.get("data") or {}
+        print(describe(data) + (" (unchanged)" if data.get("unchanged") else ""))
+    else:
+        err = resp.get("error") or {}
+        code, msg = err.get("code", "error"), err.get("message", "")
+        if code == "unknown_command":
+            msg += f" — this daemon does not support {command} (upgrade casegate?)"
+        print(f"casegate: {command} refused: {code}: {msg}", file=sys.stderr)
+    if resp.get("ok"):
+        return EXIT_OK
+    return EXIT_USAGE if (resp.get("error") or {}).get("code") == "bad_request" else EXIT_FAILED
+
+
+def _drop_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None and v is not False}
+
+
+def cmd_person_add(args) -> int:
+    cfg, _ = get_config(args)
+    req = _drop_none({"person": args.person, "role": args.role, "name": args.name, "gender": args.gender,
+                      "minor": args.minor, "age": args.age, "vulnerable": args.vulnerable,
+                      "case_id": args.case_id, "case_type": args.case_type, "limit_h": args.limit_h,
+                      "arrived_at": _ts_arg(args.arrived_at), "visitor_kind": args.visitor_kind,
+                      "for": args.for_person})
+    return daemon_request(cfg, "person/register", req, args.json,
+                          lambda d: f"registered {args.person} as {args.role}")
+
+
+def cmd_person_update(args) -> int:
+    cfg, _ = get_config(args)
+    req = _drop_none({"person": args.person, "by": args.by, "reason": args.reason,
+                      "case_type": args.case_type, "limit_h": args.limit_h, "case_id": args.case_id,
+                      "detained_at": _ts_arg(args.detained_at), "vulnerable": args.vulnerable})
+    return daemon_request(cfg, "person/update", req, args.json, lambda d: f"updated {args.person}")
+
+
+def cmd_person_checkout(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "person/checkout", {"person": args.person, "by": args.by}, args.json,
+                          lambda d: f"checkout of {args.person} approved by {args.by}")
+
+
+def cmd_band_bind(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "wristband/bind", {"tag": args.tag, "person": args.person}, args.json,
+                          lambda d: f"tag {d.get('tag', args.tag)} bound to {args.person}")
+
+
+def cmd_band_unbind(args) -> int:
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "wristband/unbind", {"tag": args.tag}, args.json,
+                          lambda d: f"tag {d.get('tag', args.tag)} unbound from {d.get('person', '?')}")
 
 
 PROBE_KINDS = ("zone_reader", "card_reader", "modbus_doors", "locker", "camera")
@@ -578,12 +798,74 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_face_enroll)
 
+    _add_commissioning(sub)
+
+    sp = add("doctor", "check this installation: config, storage, serial ports, devices, broker/TLS, clock, "
+             "systemd; OK/WARN/FAIL with the fix (exit 1 on a FAIL)", cmd_doctor)
+    sp.add_argument("--user", help="the service user to check permissions for (default: casegate if it exists)")
+
+    sp = add("top", "live view for the duty room: rooms, alarms, devices, uplink (needs the daemon; q quits)",
+             cmd_top, json_flag=False)
+    sp.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    sp.add_argument("--once", action="store_true", help="print one screen and exit (also when not a terminal)")
+
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
     sp.add_argument("--dir", help="keep the demo's storage here (default: a temporary dir)")
+    sp.add_argument("--keep", action="store_true", help="keep the temporary work dir (journal, config, demo.log)")
     sp.add_argument("--no-broker", action="store_true", help="do not start a local mosquitto")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
+
+
+def _add_commissioning(sub) -> None:
+    """person add|update|checkout, band bind|unbind: commissioning without a central system."""
+    pp = sub.add_parser("person", help="register, update, check out persons (through the daemon)")
+    psub = pp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    sp = psub.add_parser("add", help="register a person (same as MQTT person/register)")
+    sp.add_argument("person", help="person id, e.g. an officer's badge number")
+    sp.add_argument("--role", required=True, choices=["suspect", "officer", "staff", "visitor"])
+    sp.add_argument("--name")
+    sp.add_argument("--gender", choices=["male", "female"])
+    sp.add_argument("--minor", action="store_true", help="under 18")
+    sp.add_argument("--age", type=int)
+    sp.add_argument("--vulnerable", action="store_true", help="needs special protection (DOMAIN)")
+    sp.add_argument("--case-id")
+    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
+    sp.add_argument("--arrived-at", help="到案时间, RFC 3339 (default: now)")
+    sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
+    sp.add_argument("--for", dest="for_person", help="the person a visitor is here for")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_add)
+    sp = psub.add_parser("update", help="correct a registration (same as MQTT person/update)")
+    sp.add_argument("person")
+    sp.add_argument("--by", required=True, help="the officer making the change")
+    sp.add_argument("--reason", required=True, help="why (journaled)")
+    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--limit-h", type=float)
+    sp.add_argument("--case-id")
+    sp.add_argument("--detained-at", help="RFC 3339")
+    sp.add_argument("--vulnerable", action="store_true")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_update)
+    sp = psub.add_parser("checkout", help="approve a person's leaving (same as MQTT person/checkout)")
+    sp.add_argument("person")
+    sp.add_argument("--by", required=True, help="the approving officer")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_person_checkout)
+
+    bp = sub.add_parser("band", help="bind or unbind wristbands and cards (through the daemon)")
+    bsub = bp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    sp = bsub.add_parser("bind", help="bind a wristband (8 hex) or card (10 hex) to a person")
+    sp.add_argument("tag")
+    sp.add_argument("person")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_band_bind)
+    sp = bsub.add_parser("unbind", help="unbind a wristband or card")
+    sp.add_argument("tag")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_band_unbind)
 
 
 def main(argv: list[str] | None = None) -> int:

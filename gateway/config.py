@@ -105,6 +105,21 @@ class MqttConfig(Strict):
         return Path(self.password_file).read_text(encoding="utf-8").strip()
 
 
+class MetricsConfig(Strict):
+    # host:port for Prometheus text at /metrics; empty = off (SPEC §5). Keep it on loopback
+    # or a management network: the numbers describe the center.
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            host, _, port = v.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f"must be host:port, e.g. 127.0.0.1:9108, got {v!r}")
+        return v
+
+
 class RoomConfig(Strict):
     id: str = Field(pattern=ID_PATTERN)
     type: Literal[ROOM_TYPES]  # type: ignore[valid-type]
@@ -269,6 +284,7 @@ class Config(Strict):
     center: CenterConfig = CenterConfig()
     storage: StorageConfig = StorageConfig()
     mqtt: MqttConfig = MqttConfig()
+    metrics: MetricsConfig = MetricsConfig()
     rooms: list[RoomConfig] = []
     devices: list[DeviceConfig] = []
     rules: dict[str, dict[str, Any]] = {}

@@ -27,6 +27,9 @@ from gateway.journal import Journal, journal_stats
 
 log = logging.getLogger("casegate")
 
+# One control-socket request is one line; face/enroll's base64 photo may be ~8 MB.
+CONTROL_MAX_LINE = 9 * 1024 * 1024
+
 
 # ---- systemd notify (sd_notify(3)): a datagram to $NOTIFY_SOCKET ------------------
 def sd_notify(message: str) -> bool:
@@ -123,6 +126,9 @@ class Daemon:
         self.extra_listeners: list = []
         self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
         self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
+        self._cli_router = None                          # RequestRouter for control-socket requests
+        self.uplink_error: str | None = None             # why the uplink could not start (secrets)
+        self._cli_router_lock = threading.Lock()
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
@@ -135,7 +141,7 @@ class Daemon:
         self.core.add_derivation(derive_person_left)
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
-        if cfg.mqtt.enabled:
+        if cfg.mqtt.enabled and not self._uplink_blocked():
             from gateway.requests import RequestRouter
             if cfg.mqtt.uplink_process:
                 from gateway.uplink_process import UplinkProcess as Uplink
@@ -157,11 +163,45 @@ class Daemon:
         self.core.submit(Draft("gateway.started", {"version": __version__,
                                                    "config_hash": cfg.config_hash()}))
         self._start_control_socket()
+        self._start_metrics()
         for dev in cfg.devices:
             if dev.enabled:
                 self._start_driver(dev)
         threading.Thread(target=self._state_publisher, name="state-pub", daemon=True).start()
         self._state_dirty.set()
+
+    def _start_metrics(self) -> None:
+        listen = self.config.metrics.listen
+        if not listen:
+            return
+        from gateway.metrics import start_metrics_server
+        try:
+            self._metrics_server, _ = start_metrics_server(listen, self.metrics_snapshot)
+        except OSError as e:      # port taken: the center runs without metrics, and says so
+            log.error("metrics: cannot listen on %s: %s — change [metrics] listen", listen, e.strerror or e)
+
+    def _uplink_blocked(self) -> bool:
+        """A secret file the MQTT client needs is missing or unreadable: starting the
+        uplink would only crash-loop with tracebacks. Keep journaling (nothing is lost:
+        the backlog waits in the journal) and say once, in the log and in `status`,
+        what to fix."""
+        from gateway.checks import FAIL, check_file_readable, secret_files
+        bad = [f for f in (check_file_readable(k, v) for k, v in secret_files(self.config)) if f.level == FAIL]
+        if not bad:
+            return False
+        self.uplink_error = "; ".join(f"{f.check}: {f.message}" for f in bad) + \
+            " — uplink not started; fix it, then systemctl restart casegate"
+        log.error("MQTT uplink not started: %s (%s); events are journaled and wait for it",
+                  self.uplink_error, "; ".join(f.fix for f in bad))
+        return True
+
+    def uplink_status(self) -> dict:
+        if self.uplink:
+            return self.uplink.status()
+        if self.uplink_error:
+            m = self.config.mqtt
+            return {"connected": False, "broker": f"{m.host}:{m.port}", "last_error": self.uplink_error}
+        return {"connected": False, "disabled": True}
 
     def _start_driver(self, dev) -> None:
         from drivers.base import driver_class
@@ -274,11 +314,15 @@ class Daemon:
                 log.warning("device %s did not stop cleanly: %s", dev_id, e)
         if self.router:
             self.router.stop()
+        if self._cli_router:
+            self._cli_router.stop()
         self._snapshot_pool.shutdown(wait=False, cancel_futures=True)
         self.core.submit(Draft("gateway.stopped", {"reason": reason}))
         self.core.stop()
         if self.uplink:
             self.uplink.stop(drain_s=3.0)
+        if getattr(self, "_metrics_server", None):
+            self._metrics_server.shutdown()
         if self._ctl:
             self._ctl.shutdown()
             self._ctl.server_close()
@@ -461,7 +505,8 @@ class Daemon:
             def handle(self):
                 self.connection.settimeout(30)
                 try:
-                    line = self.rfile.readline(65536)
+                    # face/enroll carries a base64 photo: the line may be megabytes.
+                    line = self.rfile.readline(CONTROL_MAX_LINE)
                     req = json.loads(line)
                     resp = daemon.control(req)
                 except Exception as e:
@@ -509,10 +554,99 @@ class Daemon:
                 return json.loads(res.value)
             except RequestError as e:
                 return {"ok": False, "error": {"code": e.code, "message": e.message}}
+        if cmd == "request":
+            return self.control_request(req.get("command"), req.get("args"))
+        if cmd == "metrics":
+            return {"ok": True, "data": self.metrics_snapshot()}
+        if cmd == "top":
+            return self.top_snapshot()
         if cmd == "reload":
             problems = self.request_reload()
             return {"ok": problems is None, "error": {"code": "bad_request", "message": problems} if problems else None}
         return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
+
+    def control_request(self, command: Any, args: Any) -> dict:
+        """A P/request/<command> arriving on the control socket (casegate person add,
+        band bind, face enroll, ...): parsed by the same parse_request and run by the
+        same RequestRouter handlers as over MQTT, so its validation, idempotency and
+        journal events are exactly those of the MQTT command. Source is ``cli``."""
+        from concurrent.futures import Future
+
+        from gateway.requests import Request, RequestRouter, fail, parse_request
+        if not isinstance(command, str) or not isinstance(args, dict):
+            return {"ok": False, "error": {"code": "bad_request",
+                                           "message": "request needs a command and an args object"}}
+        args = dict(args)
+        args.setdefault("request_id", f"cli-{time.time_ns()}")
+        payload = json.dumps(args, ensure_ascii=False).encode()
+        parsed, rid, err = parse_request(command, payload, self.config.mqtt.max_request_bytes)
+        if err is not None:
+            return fail(rid, err)
+        with self._cli_router_lock:
+            if self._cli_router is None:
+                # Its own router (and worker): the CLI works with MQTT disabled, and
+                # answers come back to the socket, not to P/response/.
+                self._cli_router = RequestRouter(
+                    self, self.core, lambda req, answer: req.reply.set_result(answer),
+                    self.config.mqtt.max_request_bytes)
+        req = Request(command, parsed, rid, source="cli")
+        req.reply = Future()
+        self._cli_router.submit(req)
+        try:
+            return req.reply.result(timeout=60)
+        except TimeoutError:
+            return fail(rid, RequestError("busy", "no answer within 60 s"))
+
+    def top_snapshot(self) -> dict:
+        """What `casegate top` draws: occupancy with roles and names, active alarms
+        with their ack state, devices, uplink. One writer-thread call, so rooms and
+        alarms are from the same instant."""
+        def snap(core):
+            st = core.state
+            rooms = st.occupancy()
+            for people in rooms.values():
+                for entry in people:
+                    p = st.persons.get(entry["person"])
+                    entry["name"] = getattr(p, "name", "") or ""
+            return {"ts": format_ts(time.time()), "rooms": rooms,
+                    "active": [dict(a) for a in st.active_alarms.values()]}, []
+        try:
+            data = self.core.call(snap).result(3).value
+        except Exception as e:
+            return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
+        data.update({"center": self.config.center.id, "center_name": self.config.center.name,
+                     "timezone": self.config.center.timezone,
+                     "room_types": {r.id: r.type for r in self.config.rooms},
+                     "room_names": {r.id: r.name for r in self.config.rooms},
+                     "devices": self.devices(),
+                     "uplink": self.uplink_status()})
+        return {"ok": True, "data": data}
+
+    def metrics_snapshot(self) -> dict:
+        """Numbers for the Prometheus collector (gateway/metrics.py). Read without the
+        writer thread: a scrape must answer while the writer is stuck (disk full)."""
+        try:
+            st = journal_stats(self.config.journal_path)
+        except Exception:
+            st = {"bytes": None, "events": None, "backlog": None}
+        up = self.uplink.status() if self.uplink else {}
+        alarms: dict[tuple[str, str], int] = {}
+        for a in list(self.core.state.active_alarms.values()):
+            key = (str(a.get("code")), str(a.get("severity")))
+            alarms[key] = alarms.get(key, 0) + 1
+        ckpt = getattr(self, "last_checkpoint_ts", None)    # set by checkpoints once they exist
+        return {
+            "last_seq": self.journal.last_seq, "journal_events": st.get("events"),
+            "journal_bytes": st.get("bytes"),
+            "backlog": up.get("backlog", st.get("backlog")), "delivered": up.get("delivered", 0) or 0,
+            "connected": bool(up.get("connected")), "connects": up.get("connects", 0) or 0,
+            "uplink_restarts": (up.get("process") or {}).get("restarts", 0) or 0,
+            "devices": self.devices(),
+            "alarms": [{"code": c, "severity": s, "count": n} for (c, s), n in sorted(alarms.items())],
+            "checkpoint_age_s": (time.time() - ckpt) if ckpt else None,
+            "uptime_s": time.time() - self.started,
+            "journal_error": bool(self.core.error),
+        }
 
     def status(self) -> dict:
         try:
@@ -530,7 +664,7 @@ class Daemon:
         return {
             "version": __version__, "center": self.config.center.id, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
-            "uplink": self.uplink.status() if self.uplink else {"connected": False, "disabled": True},
+            "uplink": self.uplink_status(),
             "journal": {"path": str(self.config.journal_path), "bytes": st["bytes"],
                         "events": st["events"], "last_seq": st["last_seq"], "backlog": st["backlog"],
                         "error": self.core.error},

@@ -140,12 +140,23 @@ class DemoClock:
         self.speed = float(speed)
         self.wall0 = time.time()
         self.start = self.wall0 if start is None else start
+        # Start-up (broker, simulators, daemon, devices online) runs at real speed:
+        # at --speed 600, 4 s of start-up must not become 40 demo minutes.
+        # run() switches to the compressed clock from the demo time reached.
+        self.scaled_from: tuple[float, float] | None = None     # (wall, demo) at run()
 
     def __call__(self) -> float:
         return self.to_demo(time.time())
 
+    def run(self) -> None:
+        wall = time.time()
+        self.scaled_from = (wall, self.to_demo(wall))
+
     def to_demo(self, wall: float) -> float:
-        return self.start + (wall - self.wall0) * self.speed
+        if self.scaled_from is None:
+            return self.start + (wall - self.wall0)
+        w, d = self.scaled_from
+        return d + (wall - w) * self.speed
 
     def minutes(self) -> float:
         return (self() - self.start) / 60.0
@@ -258,6 +269,21 @@ def _floors(speed: float) -> dict[str, dict[str, float]]:
         "locker_open_too_long": {"limit_s": f(60, 1.5)},
         "door_held_open": {"limit_s": f(120, 1.5)},
     }
+
+
+def demo_shortcuts(speed: float) -> list[str]:
+    """What the demo changes from the law and the defaults, said on screen and in the
+    summary: nobody should take a demo's 1.5 h limit for the real one."""
+    from rules.catalog import CATALOG
+    out = ["DEMO SETTING: administrative detention limit shortened to 1.5 h (law: 8 h, up to 24 h) "
+           "so that its warning happens within the demo"]
+    for code, settings in _floors(speed).items():
+        for key, value in settings.items():
+            default = getattr(CATALOG[code].settings(), key)
+            if value != default:
+                out.append(f"DEMO SETTING: {code}.{key} = {value:g} (default {default:g}): at ×{speed:g} "
+                           "device latency would otherwise trip it")
+    return out
 
 
 def build_config(storage: Path, mqtt_port: int, zone_port: int, sims: Simulators, speed: float) -> dict:
@@ -511,7 +537,8 @@ class View:
         self.types: Counter = Counter()
 
     def fold(self, ev: Event) -> list[tuple[str, str]]:
-        """Returns display lines (text, style) worth showing for this event."""
+        """Returns display lines (text, style) worth showing for this event (the
+        caller stamps them with the event's own time, so they read in order)."""
         self.events.append(ev)
         self.types[ev.type] += 1
         d = ev.data if isinstance(ev.data, dict) else {}
@@ -538,11 +565,15 @@ class View:
         elif ev.type == "alarm.raised":
             aid, code = d.get("alarm_id"), d.get("code")
             new = aid not in self.active
+            old = self.active.get(aid)
             self.active[aid] = d
             self.raised.setdefault(code, set()).add(aid)
             msg = (d.get("message") or {}).get("en", "")
             if new:
                 out.append((f"ALARM {code} [{d.get('severity')}] {msg}", "bold red"))
+            elif d.get("snapshot") and d.get("snapshot") != (old or {}).get("snapshot"):
+                # 视频联动: the camera's picture is attached to the alarm by an update
+                out.append((f"snapshot for {code}: {d['snapshot']}", "cyan"))
         elif ev.type == "alarm.cleared":
             a = self.active.pop(d.get("alarm_id"), None)
             if a is not None:
@@ -611,8 +642,8 @@ class Display:
                 pass
             self.live = None
 
-    def log(self, text: str, style: str = "") -> None:
-        stamp = self.clock.hhmm()
+    def log(self, text: str, style: str = "", at: float | None = None) -> None:
+        stamp = self.clock.hhmm(at)
         self.lines.append((f"{stamp}  {text}", style))
         if self.mode == "lines":
             self.console.print(f"{stamp} [{self.step:>2}/{self.total}] {text}", style=style or None,
@@ -705,7 +736,7 @@ class Script:
             while batch is not None:
                 for ev in batch:
                     for text, style in self.view.fold(ev):
-                        self.ui.log(text, style)
+                        self.ui.log(text, style, at=ev.epoch)
                 try:
                     batch = self.q.get_nowait()
                 except queue.Empty:
@@ -1061,6 +1092,8 @@ def print_summary(console, s: dict) -> None:
         console.print(f"journal verify: [red]BROKEN at seq {v['bad_seq']}[/]: {v['reason']}")
     for p in s.get("problems", []):
         console.print(f"[magenta]note:[/] {p}", markup=True)
+    for text in s.get("demo_settings", []):
+        console.print(text, style="yellow", markup=False)
     if s["missing_alarms"]:
         console.print(f"[red]missing alarms:[/] {', '.join(s['missing_alarms'])}")
     console.print(("[bold green]demo OK[/]" if s["ok"] else "[bold red]demo FAILED[/]")
@@ -1083,6 +1116,7 @@ def run_demo(args) -> int:
     speed = 60.0 if speed is None else float(speed)
     json_mode = bool(getattr(args, "json", False))
     keep_dir = getattr(args, "dir", None)
+    keep_tmp = bool(getattr(args, "keep", False))
     no_broker = bool(getattr(args, "no_broker", False))
     if not 0 < speed <= 100000:        # NaN fails too
         print("casegate demo: --speed must be > 0 (1 = real time, 60 = one minute per second)", file=sys.stderr)
@@ -1179,8 +1213,12 @@ def run_demo(args) -> int:
         for d in daemon.devices():
             if d.get("state") != "online":
                 display.log(f"device {d['id']} is {d.get('state')}: {d.get('error') or ''}", "magenta")
+        for text in demo_shortcuts(speed):
+            display.log(text, "yellow")
+        clock.run()
         for i, (minute, text, fn) in enumerate(steps, 1):
             script.until(minute)
+            script.pump(0.0)            # the previous step's events before this step's title
             display.set_step(i, text)
             fn()
         # every expected alarm (bounded), then let the uplink deliver
@@ -1200,7 +1238,7 @@ def run_demo(args) -> int:
             broker_info["messages"] = desk.messages
         summary = summarize(daemon_stopped.config.journal_path, backlog, broker_info)
         summary.update(speed=speed, demo_minutes=round(demo_minutes, 1), wall_s=round(time.monotonic() - t0, 1),
-                       problems=script.problems,
+                       problems=script.problems, demo_settings=demo_shortcuts(speed),
                        journal=str(daemon_stopped.config.journal_path) if keep_dir else None)
         status = 0 if summary["ok"] else 1
     except KeyboardInterrupt:
@@ -1230,7 +1268,7 @@ def run_demo(args) -> int:
         logging.getLogger().setLevel(old_level)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-        if not keep_dir:
+        if not keep_dir and not keep_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
     if interrupted:
         print("casegate demo: interrupted; everything stopped", file=sys.stderr)
@@ -1240,9 +1278,10 @@ def run_demo(args) -> int:
             sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
         else:
             print_summary(display.console, summary)
-            if keep_dir:
+            if keep_dir or keep_tmp:
                 display.console.print(f"kept in {workdir}: try `casegate --config {workdir / 'casegate.toml'} "
                                       "trace sus-liu` or `... alarms`", markup=False)
-            elif not summary["ok"]:
-                display.console.print("run with --dir DIR to keep the journal and demo.log", markup=False)
+            else:
+                display.console.print(f"removed the demo's work dir {workdir} (journal, config, demo.log); "
+                                      "--keep or --dir DIR keeps them", markup=False)
     return status

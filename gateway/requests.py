@@ -179,6 +179,9 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors()[:3]:
         loc = ".".join(str(x) for x in e["loc"]) or "payload"
         msg = "required" if e["type"] == "missing" else e["msg"]
+        if e["type"] == "string_pattern_mismatch":
+            # Operators type these ids by hand (casegate ack --by ...): say what an id is.
+            msg = f"not a valid id {e.get('input')!r} (letters, digits, '_', '.', '-')"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 

@@ -34,14 +34,29 @@ def _comp(subject):
 
 
 # ---- doors ----------------------------------------------------------------------------------------
+# A badge this long before a door opens (or while it is open) is who opened it.
+BADGE_BEFORE_OPEN_S = 30.0
+
+
+def _door_opener(ctx, d) -> str | None:
+    badge = ctx.state.last_badge.get(d.room) if d.room else None
+    if badge is None:
+        return None
+    who, at = badge
+    return who if at >= d.since - BADGE_BEFORE_OPEN_S else None
+
+
 def _door_check(ctx, door, t):
     d = ctx.state.doors.get(door)
     if d is None or not d.open:
         return None
     rl = ctx.room_label(d.room)
     lim = ctx.settings["door_held_open"].limit_s
-    return Facts(d.room, [], f"{rl} 门{door}打开超过{lim:g}秒", f"{rl}: door {door} open for more than {lim:g} s",
-                 {"door": door, "opened": format_ts(d.since)})
+    by = _door_opener(ctx, d)
+    zh_by, en_by = (f"（最后刷卡：{by}）", f" (last badge: {by})") if by else ("", "")
+    return Facts(d.room, [by] if by else [], f"{rl} 门{door}打开超过{lim:g}秒{zh_by}",
+                 f"{rl}: door {door} open for more than {lim:g} s{en_by}",
+                 {"door": door, "opened": format_ts(d.since), "by": by})
 
 
 @rule("door_held_open", on=("door.opened", "door.closed"), check=_door_check, grace="limit_s")
@@ -114,10 +129,17 @@ def evidence_unauthorized_removal(ctx, ev, t):
         if r is None or r.order is not None:
             return NONE
         comp = int(ev.data.get("compartment", 0))
+        # Who unlocked the compartment last, when the journal knows it (locker/open by).
+        c = ctx.state.compartments.get((locker, comp))
+        unlock = c.unlock if c is not None and c.unlock is not None and c.unlock.at <= t else None
+        by = unlock.by if unlock is not None else None
+        zh_by, en_by = (f"（最后开柜：{by}）", f" (last unlocked by {by})") if by else ("", "")
         return ctx.raise_(ER, item, t, Facts(
-            _locker_room(ctx, locker), [], f"涉案财物{item}从柜{locker}第{comp}格取出，无出库审批",
-            f"item {item} removed from locker {locker} compartment {comp} without a custody order",
-            {"item": item, "locker": locker, "compartment": comp}))
+            _locker_room(ctx, locker), [by] if by else [],
+            f"涉案财物{item}从柜{locker}第{comp}格取出，无出库审批{zh_by}",
+            f"item {item} removed from locker {locker} compartment {comp} without a custody order{en_by}",
+            {"item": item, "locker": locker, "compartment": comp, "by": by,
+             "unlocked_at": format_ts(unlock.at) if unlock is not None else None}))
     if ctx.alarm(ER, item) is None:
         return NONE
     r = ctx.state.removed.get(item)

@@ -142,6 +142,9 @@ class State:
     cameras: dict[str, CameraView] = field(default_factory=dict)            # room -> camera view
     devices_offline: dict[str, float] = field(default_factory=dict)         # device -> since
     device_errors: dict[str, str] = field(default_factory=dict)
+    # room -> (person, at) of the last card badge (card.swiped, door.passed) by a known
+    # person: door_held_open names who opened the door.
+    last_badge: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     # ---- queries -------------------------------------------------------
     def person_for(self, tag: str) -> str | None:
@@ -453,6 +456,12 @@ def _unlock(s: State, ev: Event) -> None:
     c.unlock = UnlockRequest(ev.epoch, d.get("by"), d.get("order"))
 
 
+def _badge(s: State, ev: Event) -> None:
+    d = ev.data
+    if d.get("person") and d.get("room"):
+        s.last_badge[d["room"]] = (d["person"], ev.epoch)
+
+
 def _order_valid(o: CustodyOrder, t: float) -> bool:
     return (o.action in AUTHORISING_ACTIONS and not o.used
             and (o.expires is None or o.expires > t))
@@ -623,6 +632,8 @@ _FOLDS = {
     "locker.opened": _locker_open,
     "locker.closed": _locker_open,
     "locker.unlock_requested": _unlock,
+    "card.swiped": _badge,
+    "door.passed": _badge,
     "evidence.added": _evidence_added,
     "evidence.removed": _evidence_removed,
     "custody.ordered": _custody,

@@ -39,6 +39,15 @@ from drivers.base import Backoff, Driver, DriverContext
 
 log = logging.getLogger("casegate.modbus_doors")
 
+
+def quiet_pymodbus() -> None:
+    """pymodbus logs each failed connect at ERROR, then "Repeating....": the driver
+    already reports the failure once, with the device id (device.error, the probe's
+    "offline: ..." line). Its own lines stay visible under --log-level DEBUG."""
+    lg = logging.getLogger("pymodbus")
+    if not lg.isEnabledFor(logging.DEBUG):
+        lg.setLevel(logging.CRITICAL)
+
 EXCEPTION_NAMES = {
     1: "illegal function", 2: "illegal data address", 3: "illegal data value",
     4: "server device failure", 5: "acknowledge", 6: "server device busy",
@@ -275,6 +284,7 @@ class ModbusDoorsDriver(Driver):
 
     def start(self) -> None:
         self.stop_event.clear()
+        quiet_pymodbus()
         self.open_bus()
         self._thread = threading.Thread(target=self._run, name=f"modbus-{self.device_id}", daemon=True)
         self._thread.start()

@@ -12,7 +12,7 @@ import sys
 import time
 
 from drivers.base import add_probe_option as _add
-from drivers.modbus_doors.driver import ModbusBus, PollError, parse_url, read_inputs
+from drivers.modbus_doors.driver import ModbusBus, PollError, parse_url, quiet_pymodbus, read_inputs
 
 
 
@@ -51,6 +51,7 @@ def _fmt(bits: list[bool], first: int) -> str:
 
 def run(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
+    quiet_pymodbus()
     url = getattr(args, "url", None) or getattr(args, "port", None)
     if not url:
         print("probe modbus_doors: --url is required (tcp://host:port or rtu:///dev/ttyUSB1?baudrate=9600)",

@@ -286,6 +286,11 @@ case("door_held_open", "open 200 s", [(100, "door.opened", {"door": "exit-door",
      400, [(R, 220), (C, 300)])
 case("door_held_open", "open 100 s", [(100, "door.opened", {"door": "exit-door", "room": "exit"}),
                                       (200, "door.closed", {"door": "exit-door", "room": "exit"})], 3000, [])
+case("door_held_open", "badged open 200 s names the badge",
+     [arrive(0, "O1", "officer"), (95, "card.swiped", {"card": "0A1B2C3D4E", "reader": "card-exit", "room": "exit",
+                                                       "person": "O1"}),
+      (100, "door.opened", {"door": "exit-door", "room": "exit"}),
+      (300, "door.closed", {"door": "exit-door", "room": "exit"})], 400, [(R, 220), (C, 300)])
 LO = {"locker": "locker-ev1", "compartment": 5}
 case("locker_open_too_long", "open 100 s", [(100, "locker.opened", LO), (200, "locker.closed", LO)],
      300, [(R, 160), (C, 200)])
@@ -306,6 +311,9 @@ ORDER = {"order": "ORD1", "item": "E0001", "action": "withdraw", "case_id": "C1"
 case("evidence_unauthorized_removal", "no order",
      [(10, "evidence.added", EV), (100, "evidence.removed", EV), (200, "evidence.added", EV)], 300,
      [(R, 100), (C, 200)])
+case("evidence_unauthorized_removal", "unlocked by O1, no order",
+     [(10, "evidence.added", EV), (60, "locker.unlock_requested", dict(LO, by="O1", order=None)),
+      (100, "evidence.removed", EV)], 300, [(R, 100)])
 case("evidence_unauthorized_removal", "withdraw order", [(10, "evidence.added", EV), (50, "custody.ordered", ORDER),
                                                          (100, "evidence.removed", EV)], 300, [])
 case("evidence_unauthorized_removal", "order expired",

@@ -1,0 +1,163 @@
+"""`casegate top`: the duty room's live view (SPEC §5).
+
+Full screen (rich Live on the alternate screen), refreshed from the daemon's
+control socket (`top` verb) every ``--interval`` seconds: rooms with who is
+inside and since when (center local time), alarms with unacknowledged first
+and critical first, devices, uplink and backlog. ``q`` quits; so does Ctrl-C.
+When the daemon goes away the view says so and keeps trying.
+"""
+from __future__ import annotations
+
+import os
+import select
+import sys
+import termios
+import time
+import tty
+
+from gateway.events import format_duration, format_local, parse_ts
+
+SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
+SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": "cyan"}
+
+
+def sort_alarms(alarms: list[dict]) -> list[dict]:
+    """Unacknowledged before acknowledged, then by severity, then oldest first."""
+    return sorted(alarms, key=lambda a: (bool(a.get("acknowledged")),
+                                         SEVERITY_ORDER.get(a.get("severity"), 9), a.get("since") or ""))
+
+
+def _local(ts: str | None, tz: str, now: float) -> str:
+    if not ts:
+        return "-"
+    try:
+        epoch = parse_ts(ts)
+    except ValueError:
+        return ts
+    # Within today a clock time is enough; the offset is in the header once.
+    same_day = format_local(epoch, tz, offset=False)[:10] == format_local(now, tz, offset=False)[:10]
+    return format_local(epoch, tz, offset=False)[11:] if same_day else format_local(epoch, tz, offset=False)
+
+
+def _ago(ts: str | None, now: float) -> str:
+    try:
+        return format_duration(now - parse_ts(ts)) if ts else ""
+    except ValueError:
+        return ""
+
+
+def render(data: dict | None, error: str | None, now: float | None = None):
+    """The whole screen as a rich renderable (pure: tested without a terminal too)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    now = time.time() if now is None else now
+    if data is None:
+        return Group(Text(f"casegate top — {format_local(now, None)}", style="bold"),
+                     Text(f"no daemon: {error}", style="bold red"),
+                     Text("retrying every second · q quits", style="dim"))
+    tz = data.get("timezone") or "UTC"
+    up = data.get("uplink") or {}
+    if up.get("disabled"):
+        uplink = Text("uplink disabled", style="dim")
+    elif up.get("connected"):
+        uplink = Text(f"uplink connected {up.get('broker', '')} · backlog {up.get('backlog', '?')}", style="green")
+    else:
+        uplink = Text(f"uplink DISCONNECTED {up.get('broker', '')} · backlog {up.get('backlog', '?')}"
+                      + (f" · {up['last_error']}" if up.get("last_error") else ""), style="bold red")
+    header = Text.assemble((f"{data.get('center_name') or ''} {data.get('center', '')}", "bold"),
+                           f"  {format_local(now, tz)} ({tz})   ", uplink)
+
+    alarms = sort_alarms(data.get("active") or [])
+    unacked = sum(1 for a in alarms if not a.get("acknowledged"))
+    at = Table(title=f"alarms: {len(alarms)} active, {unacked} unacknowledged", title_justify="left",
+               expand=True, box=None, header_style="bold")
+    for c in ("state", "severity", "code", "room", "persons", "since", "for", "message"):
+        at.add_column(c, overflow="ellipsis", no_wrap=c != "message")
+    for a in alarms:
+        ack = a.get("acknowledged")
+        state = f"acked {ack.get('by', '')}" if isinstance(ack, dict) else ("acked" if ack else "UNACKED")
+        # alarm states (SPEC v2 P/state/alarms): a cleared alarm still waiting for its ack, shelved ones
+        if a.get("active") is False:
+            state += ", cleared"
+        if a.get("shelved"):
+            state += ", shelved"
+        sev = a.get("severity") or ""
+        at.add_row(Text(state, style="bold" if not ack else "dim"), Text(sev, style=SEVERITY_STYLE.get(sev, "")),
+                   a.get("code") or "", a.get("room") or "", ",".join(a.get("persons") or []),
+                   _local(a.get("since"), tz, now), _ago(a.get("since"), now),
+                   (a.get("message") or {}).get("zh", ""))
+    if not alarms:
+        at.add_row("", "", Text("no active alarms", style="green"), "", "", "", "", "")
+
+    rooms = data.get("rooms") or {}
+    names, types = data.get("room_names") or {}, data.get("room_types") or {}
+    rt = Table(title=f"rooms: {sum(len(v) for v in rooms.values())} people in {len(rooms)} rooms",
+               title_justify="left", expand=True, box=None, header_style="bold")
+    for c in ("room", "type", "person", "role", "name", "since", "for"):
+        rt.add_column(c, overflow="ellipsis", no_wrap=True)
+    for room in sorted(rooms):
+        label = room + (f" {names[room]}" if names.get(room) else "")
+        for i, p in enumerate(rooms[room]):
+            rt.add_row(label if i == 0 else "", types.get(room, "") if i == 0 else "", p.get("person") or "",
+                       p.get("role") or "", p.get("name") or "", _local(p.get("since"), tz, now),
+                       _ago(p.get("since"), now))
+    if not rooms:
+        rt.add_row(Text("nobody in any room", style="dim"), "", "", "", "", "", "")
+
+    dt = Table(title="devices", title_justify="left", expand=True, box=None, header_style="bold")
+    for c in ("device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error"):
+        dt.add_column(c, overflow="ellipsis", no_wrap=True)
+    for d in data.get("devices") or []:
+        st = d.get("state") or ""
+        lf = d.get("last_frame")
+        dt.add_row(d.get("id", ""), d.get("driver", ""), Text(st, style="green" if st == "online" else "bold red"),
+                   _local(format_local_utc(lf), tz, now) if lf else "-", str(d.get("frames_ok", 0)),
+                   str(d.get("frames_bad", 0)), str(d.get("reconnects", 0)), d.get("error") or "")
+    footer = Text(f"refreshed {format_local(now, tz, offset=False)[11:]} · q quits" +
+                  (f" · {error}" if error else ""), style="dim")
+    return Group(header, Text(""), at, Text(""), rt, Text(""), dt, Text(""), footer)
+
+
+def format_local_utc(epoch: float) -> str:
+    from gateway.events import format_ts
+    return format_ts(epoch)
+
+
+def run_top(fetch, interval: float = 1.0, once: bool = False) -> int:
+    """``fetch()`` returns the daemon's top data or raises; draws until q."""
+    from rich.console import Console
+    from rich.live import Live
+    console = Console()
+
+    def frame():
+        try:
+            return render(fetch(), None)
+        except Exception as e:          # daemon gone, busy: say so, keep trying
+            return render(None, str(e))
+
+    if once or not sys.stdin.isatty():
+        console.print(frame())
+        return 0
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        with Live(frame(), console=console, screen=True, auto_refresh=False) as live:
+            next_at = time.monotonic() + interval
+            while True:
+                r, _, _ = select.select([fd], [], [], max(0.0, next_at - time.monotonic()))
+                if r:
+                    ch = os.read(fd, 1)
+                    if ch in (b"q", b"Q", b"\x1b", b""):
+                        break
+                    if ch in (b" ", b"r"):
+                        next_at = 0          # refresh now
+                if time.monotonic() >= next_at:
+                    live.update(frame(), refresh=True)
+                    next_at = time.monotonic() + interval
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+    return 0
