@@ -43,7 +43,7 @@ from typing import Any
 
 from gateway.events import Draft, Event, format_ts
 from rules import families  # noqa: F401  (registers every rule)
-from rules.base import NONE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
+from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
 from rules.catalog import CATALOG, rule_settings
 from rules.state import State
 
@@ -144,6 +144,11 @@ class Engine:
         for code in list(self.memo):
             if code not in self.enabled:
                 del self.memo[code]
+        # Rules whose deadlines depend on the config (time limits) re-derive
+        # them now, as a restart under the new config would (reload == restart).
+        for code, fn in ON_RECONFIGURE.items():
+            if code in self.enabled:
+                out.extend(fn(self, self.now))
         return out
 
     # ---- the contract --------------------------------------------------------------
@@ -404,6 +409,17 @@ class Engine:
         if key in self.alarms:
             return [self._clear(key, t)]
         return []
+
+    def clear_because(self, code: str, subject: str, t: float, reason: str) -> list[Draft]:
+        """Clear with ``details.cleared_reason``: the alarm stays in the record and
+        says why it ended (e.g. a checkout approved after an escape)."""
+        key = (code, subject)
+        if key not in self.alarms:
+            return []
+        data = dict(self.alarms[key])
+        data["details"] = dict(data.get("details") or {}, cleared_reason=reason)
+        self.alarms[key] = data
+        return [self._clear(key, t)]
 
     # ---- drafting ---------------------------------------------------------------------
     def _data(self, code: str, aid: str, since: str, facts: Facts) -> dict[str, Any]:

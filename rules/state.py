@@ -30,12 +30,21 @@ class Person:
     case_type: str | None = None
     limit_h: float | None = None
     visitor_kind: str | None = None
-    registered_at: float = 0.0     # 到案时间
+    registered_at: float = 0.0     # time of the (first) person.registered of this stay
     checkout_approved: bool = False
     checkout_at: float | None = None
     left: bool = False
     left_at: float | None = None
     keys: tuple[str, ...] = ()     # room counters this person adds to (count_keys), cached
+    # ---- DOMAIN v2: the person as the law sees them -------------------------------------
+    arrived_at: float = 0.0        # 到案时间: the detention clock starts here (default: registration)
+    age: int | None = None
+    vulnerable: bool = False       # pregnant/nursing, under 16, over 70 (继续盘问规定 art. 10)
+    for_person: str | None = None  # a guardian's minor
+    detained_at: float | None = None   # 拘留: starts the 24 h clock to the detention house
+    prev_left_at: float | None = None  # end of this person's previous stay (consecutive summons)
+    reregistered: int = 0          # person.registered again within this stay (never resets the clock)
+    rests: tuple[tuple[float, float | None, str], ...] = ()   # recorded (from, to|None, kind)
 
 
 @dataclass(slots=True)
@@ -313,20 +322,93 @@ def count_keys(p: Person) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _epoch(v, default: float | None) -> float | None:
+    """An RFC 3339 time from event data (the request handler normalised it), else default."""
+    if v is None or v == "":
+        return default
+    try:
+        return parse_ts(str(v))
+    except (ValueError, TypeError):
+        return default
+
+
 def _registered(s: State, ev: Event) -> None:
     d = ev.data
     pid = d["person"]
     limit = d.get("limit_h")
-    s.persons[pid] = Person(
+    old = s.persons.get(pid)
+    arrived = _epoch(d.get("arrived_at"), ev.epoch)
+    age = d.get("age")
+    p = Person(
         id=pid, role=d["role"], name=d.get("name") or "", gender=d.get("gender"),
         minor=bool(d.get("minor")), case_id=d.get("case_id"), case_type=d.get("case_type"),
         limit_h=float(limit) if limit is not None else None, visitor_kind=d.get("visitor_kind"),
-        registered_at=ev.epoch)
-    p = s.persons[pid]
+        registered_at=ev.epoch, arrived_at=arrived,
+        age=int(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
+        vulnerable=bool(d.get("vulnerable")), for_person=d.get("for"))
+    if old is not None and not old.left:
+        # Re-registration within the same stay (not yet left): an update of the
+        # same person. The clock keeps the earliest arrival; detention, rest
+        # records and checkout state carry over.
+        p.registered_at = old.registered_at
+        p.arrived_at = min(old.arrived_at, arrived)
+        p.detained_at = old.detained_at
+        p.prev_left_at = old.prev_left_at
+        p.rests = old.rests
+        p.checkout_approved, p.checkout_at = old.checkout_approved, old.checkout_at
+        p.reregistered = old.reregistered + 1
+        s.persons[pid] = p
+        p.keys = count_keys(p)
+        if pid in s.presence:
+            s._recount(pid)
+        return
+    if old is not None:
+        p.prev_left_at = old.left_at
+    s.persons[pid] = p
     p.keys = count_keys(p)
     s.visited[pid] = set(s.presence.get(pid, ()))
     if pid in s.presence:
         s._recount(pid)
+
+
+# person.updated changes (SPEC v2) and how each is folded
+UPDATABLE = ("case_type", "limit_h", "case_id", "detained_at", "vulnerable")
+
+
+def _updated(s: State, ev: Event) -> None:
+    d = ev.data
+    p = s.persons.get(d["person"])
+    ch = d.get("changes")
+    if p is None or p.left or not isinstance(ch, dict):
+        return
+    if "case_type" in ch and ch["case_type"] != p.case_type:
+        p.case_type = ch["case_type"]
+        if "limit_h" not in ch:
+            p.limit_h = None           # a new case type starts from its own default limit
+    if "limit_h" in ch:
+        lim = ch["limit_h"]
+        p.limit_h = float(lim) if lim is not None else None
+    if "case_id" in ch:
+        p.case_id = ch["case_id"]
+    if "detained_at" in ch:
+        p.detained_at = _epoch(ch["detained_at"], ev.epoch) if ch["detained_at"] is not None else None
+    if "vulnerable" in ch:
+        p.vulnerable = bool(ch["vulnerable"])
+    keys = count_keys(p)
+    if keys != p.keys:
+        p.keys = keys
+        if p.id in s.presence:
+            s._recount(p.id)
+
+
+def _rest(s: State, ev: Event) -> None:
+    d = ev.data
+    p = s.persons.get(d["person"])
+    if p is None or p.left:
+        return
+    start = _epoch(d.get("from"), ev.epoch)
+    end = _epoch(d.get("to"), None)
+    p.rests = p.rests + ((start, end, str(d.get("kind") or "rest")),)
 
 
 def _checkout(s: State, ev: Event) -> None:
@@ -612,6 +694,8 @@ def _alarm_ack(s: State, ev: Event) -> None:
 _FOLDS = {
     "person.registered": _registered,
     "person.checkout_approved": _checkout,
+    "person.updated": _updated,
+    "person.rest": _rest,
     "person.left": _left,
     "wristband.bound": _bound,
     "wristband.unbound": _unbound,

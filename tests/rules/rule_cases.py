@@ -126,14 +126,26 @@ case("detention_warning", "disabled", DET, 13 * H, [], {"detention_warning": {"e
 
 # ---- rest_overdue ---------------------------------------------------------------------------------
 case("rest_overdue", "4 h continuous",
-     [team(), into(100, INT, "S1", "O1", "O2"), move(20000, "S1", INT, "waiting-1")], 21000,
-     [(R, 100 + 4 * H), (C, 20060)])
+     [team(), into(100, INT, "S1", "O1", "O2"), move(20000, "S1", INT, "waiting-1")], 22000,
+     [(R, 100 + 4 * H), (C, 21800)])
 case("rest_overdue", "a 30 s step out does not reset",
      [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "corridor"),
       move(3 * H + 30, "S1", "corridor", INT)], 5 * H, [(R, 100 + 4 * H)])
-case("rest_overdue", "a real break resets",
+case("rest_overdue", "a real break (30 min) resets",
      [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "waiting-1"),
-      move(3 * H + 600, "S1", "waiting-1", INT)], 3 * H + 600 + 3.9 * H, [])
+      move(3 * H + 1800, "S1", "waiting-1", INT)], 3 * H + 1800 + 3.9 * H, [])
+case("rest_overdue", "a 10 min toilet trip is no rest",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "toilet-1"),
+      move(3 * H + 600, "S1", "toilet-1", INT)], 5 * H, [(R, 100 + 4 * H)])
+case("rest_overdue", "a recorded meal restarts the count",
+     [team(), into(100, INT, "S1", "O1", "O2"),
+      (3 * H, "person.rest", {"person": "S1", "kind": "meal", "from": "2026-11-26T02:30:00Z",
+                              "to": "2026-11-26T03:00:00Z", "by": "O1"})], 3 * H + 3.9 * H, [])
+case("rest_overdue", "a rest recorded late clears the alarm",
+     [team(), into(100, INT, "S1", "O1", "O2"),
+      (4.5 * H, "person.rest", {"person": "S1", "kind": "rest", "from": "2026-11-26T04:00:00Z",
+                                "to": "2026-11-26T04:20:00Z", "by": "O1"})], 8.5 * H,
+     [(R, 100 + 4 * H), (C, 4.5 * H), (R, 4 * H + 1200 + 4 * H)])
 case("rest_overdue", "limit from config",
      [team(), into(100, INT, "S1", "O1", "O2")], 2 * H, [(R, 100 + 3600)], {"rest_overdue": {"limit_h": 1}})
 
@@ -343,5 +355,63 @@ case("device_offline", "camera offline then back",
 case("device_offline", "online only", [(100, "device.online", {"device": "cam-int1", "error": None})], 300, [])
 case("device_offline", "error is not offline",
      [(100, "device.error", {"device": "cam-int1", "error": "crc"})], 300, [])
+
+# ---- DOMAIN v2: the detention clock (issue 13) ---------------------------------------------------------
+def upd(t, pid, by="O1", reason="approved", **changes):
+    return (t, "person.updated", {"person": pid, "changes": changes, "by": by, "reason": reason})
+
+
+def left(t, pid):
+    return (t, "person.left", {"person": pid})
+
+
+OFF = arrive(0, "O1", "officer")
+case("detention_timeout", "the clock starts at arrived_at, not at registration",
+     [register(2 * H, "S1", "suspect", case_type="criminal", arrived_at="2026-11-26T00:00:00Z")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "continued inquiry: 12 h default",
+     [register(0, "S1", "suspect", case_type="inquiry")], 13 * H, [(R, 12 * H)])
+case("detention_timeout", "continued inquiry of a vulnerable person: 4 h",
+     [register(0, "S1", "suspect", case_type="inquiry", vulnerable=True)], 5 * H, [(R, 4 * H)])
+case("detention_timeout", "administrative 12 h tier",
+     [register(0, "S1", "suspect", case_type="administrative", limit_h=12)], 13 * H, [(R, 12 * H)])
+case("detention_timeout", "case-type change keeps arrived_at",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(1 * H, "S1", case_type="criminal")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "re-registration in the same stay keeps the clock",
+     [register(0, "S1", "suspect", case_type="criminal"), register(5 * H, "S1", "suspect", case_type="criminal")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "a criminal limit beyond the law is held to 24 h",
+     [register(0, "S1", "suspect", case_type="criminal", limit_h=48)], 30 * H, [(R, 24 * H)])
+case("detention_timeout", "detention ends the summons clock",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(2 * H, "S1", detained_at="2026-11-26T02:00:00Z")], 20 * H, [])
+case("detention_timeout", "extension approved before the limit",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(6 * H, "S1", limit_h=24)], 23 * H, [])
+case("detention_timeout", "extension after the limit clears with a reason",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(9 * H, "S1", limit_h=24)], 23 * H,
+     [(R, 8 * H), (C, 9 * H)])
+case("detention_warning", "continued inquiry of a vulnerable person: at 3 h",
+     [register(0, "S1", "suspect", case_type="inquiry", vulnerable=True)], 3.9 * H, [(R, 3 * H), (R, 3.5 * H)])
+case("detention_warning", "custody transfer: 2 h before the 24 h",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(24.5 * H, "S1")], 26 * H,
+     [(R, 23 * H), (C, 24.5 * H)])
+case("custody_transfer_overdue", "still in the center 24 h after detention",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(26 * H, "S1")], 27 * H,
+     [(R, 25 * H), (C, 26 * H)])
+case("custody_transfer_overdue", "transferred in time",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(20 * H, "S1")], 30 * H, [])
+case("consecutive_summons", "registered again 4 h after leaving",
+     [register(0, "S1", "suspect", case_type="criminal"), left(1 * H, "S1"),
+      register(5 * H, "S1", "suspect", case_type="criminal"), left(6 * H, "S1")], 7 * H, [(R, 5 * H), (C, 6 * H)])
+case("consecutive_summons", "registered again 13 h after leaving",
+     [register(0, "S1", "suspect", case_type="criminal"), left(1 * H, "S1"),
+      register(14 * H, "S1", "suspect", case_type="criminal")], 15 * H, [])
+case("consecutive_summons", "re-registration within the stay is no new summons",
+     [register(0, "S1", "suspect", case_type="criminal"), register(1 * H, "S1", "suspect", case_type="criminal")],
+     2 * H, [])
 
 __all__ = ["CASES", "Case", "tag_of"]
