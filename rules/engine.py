@@ -259,6 +259,9 @@ class Engine:
             people = [pid]
             rooms = list(st.presence.get(pid, ()))
             tags = sorted(st.person_tags.get(pid, ()))
+            former = st.former_tags.get(pid)
+            if former:                       # bands unbound while he was here (rules.state)
+                tags += sorted(former)
         elif dom == "wristband":
             tag = d.get("tag")
             tags = [tag]

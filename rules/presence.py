@@ -3,7 +3,7 @@ procedure_skipped, female_search_without_female_staff.
 """
 from __future__ import annotations
 
-from rules.base import NONE, ROOM_EVENTS, Facts, person_rule, rule
+from rules.base import NONE, ROOM_EVENTS, Facts, is_card, person_rule, rule
 
 ATTENDANTS = frozenset({"officer", "staff"})
 
@@ -280,3 +280,46 @@ def procedure_skipped(ctx, ev, t):
 
 _ZH = {"security_check": "人身安全检查", "info_collection": "信息采集", "belongings": "随身物品保管",
        "entrance": "入区登记", "waiting": "候问"}
+
+
+# ---- suspect_untracked -------------------------------------------------------------------------
+SU = "suspect_untracked"
+SU_EVENTS = ("person.registered", "person.left", "wristband.bound", "wristband.unbound")
+
+
+def _su_check(ctx, pid, t):
+    p = ctx.person(pid)
+    if p is None or p.role != "suspect":
+        return None
+    st = ctx.state
+    for tag in st.person_tags.get(pid, ()):
+        if not is_card(tag):
+            return None             # a bound wristband tracks him
+    rooms = st.presence.get(pid)
+    room = next(iter(rooms)) if rooms else None
+    former = sorted(st.former_tags.get(pid, ()))
+
+    def text():
+        where = f"，最后位置{ctx.room_label(room)}" if room else ""
+        where_en = f", last seen in {ctx.room_label(room)}" if room else ""
+        return (f"嫌疑人{ctx.label(pid)}在办案中心内未绑定手环{where}",
+                f"suspect {ctx.label(pid)} in the center without a bound wristband{where_en}")
+    return Facts(room, [pid], text, None, {"last_room": room, "unbound_tags": former})
+
+
+@rule(SU, on=SU_EVENTS, check=_su_check, suspects_only=SU_EVENTS[1:])
+def suspect_untracked(ctx, ev, t):
+    """轨迹缺失 (the record must have no gap: DOMAIN v2; 程序规定 art. 202,
+    行政程序规定 art. 72): a suspect in the center (registered, not left) with
+    no bound wristband (8-hex active tag; a 125 kHz card is not tracking) for
+    ``grace_s`` (60). Covers a suspect registered without a band and a band
+    unbound while he is inside; the unbinding itself clears nothing (he is
+    kept where he was last seen, rules.state). Clears when a band is bound or
+    at ``person.left``. Subject: the suspect."""
+    out = NONE
+    # (a new person is no suspect yet when the event is touched, before the fold)
+    who = [ev.data.get("person")] if ev.type == "person.registered" else ctx.dirty_suspects
+    for pid in who:
+        if pid:
+            out = _cat(out, ctx.hold(SU, pid, t, _su_check(ctx, pid, t)))
+    return out

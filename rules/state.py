@@ -141,6 +141,11 @@ class State:
     tag_seen: dict[str, float] = field(default_factory=dict)                # tag -> last presence/status/bind
     tag_last_room: dict[str, str] = field(default_factory=dict)             # tag -> last room it was seen in
     tag_status: dict[str, dict[str, Any]] = field(default_factory=dict)     # tag -> latest tag.status fields
+    # A band unbound from a suspect still in the center: tag -> that suspect, and
+    # suspect -> those tags. Its tamper/SOS/vital alarms stay his (unbinding never
+    # silences an alarm) until he leaves or the band is bound again.
+    former_owner: dict[str, str] = field(default_factory=dict)
+    former_tags: dict[str, set[str]] = field(default_factory=dict)
     visited: dict[str, set[str]] = field(default_factory=dict)              # person -> rooms entered since registration
     doors: dict[str, Door] = field(default_factory=dict)
     compartments: dict[tuple[str, int], Compartment] = field(default_factory=dict)
@@ -429,6 +434,8 @@ def _left(s: State, ev: Event) -> None:
     for t in s.person_tags.pop(pid, ()):
         s.tag_owner.pop(t, None)
         s.bound_at.pop(t, None)
+    for t in list(s.former_tags.get(pid, ())):
+        _forget_former(s, t)
     s.visited.pop(pid, None)
     b = s.belongings.get(pid)
     if b is not None:
@@ -444,6 +451,7 @@ def _bound(s: State, ev: Event) -> None:
     old = s.tag_owner.get(tag)
     if old == pid:
         return
+    _forget_former(s, tag)
     old_key = old if old is not None else f"tag:{tag}"
     if old is not None:
         s.person_tags.get(old, set()).discard(tag)
@@ -452,9 +460,29 @@ def _bound(s: State, ev: Event) -> None:
     s.bound_at[tag] = ev.epoch
     s.tag_seen[tag] = max(s.tag_seen.get(tag, ev.epoch), ev.epoch)
     s._move_tag(tag, old_key, pid, ev.epoch)
+    if s.tag_rooms.get(tag):
+        _drop_untagged(s, pid)
     v = s.visited.get(pid)
     if v is not None:
         v.update(s.tag_rooms.get(tag, ()))
+
+
+def _forget_former(s: State, tag: str) -> None:
+    pid = s.former_owner.pop(tag, None)
+    if pid is not None:
+        f = s.former_tags.get(pid)
+        if f is not None:
+            f.discard(tag)
+            if not f:
+                del s.former_tags[pid]
+
+
+def _drop_untagged(s: State, pid: str, keep: str | None = None) -> None:
+    """The person is tracked by a tag again: presences kept without a tag
+    (where an unbound suspect was last seen) end."""
+    for room, p in list(s.presence.get(pid, {}).items()):
+        if not p.tags and room != keep:
+            s._remove_presence(pid, room, None)
 
 
 def _unbound(s: State, ev: Event) -> None:
@@ -468,7 +496,18 @@ def _unbound(s: State, ev: Event) -> None:
         tags.discard(tag)
         if not tags:
             del s.person_tags[pid]
+    rooms = s.presence.get(pid, {})
+    kept = {room: pr.since for room, pr in rooms.items() if tag in pr.tags}
     s._move_tag(tag, pid, f"tag:{tag}", ev.epoch)
+    p = s.persons.get(pid)
+    if p is not None and p.role == "suspect" and not p.left:
+        # He is still in the center: keep him where he was last seen (every
+        # presence rule keeps judging him) and keep the band's alarms his.
+        s.former_owner[tag] = pid
+        s.former_tags.setdefault(pid, set()).add(tag)
+        for room, since in kept.items():
+            if room not in s.presence.get(pid, {}):
+                s._add_presence(pid, room, "", since)
 
 
 def _who(d: dict) -> str:
@@ -481,6 +520,8 @@ def _entered(s: State, ev: Event) -> None:
     who = d.get("person") or f"tag:{tag}"
     room = d["room"]
     s._add_presence(who, room, tag, ev.epoch)
+    if tag and who in s.former_tags or (tag and who in s.presence and len(s.presence[who]) > 1):
+        _drop_untagged(s, who, room)
     if tag:
         s.tag_seen[tag] = ev.epoch
         s.tag_last_room[tag] = room

@@ -414,4 +414,21 @@ case("consecutive_summons", "re-registration within the stay is no new summons",
      [register(0, "S1", "suspect", case_type="criminal"), register(1 * H, "S1", "suspect", case_type="criminal")],
      2 * H, [])
 
+UNB = (300, "wristband.unbound", {"tag": tag_of("S1"), "person": "S1"})
+case("suspect_untracked", "registered without a band",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(100, "S1")], 200, [(R, 60), (C, 100)])
+case("suspect_untracked", "band unbound while inside",
+     [team(), into(100, "waiting-1", "S1", "O1"), UNB, (500, "person.left", {"person": "S1"})], 600,
+     [(R, 360), (C, 500)])
+case("suspect_untracked", "band bound within 60 s",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(30, "S1")], 300, [])
+case("suspect_untracked", "an officer without a band", [register(0, "O1", "officer")], 300, [])
+case("suspect_untracked", "a card is no tracking band",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(0, "S1", "14008EC793")], 300, [(R, 60)])
+case("wristband_tamper", "unbinding a present suspect's band does not clear it",
+     [team(), into(100, "waiting-1", "S1", "O1"), status(200, "S1", tamper=True), UNB,
+      (400, "person.left", {"person": "S1"})], 600, [(R, 200), (C, 400)])
+case("unattended_suspect", "unbinding does not make him vanish",
+     [team(), enter(100, "S1", "waiting-1"), UNB, enter(400, "O1", "waiting-1")], 600, [(R, 160), (C, 400)])
+
 __all__ = ["CASES", "Case", "tag_of"]
