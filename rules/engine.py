@@ -97,12 +97,14 @@ class Engine:
             self.rooms_by_type.setdefault(r.type, []).append(r.id)
         self.device_rooms: dict[str, tuple[str, ...]] = {}
         self.locker_purpose: dict[str, str] = {}
+        self.exit_doors: set[str] = set()     # doors marked exit = true (ways out of the center)
         for d in getattr(config, "devices", []) or []:
             kind = getattr(d, "driver", "")
             if kind in ("camera", "card_reader"):
                 self.device_rooms[d.id] = (d.room,)
             elif kind == "modbus_doors":
                 self.device_rooms[d.id] = tuple(dict.fromkeys(x.room for x in d.doors))
+                self.exit_doors.update(x.door for x in d.doors if getattr(x, "exit", False))
             elif kind == "locker":
                 self.locker_purpose[d.id] = d.purpose
         self.enabled = {c for c, s in self.settings.items() if s.enabled}

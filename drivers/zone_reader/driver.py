@@ -526,6 +526,12 @@ class ZoneReaderDriver(Driver):
             if room is None:
                 self.count("no_room")
             elif rec.door:
+                # A door (attendance) tag record is a passage with a direction
+                # (SPEC §4.1): journaled as door.passed, whatever presence says.
+                door = f"{st.dev_id}:{rec.exciter}" if rec.exciter else st.dev_id
+                self._emit("door.passed", {"door": door, "room": room, "tag": tag,
+                                           "person": self.ctx.person_for(tag),
+                                           "direction": "in" if rec.in_range else "out"}, wall)
                 if rec.in_range:
                     if self.presence.seen(tag, room, "door", now):
                         self._entered(tag, room, wall)

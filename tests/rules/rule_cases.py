@@ -414,6 +414,27 @@ case("consecutive_summons", "re-registration within the stay is no new summons",
      [register(0, "S1", "suspect", case_type="criminal"), register(1 * H, "S1", "suspect", case_type="criminal")],
      2 * H, [])
 
+def passed(t, pid, door, room, direction):
+    return (t, "door.passed", {"door": door, "room": room, "tag": tag_of(pid), "person": pid, "direction": direction})
+
+
+case("unauthorized_exit", "an exit = true door opens in a corridor",
+     [team(), enter(100, "S1", "corridor"), (110, "door.opened", {"door": "side-door", "room": "corridor"})],
+     300, [(R, 110)])
+case("unauthorized_exit", "a door tag passing out at an exit door",
+     [team(), passed(100, "S1", "side-door", "corridor", "out")], 300, [(R, 100)])
+case("unauthorized_exit", "a door tag passing in",
+     [team(), passed(100, "S1", "side-door", "corridor", "in")], 300, [])
+case("unauthorized_exit", "an ordinary door opens in the corridor",
+     [team(), enter(100, "S1", "interrogation-1"), (110, "door.opened", {"door": "int1-door", "room": "interrogation-1"})],
+     300, [])
+case("unauthorized_exit", "checked out, then through the exit door",
+     [team(), (90, "person.checkout_approved", {"person": "S1", "by": "O1"}),
+      passed(100, "S1", "side-door", "corridor", "out")], 300, [])
+case("unauthorized_exit", "a checkout after the escape clears it with a reason",
+     [team(), enter(100, "S1", "exit"), leave(110, "S1", "exit"),
+      (200, "person.checkout_approved", {"person": "S1", "by": "O1"})], 300, [(R, 100), (C, 200)])
+
 UNB = (300, "wristband.unbound", {"tag": tag_of("S1"), "person": "S1"})
 case("suspect_untracked", "registered without a band",
      [register(0, "S1", "suspect", case_type="criminal"), bind(100, "S1")], 200, [(R, 60), (C, 100)])

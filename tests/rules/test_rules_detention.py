@@ -193,6 +193,26 @@ def test_unbinding_a_present_suspects_band_raises_untracked_and_clears_nothing()
     assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
 
 
+# ---- exits ---------------------------------------------------------------------------------------
+def test_a_later_checkout_never_rewrites_an_escape():
+    s = Scenario(derive=True)
+    s.run([register(0, "S1", "suspect", case_type="criminal"), bind(0, "S1")] + arrive(0, "O1", "officer") +
+          [(100, "door.passed", {"door": "side-door", "room": "corridor", "tag": tag_of("S1"), "person": "S1",
+                                 "direction": "out"}),
+           (200, "person.checkout_approved", {"person": "S1", "by": "O1"})])
+    (raised,) = s.raised("unauthorized_exit")
+    assert raised["details"] == {"way": "door_passed_out", "door": "side-door"}
+    (cleared,) = s.cleared("unauthorized_exit")
+    assert cleared["alarm_id"] == raised["alarm_id"]
+    assert cleared["details"]["cleared_reason"] == "checkout approved after the exit"
+    assert s.derived == [], "the escape was no checked-out departure"
+    # an approved person passing out through the exit door leaves the center (derived person.left)
+    s.run([(300, "door.passed", {"door": "side-door", "room": "corridor", "tag": tag_of("S1"), "person": "S1",
+                                 "direction": "out"})])
+    assert [d.type for d in s.derived] == ["person.left"]
+    assert s.engine.state.persons["S1"].left
+
+
 # ---- replay --input as a real subprocess ------------------------------------------------------
 EXIT = [register(0, "S1", "suspect", case_type="criminal"), bind(0, "S1")] + arrive(0, "O1", "officer") + \
     [enter(10, "S1", "exit"), enter(10, "O1", "exit"),
