@@ -23,6 +23,8 @@ class Grace(RuleSettings):
 
 class LoneInterrogation(RuleSettings):
     grace_s: float = Field(default=30, ge=0)
+    window_s: float = Field(default=300, ge=0)      # absences within this window add up to grace_s (0 = each alone)
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
     min_investigators: int = Field(default=2, ge=1)
     # case types for which one investigator is enough (the 2025 revision; unverified, so empty)
     relaxed_case_types: list[Literal["criminal", "administrative"]] = []
@@ -30,6 +32,8 @@ class LoneInterrogation(RuleSettings):
 
 class Unattended(RuleSettings):
     grace_s: float = Field(default=60, ge=0)
+    window_s: float = Field(default=300, ge=0)      # unattended spells within this window add up to grace_s
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
 
 
 class OfficerLeft(RuleSettings):

@@ -369,9 +369,12 @@ class Engine:
         given), update an active alarm whose persons or room changed."""
         key = (code, subject)
         tk = (code, subject, "")
+        window = getattr(self.settings[code], "window_s", 0)
         if facts is None:
             if tk in self.timers:
                 del self.timers[tk]
+                if window:
+                    self._spell_end(code, subject, t)
             if key in self.alarms:
                 return [self._clear(key, t)]
             return NONE
@@ -387,8 +390,44 @@ class Engine:
             grace = getattr(self.settings[code], attr, 0) if attr else 0
         if grace <= 0:
             return [self._raise(key, t, facts)]
+        if window:
+            self.arm(code, subject, t + self._spell_start(code, subject, t, grace, window))
+            return NONE
         self.arm(code, subject, t + grace)
         return NONE
+
+    # ---- grace periods that add up (settings window_s, min_absence_s) ------------------
+    # A condition's spells (start, end) within the last ``window_s`` add up
+    # towards the grace time, so stepping out 25 s, back 5 s, out 25 s... raises;
+    # a spell shorter than ``min_absence_s`` (a tag flapping between two
+    # stations, a door transit) does not count. Kept in memo[code]["_spells"]
+    # (plain lists: checkpoints serialise them).
+    def _spell_start(self, code: str, subject: str, t: float, grace: float, window: float) -> float:
+        spells = self.memo[code].setdefault("_spells", {}).setdefault(subject, [])
+        since = t - window
+        while spells and spells[0][1] <= since:
+            spells.pop(0)
+        used = sum(end - max(start, since) for start, end in spells)
+        spells.append([t, t])             # open: its end is set when the condition ends
+        floor = getattr(self.settings[code], "min_absence_s", 0)
+        return max(grace - used, floor, 0.0)
+
+    def _spell_end(self, code: str, subject: str, t: float) -> None:
+        spells = self.memo[code].get("_spells", {}).get(subject)
+        if not spells:
+            return
+        start = spells[-1][0]
+        if t - start < getattr(self.settings[code], "min_absence_s", 0):
+            spells.pop()                  # too short to count
+        else:
+            spells[-1][1] = t
+        if not spells:
+            del self.memo[code]["_spells"][subject]
+
+    def _spells_reset(self, code: str, subject: str) -> None:
+        spells = self.memo[code].get("_spells") if code in self.memo else None
+        if spells:
+            spells.pop(subject, None)
 
     def _hold_fire(self, r: Rule, subject: str, d: float) -> list[Draft] | tuple:
         if r.check is None or (r.code, subject) in self.alarms:
@@ -396,6 +435,7 @@ class Engine:
         facts = r.check(self, subject, d)
         if facts is None:
             return NONE
+        self._spells_reset(r.code, subject)        # raised: its absences are spent
         return [self._raise((r.code, subject), d, facts)]
 
     def raise_(self, code: str, subject: str, t: float, facts: Facts) -> list[Draft]:

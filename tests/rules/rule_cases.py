@@ -435,6 +435,33 @@ case("unauthorized_exit", "a checkout after the escape clears it with a reason",
      [team(), enter(100, "S1", "exit"), leave(110, "S1", "exit"),
       (200, "person.checkout_approved", {"person": "S1", "by": "O1"})], 300, [(R, 100), (C, 200)])
 
+# ---- grace periods that add up (window_s) ------------------------------------------------------------
+def flap(t0, pid, a, b, n, every=10, gap=2):
+    """One tag flapping between two stations: out of a into b for ``gap`` s, every ``every`` s."""
+    out = []
+    for i in range(n):
+        t = t0 + i * every
+        out += move(t, pid, a, b) + move(t + gap, pid, b, a)
+    return out
+
+
+case("lone_interrogation", "out 25 s, back 5 s, out 25 s adds up",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(230, "O2", INT), enter(255, "O2", INT)], 400, [(R, 235), (C, 255)])
+case("lone_interrogation", "a tag flapping between two stations",
+     [team(), into(100, INT, "S1", "O1", "O2"), flap(200, "O2", INT, "waiting-1", 30)], 600, [])
+case("lone_interrogation", "absences further apart than the window",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(600, "O2", INT), enter(625, "O2", INT)], 800, [])
+case("lone_interrogation", "each absence alone with window_s = 0",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(230, "O2", INT), enter(255, "O2", INT)], 400, [], {"lone_interrogation": {"window_s": 0}})
+case("unattended_suspect", "attendant out 50 s, back 5 s, out again adds up",
+     [team(), into(100, "waiting-1", "S1", "O1"), leave(200, "O1", "waiting-1"), enter(250, "O1", "waiting-1"),
+      leave(255, "O1", "waiting-1"), enter(400, "O1", "waiting-1")], 500, [(R, 265), (C, 400)])
+case("unattended_suspect", "the attendant's tag flapping between two stations",
+     [team(), into(100, "waiting-1", "S1", "O1"), flap(200, "O1", "waiting-1", "corridor", 30)], 600, [])
+
 UNB = (300, "wristband.unbound", {"tag": tag_of("S1"), "person": "S1"})
 case("suspect_untracked", "registered without a band",
      [register(0, "S1", "suspect", case_type="criminal"), bind(100, "S1")], 200, [(R, 60), (C, 100)])

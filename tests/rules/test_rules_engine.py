@@ -70,7 +70,7 @@ def test_alarm_id_is_deterministic_and_one_per_subject():
     assert [a["alarm_id"] for a in a1] == [a["alarm_id"] for a in a2]
     assert len({a["alarm_id"] for a in a1}) == 1          # the door opening updated the same alarm
     assert a1[0]["alarm_id"] == alarm_id("unauthorized_exit", "S1", "2026-11-26T00:00:10.000Z")
-    assert a1[1]["since"] == a1[0]["since"] and a1[1]["details"] == {"door": "exit-door"}
+    assert a1[1]["since"] == a1[0]["since"] and a1[1]["details"] == {"door": "exit-door", "way": "exit_door"}
 
 
 def test_same_subject_raised_again_gets_a_new_id():
