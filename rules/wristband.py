@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from rules.base import NONE, Facts, is_card, rule, tag_rule
+from rules.base import NONE, Facts, duration, is_card, local, rule, tag_rule
 
 
 def _owner(ctx, tag):
@@ -129,8 +129,9 @@ def _sl_check(ctx, tag, t):
     if _owner(ctx, tag) is None or is_card(tag) or ctx.state.tag_rooms.get(tag):
         return None
     seen = ctx.state.tag_seen.get(tag)
-    return _facts(ctx, tag, f"信号丢失超过{ctx.settings[SL].after_s:g}秒",
-                  f"not seen for {ctx.settings[SL].after_s:g} s",
+    after = duration(ctx.settings[SL].after_s)
+    return _facts(ctx, tag, f"信号丢失超过{after}（最后{local(ctx, seen) if seen else '-'}）",
+                  f"not seen for {after} (last {local(ctx, seen) if seen else '-'})",
                   {"last_seen": _fmt(seen), "last_room": ctx.state.tag_last_room.get(tag)})
 
 
