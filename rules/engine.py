@@ -108,6 +108,10 @@ class Engine:
             elif kind == "locker":
                 self.locker_purpose[d.id] = d.purpose
         self.enabled = {c for c, s in self.settings.items() if s.enabled}
+        # codes whose grace periods add up (see _spell_start): code -> (window_s, min_absence_s)
+        self.windows: dict[str, tuple[float, float]] = {
+            c: (s.window_s, s.min_absence_s) for c, s in self.settings.items()
+            if "min_absence_s" in type(s).model_fields and s.window_s > 0}
         # Per event type, the runners in catalog order; room/person/tag check
         # rules of one event type share one pass over the touched subjects.
         dispatch: dict[str, list] = {}
@@ -369,7 +373,7 @@ class Engine:
         given), update an active alarm whose persons or room changed."""
         key = (code, subject)
         tk = (code, subject, "")
-        window = getattr(self.settings[code], "window_s", 0)
+        window = self.windows.get(code) if self.windows else None
         if facts is None:
             if tk in self.timers:
                 del self.timers[tk]
@@ -391,7 +395,7 @@ class Engine:
         if grace <= 0:
             return [self._raise(key, t, facts)]
         if window:
-            self.arm(code, subject, t + self._spell_start(code, subject, t, grace, window))
+            self.arm(code, subject, t + self._spell_start(code, subject, t, grace, window[0]))
             return NONE
         self.arm(code, subject, t + grace)
         return NONE
@@ -409,15 +413,14 @@ class Engine:
             spells.pop(0)
         used = sum(end - max(start, since) for start, end in spells)
         spells.append([t, t])             # open: its end is set when the condition ends
-        floor = getattr(self.settings[code], "min_absence_s", 0)
-        return max(grace - used, floor, 0.0)
+        return max(grace - used, self.windows[code][1], 0.0)
 
     def _spell_end(self, code: str, subject: str, t: float) -> None:
         spells = self.memo[code].get("_spells", {}).get(subject)
         if not spells:
             return
         start = spells[-1][0]
-        if t - start < getattr(self.settings[code], "min_absence_s", 0):
+        if t - start < self.windows[code][1]:
             spells.pop()                  # too short to count
         else:
             spells[-1][1] = t
