@@ -7,7 +7,7 @@ investigators. Tags not bound to anybody count as nobody.
 """
 from __future__ import annotations
 
-from rules.base import NONE, ROOM_EVENTS, Facts, local, person_rule, room_rule, rule
+from rules.base import NONE, ROOM_EVENTS, Facts, local, on_reconfigure, person_rule, room_rule, rule
 
 INTERROGATION = frozenset({"interrogation"})
 
@@ -270,6 +270,25 @@ def _ro_facts(ctx, pid, room, start, t):
                  f"{lim:g} h without a recorded rest or meal",
                  {"period_since": format_ts(start), "limit_h": ctx.settings[RO].limit_h,
                   "hours": round(h, 3)})
+
+
+@on_reconfigure(RO)
+def _ro_reconfigure(ctx, t):
+    """A reloaded limit_h / break_min applies to periods under way, as a restart
+    (a replay under the new config) would apply it."""
+    out = []
+    limit = ctx.settings[RO].limit_h * 3600.0
+    for pid, (start, out_since) in sorted(ctx.memo[RO].items()):
+        if out_since is not None:
+            ctx.arm(RO, pid, out_since + ctx.settings[RO].break_min * 60.0, "break")
+            continue
+        if ctx.alarm(RO, pid) is not None:
+            if start + limit > t:
+                out += ctx.clear_because(RO, pid, t, "limit changed")
+                ctx.arm(RO, pid, start + limit, "limit")
+        else:
+            ctx.arm(RO, pid, start + limit, "limit")
+    return out
 
 
 def _ro_timer(ctx, pid, kind, d):

@@ -165,6 +165,25 @@ def test_reload_shortening_a_limit_already_passed_raises_at_the_deadline_like_a_
     assert rows(r.alarm_events) == rows(s.alarm_events)
 
 
+def test_rest_limit_reload_equals_restart():
+    steps = [register(0, "S1", "suspect", case_type="criminal"), bind(0, "S1")] + arrive(0, "O1", "officer") + \
+        arrive(0, "O2", "officer") + [enter(100, p, INT) for p in ("S1", "O1", "O2")]
+    new = make_config({"rest_overdue": {"limit_h": 2}})
+    live = Scenario()
+    live.run(steps)
+    reload(live, new, 1 * H)
+    restarted = Scenario()
+    restarted.run(steps)
+    restarted.until(1 * H)
+    restart(restarted, new)
+    assert live.engine.armed("rest_overdue", "S1", "limit") == restarted.engine.armed("rest_overdue", "S1", "limit") \
+        == T0 + 100 + 2 * H
+    live.until(3 * H)
+    restarted.until(3 * H)
+    assert rows(live.alarm_events) == rows(restarted.alarm_events)
+    assert [x[2] for x in live.events("rest_overdue")] == [100 + 2 * H]
+
+
 # ---- unbinding never silences ---------------------------------------------------------------------
 def test_unbinding_a_present_suspects_band_raises_untracked_and_clears_nothing():
     s = Scenario()
