@@ -152,21 +152,24 @@ def _warn_timer(ctx, subject, kind, d):
         return NONE
     hours = limit_hours(ctx, p)
     limit = p.arrived_at + hours * 3600.0
-    minutes_left = max(0.0, (limit - d) / 60.0)
+    # the threshold's own time, not when it was noticed (a reload or restart after it):
+    # the alarm is then the same whenever it is derived
+    at = max(p.arrived_at, limit - float(kind) * 60.0)
+    minutes_left = max(0.0, (limit - at) / 60.0)
     a = ctx.alarm(DW, pid)
     if a is not None and a["details"].get("minutes_left", 1e9) <= minutes_left:
         return NONE          # an earlier (closer) threshold already fired
     kind_zh = CASE_ZH.get(p.case_type or "", "办案")
     facts = Facts(_room(ctx, pid), [pid],
-                  f"嫌疑人{ctx.label(pid)}距{kind_zh}{hours:g}小时时限还剩{duration(limit - d)}"
+                  f"嫌疑人{ctx.label(pid)}距{kind_zh}{hours:g}小时时限还剩{duration(limit - at)}"
                   f"（到案{local(ctx, p.arrived_at)}，时限{local(ctx, limit)}）",
-                  f"suspect {ctx.label(pid)}: {duration(limit - d)} left of the {hours:g} h limit "
+                  f"suspect {ctx.label(pid)}: {duration(limit - at)} left of the {hours:g} h limit "
                   f"(arrived {local(ctx, p.arrived_at)}, limit {local(ctx, limit)})",
                   {"threshold_min": float(kind), "minutes_left": round(minutes_left, 1),
                    "limit_h": hours, "arrived_at": format_ts(p.arrived_at),
                    "deadline": format_ts(limit), "case_type": p.case_type,
                    "legal_article": ARTICLES.get(p.case_type or "")})
-    return ctx.raise_(DW, pid, d, facts)
+    return ctx.raise_(DW, pid, d, facts, since=at)
 
 
 @rule(DT, on=EVENTS, timer=lambda ctx, pid, kind, d: _timeout_timer(ctx, pid, d))
@@ -201,8 +204,7 @@ def _timeout_timer(ctx, pid, d):
         f"suspect {ctx.label(pid)} held for the full {hours:g} h limit "
         f"(arrived {local(ctx, p.arrived_at)}, limit {local(ctx, deadline)})",
         {"limit_h": hours, "arrived_at": format_ts(p.arrived_at), "deadline": format_ts(deadline),
-         "hours": round((d - p.arrived_at) / 3600.0, 3), "case_type": p.case_type,
-         "legal_article": ARTICLES.get(p.case_type or "")}))
+         "case_type": p.case_type, "legal_article": ARTICLES.get(p.case_type or "")}), since=deadline)
 
 
 # ---- custody_transfer_overdue ---------------------------------------------------------------------
@@ -231,15 +233,17 @@ def _transfer_warn(ctx, sub, d):
     p = ctx.person(pid)
     if p is None or p.detained_at is None:
         return NONE
-    deadline = p.detained_at + ctx.settings[CT].limit_h * 3600.0
+    s = ctx.settings[CT]
+    deadline = p.detained_at + s.limit_h * 3600.0
+    at = max(p.detained_at, deadline - s.warn_before_min * 60.0)
     return ctx.raise_(DW, sub, d, Facts(
         _room(ctx, pid), [pid],
-        f"被拘留人{ctx.label(pid)}距送押时限还剩{duration(deadline - d)}"
+        f"被拘留人{ctx.label(pid)}距送押时限还剩{duration(deadline - at)}"
         f"（拘留{local(ctx, p.detained_at)}，应于{local(ctx, deadline)}前送看守所）",
-        f"detained {ctx.label(pid)}: {duration(deadline - d)} left to transfer to the detention house "
+        f"detained {ctx.label(pid)}: {duration(deadline - at)} left to transfer to the detention house "
         f"(detained {local(ctx, p.detained_at)}, deadline {local(ctx, deadline)})",
         {"kind": "custody_transfer", "detained_at": format_ts(p.detained_at),
-         "deadline": format_ts(deadline), "minutes_left": round(max(0.0, deadline - d) / 60.0, 1)}))
+         "deadline": format_ts(deadline), "minutes_left": round(max(0.0, deadline - at) / 60.0, 1)}), since=at)
 
 
 def _ct_timer(ctx, pid, kind, d):
@@ -253,7 +257,8 @@ def _ct_timer(ctx, pid, kind, d):
         f"被拘留人{ctx.label(pid)}拘留已满{lim:g}小时仍在办案中心（拘留{local(ctx, p.detained_at)}），应立即送看守所",
         f"detained {ctx.label(pid)} still in the center {lim:g} h after detention "
         f"(detained {local(ctx, p.detained_at)})",
-        {"detained_at": format_ts(p.detained_at), "deadline": format_ts(deadline), "limit_h": lim}))
+        {"detained_at": format_ts(p.detained_at), "deadline": format_ts(deadline), "limit_h": lim}),
+        since=deadline)
 
 
 @rule(CT, on=EVENTS, timer=_ct_timer)

@@ -441,12 +441,16 @@ class Engine:
         self._spells_reset(r.code, subject)        # raised: its absences are spent
         return [self._raise((r.code, subject), d, facts)]
 
-    def raise_(self, code: str, subject: str, t: float, facts: Facts) -> list[Draft]:
-        """Raise now, or update the active alarm if anything changed."""
+    def raise_(self, code: str, subject: str, t: float, facts: Facts,
+               since: float | None = None) -> list[Draft]:
+        """Raise now, or update the active alarm if anything changed. ``since``:
+        when the condition began if that is a fact of the folded state (a legal
+        deadline), so the alarm id does not depend on when it was noticed (a
+        reload after the deadline and a restart then agree)."""
         key = (code, subject)
         a = self.alarms.get(key)
         if a is None:
-            return [self._raise(key, t, facts)]
+            return [self._raise(key, t, facts, since)]
         if (a["persons"] != facts.persons or a["room"] != facts.room
                 or a["details"] != facts.details):
             return [self._update(key, t, facts)]
@@ -478,9 +482,9 @@ class Engine:
                 "message": {"zh": f"{spec.zh}：{zh}", "en": f"{spec.en}: {en}"},
                 "details": facts.details, "legal_basis": list(spec.legal_basis), "snapshot": None}
 
-    def _raise(self, key: Key, t: float, facts: Facts) -> Draft:
+    def _raise(self, key: Key, t: float, facts: Facts, since_epoch: float | None = None) -> Draft:
         code, subject = key
-        since = format_ts(t)
+        since = format_ts(t if since_epoch is None else since_epoch)
         aid = alarm_id(code, subject, since)
         last = self._last_id.get(key)
         if last is not None and last.startswith(aid):   # raised, cleared, raised in one ms
