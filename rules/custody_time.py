@@ -190,6 +190,18 @@ def _reconfigure_detention(ctx, t):
     return list(out)
 
 
+@on_reconfigure(DW)
+def _reconfigure_warnings(ctx, t):
+    """Warnings alone (detention_timeout disabled): the same re-derivation."""
+    if DT in ctx.enabled:
+        return []                  # done by _reconfigure_detention
+    out = NONE
+    for pid, p in list(ctx.state.persons.items()):
+        if p.role == "suspect" and not p.left:
+            out = _cat(out, _sync_detention(ctx, pid, t))
+    return list(out)
+
+
 def _timeout_timer(ctx, pid, d):
     p = ctx.person(pid)
     if p is None or p.detained_at is not None:
