@@ -520,7 +520,8 @@ def _entered(s: State, ev: Event) -> None:
     who = d.get("person") or f"tag:{tag}"
     room = d["room"]
     s._add_presence(who, room, tag, ev.epoch)
-    if tag and who in s.former_tags or (tag and who in s.presence and len(s.presence[who]) > 1):
+    if tag and (who in s.former_tags or len(s.presence[who]) > 1):
+        # a tag of his is seen: presences kept without a tag (band unbound inside) end
         _drop_untagged(s, who, room)
     if tag:
         s.tag_seen[tag] = ev.epoch
