@@ -206,6 +206,7 @@ class DoorInput(Strict):
     door: str = Field(pattern=ID_PATTERN)
     room: str
     closed_when: Literal[0, 1] = 1
+    exit: bool = False          # a way out of the center: opening it or passing out counts as leaving (SPEC v2)
 
 
 class ModbusDoorsConfig(DeviceBase):

@@ -88,21 +88,10 @@ class DeviceContext:
 
 
 def derive_person_left(core: Core, ev: Event) -> list[Draft]:
-    """person.left: an approved person leaves through the exit or hands back the wristband."""
-    st = core.state
-    who = ev.data.get("person") if isinstance(ev.data, dict) else None
-    if not who:
-        return []
-    p = st.persons.get(who)
-    if p is None or not p.checkout_approved or p.left:
-        return []
-    if ev.type == "presence.left":
-        room = core.config.room(ev.data.get("room", ""))
-        if room is None or room.type != "exit":
-            return []
-    elif ev.type != "wristband.unbound":
-        return []
-    return [Draft("person.left", {"person": who}, "gateway")]
+    """person.left: an approved person leaves through the exit or hands back the
+    wristband. One implementation shared with ``casegate replay --input``."""
+    from rules.replay import derive
+    return derive(core.engine, ev)
 
 
 class Daemon:

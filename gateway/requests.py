@@ -45,6 +45,9 @@ class Ping(Args):
     pass
 
 
+CaseType = Literal["criminal", "administrative", "inquiry"]
+
+
 class Register(Args):
     person: str = Field(pattern=ID)
     role: Literal["suspect", "officer", "staff", "visitor"]
@@ -52,9 +55,33 @@ class Register(Args):
     gender: Literal["male", "female"] | None = None
     minor: StrictBool = False
     case_id: str | None = Field(default=None, pattern=ID)
-    case_type: Literal["criminal", "administrative"] | None = None
+    case_type: CaseType | None = None
     limit_h: float | None = Field(default=None, gt=0, le=48)
     visitor_kind: str | None = Field(default=None, pattern=ID)
+    # DOMAIN v2
+    age: StrictInt | None = Field(default=None, ge=0, le=150)
+    vulnerable: StrictBool = False
+    arrived_at: StrictStr | None = Field(default=None, max_length=64)   # 到案时间; no offset = center's timezone
+    for_: str | None = Field(default=None, pattern=ID, alias="for")     # a guardian's minor
+
+
+class PersonUpdate(Args):
+    person: str = Field(pattern=ID)
+    by: str = Field(pattern=ID)
+    reason: StrictStr = Field(min_length=1, max_length=1000)
+    case_type: CaseType | None = None
+    limit_h: float | None = Field(default=None, gt=0, le=48)
+    case_id: str | None = Field(default=None, pattern=ID)
+    detained_at: StrictStr | None = Field(default=None, max_length=64)
+    vulnerable: StrictBool | None = None
+
+
+class PersonRest(Args):
+    person: str = Field(pattern=ID)
+    kind: Literal["meal", "rest"]
+    from_: StrictStr = Field(alias="from", max_length=64)
+    to: StrictStr | None = Field(default=None, max_length=64)
+    by: str = Field(pattern=ID)
 
 
 class Checkout(Args):
@@ -143,6 +170,8 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "ping": (Ping, False),
     "person/register": (Register, False),
     "person/checkout": (Checkout, False),
+    "person/update": (PersonUpdate, False),
+    "person/rest": (PersonRest, False),
     "wristband/bind": (Bind, False),
     "wristband/unbind": (Unbind, False),
     "belongings/assign": (Belongings, False),
@@ -244,6 +273,40 @@ def fail(rid: Any, err: RequestError) -> dict:
     return {"request_id": rid, "ok": False, "error": {"code": err.code, "message": err.message}}
 
 
+def _time_arg(name: str, text: str, tz: str | None, now: float) -> float:
+    """An RFC 3339 time from a request; without an offset it is the center's
+    local time (SPEC §2). A time more than 5 min ahead of the gateway's clock
+    is refused (a typo in the date would silently shorten a legal limit)."""
+    from datetime import datetime
+    from gateway.events import zone
+    try:
+        t = text.strip()
+        dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith("Z") else t)
+    except (ValueError, AttributeError):
+        raise RequestError("bad_request", f"{name}: not an RFC 3339 time, e.g. 2026-11-28T09:30:00+08:00")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone(tz))
+    epoch = round(dt.timestamp() * 1000) / 1000
+    if epoch > now + 300:
+        raise RequestError("bad_request", f"{name}: {text} is in the future")
+    return epoch
+
+
+def _check_limit(case_type: str | None, limit_h: float | None, vulnerable: bool) -> None:
+    """limit_h must be one of the values the law allows for the case type (DOMAIN v2)."""
+    from rules.custody_time import ARTICLES, allowed_limits
+    if limit_h is None:
+        return
+    if case_type is None:
+        raise RequestError("bad_request", "limit_h needs case_type: criminal | administrative | inquiry")
+    allowed = allowed_limits(case_type, vulnerable)
+    if limit_h not in allowed:
+        who = "a vulnerable person in continued inquiry" if case_type == "inquiry" and vulnerable \
+            else f"case_type {case_type}"
+        raise RequestError("bad_request", f"limit_h {limit_h:g} is not allowed for {who}: allowed "
+                                          f"{' | '.join(f'{x:g}' for x in allowed)} h ({ARTICLES[case_type]})")
+
+
 def norm_tag(tag: str) -> str:
     if not TAG.fullmatch(tag):
         raise RequestError("bad_request", "tag must be 8 (wristband) or 10 (card) hex digits")
@@ -261,15 +324,30 @@ class Handlers:
     # ---- in the writer thread ------------------------------------------------
     def person_register(self, core: Core, a: Register, src: str):
         p = core.state.persons.get(a.person)
-        if p is not None and not p.left:
-            raise RequestError("conflict", f"person {a.person} is already registered")
-        # A suspect without case_type is allowed: the detention rule then uses the criminal limits.
+        again = p is not None and not p.left
+        if again and p.role != a.role:
+            raise RequestError("conflict", f"person {a.person} is already registered as {p.role}")
+        if a.role == "suspect" and a.case_type is None:
+            raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry "
+                                              "(it decides the legal time limit)")
+        tz = core.config.center.timezone
+        now = core.clock()
+        arrived = _time_arg("arrived_at", a.arrived_at, tz, now) if a.arrived_at else None
+        _check_limit(a.case_type, a.limit_h, a.vulnerable)
         data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
-                "minor": a.minor, "case_id": a.case_id, "case_type": a.case_type, "limit_h": a.limit_h}
-        if a.visitor_kind:
-            data["visitor_kind"] = a.visitor_kind
+                "minor": a.minor, "case_id": a.case_id, "case_type": a.case_type, "limit_h": a.limit_h,
+                "age": a.age, "vulnerable": a.vulnerable,
+                "arrived_at": format_ts(arrived if arrived is not None else now),
+                "visitor_kind": a.visitor_kind, "for": a.for_}
+        if again:
+            # Re-registration in the same stay (not yet left) is an update of the
+            # same person: the clock keeps the first arrival (rules.state).
+            data["arrived_at"] = format_ts(min(p.arrived_at, arrived) if arrived is not None else p.arrived_at)
         d = Draft("person.registered", data, src)
-        return {"person": a.person, "event_id": d.id}, [d]
+        out = {"person": a.person, "event_id": d.id, "arrived_at": data["arrived_at"]}
+        if again:
+            out["reregistered"] = True
+        return out, [d]
 
     def _person(self, core: Core, pid: str, present: bool = True):
         p = core.state.persons.get(pid)
@@ -277,10 +355,58 @@ class Handlers:
             raise RequestError("not_found", f"no registered person {pid}")
         return p
 
+    def _officer(self, core: Core, pid: str, what: str):
+        """``by`` of an approval must be a registered officer in the center (SPEC v2)."""
+        p = core.state.persons.get(pid)
+        if p is None or p.left or p.role != "officer":
+            who = "not registered" if p is None or p.left else f"a {p.role}"
+            raise RequestError("forbidden", f"{what} needs a registered officer as by; {pid} is {who}")
+        return p
+
     def person_checkout(self, core: Core, a: Checkout, src: str):
         self._person(core, a.person)
-        self._person(core, a.by)
+        self._officer(core, a.by, "a checkout")
         d = Draft("person.checkout_approved", {"person": a.person, "by": a.by}, src)
+        return {"person": a.person, "event_id": d.id}, [d]
+
+    def person_update(self, core: Core, a: PersonUpdate, src: str):
+        p = self._person(core, a.person)
+        self._officer(core, a.by, "a person update")
+        given = a.model_fields_set
+        changes: dict[str, Any] = {}
+        for k in ("case_type", "limit_h", "case_id", "vulnerable"):
+            if k in given:
+                changes[k] = getattr(a, k)
+        if "detained_at" in given:
+            tz = core.config.center.timezone
+            changes["detained_at"] = (format_ts(_time_arg("detained_at", a.detained_at, tz, core.clock()))
+                                      if a.detained_at else None)
+        if not changes:
+            raise RequestError("bad_request", "nothing to update: give case_type, limit_h, case_id, "
+                                              "detained_at or vulnerable")
+        if p.role == "suspect":
+            case_type = changes.get("case_type", p.case_type)
+            if case_type is None:
+                raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry")
+            # the limit after the change, as rules.state folds it
+            limit = changes["limit_h"] if "limit_h" in changes else (
+                None if case_type != p.case_type else p.limit_h)
+            _check_limit(case_type, limit, changes.get("vulnerable", p.vulnerable))
+        d = Draft("person.updated", {"person": a.person, "changes": changes, "by": a.by, "reason": a.reason},
+                  src)
+        return {"person": a.person, "changes": changes, "event_id": d.id}, [d]
+
+    def person_rest(self, core: Core, a: PersonRest, src: str):
+        self._person(core, a.person)
+        self._person(core, a.by)
+        tz = core.config.center.timezone
+        now = core.clock()
+        start = _time_arg("from", a.from_, tz, now)
+        end = _time_arg("to", a.to, tz, now) if a.to else None
+        if end is not None and end < start:
+            raise RequestError("bad_request", "to is before from")
+        d = Draft("person.rest", {"person": a.person, "kind": a.kind, "from": format_ts(start),
+                                  "to": format_ts(end) if end is not None else None, "by": a.by}, src)
         return {"person": a.person, "event_id": d.id}, [d]
 
     def wristband_bind(self, core: Core, a: Bind, src: str):
@@ -441,6 +567,7 @@ class Handlers:
 
 IN_CORE = {
     "ping": "ping", "person/register": "person_register", "person/checkout": "person_checkout",
+    "person/update": "person_update", "person/rest": "person_rest",
     "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
     "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
     "alarm/shelve": "alarm_shelve", "alarm/unshelve": "alarm_unshelve",

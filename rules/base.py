@@ -64,6 +64,16 @@ class Rule:
 
 RULES: dict[str, Rule] = {}
 NONE: tuple = ()
+# code -> fn(ctx, t) -> drafts: re-derive a rule's deadlines after a config
+# reload exactly as a restart (a replay under the new config) would.
+ON_RECONFIGURE: dict[str, Callable] = {}
+
+
+def on_reconfigure(code: str):
+    def deco(fn):
+        ON_RECONFIGURE[code] = fn
+        return fn
+    return deco
 
 
 def rule(code: str, on: tuple[str, ...], timer: Callable | None = None,
@@ -237,6 +247,21 @@ def tag_pass(rules: list[Rule]):
 
 
 # ---- message helpers ---------------------------------------------------------
+def local(ctx, epoch: float | None) -> str:
+    """A time for people in an alarm message: the center's local time with its
+    offset (details keep RFC 3339 UTC for machines)."""
+    from gateway.events import format_local
+    if epoch is None:
+        return "-"
+    center = getattr(getattr(ctx, "config", None), "center", None)
+    return format_local(epoch, getattr(center, "timezone", None))
+
+
+def duration(seconds: float) -> str:
+    from gateway.events import format_duration
+    return format_duration(seconds)
+
+
 ROLE_ZH = {"suspect": "嫌疑人", "officer": "民警", "staff": "工作人员", "visitor": "来访人员"}
 
 

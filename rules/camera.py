@@ -7,7 +7,7 @@ seconds] reports a stillness that began ``seconds`` ago (0 = motion again).
 from __future__ import annotations
 
 from gateway.events import format_ts
-from rules.base import NONE, ROOM_EVENTS, Facts, room_rule, rule
+from rules.base import NONE, ROOM_EVENTS, Facts, duration, local, room_rule, rule
 
 
 @room_rule("headcount_mismatch", None, camera_rooms=True,
@@ -60,8 +60,9 @@ def _mo_facts(ctx, room, t):
         return None
     rl = ctx.room_label(room)
     who = "、".join(ctx.label(x) for x in sus)
-    return Facts(room, sus, f"{rl} 嫌疑人{who}所在房间{after:g}秒无活动",
-                 f"{rl}: no motion for {after:g} s with suspect {', '.join(ctx.label(x) for x in sus)}",
+    return Facts(room, sus, f"{rl} 嫌疑人{who}所在房间自{local(ctx, v.still_since)}起{duration(after)}无活动",
+                 f"{rl}: no motion since {local(ctx, v.still_since)} ({duration(after)}) with suspect "
+                 f"{', '.join(ctx.label(x) for x in sus)}",
                  {"camera": v.camera, "still_since": format_ts(v.still_since)})
 
 

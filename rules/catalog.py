@@ -23,6 +23,8 @@ class Grace(RuleSettings):
 
 class LoneInterrogation(RuleSettings):
     grace_s: float = Field(default=30, ge=0)
+    window_s: float = Field(default=300, ge=0)      # absences within this window add up to grace_s (0 = each alone)
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
     min_investigators: int = Field(default=2, ge=1)
     # case types for which one investigator is enough (the 2025 revision; unverified, so empty)
     relaxed_case_types: list[Literal["criminal", "administrative"]] = []
@@ -30,6 +32,8 @@ class LoneInterrogation(RuleSettings):
 
 class Unattended(RuleSettings):
     grace_s: float = Field(default=60, ge=0)
+    window_s: float = Field(default=300, ge=0)      # unattended spells within this window add up to grace_s
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
 
 
 class OfficerLeft(RuleSettings):
@@ -37,17 +41,35 @@ class OfficerLeft(RuleSettings):
 
 
 class DetentionTimeout(RuleSettings):
-    criminal_h: float = Field(default=12, gt=0)
-    administrative_h: float = Field(default=8, gt=0)
+    # Default limits per case type when a person has no limit_h; a center may be
+    # stricter than the law but never looser (the maxima are the law's, DOMAIN v2).
+    criminal_h: float = Field(default=12, gt=0, le=24)          # 传唤/拘传: 12 h, 24 h approved
+    administrative_h: float = Field(default=8, gt=0, le=24)     # 询问查证: 8 h, 12 h, 24 h
+    inquiry_h: float = Field(default=12, gt=0, le=48)           # 继续盘问: 12 h, 24 h, 48 h approved
+    vulnerable_inquiry_h: float = Field(default=4, gt=0, le=4)  # 继续盘问 of vulnerable persons: 4 h
     warn_before_min: list[float] = [60, 30]
+
+
+class CustodyTransfer(RuleSettings):
+    limit_h: float = Field(default=24, gt=0, le=24)       # 拘留 -> 看守所 within 24 h (刑诉 art. 85)
+    warn_before_min: float = Field(default=120, ge=0)     # detention_warning this long before
+
+
+class ConsecutiveSummons(RuleSettings):
+    min_gap_h: float = Field(default=12, ge=12)           # registered again sooner than this after leaving
+
+
+class SuspectUntracked(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)              # a suspect in the center without a bound tag
 
 
 class RestOverdue(RuleSettings):
     limit_h: float = Field(default=4, gt=0)
     # An absence from interrogation rooms shorter than this (a door transit, a
-    # tag dropout, a short walk) does not end the continuous period; the
-    # alarm clears once the suspect has been out this long.
-    break_s: float = Field(default=60, ge=0)
+    # toilet trip) does not end the continuous period; the alarm clears and
+    # the period restarts once the suspect has been out this long (a real
+    # break) or a rest/meal is recorded (person/rest).
+    break_min: float = Field(default=30, gt=0)
 
 
 class FemaleSearch(RuleSettings):
@@ -146,6 +168,12 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
                    "公安机关适用继续盘问规定 第10-11条")),
     AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
+    AlarmSpec("custody_transfer_overdue", "critical", "送押超时", "Detained person not transferred within 24 h",
+              CustodyTransfer, **_l(f"{CRIM} 第85条", f"{PROC} 第126条")),
+    AlarmSpec("consecutive_summons", "major", "连续传唤", "Suspect summoned again within 12 h of leaving",
+              ConsecutiveSummons, **_l(f"{CRIM} 第119条", f"{PROC} 第200条", f"{ADMIN} 第69条")),
+    AlarmSpec("suspect_untracked", "critical", "轨迹缺失", "Suspect in the center without a bound tag",
+              SuspectUntracked, **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
               **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gateway.events import format_ts
-from rules.base import Facts, rule
+from rules.base import Facts, local, rule
 
 
 def _check(ctx, device, t):
@@ -11,7 +11,7 @@ def _check(ctx, device, t):
         return None
     rooms = ctx.device_rooms.get(device, ())
     room = rooms[0] if rooms else None
-    return Facts(room, [], f"设备{device}离线", f"device {device} offline",
+    return Facts(room, [], f"设备{device}自{local(ctx, since)}起离线", f"device {device} offline since {local(ctx, since)}",
                  {"device": device, "offline_since": format_ts(since)})
 
 

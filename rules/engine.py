@@ -46,7 +46,7 @@ from typing import Any
 
 from gateway.events import Draft, Event, format_ts
 from rules import alarm_states, families  # noqa: F401  (registers every rule)
-from rules.base import NONE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
+from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
 from rules.catalog import CATALOG, rule_settings
 from rules.state import State
 
@@ -101,12 +101,14 @@ class Engine:
             self.rooms_by_type.setdefault(r.type, []).append(r.id)
         self.device_rooms: dict[str, tuple[str, ...]] = {}
         self.locker_purpose: dict[str, str] = {}
+        self.exit_doors: set[str] = set()     # doors marked exit = true (ways out of the center)
         for d in getattr(config, "devices", []) or []:
             kind = getattr(d, "driver", "")
             if kind in ("camera", "card_reader"):
                 self.device_rooms[d.id] = (d.room,)
             elif kind == "modbus_doors":
                 self.device_rooms[d.id] = tuple(dict.fromkeys(x.room for x in d.doors))
+                self.exit_doors.update(x.door for x in d.doors if getattr(x, "exit", False))
             elif kind == "locker":
                 self.locker_purpose[d.id] = d.purpose
             elif kind == "zone_reader":
@@ -115,6 +117,10 @@ class Engine:
                     self.device_rooms[f"{d.id}/{dev_id}"] = (room,)
         self.enabled = {c for c, s in self.settings.items() if s.enabled}
         self.alarm_devices = alarm_states.device_map(config)
+        # codes whose grace periods add up (see _spell_start): code -> (window_s, min_absence_s)
+        self.windows: dict[str, tuple[float, float]] = {
+            c: (s.window_s, s.min_absence_s) for c, s in self.settings.items()
+            if "min_absence_s" in type(s).model_fields and s.window_s > 0}
         # Per event type, the runners in catalog order; room/person/tag check
         # rules of one event type share one pass over the touched subjects.
         dispatch: dict[str, list] = {}
@@ -153,6 +159,11 @@ class Engine:
         for code in list(self.memo):
             if code not in self.enabled:
                 del self.memo[code]
+        # Rules whose deadlines depend on the config (time limits) re-derive
+        # them now, as a restart under the new config would (reload == restart).
+        for code, fn in ON_RECONFIGURE.items():
+            if code in self.enabled:
+                out.extend(fn(self, self.now))
         alarm_states.reschedule(self)
         return out
 
@@ -278,6 +289,9 @@ class Engine:
             people = [pid]
             rooms = list(st.presence.get(pid, ()))
             tags = sorted(st.person_tags.get(pid, ()))
+            former = st.former_tags.get(pid)
+            if former:                       # bands unbound while he was here (rules.state)
+                tags += sorted(former)
         elif dom == "wristband":
             tag = d.get("tag")
             tags = [tag]
@@ -383,9 +397,12 @@ class Engine:
         given), update an active alarm whose persons or room changed."""
         key = (code, subject)
         tk = (code, subject, "")
+        window = self.windows.get(code) if self.windows else None
         if facts is None:
             if tk in self.timers:
                 del self.timers[tk]
+                if window:
+                    self._spell_end(code, subject, t)
             if key in self.alarms:
                 return [self._clear(key, t)]
             return NONE
@@ -401,8 +418,43 @@ class Engine:
             grace = getattr(self.settings[code], attr, 0) if attr else 0
         if grace <= 0:
             return [self._raise(key, t, facts)]
+        if window:
+            self.arm(code, subject, t + self._spell_start(code, subject, t, grace, window[0]))
+            return NONE
         self.arm(code, subject, t + grace)
         return NONE
+
+    # ---- grace periods that add up (settings window_s, min_absence_s) ------------------
+    # A condition's spells (start, end) within the last ``window_s`` add up
+    # towards the grace time, so stepping out 25 s, back 5 s, out 25 s... raises;
+    # a spell shorter than ``min_absence_s`` (a tag flapping between two
+    # stations, a door transit) does not count. Kept in memo[code]["_spells"]
+    # (plain lists: checkpoints serialise them).
+    def _spell_start(self, code: str, subject: str, t: float, grace: float, window: float) -> float:
+        spells = self.memo[code].setdefault("_spells", {}).setdefault(subject, [])
+        since = t - window
+        while spells and spells[0][1] <= since:
+            spells.pop(0)
+        used = sum(end - max(start, since) for start, end in spells)
+        spells.append([t, t])             # open: its end is set when the condition ends
+        return max(grace - used, self.windows[code][1], 0.0)
+
+    def _spell_end(self, code: str, subject: str, t: float) -> None:
+        spells = self.memo[code].get("_spells", {}).get(subject)
+        if not spells:
+            return
+        start = spells[-1][0]
+        if t - start < self.windows[code][1]:
+            spells.pop()                  # too short to count
+        else:
+            spells[-1][1] = t
+        if not spells:
+            del self.memo[code]["_spells"][subject]
+
+    def _spells_reset(self, code: str, subject: str) -> None:
+        spells = self.memo[code].get("_spells") if code in self.memo else None
+        if spells:
+            spells.pop(subject, None)
 
     def _hold_fire(self, r: Rule, subject: str, d: float) -> list[Draft] | tuple:
         if r.check is None or (r.code, subject) in self.alarms:
@@ -410,14 +462,19 @@ class Engine:
         facts = r.check(self, subject, d)
         if facts is None:
             return NONE
+        self._spells_reset(r.code, subject)        # raised: its absences are spent
         return [self._raise((r.code, subject), d, facts)]
 
-    def raise_(self, code: str, subject: str, t: float, facts: Facts) -> list[Draft]:
-        """Raise now, or update the active alarm if anything changed."""
+    def raise_(self, code: str, subject: str, t: float, facts: Facts,
+               since: float | None = None) -> list[Draft]:
+        """Raise now, or update the active alarm if anything changed. ``since``:
+        when the condition began if that is a fact of the folded state (a legal
+        deadline), so the alarm id does not depend on when it was noticed (a
+        reload after the deadline and a restart then agree)."""
         key = (code, subject)
         a = self.alarms.get(key)
         if a is None:
-            return [self._raise(key, t, facts)]
+            return [self._raise(key, t, facts, since)]
         if (a["persons"] != facts.persons or a["room"] != facts.room
                 or a["details"] != facts.details):
             return [self._update(key, t, facts)]
@@ -429,6 +486,17 @@ class Engine:
             return [self._clear(key, t)]
         return []
 
+    def clear_because(self, code: str, subject: str, t: float, reason: str) -> list[Draft]:
+        """Clear with ``details.cleared_reason``: the alarm stays in the record and
+        says why it ended (e.g. a checkout approved after an escape)."""
+        key = (code, subject)
+        if key not in self.alarms:
+            return []
+        data = dict(self.alarms[key])
+        data["details"] = dict(data.get("details") or {}, cleared_reason=reason)
+        self.alarms[key] = data
+        return [self._clear(key, t)]
+
     # ---- drafting ---------------------------------------------------------------------
     def _data(self, code: str, aid: str, since: str, facts: Facts) -> dict[str, Any]:
         spec = CATALOG[code]
@@ -438,9 +506,9 @@ class Engine:
                 "message": {"zh": f"{spec.zh}：{zh}", "en": f"{spec.en}: {en}"},
                 "details": facts.details, "legal_basis": list(spec.legal_basis), "snapshot": None}
 
-    def _raise(self, key: Key, t: float, facts: Facts) -> Draft:
+    def _raise(self, key: Key, t: float, facts: Facts, since_epoch: float | None = None) -> Draft:
         code, subject = key
-        since = format_ts(t)
+        since = format_ts(t if since_epoch is None else since_epoch)
         aid = alarm_id(code, subject, since)
         last = self._last_id.get(key)
         if last is not None and last.startswith(aid):   # raised, cleared, raised in one ms

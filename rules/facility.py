@@ -11,7 +11,7 @@ one, else null.
 from __future__ import annotations
 
 from gateway.events import format_ts
-from rules.base import NONE, Facts, rule
+from rules.base import NONE, Facts, duration, local, rule
 
 LOCKER_EVENTS = ("locker.opened", "locker.closed")
 
@@ -54,8 +54,8 @@ def _door_check(ctx, door, t):
     lim = ctx.settings["door_held_open"].limit_s
     by = _door_opener(ctx, d)
     zh_by, en_by = (f"（最后刷卡：{by}）", f" (last badge: {by})") if by else ("", "")
-    return Facts(d.room, [by] if by else [], f"{rl} 门{door}打开超过{lim:g}秒{zh_by}",
-                 f"{rl}: door {door} open for more than {lim:g} s{en_by}",
+    return Facts(d.room, [by] if by else [], f"{rl} 门{door}自{local(ctx, d.since)}起打开超过{duration(lim)}{zh_by}",
+                 f"{rl}: door {door} open since {local(ctx, d.since)}, more than {duration(lim)}{en_by}",
                  {"door": door, "opened": format_ts(d.since), "by": by})
 
 
@@ -74,8 +74,8 @@ def _open_check(ctx, subject, t):
     if c is None or not c.open:
         return None
     lim = ctx.settings["locker_open_too_long"].limit_s
-    return Facts(_locker_room(ctx, locker), [], f"柜{locker}第{comp}格门打开超过{lim:g}秒",
-                 f"locker {locker} compartment {comp} open for more than {lim:g} s",
+    return Facts(_locker_room(ctx, locker), [], f"柜{locker}第{comp}格门自{local(ctx, c.since)}起打开超过{duration(lim)}",
+                 f"locker {locker} compartment {comp} open since {local(ctx, c.since)}, more than {duration(lim)}",
                  {"locker": locker, "compartment": comp, "opened": format_ts(c.since)})
 
 
@@ -208,9 +208,9 @@ def _bo_check(ctx, pid, t):
     if t < b.since + lim * 3600.0:
         return None
     return Facts(_locker_room(ctx, b.locker), [pid],
-                 f"{ctx.label(pid)}的随身物品在柜{b.locker}第{b.compartment}格暂存超过{lim:g}小时",
+                 f"{ctx.label(pid)}的随身物品自{local(ctx, b.since)}起在柜{b.locker}第{b.compartment}格暂存超过{lim:g}小时",
                  f"belongings of {ctx.label(pid)} held in locker {b.locker} compartment {b.compartment} "
-                 f"for more than {lim:g} h",
+                 f"since {local(ctx, b.since)}, more than {lim:g} h",
                  {"locker": b.locker, "compartment": b.compartment, "since": format_ts(b.since)})
 
 

@@ -7,7 +7,7 @@ investigators. Tags not bound to anybody count as nobody.
 """
 from __future__ import annotations
 
-from rules.base import NONE, ROOM_EVENTS, Facts, person_rule, room_rule, rule
+from rules.base import NONE, ROOM_EVENTS, Facts, local, on_reconfigure, person_rule, room_rule, rule
 
 INTERROGATION = frozenset({"interrogation"})
 
@@ -184,20 +184,23 @@ def officer_left_interrogation(ctx, ev, t):
 RO = "rest_overdue"
 
 
-@rule(RO, on=("presence.entered", "presence.left", "person.left", "wristband.bound",
-              "wristband.unbound"),
-      suspects_only=("presence.entered", "presence.left", "person.left", "wristband.bound",
-                     "wristband.unbound"),
+RO_EVENTS = ("presence.entered", "presence.left", "person.left", "wristband.bound",
+             "wristband.unbound", "person.rest")
+
+
+@rule(RO, on=RO_EVENTS, suspects_only=RO_EVENTS,
       timer=lambda ctx, pid, kind, d: _ro_timer(ctx, pid, kind, d))
 def rest_overdue(ctx, ev, t):
-    """Food and necessary rest must be guaranteed: 刑事诉讼法 art. 119 (应当保证
-    犯罪嫌疑人的饮食和必要的休息时间); 程序规定 art. 201; 行政程序规定 art. 71.
+    """Food and necessary rest must be guaranteed and recorded: 刑事诉讼法 art. 119
+    (应当保证犯罪嫌疑人的饮食和必要的休息时间); 程序规定 art. 201; 行政程序规定 art. 71.
 
     A suspect continuously in ``interrogation`` rooms for more than ``limit_h``
-    raises (at that deadline). An absence shorter than ``break_s`` does not
-    end the continuous period (door transits, tag dropouts); the alarm clears,
-    and the period resets, once the suspect has been out for ``break_s``
-    (or at ``person.left``). Subject: the suspect.
+    raises (at that deadline). Only two things end the continuous period:
+    a recorded rest or meal (``person.rest``: the period restarts at its end,
+    ``to``, or at the record when no end is given), or a real break: out of
+    every interrogation room for ``break_min`` (default 30 min). A toilet trip
+    or a walk down the corridor does not. The alarm clears when the period
+    ends (with the reason) or at ``person.left``. Subject: the suspect.
     """
     m = ctx.memo[RO]          # suspect -> [period start, out since | None]
     out = NONE
@@ -208,6 +211,7 @@ def rest_overdue(ctx, ev, t):
                 break
         else:
             return NONE      # a move that cannot start, continue or end an interrogation period
+    limit = ctx.settings[RO].limit_h * 3600.0
     for pid in ctx.dirty_suspects:
         p = ctx.state.persons[pid]
         s = m.get(pid)
@@ -219,19 +223,33 @@ def rest_overdue(ctx, ev, t):
                 out = _cat(out, ctx.clear(RO, pid, t))
             continue
         room = _in_interrogation(ctx, pid)
-        limit = ctx.settings[RO].limit_h * 3600.0
+        if ev.type == "person.rest":
+            if s is None and room is None:
+                continue
+            start, end, _ = p.rests[-1] if p.rests else (t, None, "")
+            restart = end if end is not None else t
+            out = _cat(out, ctx.clear_because(RO, pid, t, "rest recorded"))
+            if s is None:
+                s = m[pid] = [restart, None]
+            else:
+                s[0] = restart
+            if s[1] is None:
+                ctx.arm(RO, pid, restart + limit, "limit")
+            continue
         if room is not None:
             if s is None:
                 m[pid] = [t, None]
                 ctx.arm(RO, pid, t + limit, "limit")
-            elif s[1] is not None:           # back within the break grace: still continuous
+            elif s[1] is not None:           # back before a real break: still continuous
                 s[1] = None
                 ctx.disarm(RO, pid, "break")
                 if t >= s[0] + limit and ctx.alarm(RO, pid) is None:
                     out = _cat(out, ctx.raise_(RO, pid, t, _ro_facts(ctx, pid, room, s[0], t)))
+                elif ctx.armed(RO, pid, "limit") is None and t < s[0] + limit:
+                    ctx.arm(RO, pid, s[0] + limit, "limit")
         elif s is not None and s[1] is None:
             s[1] = t
-            ctx.arm(RO, pid, t + ctx.settings[RO].break_s, "break")
+            ctx.arm(RO, pid, t + ctx.settings[RO].break_min * 60.0, "break")
     return out
 
 
@@ -245,11 +263,32 @@ def _ro_facts(ctx, pid, room, start, t):
     from gateway.events import format_ts
     h = (t - start) / 3600.0
     rl = ctx.room_label(room)
-    return Facts(room, [pid], f"{rl} 嫌疑人{ctx.label(pid)}连续讯问已超过{ctx.settings[RO].limit_h:g}小时",
-                 f"{rl}: suspect {ctx.label(pid)} in interrogation for more than "
-                 f"{ctx.settings[RO].limit_h:g} h without rest",
+    lim = ctx.settings[RO].limit_h
+    return Facts(room, [pid], f"{rl} 嫌疑人{ctx.label(pid)}自{local(ctx, start)}起连续讯问已超过{lim:g}小时，"
+                 f"无休息或饮食记录",
+                 f"{rl}: suspect {ctx.label(pid)} in interrogation since {local(ctx, start)}, more than "
+                 f"{lim:g} h without a recorded rest or meal",
                  {"period_since": format_ts(start), "limit_h": ctx.settings[RO].limit_h,
                   "hours": round(h, 3)})
+
+
+@on_reconfigure(RO)
+def _ro_reconfigure(ctx, t):
+    """A reloaded limit_h / break_min applies to periods under way, as a restart
+    (a replay under the new config) would apply it."""
+    out = []
+    limit = ctx.settings[RO].limit_h * 3600.0
+    for pid, (start, out_since) in sorted(ctx.memo[RO].items()):
+        if out_since is not None:
+            ctx.arm(RO, pid, out_since + ctx.settings[RO].break_min * 60.0, "break")
+            continue
+        if ctx.alarm(RO, pid) is not None:
+            if start + limit > t:
+                out += ctx.clear_because(RO, pid, t, "limit changed")
+                ctx.arm(RO, pid, start + limit, "limit")
+        else:
+            ctx.arm(RO, pid, start + limit, "limit")
+    return out
 
 
 def _ro_timer(ctx, pid, kind, d):
@@ -265,4 +304,4 @@ def _ro_timer(ctx, pid, kind, d):
     # kind == "break": out long enough, the period is over
     del m[pid]
     ctx.disarm(RO, pid, "limit")
-    return ctx.clear(RO, pid, d)
+    return ctx.clear_because(RO, pid, d, "break")

@@ -3,7 +3,7 @@ procedure_skipped, female_search_without_female_staff.
 """
 from __future__ import annotations
 
-from rules.base import NONE, ROOM_EVENTS, Facts, person_rule, rule
+from rules.base import NONE, ROOM_EVENTS, Facts, is_card, person_rule, rule
 
 ATTENDANTS = frozenset({"officer", "staff"})
 
@@ -172,34 +172,58 @@ def collusion_risk(ctx, ev, t):
 UE = "unauthorized_exit"
 
 
-@rule(UE, on=ROOM_EVENTS + ("door.opened",), suspects_only=ROOM_EVENTS)
+UE_EVENTS = ROOM_EVENTS + ("door.opened", "door.passed")
+
+
+def _unapproved_suspect(ctx, who):
+    p = ctx.state.persons.get(who)
+    return p is not None and not p.left and p.role == "suspect" and not p.checkout_approved
+
+
+def _is_exit_door(ctx, door, room) -> bool:
+    return door in ctx.exit_doors or ctx.room_types.get(room) == "exit"
+
+
+@rule(UE, on=UE_EVENTS, suspects_only=ROOM_EVENTS)
 def unauthorized_exit(ctx, ev, t):
-    """越界/脱逃 (escape prevention). Source: DOMAIN.md alarm catalog; no single
-    statutory article is cited. Without ``person.checkout_approved``:
+    """越界/脱逃 (escape prevention; DOMAIN v2: every way out). Without
+    ``person.checkout_approved``:
 
     * a suspect present in an ``exit`` room (raised on ``presence.entered``),
-    * an exit room's door opening while such a suspect is in it (the active
-      alarm is updated with the door; raised if it was not).
+    * an exit room's door, or any door marked ``exit = true``, opening while
+      such a suspect is in the door's room,
+    * a door tag passing **out** (``door.passed``) through an ``exit = true``
+      door or an exit room's door reader.
 
-    Raised at once (no grace). Subject: the suspect. Clears on checkout
-    approval, ``person.left``, or when the suspect is seen back in a non-exit
-    room and in no exit room. A suspect who leaves the exit room for nowhere
-    (out of the building) keeps the alarm active.
+    Raised at once (no grace). Subject: the suspect. Clears (with
+    ``details.cleared_reason``) at ``person.left`` or when the suspect is seen
+    back in a non-exit room and in no exit room. A checkout approved after
+    the alarm never rewrites the escape: the alarm is cleared with the reason
+    "checkout approved after the exit" and stays in the record. A suspect
+    who leaves the exit room for nowhere keeps the alarm active.
     """
     out = NONE
     rt = ctx.room_types
     persons = ctx.state.persons
     presence = ctx.state.presence
-    if ev.type == "door.opened":
-        room = ev.data.get("room")
-        if rt.get(room) != "exit":
+    typ = ev.type
+    if typ == "door.opened":
+        room, door = ev.data.get("room"), ev.data.get("door")
+        if not _is_exit_door(ctx, door, room):
             return NONE
         for who in list(ctx.state.rooms.get(room, ())):
-            p = persons.get(who)
-            if p is None or p.left or p.role != "suspect" or p.checkout_approved:
-                continue
-            out = _cat(out, ctx.raise_(UE, who, t, _ue_facts(ctx, who, room, ev.data.get("door"))))
+            if _unapproved_suspect(ctx, who):
+                out = _cat(out, ctx.raise_(UE, who, t, _ue_facts(ctx, who, room, door, "exit_door")))
         return out
+    if typ == "door.passed":
+        d = ev.data
+        room, door = d.get("room"), d.get("door")
+        who = d.get("person") or ctx.state.tag_owner.get(d.get("tag") or "")
+        if d.get("direction") != "out" or not who or not _is_exit_door(ctx, door, room):
+            return NONE
+        if _unapproved_suspect(ctx, who):
+            return ctx.raise_(UE, who, t, _ue_facts(ctx, who, room, door, "door_passed_out"))
+        return NONE
     room = ev.data.get("room")
     exit_event = room is None or rt.get(room) == "exit"
     for pid in ctx.dirty_suspects:
@@ -209,30 +233,38 @@ def unauthorized_exit(ctx, ev, t):
         p = persons[pid]
         if p.left or p.checkout_approved:
             if active is not None:
-                out = _cat(out, ctx.clear(UE, pid, t))
+                why = "left the center" if p.left else "checkout approved after the exit"
+                out = _cat(out, ctx.clear_because(UE, pid, t, why))
             continue
         rooms = presence.get(pid, ())
         exit_room = next((r for r in rooms if rt.get(r) == "exit"), None)
         if exit_room is not None:
             if active is None:
-                out = _cat(out, ctx.raise_(UE, pid, t, _ue_facts(ctx, pid, exit_room, None)))
-        elif active is not None and rooms:
-            out = _cat(out, ctx.clear(UE, pid, t))
+                out = _cat(out, ctx.raise_(UE, pid, t, _ue_facts(ctx, pid, exit_room, None, "exit_room")))
+        elif active is not None and rooms and typ == "presence.entered":
+            out = _cat(out, ctx.clear_because(UE, pid, t, "back inside"))
     return out
 
 
-def _ue_facts(ctx, pid, room, door):
+def _ue_facts(ctx, pid, room, door, way):
     rl = ctx.room_label(room)
     a = ctx.alarm(UE, pid)
     if door is None and a is not None:
         door = a["details"].get("door")
-    if door:
+        way = a["details"].get("way", way)
+    if way == "door_passed_out":
+        zh = f"{rl} 嫌疑人{ctx.label(pid)}未经出区审批经出口门{door}外出"
+        en = f"{rl}: suspect {ctx.label(pid)} passed out through exit door {door} without checkout approval"
+    elif door:
         zh = f"{rl} 嫌疑人{ctx.label(pid)}未经出区审批在出口，门{door}已打开"
         en = f"{rl}: suspect {ctx.label(pid)} at the exit without checkout approval, door {door} opened"
     else:
         zh = f"{rl} 嫌疑人{ctx.label(pid)}未经出区审批到达出口"
         en = f"{rl}: suspect {ctx.label(pid)} at the exit without checkout approval"
-    return Facts(room, [pid], zh, en, {"door": door} if door else {})
+    details = {"way": way}
+    if door:
+        details["door"] = door
+    return Facts(room, [pid], zh, en, details)
 
 
 # ---- procedure_skipped -------------------------------------------------------------------------
@@ -280,3 +312,46 @@ def procedure_skipped(ctx, ev, t):
 
 _ZH = {"security_check": "人身安全检查", "info_collection": "信息采集", "belongings": "随身物品保管",
        "entrance": "入区登记", "waiting": "候问"}
+
+
+# ---- suspect_untracked -------------------------------------------------------------------------
+SU = "suspect_untracked"
+SU_EVENTS = ("person.registered", "person.left", "wristband.bound", "wristband.unbound")
+
+
+def _su_check(ctx, pid, t):
+    p = ctx.person(pid)
+    if p is None or p.role != "suspect":
+        return None
+    st = ctx.state
+    for tag in st.person_tags.get(pid, ()):
+        if not is_card(tag):
+            return None             # a bound wristband tracks him
+    rooms = st.presence.get(pid)
+    room = next(iter(rooms)) if rooms else None
+    former = sorted(st.former_tags.get(pid, ()))
+
+    def text():
+        where = f"，最后位置{ctx.room_label(room)}" if room else ""
+        where_en = f", last seen in {ctx.room_label(room)}" if room else ""
+        return (f"嫌疑人{ctx.label(pid)}在办案中心内未绑定手环{where}",
+                f"suspect {ctx.label(pid)} in the center without a bound wristband{where_en}")
+    return Facts(room, [pid], text, None, {"last_room": room, "unbound_tags": former})
+
+
+@rule(SU, on=SU_EVENTS, check=_su_check, suspects_only=SU_EVENTS[1:])
+def suspect_untracked(ctx, ev, t):
+    """轨迹缺失 (the record must have no gap: DOMAIN v2; 程序规定 art. 202,
+    行政程序规定 art. 72): a suspect in the center (registered, not left) with
+    no bound wristband (8-hex active tag; a 125 kHz card is not tracking) for
+    ``grace_s`` (60). Covers a suspect registered without a band and a band
+    unbound while he is inside; the unbinding itself clears nothing (he is
+    kept where he was last seen, rules.state). Clears when a band is bound or
+    at ``person.left``. Subject: the suspect."""
+    out = NONE
+    # (a new person is no suspect yet when the event is touched, before the fold)
+    who = [ev.data.get("person")] if ev.type == "person.registered" else ctx.dirty_suspects
+    for pid in who:
+        if pid:
+            out = _cat(out, ctx.hold(SU, pid, t, _su_check(ctx, pid, t)))
+    return out

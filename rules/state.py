@@ -30,12 +30,21 @@ class Person:
     case_type: str | None = None
     limit_h: float | None = None
     visitor_kind: str | None = None
-    registered_at: float = 0.0     # 到案时间
+    registered_at: float = 0.0     # time of the (first) person.registered of this stay
     checkout_approved: bool = False
     checkout_at: float | None = None
     left: bool = False
     left_at: float | None = None
     keys: tuple[str, ...] = ()     # room counters this person adds to (count_keys), cached
+    # ---- DOMAIN v2: the person as the law sees them -------------------------------------
+    arrived_at: float = 0.0        # 到案时间: the detention clock starts here (default: registration)
+    age: int | None = None
+    vulnerable: bool = False       # pregnant/nursing, under 16, over 70 (继续盘问规定 art. 10)
+    for_person: str | None = None  # a guardian's minor
+    detained_at: float | None = None   # 拘留: starts the 24 h clock to the detention house
+    prev_left_at: float | None = None  # end of this person's previous stay (consecutive summons)
+    reregistered: int = 0          # person.registered again within this stay (never resets the clock)
+    rests: tuple[tuple[float, float | None, str], ...] = ()   # recorded (from, to|None, kind)
 
 
 @dataclass(slots=True)
@@ -132,6 +141,11 @@ class State:
     tag_seen: dict[str, float] = field(default_factory=dict)                # tag -> last presence/status/bind
     tag_last_room: dict[str, str] = field(default_factory=dict)             # tag -> last room it was seen in
     tag_status: dict[str, dict[str, Any]] = field(default_factory=dict)     # tag -> latest tag.status fields
+    # A band unbound from a suspect still in the center: tag -> that suspect, and
+    # suspect -> those tags. Its tamper/SOS/vital alarms stay his (unbinding never
+    # silences an alarm) until he leaves or the band is bound again.
+    former_owner: dict[str, str] = field(default_factory=dict)
+    former_tags: dict[str, set[str]] = field(default_factory=dict)
     visited: dict[str, set[str]] = field(default_factory=dict)              # person -> rooms entered since registration
     doors: dict[str, Door] = field(default_factory=dict)
     compartments: dict[tuple[str, int], Compartment] = field(default_factory=dict)
@@ -316,20 +330,93 @@ def count_keys(p: Person) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _epoch(v, default: float | None) -> float | None:
+    """An RFC 3339 time from event data (the request handler normalised it), else default."""
+    if v is None or v == "":
+        return default
+    try:
+        return parse_ts(str(v))
+    except (ValueError, TypeError):
+        return default
+
+
 def _registered(s: State, ev: Event) -> None:
     d = ev.data
     pid = d["person"]
     limit = d.get("limit_h")
-    s.persons[pid] = Person(
+    old = s.persons.get(pid)
+    arrived = _epoch(d.get("arrived_at"), ev.epoch)
+    age = d.get("age")
+    p = Person(
         id=pid, role=d["role"], name=d.get("name") or "", gender=d.get("gender"),
         minor=bool(d.get("minor")), case_id=d.get("case_id"), case_type=d.get("case_type"),
         limit_h=float(limit) if limit is not None else None, visitor_kind=d.get("visitor_kind"),
-        registered_at=ev.epoch)
-    p = s.persons[pid]
+        registered_at=ev.epoch, arrived_at=arrived,
+        age=int(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
+        vulnerable=bool(d.get("vulnerable")), for_person=d.get("for"))
+    if old is not None and not old.left:
+        # Re-registration within the same stay (not yet left): an update of the
+        # same person. The clock keeps the earliest arrival; detention, rest
+        # records and checkout state carry over.
+        p.registered_at = old.registered_at
+        p.arrived_at = min(old.arrived_at, arrived)
+        p.detained_at = old.detained_at
+        p.prev_left_at = old.prev_left_at
+        p.rests = old.rests
+        p.checkout_approved, p.checkout_at = old.checkout_approved, old.checkout_at
+        p.reregistered = old.reregistered + 1
+        s.persons[pid] = p
+        p.keys = count_keys(p)
+        if pid in s.presence:
+            s._recount(pid)
+        return
+    if old is not None:
+        p.prev_left_at = old.left_at
+    s.persons[pid] = p
     p.keys = count_keys(p)
     s.visited[pid] = set(s.presence.get(pid, ()))
     if pid in s.presence:
         s._recount(pid)
+
+
+# person.updated changes (SPEC v2) and how each is folded
+UPDATABLE = ("case_type", "limit_h", "case_id", "detained_at", "vulnerable")
+
+
+def _updated(s: State, ev: Event) -> None:
+    d = ev.data
+    p = s.persons.get(d["person"])
+    ch = d.get("changes")
+    if p is None or p.left or not isinstance(ch, dict):
+        return
+    if "case_type" in ch and ch["case_type"] != p.case_type:
+        p.case_type = ch["case_type"]
+        if "limit_h" not in ch:
+            p.limit_h = None           # a new case type starts from its own default limit
+    if "limit_h" in ch:
+        lim = ch["limit_h"]
+        p.limit_h = float(lim) if lim is not None else None
+    if "case_id" in ch:
+        p.case_id = ch["case_id"]
+    if "detained_at" in ch:
+        p.detained_at = _epoch(ch["detained_at"], ev.epoch) if ch["detained_at"] is not None else None
+    if "vulnerable" in ch:
+        p.vulnerable = bool(ch["vulnerable"])
+    keys = count_keys(p)
+    if keys != p.keys:
+        p.keys = keys
+        if p.id in s.presence:
+            s._recount(p.id)
+
+
+def _rest(s: State, ev: Event) -> None:
+    d = ev.data
+    p = s.persons.get(d["person"])
+    if p is None or p.left:
+        return
+    start = _epoch(d.get("from"), ev.epoch)
+    end = _epoch(d.get("to"), None)
+    p.rests = p.rests + ((start, end, str(d.get("kind") or "rest")),)
 
 
 def _checkout(s: State, ev: Event) -> None:
@@ -350,6 +437,8 @@ def _left(s: State, ev: Event) -> None:
     for t in s.person_tags.pop(pid, ()):
         s.tag_owner.pop(t, None)
         s.bound_at.pop(t, None)
+    for t in list(s.former_tags.get(pid, ())):
+        _forget_former(s, t)
     s.visited.pop(pid, None)
     b = s.belongings.get(pid)
     if b is not None:
@@ -365,6 +454,7 @@ def _bound(s: State, ev: Event) -> None:
     old = s.tag_owner.get(tag)
     if old == pid:
         return
+    _forget_former(s, tag)
     old_key = old if old is not None else f"tag:{tag}"
     if old is not None:
         s.person_tags.get(old, set()).discard(tag)
@@ -373,9 +463,29 @@ def _bound(s: State, ev: Event) -> None:
     s.bound_at[tag] = ev.epoch
     s.tag_seen[tag] = max(s.tag_seen.get(tag, ev.epoch), ev.epoch)
     s._move_tag(tag, old_key, pid, ev.epoch)
+    if s.tag_rooms.get(tag):
+        _drop_untagged(s, pid)
     v = s.visited.get(pid)
     if v is not None:
         v.update(s.tag_rooms.get(tag, ()))
+
+
+def _forget_former(s: State, tag: str) -> None:
+    pid = s.former_owner.pop(tag, None)
+    if pid is not None:
+        f = s.former_tags.get(pid)
+        if f is not None:
+            f.discard(tag)
+            if not f:
+                del s.former_tags[pid]
+
+
+def _drop_untagged(s: State, pid: str, keep: str | None = None) -> None:
+    """The person is tracked by a tag again: presences kept without a tag
+    (where an unbound suspect was last seen) end."""
+    for room, p in list(s.presence.get(pid, {}).items()):
+        if not p.tags and room != keep:
+            s._remove_presence(pid, room, None)
 
 
 def _unbound(s: State, ev: Event) -> None:
@@ -389,7 +499,18 @@ def _unbound(s: State, ev: Event) -> None:
         tags.discard(tag)
         if not tags:
             del s.person_tags[pid]
+    rooms = s.presence.get(pid, {})
+    kept = {room: pr.since for room, pr in rooms.items() if tag in pr.tags}
     s._move_tag(tag, pid, f"tag:{tag}", ev.epoch)
+    p = s.persons.get(pid)
+    if p is not None and p.role == "suspect" and not p.left:
+        # He is still in the center: keep him where he was last seen (every
+        # presence rule keeps judging him) and keep the band's alarms his.
+        s.former_owner[tag] = pid
+        s.former_tags.setdefault(pid, set()).add(tag)
+        for room, since in kept.items():
+            if room not in s.presence.get(pid, {}):
+                s._add_presence(pid, room, "", since)
 
 
 def _who(d: dict) -> str:
@@ -402,6 +523,9 @@ def _entered(s: State, ev: Event) -> None:
     who = d.get("person") or f"tag:{tag}"
     room = d["room"]
     s._add_presence(who, room, tag, ev.epoch)
+    if tag and (who in s.former_tags or len(s.presence[who]) > 1):
+        # a tag of his is seen: presences kept without a tag (band unbound inside) end
+        _drop_untagged(s, who, room)
     if tag:
         s.tag_seen[tag] = ev.epoch
         s.tag_last_room[tag] = room
@@ -621,6 +745,8 @@ def _alarm_ack(s: State, ev: Event) -> None:
 _FOLDS = {
     "person.registered": _registered,
     "person.checkout_approved": _checkout,
+    "person.updated": _updated,
+    "person.rest": _rest,
     "person.left": _left,
     "wristband.bound": _bound,
     "wristband.unbound": _unbound,

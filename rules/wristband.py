@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from rules.base import NONE, Facts, is_card, rule, tag_rule
+from rules.base import NONE, Facts, duration, is_card, local, rule, tag_rule
 
 
 def _owner(ctx, tag):
     return ctx.state.tag_owner.get(tag)
 
 
+def _holder(ctx, tag):
+    """Whose band it is for tamper/SOS/vitals: its owner, or the suspect it was
+    unbound from while he is still in the center (unbinding never silences)."""
+    st = ctx.state
+    return st.tag_owner.get(tag) or st.former_owner.get(tag)
+
+
 def _facts(ctx, tag, zh, en, details=None):
-    owner = _owner(ctx, tag)
+    owner = _holder(ctx, tag)
     who = ctx.label(owner) if owner else "未绑定"
     who_en = ctx.label(owner) if owner else "unbound"
     rooms = ctx.state.tag_rooms.get(tag)
@@ -37,10 +44,11 @@ def _truthy(v) -> bool:
 def wristband_tamper(ctx, tag, t):
     """手环防拆: strap opened (wristband data kind 2) or reader state removed
     (TLV 0x8801), reported as ``tamper``. Only for a bound tag: an unbound band
-    in the drawer is nobody's escape. Clears when tamper is false again, or at
-    unbinding / ``person.left``."""
+    in the drawer is nobody's escape. Clears when tamper is false again or at
+    ``person.left``; unbinding a suspect's band while he is in the center does
+    not clear it (the band stays his until he leaves or it is bound again)."""
     st = ctx.state.tag_status.get(tag)
-    if not st or not _truthy(st.get("tamper")) or _owner(ctx, tag) is None:
+    if not st or not _truthy(st.get("tamper")) or _holder(ctx, tag) is None:
         return None
     return _facts(ctx, tag, "手环被拆", "strap opened or reader removed")
 
@@ -51,7 +59,7 @@ def sos(ctx, tag, t):
     once on ``sos`` true; clears when the tag reports ``sos`` false (button
     released/reset) or is unbound. Acknowledgement does not clear it."""
     st = ctx.state.tag_status.get(tag)
-    if not st or not _truthy(st.get("sos")) or _owner(ctx, tag) is None:
+    if not st or not _truthy(st.get("sos")) or _holder(ctx, tag) is None:
         return None
     return _facts(ctx, tag, "按下一键求助", "SOS button pressed")
 
@@ -97,7 +105,7 @@ def vital_signs_abnormal(ctx, tag, t):
     ``grace_s``, on a bound wristband. A null heart rate (no reading) is not
     abnormal; a reading back in range clears."""
     st = ctx.state.tag_status.get(tag)
-    if not st or _owner(ctx, tag) is None:
+    if not st or _holder(ctx, tag) is None:
         return None
     hr = st.get("heart_rate")
     if hr is None or isinstance(hr, bool):
@@ -121,8 +129,9 @@ def _sl_check(ctx, tag, t):
     if _owner(ctx, tag) is None or is_card(tag) or ctx.state.tag_rooms.get(tag):
         return None
     seen = ctx.state.tag_seen.get(tag)
-    return _facts(ctx, tag, f"信号丢失超过{ctx.settings[SL].after_s:g}秒",
-                  f"not seen for {ctx.settings[SL].after_s:g} s",
+    after = duration(ctx.settings[SL].after_s)
+    return _facts(ctx, tag, f"信号丢失超过{after}（最后{local(ctx, seen) if seen else '-'}）",
+                  f"not seen for {after} (last {local(ctx, seen) if seen else '-'})",
                   {"last_seen": _fmt(seen), "last_room": ctx.state.tag_last_room.get(tag)})
 
 

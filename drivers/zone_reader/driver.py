@@ -935,6 +935,24 @@ class ZoneReaderDriver(Driver):
             self.count("bad_tlv")
             self._log_once(("tlv", st.dev_id), "station %s: %s", st.dev_id, e)
 
+    # A station may report one passage in several records (re-sends, several
+    # antennas): the same tag, door and direction within this many seconds is one.
+    PASSAGE_REPEAT_S = 5.0
+    _passages: dict | None = None     # (tag, door) -> (direction, monotonic time); made on first use
+
+    def _new_passage(self, tag: str, door: str, direction: str, now: float) -> bool:
+        seen = self._passages
+        if seen is None:
+            seen = self._passages = {}
+        last = seen.get((tag, door))
+        if last is not None and last[0] == direction and now - last[1] < self.PASSAGE_REPEAT_S:
+            return False
+        if len(seen) > 20_000:            # bounded: forget passages older than the window
+            for k in [k for k, v in seen.items() if now - v[1] >= self.PASSAGE_REPEAT_S]:
+                del seen[k]
+        seen[(tag, door)] = (direction, now)
+        return True
+
     def _tag_state(self, tag: str, now: float) -> TagStatus:
         ts = self.tags.get(tag)
         if ts is None:
@@ -958,6 +976,14 @@ class ZoneReaderDriver(Driver):
             if room is None:
                 self.count("no_room")
             elif rec.door:
+                # A door (attendance) tag record is a passage with a direction
+                # (SPEC §4.1): journaled as door.passed, whatever presence says.
+                door = f"{st.dev_id}:{rec.exciter}" if rec.exciter else st.dev_id
+                direction = "in" if rec.in_range else "out"
+                if self._new_passage(tag, door, direction, now):
+                    self._emit("door.passed", {"door": door, "room": room, "tag": tag,
+                                               "person": self.ctx.person_for(tag),
+                                               "direction": direction}, wall)
                 if rec.in_range:
                     if self.presence.seen(tag, room, "door", now):
                         self._entered(tag, room, wall)

@@ -225,6 +225,23 @@ def test_door_tags_in_and_out(rig):
     assert r.drv.health.counters.get("direction_void") == 1
 
 
+def test_door_tags_are_journaled_as_door_passed_with_direction(rig):
+    """SPEC v2 door.passed [door, room, tag, person, direction]: every door-tag record
+    with a direction, even when presence does not change (the tag was not in the room)."""
+    r = rig()
+    sim = r.station(dev_id=S2)
+    sim.door_pass(TAG, inward=False)             # out, never seen in: no presence.left, but a passage
+    r.wait(lambda t, d: t == "door.passed" and d["direction"] == "out")
+    sim.door_pass(TAG, inward=True, exciter=12)
+    _, d = r.wait(lambda t, d: t == "door.passed" and d["direction"] == "in")
+    assert d == {"door": f"{S2}:12", "room": "exit", "tag": TAG, "person": "suspect-1", "direction": "in"}
+    sim.door_pass("0000ABCD", inward=False, one_sided=True)     # direction void: no passage
+    sim.door_pass(TAG, inward=True, exciter=12)                 # the same passage reported again
+    time.sleep(0.3)
+    assert not [d for d in r.events("door.passed") if d[1]["tag"] == "0000ABCD"]
+    assert len([d for d in r.events("door.passed") if d[1]["door"] == f"{S2}:12"]) == 1
+
+
 def test_unbound_tag_has_null_person(rig):
     r = rig(bindings={})
     sim = r.station()

@@ -126,14 +126,26 @@ case("detention_warning", "disabled", DET, 13 * H, [], {"detention_warning": {"e
 
 # ---- rest_overdue ---------------------------------------------------------------------------------
 case("rest_overdue", "4 h continuous",
-     [team(), into(100, INT, "S1", "O1", "O2"), move(20000, "S1", INT, "waiting-1")], 21000,
-     [(R, 100 + 4 * H), (C, 20060)])
+     [team(), into(100, INT, "S1", "O1", "O2"), move(20000, "S1", INT, "waiting-1")], 22000,
+     [(R, 100 + 4 * H), (C, 21800)])
 case("rest_overdue", "a 30 s step out does not reset",
      [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "corridor"),
       move(3 * H + 30, "S1", "corridor", INT)], 5 * H, [(R, 100 + 4 * H)])
-case("rest_overdue", "a real break resets",
+case("rest_overdue", "a real break (30 min) resets",
      [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "waiting-1"),
-      move(3 * H + 600, "S1", "waiting-1", INT)], 3 * H + 600 + 3.9 * H, [])
+      move(3 * H + 1800, "S1", "waiting-1", INT)], 3 * H + 1800 + 3.9 * H, [])
+case("rest_overdue", "a 10 min toilet trip is no rest",
+     [team(), into(100, INT, "S1", "O1", "O2"), move(3 * H, "S1", INT, "toilet-1"),
+      move(3 * H + 600, "S1", "toilet-1", INT)], 5 * H, [(R, 100 + 4 * H)])
+case("rest_overdue", "a recorded meal restarts the count",
+     [team(), into(100, INT, "S1", "O1", "O2"),
+      (3 * H, "person.rest", {"person": "S1", "kind": "meal", "from": "2026-11-26T02:30:00Z",
+                              "to": "2026-11-26T03:00:00Z", "by": "O1"})], 3 * H + 3.9 * H, [])
+case("rest_overdue", "a rest recorded late clears the alarm",
+     [team(), into(100, INT, "S1", "O1", "O2"),
+      (4.5 * H, "person.rest", {"person": "S1", "kind": "rest", "from": "2026-11-26T04:00:00Z",
+                                "to": "2026-11-26T04:20:00Z", "by": "O1"})], 8.5 * H,
+     [(R, 100 + 4 * H), (C, 4.5 * H), (R, 4 * H + 1200 + 4 * H)])
 case("rest_overdue", "limit from config",
      [team(), into(100, INT, "S1", "O1", "O2")], 2 * H, [(R, 100 + 3600)], {"rest_overdue": {"limit_h": 1}})
 
@@ -369,5 +381,128 @@ case("station_impostor", "station offline/online and plain errors are no imposto
      [(100, "device.offline", {"device": ZS, "error": "silent"}),
       (150, "device.error", {"device": ZS, "error": "connection flood"}),
       (200, "device.online", {"device": ZS, "error": None})], 300, [])
+
+# ---- DOMAIN v2: the detention clock (issue 13) ---------------------------------------------------------
+def upd(t, pid, by="O1", reason="approved", **changes):
+    return (t, "person.updated", {"person": pid, "changes": changes, "by": by, "reason": reason})
+
+
+def left(t, pid):
+    return (t, "person.left", {"person": pid})
+
+
+OFF = arrive(0, "O1", "officer")
+case("detention_timeout", "the clock starts at arrived_at, not at registration",
+     [register(2 * H, "S1", "suspect", case_type="criminal", arrived_at="2026-11-26T00:00:00Z")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "continued inquiry: 12 h default",
+     [register(0, "S1", "suspect", case_type="inquiry")], 13 * H, [(R, 12 * H)])
+case("detention_timeout", "continued inquiry of a vulnerable person: 4 h",
+     [register(0, "S1", "suspect", case_type="inquiry", vulnerable=True)], 5 * H, [(R, 4 * H)])
+case("detention_timeout", "administrative 12 h tier",
+     [register(0, "S1", "suspect", case_type="administrative", limit_h=12)], 13 * H, [(R, 12 * H)])
+case("detention_timeout", "case-type change keeps arrived_at",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(1 * H, "S1", case_type="criminal")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "re-registration in the same stay keeps the clock",
+     [register(0, "S1", "suspect", case_type="criminal"), register(5 * H, "S1", "suspect", case_type="criminal")],
+     13 * H, [(R, 12 * H)])
+case("detention_timeout", "a criminal limit beyond the law is held to 24 h",
+     [register(0, "S1", "suspect", case_type="criminal", limit_h=48)], 30 * H, [(R, 24 * H)])
+case("detention_timeout", "detention ends the summons clock",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(2 * H, "S1", detained_at="2026-11-26T02:00:00Z")], 20 * H, [])
+case("detention_timeout", "extension approved before the limit",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(6 * H, "S1", limit_h=24)], 23 * H, [])
+case("detention_timeout", "extension after the limit clears with a reason",
+     [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(9 * H, "S1", limit_h=24)], 23 * H,
+     [(R, 8 * H), (C, 9 * H)])
+case("detention_warning", "continued inquiry of a vulnerable person: at 3 h",
+     [register(0, "S1", "suspect", case_type="inquiry", vulnerable=True)], 3.9 * H, [(R, 3 * H), (R, 3.5 * H)])
+case("detention_warning", "custody transfer: 2 h before the 24 h",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(24.5 * H, "S1")], 26 * H,
+     [(R, 23 * H), (C, 24.5 * H)])
+case("custody_transfer_overdue", "still in the center 24 h after detention",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(26 * H, "S1")], 27 * H,
+     [(R, 25 * H), (C, 26 * H)])
+case("custody_transfer_overdue", "transferred in time",
+     [OFF, register(0, "S1", "suspect", case_type="criminal"),
+      upd(1 * H, "S1", detained_at="2026-11-26T01:00:00Z"), left(20 * H, "S1")], 30 * H, [])
+case("consecutive_summons", "registered again 4 h after leaving",
+     [register(0, "S1", "suspect", case_type="criminal"), left(1 * H, "S1"),
+      register(5 * H, "S1", "suspect", case_type="criminal"), left(6 * H, "S1")], 7 * H, [(R, 5 * H), (C, 6 * H)])
+case("consecutive_summons", "registered again 13 h after leaving",
+     [register(0, "S1", "suspect", case_type="criminal"), left(1 * H, "S1"),
+      register(14 * H, "S1", "suspect", case_type="criminal")], 15 * H, [])
+case("consecutive_summons", "re-registration within the stay is no new summons",
+     [register(0, "S1", "suspect", case_type="criminal"), register(1 * H, "S1", "suspect", case_type="criminal")],
+     2 * H, [])
+
+def passed(t, pid, door, room, direction):
+    return (t, "door.passed", {"door": door, "room": room, "tag": tag_of(pid), "person": pid, "direction": direction})
+
+
+case("unauthorized_exit", "an exit = true door opens in a corridor",
+     [team(), enter(100, "S1", "corridor"), (110, "door.opened", {"door": "side-door", "room": "corridor"})],
+     300, [(R, 110)])
+case("unauthorized_exit", "a door tag passing out at an exit door",
+     [team(), passed(100, "S1", "side-door", "corridor", "out")], 300, [(R, 100)])
+case("unauthorized_exit", "a door tag passing in",
+     [team(), passed(100, "S1", "side-door", "corridor", "in")], 300, [])
+case("unauthorized_exit", "an ordinary door opens in the corridor",
+     [team(), enter(100, "S1", "interrogation-1"), (110, "door.opened", {"door": "int1-door", "room": "interrogation-1"})],
+     300, [])
+case("unauthorized_exit", "checked out, then through the exit door",
+     [team(), (90, "person.checkout_approved", {"person": "S1", "by": "O1"}),
+      passed(100, "S1", "side-door", "corridor", "out")], 300, [])
+case("unauthorized_exit", "a checkout after the escape clears it with a reason",
+     [team(), enter(100, "S1", "exit"), leave(110, "S1", "exit"),
+      (200, "person.checkout_approved", {"person": "S1", "by": "O1"})], 300, [(R, 100), (C, 200)])
+
+# ---- grace periods that add up (window_s) ------------------------------------------------------------
+def flap(t0, pid, a, b, n, every=10, gap=2):
+    """One tag flapping between two stations: out of a into b for ``gap`` s, every ``every`` s."""
+    out = []
+    for i in range(n):
+        t = t0 + i * every
+        out += move(t, pid, a, b) + move(t + gap, pid, b, a)
+    return out
+
+
+case("lone_interrogation", "out 25 s, back 5 s, out 25 s adds up",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(230, "O2", INT), enter(255, "O2", INT)], 400, [(R, 235), (C, 255)])
+case("lone_interrogation", "a tag flapping between two stations",
+     [team(), into(100, INT, "S1", "O1", "O2"), flap(200, "O2", INT, "waiting-1", 30)], 600, [])
+case("lone_interrogation", "absences further apart than the window",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(600, "O2", INT), enter(625, "O2", INT)], 800, [])
+case("lone_interrogation", "each absence alone with window_s = 0",
+     [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
+      leave(230, "O2", INT), enter(255, "O2", INT)], 400, [], {"lone_interrogation": {"window_s": 0}})
+case("unattended_suspect", "attendant out 50 s, back 5 s, out again adds up",
+     [team(), into(100, "waiting-1", "S1", "O1"), leave(200, "O1", "waiting-1"), enter(250, "O1", "waiting-1"),
+      leave(255, "O1", "waiting-1"), enter(400, "O1", "waiting-1")], 500, [(R, 265), (C, 400)])
+case("unattended_suspect", "the attendant's tag flapping between two stations",
+     [team(), into(100, "waiting-1", "S1", "O1"), flap(200, "O1", "waiting-1", "corridor", 30)], 600, [])
+
+UNB = (300, "wristband.unbound", {"tag": tag_of("S1"), "person": "S1"})
+case("suspect_untracked", "registered without a band",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(100, "S1")], 200, [(R, 60), (C, 100)])
+case("suspect_untracked", "band unbound while inside",
+     [team(), into(100, "waiting-1", "S1", "O1"), UNB, (500, "person.left", {"person": "S1"})], 600,
+     [(R, 360), (C, 500)])
+case("suspect_untracked", "band bound within 60 s",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(30, "S1")], 300, [])
+case("suspect_untracked", "an officer without a band", [register(0, "O1", "officer")], 300, [])
+case("suspect_untracked", "a card is no tracking band",
+     [register(0, "S1", "suspect", case_type="criminal"), bind(0, "S1", "14008EC793")], 300, [(R, 60)])
+case("wristband_tamper", "unbinding a present suspect's band does not clear it",
+     [team(), into(100, "waiting-1", "S1", "O1"), status(200, "S1", tamper=True), UNB,
+      (400, "person.left", {"person": "S1"})], 600, [(R, 200), (C, 400)])
+case("unattended_suspect", "unbinding does not make him vanish",
+     [team(), enter(100, "S1", "waiting-1"), UNB, enter(400, "O1", "waiting-1")], 600, [(R, 160), (C, 400)])
 
 __all__ = ["CASES", "Case", "tag_of"]

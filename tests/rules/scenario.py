@@ -42,7 +42,8 @@ DEVICES = [
     {"id": "zone-stations", "driver": "zone_reader", "stations": {"861694034205896": "interrogation-1"}},
     {"id": "doors-a", "driver": "modbus_doors", "url": "tcp://127.0.0.1:502",
      "doors": [{"input": 0, "door": "exit-door", "room": "exit"},
-               {"input": 1, "door": "int1-door", "room": "interrogation-1"}]},
+               {"input": 1, "door": "int1-door", "room": "interrogation-1"},
+               {"input": 2, "door": "side-door", "room": "corridor", "exit": True}]},
     {"id": "locker-ev1", "driver": "locker", "purpose": "evidence", "port": "/dev/null"},
     {"id": "locker-b1", "driver": "locker", "purpose": "belongings", "port": "/dev/null", "board": 1},
     {"id": "cam-int1", "driver": "camera", "url": "rtsp://x", "room": "interrogation-1"},
@@ -54,6 +55,40 @@ def make_config(rules: dict | None = None, rooms: list | None = None, devices: l
     return parse_config({"center": {"id": "test-center"}, "rooms": rooms or ROOMS,
                          "devices": DEVICES if devices is None else devices,
                          "rules": rules or {}})
+
+
+def config_dict(rules: dict | None = None, rooms: list | None = None, devices: list | None = None) -> dict:
+    return {"center": {"id": "test-center"}, "rooms": rooms or ROOMS,
+            "devices": DEVICES if devices is None else devices, "rules": rules or {}}
+
+
+def to_toml(cfg: dict) -> str:
+    """The scenario config as a TOML file (for the CLI as a subprocess). JSON
+    strings, numbers, booleans and arrays are valid TOML values."""
+    import json
+
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(str(k))} = {val(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return json.dumps(v, ensure_ascii=False)
+
+    out = []
+    for section in ("center",):
+        out.append(f"[{section}]")
+        out += [f"{k} = {val(v)}" for k, v in cfg[section].items()]
+    out.append("[mqtt]\nenabled = false")
+    for key in ("rooms", "devices"):
+        for item in cfg.get(key) or ():
+            out.append(f"[[{key}]]")
+            out += [f"{k} = {val(v)}" for k, v in item.items()]
+    for code, table in (cfg.get("rules") or {}).items():
+        out.append(f"[rules.{code}]")
+        out += [f"{k} = {val(v)}" for k, v in table.items()]
+    return "\n".join(out) + "\n"
 
 
 # ---- step builders -----------------------------------------------------------------------
@@ -117,8 +152,10 @@ def flatten(steps: Iterable) -> list[tuple]:
 
 # ---- the live-style driver ---------------------------------------------------------------------
 class Scenario:
-    def __init__(self, config=None, rules: dict | None = None, lag: float = 0.3, t0: float = T0):
+    def __init__(self, config=None, rules: dict | None = None, lag: float = 0.3, t0: float = T0,
+                 derive: bool = False):
         self.config = config or make_config(rules)
+        self.derive = derive            # run the gateway's derivations (person.left) like the core
         self.engine = Engine(self.config)
         self.t0 = t0
         self.lag = lag
@@ -127,6 +164,7 @@ class Scenario:
         self.journal: list[Event] = []
         self.alarm_events: list[Event] = []
         self.timer_calls: list[float] = []
+        self.derived: list[Draft] = []
 
     # sealing and feeding back, like gateway.core.Core._seal_apply
     def _feed(self, draft: Draft, now: float) -> list[Event]:
@@ -142,6 +180,11 @@ class Scenario:
                 self.alarm_events.append(ev)
                 made.append(ev)
             pending.extend(self.engine.apply(ev))
+            if self.derive:
+                from rules.replay import derive
+                derived = derive(self.engine, ev)
+                self.derived.extend(derived)
+                pending.extend(derived)
         return made
 
     def tick(self, until: float) -> list[Event]:

@@ -2,6 +2,8 @@
 asserting the exact raise/update/clear times of that code."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rule_cases import CASES
@@ -31,6 +33,11 @@ def test_case(c):
         assert d["severity"] == CATALOG[d["code"]].severity
         assert d["snapshot"] is None
         assert d["message"]["zh"] and d["message"]["en"]
+        # people read local time (SPEC §2: messages in the center's timezone), never RFC 3339 UTC
+        text = d["message"]["zh"] + d["message"]["en"]
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", text), text
+        for stamp in re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", text):
+            assert stamp.endswith("+08:00"), text          # the scenario center is in Asia/Shanghai
         assert e.source == "rules"
     # escalations (unacknowledged critical alarms, rules/alarm_states.py) name their alarm
     for typ, _, d in s.lifecycle("alarm.escalated"):

@@ -70,7 +70,7 @@ def test_alarm_id_is_deterministic_and_one_per_subject():
     assert [a["alarm_id"] for a in a1] == [a["alarm_id"] for a in a2]
     assert len({a["alarm_id"] for a in a1}) == 1          # the door opening updated the same alarm
     assert a1[0]["alarm_id"] == alarm_id("unauthorized_exit", "S1", "2026-11-26T00:00:10.000Z")
-    assert a1[1]["since"] == a1[0]["since"] and a1[1]["details"] == {"door": "exit-door"}
+    assert a1[1]["since"] == a1[0]["since"] and a1[1]["details"] == {"door": "exit-door", "way": "exit_door"}
 
 
 def test_same_subject_raised_again_gets_a_new_id():
@@ -165,12 +165,25 @@ def test_rules_config_validation():
     with pytest.raises(ConfigError) as e:
         make_config({"no_such_alarm": {}})
     assert "rules.no_such_alarm" in str(e.value)
-    cfg = make_config({"rest_overdue": {"break_s": 300}, "minor_without_guardian": {"grace_s": 0},
+    cfg = make_config({"rest_overdue": {"break_min": 45}, "minor_without_guardian": {"grace_s": 0},
                        "female_search_without_female_staff": {"grace_s": 5},
-                       "detention_timeout": {"criminal_h": 24.5}})
+                       "detention_timeout": {"criminal_h": 24}})
     st = rule_settings(cfg.rules)
-    assert st["rest_overdue"].break_s == 300 and st["detention_timeout"].criminal_h == 24.5
+    assert st["rest_overdue"].break_min == 45 and st["detention_timeout"].criminal_h == 24
     assert set(st) == set(CATALOG)
+
+
+def test_detention_defaults_stay_within_the_law():
+    """A center may be stricter than the law, never looser (DOMAIN v2 legal limits)."""
+    for key, value in (("criminal_h", 24.5), ("administrative_h", 25), ("inquiry_h", 49),
+                       ("vulnerable_inquiry_h", 5)):
+        with pytest.raises(ConfigError) as e:
+            make_config({"detention_timeout": {key: value}})
+        assert f"rules.detention_timeout.{key}" in str(e.value)
+    with pytest.raises(ConfigError):
+        make_config({"custody_transfer_overdue": {"limit_h": 30}})
+    with pytest.raises(ConfigError):
+        make_config({"consecutive_summons": {"min_gap_h": 6}})
 
 
 def test_every_catalog_code_has_a_rule():

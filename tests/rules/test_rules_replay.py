@@ -9,6 +9,7 @@ from rule_cases import CASES
 from gateway.events import GENESIS, Draft, seal
 from rules.engine import Engine
 from rules.replay import Replayer, alarm_rows, rebuild, reconcile, replay, trace
+from test_rules_state import check_indexes  # at import: importing it inside @given nests @given
 from scenario import T0, Scenario, arrive, bind, enter, leave, make_config, move, register, tag_of
 
 INT = "interrogation-1"
@@ -194,6 +195,12 @@ step = st.one_of(
     st.tuples(st.just("checkout"), st.sampled_from(PEOPLE), st.just("")),
     st.tuples(st.just("camera"), st.integers(0, 4), st.sampled_from([0, 100, 400])),
     st.tuples(st.sampled_from(["bind", "unbind", "left", "register"]), st.sampled_from(PEOPLE), st.just("")),
+    # DOMAIN v2 (issue 13): updates during the stay, recorded rest, door passages
+    st.tuples(st.just("update"), st.sampled_from(PEOPLE),
+              st.sampled_from([{"case_type": "inquiry"}, {"limit_h": 24}, {"detained_at": "2026-11-26T00:00:30Z"},
+                               {"vulnerable": True}, {"case_type": "administrative", "limit_h": 12}])),
+    st.tuples(st.just("rest"), st.sampled_from(PEOPLE), st.sampled_from([None, "2026-11-26T00:20:00Z"])),
+    st.tuples(st.just("passed"), st.sampled_from(PEOPLE), st.sampled_from(["in", "out"])),
 )
 
 
@@ -221,6 +228,14 @@ def _to_events(script):
             out.append((t, "person.left", {"person": a}))
         elif kind == "register":
             out.append(register(t, a, ROLE[a], case_id="C1" if ROLE[a] == "suspect" else None))
+        elif kind == "update":
+            out.append((t, "person.updated", {"person": a, "changes": b, "by": "O1", "reason": "r"}))
+        elif kind == "rest":
+            out.append((t, "person.rest", {"person": a, "kind": "meal", "from": "2026-11-26T00:10:00Z",
+                                           "to": b, "by": "O1"}))
+        elif kind == "passed":
+            out.append((t, "door.passed", {"door": "side-door", "room": "corridor", "tag": tag_of(a),
+                                           "person": a, "direction": b}))
         else:
             out.append((t, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": a}))
             out.append((t, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": b}))
@@ -234,7 +249,6 @@ def test_property_replay_equals_live(script):
     s.run(_setup() + _to_events(script))
     s.until(s.engine.now - T0 + 5 * 3600)
     assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
-    from test_rules_state import check_indexes
     check_indexes(s.engine.state)
     # every raised alarm is cleared at most once, never cleared unless raised
     open_: set[str] = set()

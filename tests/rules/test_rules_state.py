@@ -81,8 +81,25 @@ def test_unbound_tag_is_keyed_by_tag_and_moves_on_binding():
     s3 = fold_all([enter(5, None, "waiting-1", tag="ABCDEF01"), register(6, "S9", "suspect"),
                    bind(7, "S9", "ABCDEF01"), (8, "wristband.unbound", {"tag": "ABCDEF01", "person": "S9"}),
                    leave(9, None, "waiting-1", tag="ABCDEF01")])
-    assert s3.rooms == {} and s3.presence == {}
+    # DOMAIN v2: a suspect whose band is unbound inside is kept where he was last seen
+    assert list(s3.rooms) == ["waiting-1"] and list(s3.rooms["waiting-1"]) == ["S9"]
+    assert s3.presence["S9"]["waiting-1"].tags == set() and s3.tag_rooms == {}
+    assert s3.former_owner == {"ABCDEF01": "S9"}
     check_indexes(s3)
+    # ... until a new band of his is seen somewhere, or he leaves
+    s4 = fold_all([enter(5, None, "waiting-1", tag="ABCDEF01"), register(6, "S9", "suspect"),
+                   bind(7, "S9", "ABCDEF01"), (8, "wristband.unbound", {"tag": "ABCDEF01", "person": "S9"}),
+                   bind(9, "S9", "ABCDEF02"), enter(10, "S9", "corridor", tag="ABCDEF02")])
+    assert list(s4.presence["S9"]) == ["corridor"]
+    check_indexes(s4)
+    s5 = fold_all([register(6, "S9", "suspect"), bind(7, "S9", "ABCDEF01"), enter(7, "S9", "waiting-1", tag="ABCDEF01"),
+                   (8, "wristband.unbound", {"tag": "ABCDEF01", "person": "S9"}), (9, "person.left", {"person": "S9"})])
+    assert "S9" not in s5.presence and s5.former_owner == {} and s5.former_tags == {}
+    check_indexes(s5)
+    # an officer's card unbound: no such keeping
+    s6 = fold_all([register(6, "O9", "officer"), bind(7, "O9", "ABCDEF01"), enter(7, "O9", "duty", tag="ABCDEF01"),
+                   (8, "wristband.unbound", {"tag": "ABCDEF01", "person": "O9"})])
+    assert "O9" not in s6.presence and s6.former_owner == {}
 
 
 def test_two_tags_of_one_person():
