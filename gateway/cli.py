@@ -500,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_face_enroll)
 
+    from gateway.ingest.cli import add_parser as add_ingest_parser
+    add_ingest_parser(sub)          # casegate ingest (SPEC §6), gateway/ingest/
+
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
     sp.add_argument("--dir", help="keep the demo's storage here (default: a temporary dir)")
