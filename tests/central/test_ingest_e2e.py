@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+from contract_util import problems
 from daemon_util import DaemonProcess, cli, write_config
 from ingest_util import IngestProcess, RequestLoad, db_rows, journal_ids, verify_rows, wait_until
 
@@ -26,6 +27,12 @@ def start_centers(tmp_path, port, centers=CENTERS) -> dict[str, DaemonProcess]:
     for d in out.values():
         d.wait_ready(60)
     return out
+
+
+def topic_of(env: dict) -> str:
+    if env["type"].startswith("alarm."):
+        return f"casegate/{env['center']}/alarms/{env['data'].get('code')}"
+    return f"casegate/{env['center']}/events/{env['type'].replace('.', '/')}"
 
 
 def ingest_status(db: str) -> dict[str, dict]:
@@ -46,6 +53,9 @@ def check_database(db: str, gateways: dict[str, DaemonProcess]) -> dict[str, int
     for c, g in gateways.items():
         rows = db_rows(db, c)
         verify_rows(rows)
+        # ... and every one of them, as published, matches the generated contract
+        bad = [p for r in rows for p in problems(topic_of(r), {k: v for k, v in r.items() if k[0] != "_"})]
+        assert bad == [], bad[:5]
         journal = journal_ids(g.state_dir)
         assert {r["seq"]: r["id"] for r in rows} == journal, f"{c}: database differs from the journal"
         counts[c] = len(rows)
