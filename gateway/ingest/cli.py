@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -38,17 +39,28 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return sp
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int) -> int:
+    # Not gateway.cli.CliError: under `python -m gateway.cli` that module is __main__,
+    # and an exception class imported from gateway.cli would not be the one it catches.
+    print(f"casegate: {message}", file=sys.stderr)
+    return code
+
+
 def cmd_ingest(args) -> int:
-    from gateway.cli import CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit_json, table
+    from gateway.cli import emit_json, table
     from gateway.ingest.consumer import IngestOptions, run, status
     from gateway.ingest.store import StoreError
     if not args.db:
-        raise CliError("ingest needs --db postgresql://user@host/db or sqlite:///path.db", EXIT_USAGE)
+        return _fail("ingest needs --db postgresql://user@host/db or sqlite:///path.db "
+                     "(or $CASEGATE_INGEST_DB)", EXIT_USAGE)
     if args.status:
         try:
             rows = status(args.db)
         except StoreError as e:
-            raise CliError(str(e), EXIT_FAILED)
+            return _fail(str(e), EXIT_FAILED)
         if args.json:
             emit_json(rows)
         elif not rows:
@@ -70,4 +82,4 @@ def cmd_ingest(args) -> int:
     try:
         return run(opts)
     except (StoreError, ValueError, OSError) as e:
-        raise CliError(str(e), EXIT_USAGE if isinstance(e, ValueError) else EXIT_FAILED)
+        return _fail(str(e), EXIT_USAGE if isinstance(e, ValueError) else EXIT_FAILED)
