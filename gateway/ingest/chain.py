@@ -9,7 +9,7 @@ the gap below them is filled. Each event's own hash is checked on arrival.
 """
 from __future__ import annotations
 
-from gateway.events import GENESIS, chain_hash, canonical
+from gateway.events import GENESIS, canonical_parts, chain_hash, dump_data
 from gateway.ingest.store import ChainRow
 
 REQUIRED = {"id": str, "seq": int, "ts": str, "center": str, "type": str, "source": str, "data": dict,
@@ -60,12 +60,16 @@ class CenterChain:
         return out
 
     # ---- changes -------------------------------------------------------------------
-    def add(self, env: dict) -> tuple[bool, list[int]]:
+    def add(self, env: dict, data_json: str | None = None) -> tuple[bool, list[int]]:
         """A new event (its seq is not stored). Returns (its chain_ok, seqs stored
-        earlier whose link now proved broken). Advances the contiguous position."""
+        earlier whose link now proved broken). Advances the contiguous position.
+        ``data_json``: the data as canonical JSON, if the caller has it already."""
         seq = env["seq"]
         row = self.row
-        ok = chain_hash(env["prev"], canonical(env)) == env["hash"]
+        if data_json is None:
+            data_json = dump_data(env["data"])
+        text = canonical_parts(env["id"], seq, env["ts"], env["center"], env["type"], env["source"], data_json)
+        ok = chain_hash(env["prev"], text) == env["hash"]
         if not ok:
             self._broken(seq, "hash does not match the event's content")
         self.pending[seq] = (env["id"], env["prev"], env["hash"])

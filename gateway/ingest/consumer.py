@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.events import parse_ts
+from gateway.events import dump_data, parse_ts
 from gateway.ingest.chain import CenterChain, envelope_problem
 from gateway.ingest.store import Batch, ChainRow, Store, utcnow
 
@@ -258,10 +258,11 @@ class Ingest:
                 else:
                     self._conflict(b, ch, env, topic, payload, now)
                 continue
-            ok, later_bad = ch.add(env)
+            data_json = dump_data(env["data"])      # once: for the hash and for the row
+            ok, later_bad = ch.add(env, data_json)
             in_batch[(center, seq)] = env["id"]
             b.not_ok.extend((center, s) for s in later_bad)
-            b.events.append((center, seq, env["id"], env["ts"], env["type"], env["source"], env["data"],
+            b.events.append((center, seq, env["id"], env["ts"], env["type"], env["source"], data_json,
                              env["prev"], env["hash"], ok, now))
             ch.last_event_mono = time.monotonic()
             try:

@@ -37,7 +37,8 @@ class ChainRow:
 @dataclass
 class Batch:
     """Everything one transaction writes."""
-    events: list[tuple] = field(default_factory=list)      # (center, seq, id, ts, type, source, data, prev, hash, ok, at)
+    # (center, seq, id, ts, type, source, data as JSON text, prev, hash, ok, at)
+    events: list[tuple] = field(default_factory=list)
     not_ok: list[tuple[str, int]] = field(default_factory=list)   # (center, seq) found broken after insert
     alarms: dict[tuple[str, str], tuple] = field(default_factory=dict)
     state: dict[tuple[str, str], tuple] = field(default_factory=dict)
@@ -144,8 +145,9 @@ class Store:
             if b.events:
                 cur.executemany(
                     f"INSERT INTO events (center, seq, id, ts, type, source, data, prev, hash, chain_ok, received_at) "
-                    f"VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p},{p},{p}) ON CONFLICT (center, seq) DO NOTHING",
-                    [(c, s, i, ts, t, src, self._json(d), pr, h, ok, self._at(at))
+                    f"VALUES ({p},{p},{p},{p},{p},{p},{p}{self._json_cast},{p},{p},{p},{p}) "
+                    "ON CONFLICT (center, seq) DO NOTHING",
+                    [(c, s, i, ts, t, src, d, pr, h, ok, self._at(at))
                      for c, s, i, ts, t, src, d, pr, h, ok, at in b.events])
             if b.not_ok:
                 cur.executemany(f"UPDATE events SET chain_ok = {self._false} WHERE center = {p} AND seq = {p}",
@@ -193,6 +195,7 @@ class SqliteStore(Store):
     dialect = "sqlite"
     p = "?"
     _false = "0"
+    _json_cast = ""
 
     def __init__(self, path: str):
         self.path = Path(path)
@@ -212,6 +215,7 @@ class PgStore(Store):
     dialect = "postgresql"
     p = "%s"
     _false = "false"
+    _json_cast = "::jsonb"      # the event's data arrives as JSON text: no second serialisation
 
     def __init__(self, url: str):
         import psycopg
