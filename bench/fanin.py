@@ -152,7 +152,9 @@ def run(n: int, rate: float, seconds: float, burst: int, burst_every: float, pub
                 "publish_s": round(t_pub, 1), "events_per_s": round(eps), "lag_p50_s": round(p50 or 0, 3),
                 "lag_p99_s": round(p99 or 0, 3), "ingest_cpu_s": round(cpu, 1),
                 "cpu_per_1000_eps": round(cpu / t_all / (eps / 1000), 3) if eps else None,
-                "chains_broken": broken,
+                "chains_broken": broken, "load_avg_1m": round(os.getloadavg()[0], 1),
+                # What one core of ingest could store at this CPU cost, and as centers at this rate:
+                "cpu_bound_eps_per_core": round(1000 / (cpu / t_all / (eps / 1000))) if eps and cpu else None,
                 "kept_up": stored >= offered and (p99 or 0) < 5.0}
     finally:
         ingest.send_signal(signal.SIGTERM)
@@ -186,7 +188,8 @@ def main() -> None:
         print(json.dumps(r) if a.json else
               f"N={r['centers']:5d}  stored {r['stored']}/{r['offered']}  {r['events_per_s']:6d} ev/s  "
               f"lag p50 {r['lag_p50_s']:.3f} s p99 {r['lag_p99_s']:.3f} s  CPU {r['cpu_per_1000_eps']} s/s per "
-              f"1000 ev/s  {'kept up' if r['kept_up'] else 'FELL BEHIND'}", flush=True)
+              f"1000 ev/s (=> {r['cpu_bound_eps_per_core']} ev/s per core)  load {r['load_avg_1m']}  "
+              f"{'kept up' if r['kept_up'] else 'FELL BEHIND'}", flush=True)
         if not a.find_max or not r["kept_up"] or n >= 20000:
             break
         n *= 2

@@ -74,6 +74,10 @@ class Ingest:
         self.connected = threading.Event()
         self.counts = {"stored": 0, "duplicates": 0, "rejected": 0, "resend_requests": 0, "state": 0}
         self.reply_topic = f"{opts.client_id}/replies"
+        # With a shared subscription another instance stores part of each center's
+        # stream: before asking for a "gap", look in the database (own connection:
+        # the repairer must not use the writer's).
+        self.peer_store = Store.open(opts.db) if opts.share else None
         self._dirty: set[str] = set()
         # The writer (process) and the repairer (repair_tick) share the chains.
         self._lock = threading.Lock()
@@ -151,6 +155,8 @@ class Ingest:
         self.client.disconnect()
         self.client.loop_stop()
         self.store.close()
+        if self.peer_store is not None:
+            self.peer_store.close()
 
     # ---- the writer ---------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -369,6 +375,10 @@ class Ingest:
             for lo, _ in gaps:
                 ch.gap_seen.setdefault(lo, now)
             ripe = [(lo, hi) for lo, hi in gaps if now - ch.gap_seen[lo] >= self.o.reorder_wait_s]
+            if ripe and self.peer_store is not None:
+                self._merge_peer_rows(ch)
+                gaps = ch.gaps(limit=50)
+                ripe = [(lo, hi) for lo, hi in gaps if now - ch.gap_seen.get(lo, now) >= self.o.reorder_wait_s]
             if not ripe or now < ch.repair_at:
                 continue
             budget = RESEND_MAX
@@ -383,6 +393,26 @@ class Ingest:
             ch.repair_backoff = min(max(self.o.resend_backoff_s, ch.repair_backoff * 2), self.o.resend_backoff_max_s)
             ch.repair_at = now + ch.repair_backoff
             ch.last_probe = now
+
+
+    def _merge_peer_rows(self, ch: CenterChain) -> None:
+        """Events another member of the share group stored: they fill our gaps. Their
+        own hashes were checked by that member; the links are checked here as they
+        join the contiguous chain."""
+        for seq, eid, prev, h in self.peer_store.load_pending(ch.row.center, ch.row.contiguous_seq):
+            if seq not in ch.pending:
+                nxt = ch.pending.get(seq + 1)
+                if nxt is not None and nxt[1] != h:
+                    ch._broken(seq + 1, f"prev of seq {seq + 1} is not the hash of seq {seq}")
+                ch.pending[seq] = (eid, prev, h)
+                ch.row.max_seq = max(ch.row.max_seq, seq)
+        before = ch.row.contiguous_seq
+        nxt = ch.pending.get(before + 1)
+        if nxt is not None and nxt[1] != ch.row.head_hash:
+            ch._broken(before + 1, f"prev of seq {before + 1} is not the hash of seq {before}")
+        ch._advance()
+        if ch.row.contiguous_seq != before:
+            self._dirty.add(ch.row.center)
 
 
 def run(opts: IngestOptions) -> int:

@@ -174,7 +174,9 @@ class Store:
                     "head_hash = excluded.head_hash, max_seq = excluded.max_seq, broken_at = excluded.broken_at, "
                     "broken_reason = excluded.broken_reason, last_ts = excluded.last_ts, "
                     "last_received_at = excluded.last_received_at, lag_s = excluded.lag_s, "
-                    "duplicates = excluded.duplicates, resend_requests = excluded.resend_requests",
+                    "duplicates = excluded.duplicates, resend_requests = excluded.resend_requests "
+                    # a share-group member that is behind never moves the verified position back
+                    "WHERE excluded.contiguous_seq >= chains.contiguous_seq",
                     [(c.center, c.contiguous_seq, c.head_hash, c.max_seq, c.broken_at, c.broken_reason, c.last_ts,
                       self._at(c.last_received_at) if c.last_received_at else None, c.lag_s, c.duplicates,
                       c.resend_requests) for c in b.chains.values()])

@@ -160,3 +160,24 @@ def test_bad_db_urls_say_what_to_use(url):
     from gateway.ingest.store import Store, StoreError
     with pytest.raises(StoreError, match="sqlite:///"):
         Store.open(url)
+
+
+def test_share_group_members_fill_each_others_gaps_from_the_database(tmp_path, monkeypatch):
+    """--share: two instances get alternate messages of one center; neither asks the
+    gateway for what the other stored, and the verified position reaches the end."""
+    db = tmp_path / "c.db"
+    evs = chain("c-a", 40)
+    a, b = (Ingest(IngestOptions(db=f"sqlite:///{db}", share="g", reorder_wait_s=0.0, tail_probe_s=0))
+            for _ in range(2))
+    asked = []
+    for ing in (a, b):
+        monkeypatch.setattr(ing, "request_resend", lambda c, lo, hi: asked.append((c, lo, hi)))
+    feed(a, [msg(e) for e in evs[0::2]])
+    feed(b, [msg(e) for e in evs[1::2]])
+    for ing in (a, b):
+        ing.repair_tick(1000.0)
+        feed(ing, [])                         # the chain row it moved
+    assert asked == []
+    assert a.chains["c-a"].row.contiguous_seq == 40 and b.chains["c-a"].row.contiguous_seq == 40
+    st = a.store.status()[0]
+    assert st["chain"] == "ok" and st["contiguous_seq"] == 40 and st["events"] == 40
