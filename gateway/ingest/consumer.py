@@ -159,8 +159,28 @@ class Ingest:
             self.peer_store.close()
 
     # ---- the writer ---------------------------------------------------------------------
-    def _write_loop(self) -> None:
+    def _with_db(self, fn, what: str):
+        """fn() until the database takes it (reconnecting, with backoff): the rows are
+        already in memory's chains, so they must be written, not dropped. False when
+        ingest stops meanwhile."""
         backoff = 0.5
+        while True:
+            try:
+                return fn() if what != "write" else (fn(), True)[1]
+            except Exception as e:
+                if self.stop_event.is_set():
+                    log.error("database %s failed while stopping (%s); unacknowledged messages will "
+                              "come again", what, e)
+                    return False
+                log.error("database %s failed (%s); retrying in %.1f s", what, str(e).strip(), backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                try:
+                    self.store.reconnect()
+                except Exception as e2:
+                    log.error("database reconnect failed: %s", str(e2).strip())
+
+    def _write_loop(self) -> None:
         while not self.stop_event.is_set() or not self.q.empty():
             try:
                 first = self.q.get(timeout=0.2)
@@ -176,20 +196,8 @@ class Ingest:
                 except queue.Empty:
                     break
             batch = self.process(msgs)
-            while True:          # the same rows until the database takes them: memory already has them
-                try:
-                    if batch:
-                        self.store.write(batch)
-                    break
-                except Exception as e:
-                    if self.stop_event.is_set():
-                        log.error("database write failed while stopping (%s); unacknowledged messages "
-                                  "will come again", e)
-                        return
-                    log.error("database write failed (%s); retrying in %.1f s", e, backoff)
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-            backoff = 0.5
+            if batch and not self._with_db(lambda: self.store.write(batch), "write"):
+                return           # stopping: unacknowledged messages come again to the next run
             for _, _, mid, qos, _ in msgs:
                 if qos > 0:
                     self.client.ack(mid, qos)
@@ -288,10 +296,10 @@ class Ingest:
             self._dirty.add(center)
             self.counts["stored"] += 1
         for center, items in dup_check.items():
-            ids = self.store.ids(center, [s for s, _, _, _ in items])
+            ids = self._with_db(lambda: self.store.ids(center, [s for s, _, _, _ in items]), "read")
             ch = self.chains[center]
             for seq, eid, topic, payload in items:
-                if ids.get(seq) == eid:
+                if ids is False or ids.get(seq) == eid:      # False: stopping; stored already anyway
                     self._dup(ch)
                 else:
                     self._conflict(b, ch, json.loads(payload), topic, payload, now)

@@ -83,6 +83,9 @@ class Store:
         except Exception:
             pass
 
+    def reconnect(self) -> None:
+        """After a failed statement: a new connection if the old one is gone."""
+
     # ---- reads ------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         cur = self.conn.cursor()
@@ -231,3 +234,13 @@ class PgStore(Store):
     def _json(self, value):
         from psycopg.types.json import Jsonb
         return Jsonb(value)
+
+    def reconnect(self) -> None:
+        import psycopg
+        if not self.conn.closed and not self.conn.broken:
+            return
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        self.conn = psycopg.connect(self.url, connect_timeout=10)

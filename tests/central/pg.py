@@ -70,6 +70,10 @@ class Postgres:
         wait_port(self.port)
         return self
 
+    def stop_only(self) -> None:
+        """Stop the server, keep its data (start() brings it back on the same port)."""
+        self._run(pg_bin("pg_ctl"), "-D", str(self.dir), "-m", "immediate", "-w", "stop")
+
     def stop(self) -> None:
         try:
             self._run(pg_bin("pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop")
