@@ -71,6 +71,7 @@ class Ingest:
             self.chains[center] = CenterChain(row, self.store.load_pending(center, row.contiguous_seq))
         self.q: "queue.Queue[tuple]" = queue.Queue()
         self.stop_event = threading.Event()
+        self.fatal = False
         self.connected = threading.Event()
         self.counts = {"stored": 0, "duplicates": 0, "rejected": 0, "resend_requests": 0, "state": 0}
         self.reply_topic = f"{opts.client_id}/replies"
@@ -195,7 +196,14 @@ class Ingest:
                     msgs.append(self.q.get(timeout=max(0.0, left)) if left > 0 else self.q.get_nowait())
                 except queue.Empty:
                     break
-            batch = self.process(msgs)
+            try:
+                batch = self.process(msgs)
+            except Exception:
+                # A bug, not bad input (that is a counted drop): stop so that systemd restarts
+                # us; the batch's messages were not acknowledged and come again.
+                log.exception("ingest failed on a batch; exiting")
+                self.fatal = True
+                return
             if batch and not self._with_db(lambda: self.store.write(batch), "write"):
                 return           # stopping: unacknowledged messages come again to the next run
             for _, _, mid, qos, _ in msgs:
@@ -440,6 +448,9 @@ def run(opts: IngestOptions) -> int:
         sd_notify("READY=1")
     last = 0.0
     while not stop.wait(1.0):
+        if ing.fatal:
+            ing.stop()
+            return 1
         if time.monotonic() - last > 60:
             last = time.monotonic()
             log.info("stored %(stored)d, duplicates %(duplicates)d, rejected %(rejected)d, "
