@@ -205,7 +205,7 @@ def build() -> dict[str, Any]:
                                  "are honoured: the response goes there too with the Correlation Data echoed. "
                                  "SPEC.md §2-§3 is the reference for people.")},
         "defaultContentType": "application/json",
-        "servers": {"central": {"host": "broker.example:8883", "protocol": "mqtts", "protocolVersion": "5.0",
+        "servers": {"central": {"host": "broker.example:8883", "protocol": "secure-mqtt", "protocolVersion": "5",
                                 "description": "the central broker (or a center broker bridged to it)"}},
         "channels": channels,
         "operations": operations,
