@@ -43,6 +43,17 @@ def daemon(tmp_path, mosquitto):
     d.stop()
 
 
+@pytest.fixture
+def thread_daemon(tmp_path, mosquitto):
+    """The uplink in the daemon's own process ([mqtt] uplink_process = false)."""
+    cfg = write_config(tmp_path, mosquitto.port)
+    cfg.write_text(cfg.read_text().replace("keepalive_s = 5\n", "keepalive_s = 5\nuplink_process = false\n"))
+    d = DaemonProcess(cfg).start()
+    d.wait_status(lambda st: st["uplink"]["connected"])
+    yield d
+    d.stop()
+
+
 def journal_types(d: DaemonProcess, type_: str) -> list[dict]:
     r = cli("events", "--json", "--type", type_, config=d.config, check=True)
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
@@ -54,6 +65,14 @@ def test_correlation_data_is_the_request_id_and_comes_back(daemon, mosquitto):
     assert resp["request_id"] == "rr-ping-1"
     assert corr == "rr-ping-1"
     assert "version" in resp["data"]
+
+
+def test_correlation_data_with_the_uplink_in_the_daemon_process(thread_daemon, mosquitto):
+    assert "process" not in thread_daemon.status()["uplink"]        # really the in-process Uplink
+    resp, corr = rr(mosquitto.port, "ping", {}, correlation="rr-thread-1")
+    assert resp["ok"] and resp["request_id"] == "rr-thread-1" and corr == "rr-thread-1"
+    resp, _ = rr(mosquitto.port, "state/republish", {}, correlation="rr-thread-2")
+    assert resp["ok"] and resp["data"]["topics"] >= 3
 
 
 def test_correlation_data_makes_a_state_change_idempotent(daemon, mosquitto):
