@@ -90,6 +90,10 @@ def test_a_tampered_event_is_stored_and_the_chain_reported_broken(tmp_path):
     assert rows(db, "SELECT data FROM events WHERE seq = 6")[0][0].count("FFFFFFFFFF") == 1
     st = ing.store.status()[0]
     assert st["chain"] == "broken at 6" and "hash" in st["broken_reason"]
+    # The technician's view says so too, and the exit code makes monitoring notice.
+    from daemon_util import cli
+    r = cli("ingest", "--db", f"sqlite:///{db}", "--status")
+    assert r.returncode == 1 and "broken at 6" in r.stdout and "c-a" in r.stdout, r.stdout + r.stderr
 
 
 def test_a_missing_link_is_found_even_when_the_events_came_in_reverse(tmp_path):
