@@ -884,6 +884,8 @@ def build_parser() -> argparse.ArgumentParser:
              cmd_top, json_flag=False)
     sp.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     sp.add_argument("--once", action="store_true", help="print one screen and exit (also when not a terminal)")
+    from gateway.ingest.cli import add_parser as add_ingest_parser
+    add_ingest_parser(sub)          # casegate ingest (SPEC §6), gateway/ingest/
 
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")

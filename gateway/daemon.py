@@ -366,6 +366,14 @@ class Daemon:
     def resend(self, lo: int, hi: int) -> int:
         return self.uplink.resend(lo, hi) if self.uplink else 0
 
+    def republish_state(self) -> int:
+        """state/republish: every retained state topic again, as after a reconnect;
+        returns how many topics the uplink holds (gateway state included)."""
+        if not self.uplink:
+            return 0
+        self._state_dirty.set()
+        return self.uplink.republish_retained()
+
     def ping_data(self) -> dict:
         return {"version": __version__, "uptime_s": round(time.time() - self.started, 1),
                 "backlog": self.uplink.backlog if self.uplink else None}
@@ -389,7 +397,13 @@ class Daemon:
     def _respond(self, req, payload: dict) -> None:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
-        self.uplink.respond(f"{self.config.prefix}/response/{req.command}", payload)
+        # The Correlation Data goes back on both topics: a client that matches answers
+        # by it (MQTT 5 request/response) must find it on P/response/<command> too.
+        corr = None
+        if req.correlation is not None and self.config.mqtt.protocol == 5:
+            corr = Properties(PacketTypes.PUBLISH)
+            corr.CorrelationData = req.correlation
+        self.uplink.respond(f"{self.config.prefix}/response/{req.command}", payload, corr)
         if req.response_topic and self._response_topic_allowed(req.response_topic):
             props = Properties(PacketTypes.PUBLISH)
             if req.correlation is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import queue
@@ -165,6 +166,11 @@ class Reload(Args):
     pass
 
 
+class Republish(Args):
+    """state/republish: every retained state topic again (as after a reconnect)."""
+    pass
+
+
 # command -> (argument model, runs on the device pool?)
 COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "ping": (Ping, False),
@@ -185,7 +191,12 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "camera/snapshot": (Snapshot, True),
     "events/resend": (Resend, False),
     "config/reload": (Reload, True),
+    "state/republish": (Republish, False),
 }
+
+# Commands whose answer is not kept under the request_id: they change nothing
+# (or re-publish only), so a repeat must act again rather than get the old answer.
+NOT_STORED = frozenset({"ping", "events/resend", "state/republish"})
 
 
 def _depth(obj: Any, limit: int = MAX_DEPTH) -> int:
@@ -236,15 +247,33 @@ def _request_id(value: Any) -> str | None:
     return value if isinstance(value, str) and re.fullmatch(ID, value) else None
 
 
-def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | None, Any, RequestError | None]:
-    """Pure validation: (args, request_id, error)."""
+def correlation_key(correlation: bytes | None) -> str | None:
+    """The idempotency key of an MQTT 5 request that has Correlation Data and no
+    ``request_id`` (SPEC §3 v2): the correlation data itself when it is already
+    a valid request_id (mosquitto_rr -D publish correlation-data req-1), else
+    ``cd-`` + 40 hex digits of its sha256 (binary data, UUID bytes, long keys)."""
+    if not correlation:
+        return None
+    try:
+        text = bytes(correlation).decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and re.fullmatch(ID, text):
+        return text
+    return "cd-" + hashlib.sha256(bytes(correlation)).hexdigest()[:40]
+
+
+def parse_request(command: str, payload: bytes, max_bytes: int,
+                  correlation: bytes | None = None) -> tuple[Args | None, Any, RequestError | None]:
+    """Pure validation: (args, request_id, error). With MQTT 5 Correlation Data
+    and no ``request_id`` in the body, the correlation data is the request_id."""
     if command == "face/enroll":
         max_bytes = max(max_bytes, FACE_ENROLL_MAX_BYTES)
     if len(payload) > max_bytes:
         # Not parsed (that is the point of the cap), but a request_id near the
         # start still lets the requester match the refusal to its request.
         m = _RID_PEEK.search(payload, 0, 1024)
-        rid = _request_id(m.group(1).decode("ascii", "replace") if m else None)
+        rid = _request_id(m.group(1).decode("ascii", "replace") if m else None) or correlation_key(correlation)
         return None, rid, RequestError("bad_request", f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
         obj = json.loads(payload.decode("utf-8"))
@@ -252,6 +281,9 @@ def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | 
         return None, None, RequestError("bad_request", "payload is not valid UTF-8 JSON")
     if not isinstance(obj, dict):
         return None, None, RequestError("bad_request", "payload must be a JSON object")
+    ckey = correlation_key(correlation)
+    if "request_id" not in obj and ckey is not None:
+        obj = dict(obj, request_id=ckey)
     rid = _request_id(obj.get("request_id"))
     if command not in COMMANDS:
         return None, rid, RequestError("unknown_command", f"unknown command {command!r}")
@@ -261,7 +293,10 @@ def parse_request(command: str, payload: bytes, max_bytes: int) -> tuple[Args | 
     try:
         return model.model_validate(obj), rid, None
     except ValidationError as e:
-        return None, rid, RequestError("bad_request", _describe(e))
+        msg = _describe(e)
+        if "request_id" not in obj:
+            msg += " (or send MQTT 5 Correlation Data, which then serves as the request_id)"
+        return None, rid, RequestError("bad_request", msg)
 
 
 def ok(rid: str, data: dict) -> str:
@@ -540,6 +575,10 @@ class Handlers:
         n = self.d.resend(a.from_seq, a.to_seq)
         return {"from_seq": a.from_seq, "to_seq": min(a.to_seq, core.journal.last_seq), "count": n}, []
 
+    def state_republish(self, core: Core, a: Republish, src: str):
+        # Only hands the uplink a note: the publishing happens on its side.
+        return {"topics": self.d.republish_state()}, []
+
     def config_reload(self, a: Reload, src: str) -> dict:
         # Not in the writer thread: reloading calls into the core itself.
         problems = self.d.request_reload()
@@ -573,6 +612,7 @@ IN_CORE = {
     "alarm/shelve": "alarm_shelve", "alarm/unshelve": "alarm_unshelve",
     "device/maintenance": "device_maintenance",
     "custody/order": "custody_order", "events/resend": "events_resend",
+    "state/republish": "state_republish",
 }
 ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
            "face/enroll": "face_enroll", "config/reload": "config_reload"}
@@ -654,7 +694,7 @@ class RequestRouter:
         props = getattr(msg, "properties", None)
         rt = getattr(props, "ResponseTopic", None) if props else None
         cd = getattr(props, "CorrelationData", None) if props else None
-        args, rid, err = parse_request(command, msg.payload, self.max_bytes)
+        args, rid, err = parse_request(command, msg.payload, self.max_bytes, cd)
         # SPEC §2: source is mqtt:<client>. MQTT does not tell us who published,
         # so a central system names itself in an MQTT 5 user property "client".
         client = "central"
@@ -734,7 +774,7 @@ class RequestRouter:
             self._pool.submit(self._device, req, args)
             return
         fn = getattr(self.handlers, IN_CORE[req.command])
-        self.answer(req, lambda core: fn(core, args, src), store=req.command not in ("ping", "events/resend"))
+        self.answer(req, lambda core: fn(core, args, src), store=req.command not in NOT_STORED)
 
     def answer(self, req: Request, fn, store: bool = True) -> dict:
         """Run fn(core) in the writer thread; respond after COMMIT."""

@@ -233,6 +233,17 @@ class Uplink:
         if self._connected:
             self.client.publish(topic, text, qos=1, retain=True)
 
+    def republish_retained(self) -> int:
+        """state/republish: publish every retained state topic again (the broker may
+        have lost them, or a consumer wants a fresh copy). Returns how many."""
+        gateway = f"{self.prefix}/state/gateway"
+        items = [(t, text) for t, text in list(self._retained.items()) if t != gateway]
+        if self._connected:
+            self._publish_gateway_state(force=True)
+            for topic, text in items:
+                self.client.publish(topic, text, qos=1, retain=True)
+        return len(items) + 1
+
     def respond(self, topic: str, payload: dict, props: Properties | None = None) -> None:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         self.client.publish(topic, text, qos=1, properties=props)

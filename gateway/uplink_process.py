@@ -165,6 +165,11 @@ class UplinkProcess:
         self._retained[suffix] = payload
         self._send(("retained", suffix, payload))
 
+    def republish_retained(self) -> int:
+        """state/republish, done by the child (it holds the connection)."""
+        self._send(("republish",))
+        return len(self._retained) + 1
+
     def respond(self, topic: str, payload: dict, props=None) -> None:
         corr = getattr(props, "CorrelationData", None) if props is not None else None
         self._send(("respond", topic, payload, corr))
@@ -440,6 +445,8 @@ def _child_main(fd: int) -> None:
                     props = Properties(PacketTypes.PUBLISH)
                     props.CorrelationData = corr
                 up.respond(topic, payload, props)
+            elif kind == "republish":
+                up.republish_retained()
             elif kind == "stop":
                 up.stop(drain_s=msg[1])
                 break

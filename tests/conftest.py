@@ -42,3 +42,15 @@ def subscriber_factory():
     yield make
     for s in subs:
         s.close()
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A real PostgreSQL (initdb in tmp_path); skipped, saying why, when the binaries are absent."""
+    from central.pg import Postgres, missing_reason
+    why = missing_reason()
+    if why:
+        pytest.skip(why)
+    pg = Postgres(tmp_path).start()
+    yield pg
+    pg.stop()

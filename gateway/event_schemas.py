@@ -1,0 +1,306 @@
+"""The ``data`` of every event type (SPEC §2), as pydantic models: the source of
+the JSON Schemas in docs/asyncapi.yaml (gateway/contract.py). Next to the
+event model on purpose: a new event type gets its schema here.
+
+Strict where SPEC is exact (enums, types, nullability of the fields it names,
+the ids every event of a type carries); open where it is not: every model
+allows additional properties, because producers may add fields (SPEC names a
+minimum) and other teams add v2 fields in parallel. Fields SPEC lists that a
+producer may leave out today are optional, typed.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Ts = str          # RFC 3339 (UTC in envelopes; a time the user gave may carry an offset)
+Str = Optional[str]
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- gateway ---------------------------------------------------------------------
+class GatewayStarted(Data):
+    version: str
+    config_hash: str
+
+
+class GatewayStopped(Data):
+    reason: str
+
+
+# ---- persons -------------------------------------------------------------------------
+Role = Literal["suspect", "officer", "staff", "visitor"]
+CaseType = Literal["criminal", "administrative", "inquiry"]
+
+
+class PersonRegistered(Data):
+    person: str
+    role: Role
+    name: Optional[str] = None
+    gender: Optional[Literal["male", "female"]] = None
+    minor: Optional[bool] = None
+    age: Optional[int] = None
+    vulnerable: Optional[bool] = None
+    case_id: Str = None
+    case_type: Optional[CaseType] = None
+    limit_h: Optional[float] = None
+    arrived_at: Optional[Ts] = None
+    visitor_kind: Optional[Literal["lawyer", "guardian", "doctor", "other"]] = None
+    for_: Str = Field(default=None, alias="for")
+
+
+class PersonChanges(Data):
+    case_type: Optional[CaseType] = None
+    limit_h: Optional[float] = None
+    case_id: Str = None
+    detained_at: Optional[Ts] = None
+    vulnerable: Optional[bool] = None
+
+
+class PersonUpdated(Data):                     # v2
+    person: str
+    changes: PersonChanges
+    by: str
+    reason: str
+
+
+class PersonRest(Data):                        # v2
+    person: str
+    kind: Literal["meal", "rest"]
+    from_: Ts = Field(alias="from")
+    to: Optional[Ts] = None
+    by: Str = None
+
+
+class PersonCheckoutApproved(Data):
+    person: str
+    by: str
+
+
+class PersonLeft(Data):
+    person: str
+
+
+class Wristband(Data):
+    tag: str
+    person: Str
+
+
+# ---- presence, tags, cards, doors --------------------------------------------------------
+class PresenceEntered(Data):
+    person: Str
+    tag: str
+    room: str
+
+
+class PresenceLeft(PresenceEntered):
+    seconds: float
+
+
+class TagStatus(Data):
+    tag: str
+    person: Str = None
+    battery: int | Literal["low"] | None = None
+    tamper: Optional[bool] = None
+    sos: Optional[bool] = None
+    heart_rate: Optional[int | float] = None
+
+
+class CardSwiped(Data):
+    card: str
+    reader: str
+    room: Str
+    person: Str = None
+
+
+class Door(Data):
+    door: str
+    room: Str
+
+
+class DoorPassed(Door):                        # v2
+    tag: Str = None
+    person: Str = None
+    direction: Optional[Literal["in", "out"]] = None
+
+
+# ---- lockers, evidence, custody ------------------------------------------------------------
+class Locker(Data):
+    locker: str
+    compartment: int
+
+
+class LockerUnlockRequested(Locker):
+    by: Str = None
+    order: Str = None
+
+
+class Evidence(Locker):
+    item: str
+
+
+class CustodyOrdered(Data):
+    order: str
+    item: str
+    action: Literal["deposit", "withdraw", "return", "release", "dispose"]
+    case_id: str
+    by: str
+    expires: Optional[Ts] = None
+    due: Optional[Ts] = None
+
+
+class BelongingsAssigned(Locker):
+    person: str
+
+
+# ---- cameras ---------------------------------------------------------------------------------
+class Camera(Data):
+    camera: str
+    room: Str
+
+
+class CameraHeadcount(Camera):
+    count: int
+
+
+class CameraFaceRecognized(Camera):
+    person: str
+    distance: float
+
+
+class CameraStill(Camera):
+    seconds: float
+
+
+class CameraSnapshot(Camera):
+    file: str
+    reason: Str = None
+    alarm_id: Str = None
+
+
+class CameraMotion(Camera):                    # v2
+    active: bool
+
+
+class CameraTampered(Camera):                  # v2
+    kind: Literal["covered", "moved", "video_lost"]
+    active: bool
+
+
+class FaceEnrolled(Data):
+    person: str
+
+
+# ---- recording, identification (v2) -------------------------------------------------------------
+class Recording(Data):
+    room: str
+    source: Str = None
+
+
+class Identification(Data):
+    room: str
+    case_id: Str = None
+    by: Str = None
+
+
+# ---- devices, clock, journal -----------------------------------------------------------------
+class Device(Data):
+    device: str
+    error: Str = None
+
+
+class DeviceMaintenance(Data):                 # v2
+    device: str
+    until: Ts
+    reason: Str = None
+    by: Str = None
+
+
+class DeviceMaintenanceEnded(Data):            # v2
+    device: str
+
+
+class ClockStepped(Data):                      # v2
+    from_: Any = Field(alias="from")
+    to: Any
+    delta_s: float
+
+
+class JournalShed(Data):
+    count: int
+    from_seq: int
+    to_seq: int
+
+
+# ---- alarms ---------------------------------------------------------------------------------
+class Message(Data):
+    zh: str
+    en: str
+
+
+class Alarm(Data):
+    alarm_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")    # <code>:<16 hex>, deterministic
+    code: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    room: Str = None
+    persons: list[str] = []
+    since: Ts
+    message: Message
+    details: dict[str, Any] = {}
+    legal_basis: list[str] = []
+    snapshot: Str = None
+
+
+class AlarmAcknowledged(Alarm):
+    by: str
+    note: Str = None
+
+
+class AlarmEscalated(Data):                    # v2
+    alarm_id: str
+    code: str
+    level: int
+    unacked_s: float
+
+
+class AlarmShelved(Data):                      # v2
+    code: str
+    scope: Str = None
+    until: Ts
+    reason: str
+    by: str
+
+
+class AlarmUnshelved(Data):                    # v2
+    code: str
+    scope: Str = None
+    by: Str = None
+
+
+EVENT_DATA: dict[str, type[Data]] = {
+    "gateway.started": GatewayStarted, "gateway.stopped": GatewayStopped,
+    "person.registered": PersonRegistered, "person.updated": PersonUpdated, "person.rest": PersonRest,
+    "person.checkout_approved": PersonCheckoutApproved, "person.left": PersonLeft,
+    "wristband.bound": Wristband, "wristband.unbound": Wristband,
+    "presence.entered": PresenceEntered, "presence.left": PresenceLeft,
+    "tag.status": TagStatus, "card.swiped": CardSwiped,
+    "door.opened": Door, "door.closed": Door, "door.passed": DoorPassed,
+    "locker.opened": Locker, "locker.closed": Locker, "locker.unlock_requested": LockerUnlockRequested,
+    "evidence.added": Evidence, "evidence.removed": Evidence, "custody.ordered": CustodyOrdered,
+    "belongings.assigned": BelongingsAssigned,
+    "camera.headcount": CameraHeadcount, "camera.face_recognized": CameraFaceRecognized,
+    "camera.face_unknown": Camera, "camera.still": CameraStill, "camera.snapshot": CameraSnapshot,
+    "camera.motion": CameraMotion, "camera.tampered": CameraTampered,
+    "face.enrolled": FaceEnrolled,
+    "recording.started": Recording, "recording.stopped": Recording,
+    "identification.started": Identification, "identification.ended": Identification,
+    "device.online": Device, "device.offline": Device, "device.error": Device,
+    "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
+    "clock.stepped": ClockStepped, "journal.shed": JournalShed,
+    "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
+    "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
+}

@@ -1,0 +1,144 @@
+"""Helpers for the central tests: `casegate ingest` as a real process, a request
+load that makes real daemons journal events, and the end-state checks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from daemon_util import ROOT
+
+from gateway.events import GENESIS, canonical, chain_hash
+
+
+class IngestProcess:
+    def __init__(self, workdir: Path, broker_port: int, db: str, *extra: str):
+        self.workdir, self.port, self.db, self.extra = workdir, broker_port, db, extra
+        self.proc: subprocess.Popen | None = None
+        self.n = 0
+
+    def start(self) -> "IngestProcess":
+        self.n += 1
+        self.log_path = self.workdir / f"ingest-{self.n}.log"
+        e = dict(os.environ)
+        e.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "ingest", "--broker", f"mqtt://127.0.0.1:{self.port}",
+             "--db", self.db, "--reorder-wait-s", "0.5", "--tail-probe-s", "2", *self.extra],
+            stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT, env=e)
+        return self
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join((self.workdir / f"ingest-{i}.log").read_text() for i in range(1, self.n + 1)
+                         if (self.workdir / f"ingest-{i}.log").exists())
+
+
+class RequestLoad:
+    """Registers persons at each center over MQTT (each one a journaled event) at
+    ``rate`` requests/s per center, until stopped; reconnects across outages."""
+
+    def __init__(self, port: int, centers: list[str], rate: float = 20.0):
+        self.centers, self.rate = centers, rate
+        self.stop_event = threading.Event()
+        self.sent = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"load-{os.getpid()}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "RequestLoad":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        i = 0
+        t0 = time.monotonic()
+        while not self.stop_event.is_set():
+            for c in self.centers:
+                body = {"request_id": f"r-{c}-{i}", "person": f"p{i}", "role": "visitor", "name": f"访客{i}"}
+                if self.client.is_connected():
+                    self.client.publish(f"casegate/{c}/request/person/register", json.dumps(body), qos=1)
+                    self.sent += 1
+            i += 1
+            delay = t0 + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(5)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def journal_ids(state_dir: Path) -> dict[int, str]:
+    c = sqlite3.connect(f"file:{state_dir / 'journal.db'}?mode=ro", uri=True)
+    try:
+        return dict(c.execute("SELECT seq, id FROM events"))
+    finally:
+        c.close()
+
+
+def db_rows(db_url: str, center: str) -> list[dict]:
+    """Every stored event of a center as an envelope, from the database alone."""
+    sql = "SELECT seq, id, ts, center, type, source, data, prev, hash, chain_ok FROM events WHERE center = {p} ORDER BY seq"
+    if db_url.startswith("sqlite:///"):
+        conn = sqlite3.connect(db_url[len("sqlite:///"):])
+        rows = conn.execute(sql.format(p="?"), (center,)).fetchall()
+        conn.close()
+    else:
+        import psycopg
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute(sql.format(p="%s"), (center,)).fetchall()
+    out = []
+    for seq, id_, ts, ctr, typ, src, data, prev, h, ok in rows:
+        out.append({"seq": seq, "id": id_, "ts": ts, "center": ctr, "type": typ, "source": src,
+                    "data": json.loads(data) if isinstance(data, str) else data, "prev": prev, "hash": h,
+                    "_ok": bool(ok)})
+    return out
+
+
+def verify_rows(rows: list[dict]) -> None:
+    """Seq 1..n each once, every hash re-computed from the stored columns, every link."""
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)), "seqs not contiguous from 1"
+    prev = GENESIS
+    for r in rows:
+        env = {k: v for k, v in r.items() if not k.startswith("_")}
+        assert env["prev"] == prev, f"seq {r['seq']}: link broken"
+        assert chain_hash(prev, canonical(env)) == env["hash"], f"seq {r['seq']}: hash"
+        assert r["_ok"], f"seq {r['seq']} stored as not verified"
+        prev = env["hash"]
+
+
+def wait_until(pred, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last is True:
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}: {last}")
