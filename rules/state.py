@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Event, parse_ts
+from gateway.events import Event, parse_local_ts
 
 # custody.ordered actions that authorise taking an item out of a cabinet.
 AUTHORISING_ACTIONS = frozenset({"withdraw", "return", "release", "dispose"})
@@ -36,6 +36,9 @@ class Person:
     left: bool = False
     left_at: float | None = None
     keys: tuple[str, ...] = ()     # room counters this person adds to (count_keys), cached
+    age: int | None = None
+    vulnerable: bool = False       # pregnant/nursing, under 16, over 70 (继续盘问规定 art. 10)
+    for_: str | None = None        # a guardian's minor (data key "for")
 
 
 @dataclass(slots=True)
@@ -92,6 +95,8 @@ class CustodyOrder:
     expires: float | None
     at: float
     used: bool = False          # authorised a removal whose item has not come back yet
+    due: float | None = None    # withdraw: the item is to be back by then
+    fulfilled_at: float | None = None   # deposit: when the item was first seen in a locker
 
 
 @dataclass(slots=True)
@@ -101,6 +106,16 @@ class Removal:
     compartment: int
     at: float
     order: str | None           # the custody order that authorised it, None = unauthorised
+
+
+@dataclass(slots=True)
+class Recording:
+    """A room's audio/video recorder (同步录音录像) as its recorder system reports it."""
+    room: str
+    recording: bool
+    since: float            # of the current state
+    seen: float             # last report (the recorder re-sends its state periodically)
+    source: str | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +157,13 @@ class State:
     cameras: dict[str, CameraView] = field(default_factory=dict)            # room -> camera view
     devices_offline: dict[str, float] = field(default_factory=dict)         # device -> since
     device_errors: dict[str, str] = field(default_factory=dict)
+    recording: dict[str, Recording] = field(default_factory=dict)           # room -> recorder state
+    # room -> case_id -> started at: approved identification sessions (辨认)
+    identifications: dict[str, dict[str, float]] = field(default_factory=dict)
+    # camera -> kind -> [room, since]: active tamper conditions (covered/moved/video_lost)
+    tampered: dict[str, dict[str, list]] = field(default_factory=dict)
+    # times without an offset (custody orders) are read in this zone: [center] timezone
+    timezone: str = "UTC"
 
     # ---- queries -------------------------------------------------------
     def person_for(self, tag: str) -> str | None:
@@ -295,7 +317,7 @@ class State:
 
 def count_keys(p: Person) -> tuple[str, ...]:
     """The room counters a present person adds to: the role; "attendant" for
-    officers and staff; "female_attendant"; "visitor:<kind>"; for suspects
+    officers and staff; "female_attendant"; "visitor:<kind>" and "for:<person>"; for suspects
     "minor_suspect" and "case:<case_id>"."""
     role = p.role
     keys = [role]
@@ -305,6 +327,8 @@ def count_keys(p: Person) -> tuple[str, ...]:
             keys.append("female_attendant")
     elif role == "visitor" and p.visitor_kind:
         keys.append(f"visitor:{p.visitor_kind}")
+        if p.for_:
+            keys.append(f"for:{p.for_}")      # the person he represents (guardian, lawyer)
     elif role == "suspect":
         if p.minor:
             keys.append("minor_suspect")
@@ -321,7 +345,8 @@ def _registered(s: State, ev: Event) -> None:
         id=pid, role=d["role"], name=d.get("name") or "", gender=d.get("gender"),
         minor=bool(d.get("minor")), case_id=d.get("case_id"), case_type=d.get("case_type"),
         limit_h=float(limit) if limit is not None else None, visitor_kind=d.get("visitor_kind"),
-        registered_at=ev.epoch)
+        registered_at=ev.epoch, age=d.get("age") if isinstance(d.get("age"), int) else None,
+        vulnerable=bool(d.get("vulnerable")), for_=d.get("for"))
     p = s.persons[pid]
     p.keys = count_keys(p)
     s.visited[pid] = set(s.presence.get(pid, ()))
@@ -463,6 +488,10 @@ def _evidence_added(s: State, ev: Event) -> None:
     item = str(d["item"]).upper()
     c = s.compartment(d["locker"], d["compartment"])
     c.items[item] = ev.epoch
+    for oid in s.orders_by_item.get(item, ()):
+        o = s.orders.get(oid)
+        if o is not None and o.action == "deposit" and o.fulfilled_at is None:
+            o.fulfilled_at = ev.epoch          # handed over to the custodian (行政程序规定 art. 190)
     if s.removed.pop(item, None) is not None:
         # The item came back: the orders that let it out are spent.
         ids = s.orders_by_item.get(item)
@@ -502,19 +531,69 @@ def _evidence_removed(s: State, ev: Event) -> None:
 def _custody(s: State, ev: Event) -> None:
     d = ev.data
     item = str(d["item"]).upper()
-    exp = d.get("expires")
-    try:
-        expires = parse_ts(exp) if exp else None
-    except (ValueError, TypeError):
-        expires = None
+    expires = _order_time(d.get("expires"), s.timezone)
     o = CustodyOrder(d["order"], item, d.get("action", ""), d.get("case_id"), d.get("by"),
-                     expires, ev.epoch)
+                     expires, ev.epoch, due=_order_time(d.get("due"), s.timezone))
+    if o.action == "deposit":
+        for c in s.compartments.values():
+            if item in c.items:                # already in a locker: nothing to hand over
+                o.fulfilled_at = ev.epoch
+                break
     s.orders[o.order] = o
     s.orders_by_item.setdefault(item, []).append(o.order)
     r = s.removed.get(item)
     if r is not None and r.order is None and _order_valid(o, ev.epoch):
         r.order = o.order           # authorised after the fact
         o.used = True
+
+
+def _order_time(text, tz: str) -> float | None:
+    """A custody order's expires/due: RFC 3339, a time without an offset being
+    in the center's timezone (SPEC §2); unreadable = none."""
+    if not text:
+        return None
+    try:
+        return parse_local_ts(text, tz)
+    except (ValueError, TypeError):
+        return None
+
+
+def _recording(s: State, ev: Event) -> None:
+    d = ev.data
+    room = d["room"]
+    on = ev.type == "recording.started"
+    r = s.recording.get(room)
+    if r is None or r.recording != on:
+        s.recording[room] = Recording(room, on, ev.epoch, ev.epoch, d.get("source"))
+    else:
+        r.seen = ev.epoch
+        r.source = d.get("source")
+
+
+def _identification(s: State, ev: Event) -> None:
+    d = ev.data
+    room, case = d["room"], d["case_id"]
+    if ev.type == "identification.started":
+        s.identifications.setdefault(room, {})[case] = ev.epoch
+    else:
+        sessions = s.identifications.get(room)
+        if sessions is not None:
+            sessions.pop(case, None)
+            if not sessions:
+                del s.identifications[room]
+
+
+def _tampered(s: State, ev: Event) -> None:
+    d = ev.data
+    cam, kind = d["camera"], d["kind"]
+    if d.get("active"):
+        s.tampered.setdefault(cam, {})[kind] = [d.get("room"), ev.epoch]
+    else:
+        kinds = s.tampered.get(cam)
+        if kinds is not None:
+            kinds.pop(kind, None)
+            if not kinds:
+                del s.tampered[cam]
 
 
 def _belongings(s: State, ev: Event) -> None:
@@ -634,6 +713,11 @@ _FOLDS = {
     "device.online": _device,
     "device.offline": _device,
     "device.error": _device,
+    "recording.started": _recording,
+    "recording.stopped": _recording,
+    "identification.started": _identification,
+    "identification.ended": _identification,
+    "camera.tampered": _tampered,
     "alarm.raised": _alarm_raised,
     "alarm.cleared": _alarm_cleared,
     "alarm.acknowledged": _alarm_ack,
