@@ -194,8 +194,11 @@ def _cr_facts(ctx, case, group):
         return (f"同案嫌疑人{labels}处于相邻房间{where}（案件{case}）",
                 f"co-suspects {', '.join(ctx.label(x) for x in who)} of case {case} in adjacent rooms "
                 f"{', '.join(ctx.room_label(r) for r in names)}")
-    return Facts(room, list(who), text, None,
-                 {"case_id": case, "rooms": {r: list(rooms[r]) for r in names}})
+    where = {}                      # person -> room (as before: one room per person)
+    for r in names:
+        for x in rooms[r]:
+            where.setdefault(x, r)
+    return Facts(room, list(who), text, None, {"case_id": case, "rooms": dict(sorted(where.items()))})
 
 
 def _cr_check(ctx, subject, t):
