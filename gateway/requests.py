@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, parse_ts
+from gateway.events import Draft, format_ts, parse_local_ts
 
 log = logging.getLogger("casegate.requests")
 
@@ -97,6 +97,19 @@ class CustodyOrder(Args):
     case_id: str = Field(pattern=ID)
     by: str = Field(pattern=ID)
     expires: StrictStr | None = None
+    due: StrictStr | None = None          # withdraw: when the item is to be back
+
+
+class RecordingState(Args):
+    room: str = Field(pattern=ID)
+    recording: StrictBool
+    source: str = Field(pattern=ID)
+
+
+class Identification(Args):
+    room: str = Field(pattern=ID)
+    case_id: str = Field(pattern=ID)
+    by: str = Field(pattern=ID)
 
 
 class FaceEnroll(Args):
@@ -132,6 +145,9 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "camera/snapshot": (Snapshot, True),
     "events/resend": (Resend, False),
     "config/reload": (Reload, True),
+    "recording/state": (RecordingState, False),
+    "identification/start": (Identification, False),
+    "identification/end": (Identification, False),
 }
 
 
@@ -298,14 +314,71 @@ class Handlers:
         return {"alarm_id": a.alarm_id, "event_id": d.id}, [d]
 
     def custody_order(self, core: Core, a: CustodyOrder, src: str):
-        if a.expires is not None:
+        # SPEC §2: a time without an offset is in the center's timezone; the
+        # event carries it as RFC 3339 UTC so no consumer has to guess.
+        tz = core.state.timezone
+        times = {}
+        for name in ("expires", "due"):
+            text = getattr(a, name)
+            if text is None:
+                continue
             try:
-                parse_ts(a.expires)
+                times[name] = format_ts(parse_local_ts(text, tz))
             except ValueError:
-                raise RequestError("bad_request", "expires: not an RFC 3339 time")
-        d = Draft("custody.ordered", {"order": a.order, "item": a.item.upper(), "action": a.action,
-                                      "case_id": a.case_id, "by": a.by, "expires": a.expires}, src)
+                raise RequestError("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
+                                                  f"read in {tz}, or with an offset)")
+        if "due" in times and a.action != "withdraw":
+            raise RequestError("bad_request", "due: only a withdraw order has a return deadline")
+        data = {"order": a.order, "item": a.item.upper(), "action": a.action, "case_id": a.case_id,
+                "by": a.by, "expires": times.get("expires")}
+        if "due" in times:
+            data["due"] = times["due"]
+        d = Draft("custody.ordered", data, src)
         return {"order": a.order, "event_id": d.id}, [d]
+
+    def _room(self, core: Core, room: str) -> str:
+        for r in core.engine.config.rooms:
+            if r.id == room:
+                return r.type
+        raise RequestError("not_found", f"no room {room} in the config")
+
+    def recording_state(self, core: Core, a: RecordingState, src: str):
+        """The recorder system (or an operator) reports a room's recording. A
+        "recording" report is journaled when it changes the state, and as a
+        heartbeat at most every stale_s/3 (rules.protections: a recorder silent
+        for stale_s counts as not recording); other repeats change nothing."""
+        self._room(core, a.room)
+        cur = core.state.recording.get(a.room)
+        if cur is not None and cur.recording == a.recording:
+            stale = core.engine.settings["interrogation_not_recorded"].stale_s
+            if not a.recording or (stale > 0 and core.engine.now - cur.seen < stale / 3):
+                return {"room": a.room, "recording": a.recording, "unchanged": True}, []
+        d = Draft("recording.started" if a.recording else "recording.stopped",
+                  {"room": a.room, "source": a.source}, src)
+        return {"room": a.room, "recording": a.recording, "event_id": d.id}, [d]
+
+    def _officer(self, core: Core, pid: str, what: str):
+        p = core.state.persons.get(pid)
+        if p is None or p.left or p.role != "officer":
+            raise RequestError("forbidden", f"{what}: {pid} is not a registered officer")
+        return p
+
+    def identification_start(self, core: Core, a: Identification, src: str):
+        self._room(core, a.room)
+        self._officer(core, a.by, "by")
+        if a.case_id in core.state.identifications.get(a.room, {}):
+            raise RequestError("conflict", f"an identification session for case {a.case_id} is already "
+                                           f"running in {a.room}")
+        d = Draft("identification.started", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
+        return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]
+
+    def identification_end(self, core: Core, a: Identification, src: str):
+        self._room(core, a.room)
+        self._officer(core, a.by, "by")
+        if a.case_id not in core.state.identifications.get(a.room, {}):
+            raise RequestError("not_found", f"no identification session for case {a.case_id} in {a.room}")
+        d = Draft("identification.ended", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
+        return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]
 
     def ping(self, core: Core, a: Ping, src: str):
         return self.d.ping_data(), []
@@ -327,6 +400,9 @@ class Handlers:
 
     # ---- device commands (pool) -------------------------------------------------
     def locker_open(self, a: LockerOpen, src: str) -> dict:
+        # Only an officer may have a compartment opened (chain of custody): checked
+        # in the writer thread against the folded state, before the board is told.
+        self.d.core.call(lambda core: (self._officer(core, a.by, "by") and None, [])).result(timeout=30)
         drv = self.d.driver(a.locker, "locker")
         return drv.command("locker/open", {"locker": a.locker, "compartment": a.compartment,
                                            "by": a.by, "order": a.order}, timeout=5.0)
@@ -348,6 +424,8 @@ IN_CORE = {
     "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
     "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
     "custody/order": "custody_order", "events/resend": "events_resend",
+    "recording/state": "recording_state", "identification/start": "identification_start",
+    "identification/end": "identification_end",
 }
 ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
            "face/enroll": "face_enroll", "config/reload": "config_reload"}
