@@ -108,7 +108,7 @@ def cmd_config_check(args) -> int:
         for p in e.problems:
             print(p, file=sys.stderr)
         return EXIT_USAGE
-    from rules.catalog import rule_settings
+    from rules.catalog import CATALOG, rule_settings
     rules = rule_settings(cfg.rules)
     enabled = sorted(c for c, s in rules.items() if s.enabled)
     summary = {
@@ -120,8 +120,14 @@ def cmd_config_check(args) -> int:
         "rules_enabled": enabled,
         "rules_disabled": sorted(set(rules) - set(enabled)),
     }
+    legal_off = legal_alarms_disabled(rules)
+    for code in legal_off:
+        # DOMAIN: legal alarms may be tuned, not disabled; allowed, but said out loud.
+        print(f"warning: {path}: rules.{code}.enabled: legal alarm disabled: {code} "
+              f"({'; '.join(CATALOG[code].legal_basis)}); remove `enabled = false` unless the "
+              f"oversight department approved it", file=sys.stderr)
     if args.json:
-        emit_json({"ok": True, **summary})
+        emit_json({"ok": True, **summary, "warnings": [f"legal alarm disabled: {c}" for c in legal_off]})
         return EXIT_OK
     print(f"{path}: OK")
     print(f"center {cfg.center.id} · storage {cfg.storage.dir} · broker {summary['mqtt']}")
@@ -131,6 +137,12 @@ def cmd_config_check(args) -> int:
     print(f"rules: {len(enabled)} enabled" + (f", disabled: {', '.join(summary['rules_disabled'])}"
                                              if summary["rules_disabled"] else ""))
     return EXIT_OK
+
+
+def legal_alarms_disabled(rules) -> list[str]:
+    """Codes of legal (DOMAIN "L") alarms that ``[rules.<code>] enabled = false`` turns off."""
+    from rules.catalog import CATALOG
+    return sorted(c for c, st in rules.items() if not st.enabled and CATALOG[c].legal)
 
 
 def _device_where(d) -> str:

@@ -214,3 +214,19 @@ def test_every_alarm_code_published_with_its_legal_basis(tmp_path, mosquitto, su
         assert p["data"]["legal_basis"] == list(spec.legal_basis), code
         if spec.legal:
             assert p["data"]["legal_basis"], code
+
+
+def test_config_check_warns_when_a_legal_alarm_is_disabled(tmp_path):
+    from daemon_util import cli
+    cfg = write_config(tmp_path, None, ROOMS_TOML + "[rules.interrogation_not_recorded]\nenabled = false\n"
+                       "[rules.door_held_open]\nenabled = false\n")
+    r = cli("config", "check", config=cfg)
+    assert r.returncode == 0, r.stderr
+    assert "legal alarm disabled: interrogation_not_recorded" in r.stderr
+    assert "刑事诉讼法 第123条" in r.stderr
+    assert "door_held_open" not in r.stderr            # a facility alarm may be switched off
+    j = json.loads(cli("config", "check", "--json", config=cfg).stdout)
+    assert j["warnings"] == ["legal alarm disabled: interrogation_not_recorded"]
+    ok = write_config(tmp_path, None, ROOMS_TOML + "[rules.interrogation_not_recorded]\ngrace_s = 30\n")
+    r = cli("config", "check", config=ok)
+    assert r.returncode == 0 and "legal alarm disabled" not in r.stderr + r.stdout
