@@ -179,15 +179,16 @@ def mixed_waiting_room(ctx, room, t):
 CT = "camera_tamper"
 
 
-@rule(CT, on=("camera.tampered",))
+@rule(CT, on=("camera.tampered", "device.online"))
 def camera_tamper(ctx, ev, t):
     """视频遮挡: a camera watching an interrogation or waiting room (``room_types``)
     is covered, moved or loses video (``camera.tampered`` active) - the
     recording the law requires (刑事诉讼法 art. 123; 程序规定 art. 208) is gone.
     Raised at once (the camera's own analysis already waited), updated as the
-    kinds change, cleared when no kind is active. Subject: the camera."""
-    cam = ev.data.get("camera")
-    if not cam:
+    kinds change, cleared when no kind is active (``device.online`` ends
+    video_lost). Subject: the camera."""
+    cam = ev.data.get("camera") if ev.type == "camera.tampered" else ev.data.get("device")
+    if not cam or (ev.type == "device.online" and ctx.alarm(CT, cam) is None):
         return NONE
     kinds = ctx.state.tampered.get(cam) or {}
     want = ctx.settings[CT].room_types

@@ -666,6 +666,9 @@ def _device(s: State, ev: Event) -> None:
     elif ev.type == "device.online":
         s.devices_offline.pop(dev, None)
         s.device_errors.pop(dev, None)
+        kinds = s.tampered.get(dev)
+        if kinds is not None and kinds.pop("video_lost", None) is not None and not kinds:
+            del s.tampered[dev]        # video is back, whatever a restarted camera process remembers
     else:
         s.device_errors[dev] = str(ev.data.get("error") or "")
 

@@ -482,6 +482,11 @@ case("camera_tamper", "a corridor camera is not watched",
      [tam(100, "covered", True, "cam-corr", "corridor")], 300, [])
 case("camera_tamper", "waiting room video lost", [tam(100, "video_lost", True, "cam-wait1", "waiting-1")],
      300, [(R, 100)])
+case("camera_tamper", "video back: device.online ends video_lost",
+     [tam(100, "video_lost", True, "cam-wait1", "waiting-1"),
+      (150, "device.online", {"device": "cam-wait1", "error": None})], 300, [(R, 100), (C, 150)])
+case("camera_tamper", "device.online does not end a covered lens",
+     [tam(100, "covered", True), (150, "device.online", {"device": "cam-int1", "error": None})], 300, [(R, 100)])
 
 # ---- device_offline ---------------------------------------------------------------------------------------------
 case("device_offline", "camera offline then back",
