@@ -151,6 +151,24 @@ def _case_groups(ctx, case: str) -> list[tuple[tuple[str, ...], dict[str, list[s
     return out
 
 
+def _near_co_suspect(ctx, pid: str, case: str) -> bool:
+    """Is another suspect of ``case`` in pid's rooms or next door? (Cheap: room
+    counters only.) When not, and the case has no group pending or active,
+    pid's move cannot have formed one: the common case costs O(neighbourhood)."""
+    rooms = ctx.state.presence.get(pid)
+    if not rooms:
+        return False
+    key = f"case:{case}"
+    counts = ctx.state.counts
+    adjacent = ctx.adjacent
+    for r in rooms:
+        for rr in (r,) + adjacent.get(r, ()):
+            c = counts.get(rr)
+            if c and c.get(key, 0) > (1 if rr in rooms else 0):
+                return True
+    return False
+
+
 def _match(known: dict[str, tuple[str, ...]], groups: list) -> tuple[dict[str, tuple], list]:
     """Carry alarm subjects over to the new groups: each known subject (in its
     own order) takes the untaken group sharing most of its persons. Returns
@@ -237,13 +255,15 @@ def collusion_risk(ctx, ev, t):
         if case:
             cases[case] = None
     persons = ctx.state.persons
+    re_registered = ev.type == "person.registered" or ev.type == "person.updated"
     for pid in ctx.dirty_suspects:
         p = persons.get(pid)
-        if p is not None and p.case_id:
+        if p is not None and p.case_id and (p.case_id in groups or _near_co_suspect(ctx, pid, p.case_id)):
             cases[p.case_id] = None
-        for case, known in groups.items():         # a suspect re-registered under another case
-            if case not in cases and any(pid in who for who in known.values()):
-                cases[case] = None
+        if re_registered:
+            for case, known in groups.items():     # a suspect re-registered under another case
+                if case not in cases and any(pid in who for who in known.values()):
+                    cases[case] = None
     out = NONE
     for case in cases:
         known = groups.get(case, {})
