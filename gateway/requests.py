@@ -351,7 +351,9 @@ class Handlers:
         cur = core.state.recording.get(a.room)
         if cur is not None and cur.recording == a.recording:
             stale = core.engine.settings["interrogation_not_recorded"].stale_s
-            if not a.recording or (stale > 0 and core.engine.now - cur.seen < stale / 3):
+            # the wall clock (the core's), not the engine's: on a quiet night no
+            # other event moves the engine clock, and skipped heartbeats would go stale
+            if not a.recording or (stale > 0 and core.clock() - cur.seen < stale / 3):
                 return {"room": a.room, "recording": a.recording, "unchanged": True}, []
         d = Draft("recording.started" if a.recording else "recording.stopped",
                   {"room": a.room, "source": a.source}, src)

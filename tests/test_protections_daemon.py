@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -32,7 +33,7 @@ ROOMS_TOML = "".join(
 
 @pytest.fixture
 def center(tmp_path, mosquitto):
-    cfg = write_config(tmp_path, mosquitto.port, ROOMS_TOML)
+    cfg = write_config(tmp_path, mosquitto.port, ROOMS_TOML + "[rules.interrogation_not_recorded]\nstale_s = 3\n")
     d = DaemonProcess(cfg).start()
     d.wait_status(lambda s: s["uplink"]["connected"])
     c = Central(mosquitto.port)
@@ -52,6 +53,9 @@ def test_recording_identification_locker_and_custody_requests(center, mosquitto,
     assert r["ok"] and r["data"]["event_id"]
     r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1")
     assert r["ok"] and r["data"].get("unchanged") is True
+    time.sleep(1.3)       # > stale_s/3 of wall time, and no other event meanwhile: a heartbeat
+    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1")
+    assert r["ok"] and r["data"].get("event_id"), r
     r = c.request("recording/state", room="interrogation-1", recording=False, source="rec-1")
     assert r["ok"] and r["data"]["event_id"]
     r = c.request("recording/state", room="nowhere", recording=True, source="rec-1")
@@ -60,7 +64,7 @@ def test_recording_identification_locker_and_custody_requests(center, mosquitto,
     assert r["ok"] is False and r["error"]["code"] == "bad_request"
     m = sub.wait_for(lambda m: m.topic == f"{P}/events/recording/stopped", 10)
     assert json.loads(m.payload)["data"] == {"room": "interrogation-1", "source": "rec-1"}
-    assert len(sub.payloads(f"{P}/events/recording/started")) == 1
+    assert len(sub.payloads(f"{P}/events/recording/started")) == 2
 
     # identification sessions: by a registered officer; one per case and room
     ids = {"room": "identification-1", "case_id": "c1"}
