@@ -33,7 +33,8 @@ ROOMS_TOML = "".join(
 
 @pytest.fixture
 def center(tmp_path, mosquitto):
-    cfg = write_config(tmp_path, mosquitto.port, ROOMS_TOML + "[rules.interrogation_not_recorded]\nstale_s = 3\n")
+    cfg = write_config(tmp_path, mosquitto.port, ROOMS_TOML + "[rules.interrogation_not_recorded]\nstale_s = 3\n"
+                       "[rules.mixed_waiting_room]\nenabled = false\n")
     d = DaemonProcess(cfg).start()
     d.wait_status(lambda s: s["uplink"]["connected"])
     c = Central(mosquitto.port)
@@ -44,6 +45,8 @@ def center(tmp_path, mosquitto):
 
 def test_recording_identification_locker_and_custody_requests(center, mosquitto, subscriber_factory):
     d, c = center
+    # a legal alarm switched off is said at every start (config check says it too)
+    assert "legal alarm disabled by config: mixed_waiting_room" in d.log()
     sub = subscriber_factory(mosquitto.port, [f"{P}/events/#"])
     assert c.request("person/register", person="o1", role="officer")["ok"]
     assert c.request("person/register", person="st1", role="staff")["ok"]
