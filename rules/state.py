@@ -345,7 +345,7 @@ def _registered(s: State, ev: Event) -> None:
         id=pid, role=d["role"], name=d.get("name") or "", gender=d.get("gender"),
         minor=bool(d.get("minor")), case_id=d.get("case_id"), case_type=d.get("case_type"),
         limit_h=float(limit) if limit is not None else None, visitor_kind=d.get("visitor_kind"),
-        registered_at=ev.epoch, age=d.get("age") if isinstance(d.get("age"), int) else None,
+        registered_at=ev.epoch, age=d.get("age") if type(d.get("age")) is int else None,
         vulnerable=bool(d.get("vulnerable")), for_=d.get("for"))
     p = s.persons[pid]
     p.keys = count_keys(p)
