@@ -38,36 +38,46 @@ def _eh_facts(ctx, o, t):
                   "ordered": format_ts(o.at)})
 
 
+def _in_evidence_locker(ctx, item: str) -> bool:
+    for c in ctx.state.compartments.values():
+        if item in c.items and ctx.locker_purpose.get(c.locker, "evidence") == "evidence":
+            return True
+    return False
+
+
 def _eh_timer(ctx, order, kind, d):
     o = ctx.state.orders.get(order)
-    if o is None or o.action != "deposit" or o.fulfilled_at is not None:
+    if o is None or order not in ctx.memo[EH]:
         return NONE
     return ctx.raise_(EH, order, d, _eh_facts(ctx, o, d))
 
 
 @rule(EH, on=("custody.ordered", "evidence.added"), timer=_eh_timer)
 def evidence_handover_overdue(ctx, ev, t):
-    """财物移交超时: a ``deposit`` order whose item is not in a locker ``limit_h``
-    (24) after the order. Raised at that deadline; cleared when the item is
-    added. Subject: the order."""
+    """财物移交超时: a ``deposit`` order whose item is not in an *evidence*
+    locker (belongings lockers do not count) ``limit_h`` (24) after the order.
+    Raised at that deadline; cleared when the item is added. Subject: the
+    order. Bookkeeping: memo order -> item for orders not yet fulfilled."""
     st = ctx.state
     d = ev.data
+    waiting = ctx.memo[EH]
     if ev.type == "custody.ordered":
         o = st.orders.get(d.get("order"))
         if o is None or o.action != "deposit":
             return NONE
-        if o.fulfilled_at is None:
-            ctx.arm(EH, o.order, o.at + ctx.settings[EH].limit_h * 3600.0)
+        if _in_evidence_locker(ctx, o.item):      # already there: nothing to hand over
             return NONE
-        ctx.disarm(EH, o.order)
-        return ctx.clear(EH, o.order, t)
+        waiting[o.order] = o.item
+        ctx.arm(EH, o.order, o.at + ctx.settings[EH].limit_h * 3600.0)
+        return NONE
+    if ctx.locker_purpose.get(d.get("locker"), "evidence") != "evidence" or not waiting:
+        return NONE
     out = NONE
     item = str(d.get("item", "")).upper()
-    for oid in st.orders_by_item.get(item, ()):
-        o = st.orders.get(oid)
-        if o is not None and o.action == "deposit" and o.fulfilled_at is not None:
-            ctx.disarm(EH, oid)
-            out = _cat(out, ctx.clear(EH, oid, t))
+    for oid in [oid for oid, it in waiting.items() if it == item]:
+        del waiting[oid]
+        ctx.disarm(EH, oid)
+        out = _cat(out, ctx.clear(EH, oid, t))
     return out
 
 

@@ -96,7 +96,6 @@ class CustodyOrder:
     at: float
     used: bool = False          # authorised a removal whose item has not come back yet
     due: float | None = None    # withdraw: the item is to be back by then
-    fulfilled_at: float | None = None   # deposit: when the item was first seen in a locker
 
 
 @dataclass(slots=True)
@@ -488,10 +487,6 @@ def _evidence_added(s: State, ev: Event) -> None:
     item = str(d["item"]).upper()
     c = s.compartment(d["locker"], d["compartment"])
     c.items[item] = ev.epoch
-    for oid in s.orders_by_item.get(item, ()):
-        o = s.orders.get(oid)
-        if o is not None and o.action == "deposit" and o.fulfilled_at is None:
-            o.fulfilled_at = ev.epoch          # handed over to the custodian (行政程序规定 art. 190)
     if s.removed.pop(item, None) is not None:
         # The item came back: the orders that let it out are spent.
         ids = s.orders_by_item.get(item)
@@ -534,11 +529,6 @@ def _custody(s: State, ev: Event) -> None:
     expires = _order_time(d.get("expires"), s.timezone)
     o = CustodyOrder(d["order"], item, d.get("action", ""), d.get("case_id"), d.get("by"),
                      expires, ev.epoch, due=_order_time(d.get("due"), s.timezone))
-    if o.action == "deposit":
-        for c in s.compartments.values():
-            if item in c.items:                # already in a locker: nothing to hand over
-                o.fulfilled_at = ev.epoch
-                break
     s.orders[o.order] = o
     s.orders_by_item.setdefault(item, []).append(o.order)
     r = s.removed.get(item)

@@ -453,6 +453,10 @@ case("evidence_handover_overdue", "handed over in time",
      [team(), (100, "custody.ordered", DEP), (5 * H, "evidence.added", EV2)], 30 * H, [])
 case("evidence_handover_overdue", "already in the locker",
      [team(), (50, "evidence.added", EV2), (100, "custody.ordered", DEP)], 30 * H, [])
+case("evidence_handover_overdue", "a belongings locker is no hand-over",
+     [team(), (100, "custody.ordered", DEP),
+      (200, "evidence.added", {"locker": "locker-b1", "compartment": 2, "item": "E0002"})], 25 * H,
+     [(R, 100 + 24 * H)])
 case("evidence_handover_overdue", "limit from config",
      [team(), (100, "custody.ordered", DEP)], 3 * H, [(R, 100 + 2 * H)], {"evidence_handover_overdue": {"limit_h": 2}})
 WD = dict(ORDER, due="2026-11-26T18:00:00")   # no offset: the center timezone, Asia/Shanghai: 10:00Z
