@@ -210,7 +210,8 @@ def cmd_config_check(args) -> int:
         "problems": [f.as_dict() for f in findings],
     }
     if args.json:
-        emit_json({"ok": not failed, **summary})
+        emit_json({"ok": not failed, **summary,
+                   "warnings": [f.message for f in findings if f.level == WARN]})
         return EXIT_USAGE if failed else EXIT_OK
     for f in findings:
         print(f"{path}: {f.check}: {f.level}: {f.message}" + (f" — {f.fix}" if f.fix else ""),

@@ -87,6 +87,14 @@ class DeviceContext:
         return self.d.core.call(snap).result(10).value
 
 
+def _warn_legal_disabled(settings) -> None:
+    """DOMAIN: a legal alarm may be tuned, not disabled; the log says so at every start."""
+    from rules.catalog import CATALOG
+    for code, st in sorted(settings.items()):
+        if not st.enabled and CATALOG[code].legal:
+            log.warning("legal alarm disabled by config: %s (%s)", code, "; ".join(CATALOG[code].legal_basis))
+
+
 def derive_person_left(core: Core, ev: Event) -> list[Draft]:
     """person.left: an approved person leaves through the exit or hands back the
     wristband. One implementation shared with ``casegate replay --input``."""
@@ -222,6 +230,7 @@ class Daemon:
         self.start()
         sd_notify(f"READY=1\nSTATUS=journal at seq {self.journal.last_seq}\nMAINPID={os.getpid()}")
         log.info("casegate %s running for center %s", __version__, self.config.center.id)
+        _warn_legal_disabled(self.engine.settings)
         wd = watchdog_interval()
         last_wd = 0.0
         last_prune = 0.0
@@ -348,6 +357,7 @@ class Daemon:
             if old_devs.get(dev_id) != dev and dev.enabled:
                 self._start_driver(dev)
         log.info("configuration reloaded (%d devices)", len(self.drivers))
+        _warn_legal_disabled(self.engine.settings)
         return None
 
     # ---- helpers used by request handlers --------------------------------------

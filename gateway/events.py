@@ -106,6 +106,18 @@ def parse_ts(text: str) -> float:
     return round(dt.timestamp() * 1000) / 1000
 
 
+def parse_local_ts(text: str, tz: str | None) -> float:
+    """Like parse_ts, but a time without an offset is in ``tz`` (the center's
+    timezone): ``2026-11-28T18:00:00`` in Asia/Shanghai is 10:00Z (SPEC §2)."""
+    t = text.strip()
+    if t.endswith("Z") or t.endswith("z"):
+        return parse_ts(t[:-1] + "Z")
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone(tz))
+    return round(dt.timestamp() * 1000) / 1000
+
+
 def canonical(env: dict) -> str:
     body = {k: v for k, v in env.items() if k not in ("prev", "hash")}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, format_ts, parse_ts
+from gateway.events import Draft, format_ts, parse_local_ts, parse_ts
 
 log = logging.getLogger("casegate.requests")
 
@@ -146,6 +146,19 @@ class CustodyOrder(Args):
     case_id: str = Field(pattern=ID)
     by: str = Field(pattern=ID)
     expires: StrictStr | None = None
+    due: StrictStr | None = None          # withdraw: when the item is to be back
+
+
+class RecordingState(Args):
+    room: str = Field(pattern=ID)
+    recording: StrictBool
+    source: str = Field(pattern=ID)
+
+
+class Identification(Args):
+    room: str = Field(pattern=ID)
+    case_id: str = Field(pattern=ID)
+    by: str = Field(pattern=ID)
 
 
 class FaceEnroll(Args):
@@ -192,6 +205,9 @@ COMMANDS: dict[str, tuple[type[Args], bool]] = {
     "events/resend": (Resend, False),
     "config/reload": (Reload, True),
     "state/republish": (Republish, False),
+    "recording/state": (RecordingState, False),
+    "identification/start": (Identification, False),
+    "identification/end": (Identification, False),
 }
 
 # Commands whose answer is not kept under the request_id: they change nothing
@@ -390,12 +406,16 @@ class Handlers:
             raise RequestError("not_found", f"no registered person {pid}")
         return p
 
-    def _officer(self, core: Core, pid: str, what: str):
-        """``by`` of an approval must be a registered officer in the center (SPEC v2)."""
+    def _officer(self, core: Core, pid: str, what: str, roles: tuple[str, ...] = ("officer",),
+                 present: bool = True):
+        """``by`` of an approval must be a registered officer (SPEC v2): in the
+        center for approvals (``present``); for alarm handling also one who has
+        left (the duty officer acknowledging from the central room)."""
         p = core.state.persons.get(pid)
-        if p is None or p.left or p.role != "officer":
-            who = "not registered" if p is None or p.left else f"a {p.role}"
-            raise RequestError("forbidden", f"{what} needs a registered officer as by; {pid} is {who}")
+        if p is None or (present and p.left) or p.role not in roles:
+            who = "not registered" if p is None or (present and p.left) else f"a {p.role}"
+            raise RequestError("forbidden", f"{what} needs a registered {' or '.join(roles)} as by; "
+                                            f"{pid} is {who} (person/register with role {roles[0]})")
         return p
 
     def person_checkout(self, core: Core, a: Checkout, src: str):
@@ -486,7 +506,7 @@ class Handlers:
             if who is not None:
                 raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by {who}")
             raise RequestError("not_found", f"no active or unacknowledged alarm {a.alarm_id}")
-        self._officer(core, a.by, "acknowledge alarms")
+        self._officer(core, a.by, "acknowledging an alarm", present=False)
         if rec["ack"] is not None:
             raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by "
                                            f"{rec['ack'].get('by')} at {rec['ack'].get('ts')}")
@@ -494,14 +514,6 @@ class Handlers:
         data.update({"by": a.by, "note": a.note, "active": rec["active"]})
         d = Draft("alarm.acknowledged", data, src)
         return {"alarm_id": a.alarm_id, "active": rec["active"], "event_id": d.id}, [d]
-
-    def _officer(self, core: Core, by: str, what: str, roles: tuple[str, ...] = ("officer",)):
-        p = core.state.persons.get(by)
-        if p is None or p.role not in roles:
-            known = f"{by} is registered as {p.role}" if p is not None else f"{by} is not registered"
-            raise RequestError("forbidden", f"only a registered {' or '.join(roles)} may {what}: {known} "
-                                            f"(person/register with role {roles[0]})")
-        return p
 
     def _scope_known(self, scope: str) -> bool:
         cfg = self.d.config
@@ -517,7 +529,7 @@ class Handlers:
         if spec.legal:
             basis = "; ".join(spec.legal_basis)
             raise RequestError("forbidden", f"{a.code} is a legal alarm ({basis}) and can never be shelved")
-        self._officer(core, a.by, "shelve alarms")
+        self._officer(core, a.by, "shelving an alarm", present=False)
         max_h = self.d.config.alarms.max_shelve_h
         if a.for_s > max_h * 3600:
             raise RequestError("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_shelve_h = {max_h:g})")
@@ -533,14 +545,14 @@ class Handlers:
         if book.shelf_key(a.code, a.scope) not in book.shelves:
             where = f" for {a.scope}" if a.scope else ""
             raise RequestError("not_found", f"{a.code} is not shelved{where}")
-        self._officer(core, a.by, "unshelve alarms")
+        self._officer(core, a.by, "unshelving an alarm", present=False)
         d = Draft("alarm.unshelved", {"code": a.code, "scope": a.scope, "by": a.by}, src)
         return {"code": a.code, "scope": a.scope, "event_id": d.id}, [d]
 
     def device_maintenance(self, core: Core, a: Maintenance, src: str):
         if self.d.device_config(a.device) is None:
             raise RequestError("not_found", f"no device {a.device} in the config")
-        self._officer(core, a.by, "put devices into maintenance", ("officer", "staff"))
+        self._officer(core, a.by, "maintenance", ("officer", "staff"), present=False)
         book = core.engine.book
         if a.for_s == 0:
             if a.device not in book.maintenance:
@@ -555,14 +567,67 @@ class Handlers:
         return {"device": a.device, "until": until, "event_id": d.id}, [d]
 
     def custody_order(self, core: Core, a: CustodyOrder, src: str):
-        if a.expires is not None:
+        # SPEC §2: a time without an offset is in the center's timezone; the
+        # event carries it as RFC 3339 UTC so no consumer has to guess.
+        tz = core.state.timezone
+        times = {}
+        for name in ("expires", "due"):
+            text = getattr(a, name)
+            if text is None:
+                continue
             try:
-                parse_ts(a.expires)
+                times[name] = format_ts(parse_local_ts(text, tz))
             except ValueError:
-                raise RequestError("bad_request", "expires: not an RFC 3339 time")
-        d = Draft("custody.ordered", {"order": a.order, "item": a.item.upper(), "action": a.action,
-                                      "case_id": a.case_id, "by": a.by, "expires": a.expires}, src)
+                raise RequestError("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
+                                                  f"read in {tz}, or with an offset)")
+        if "due" in times and a.action != "withdraw":
+            raise RequestError("bad_request", "due: only a withdraw order has a return deadline")
+        data = {"order": a.order, "item": a.item.upper(), "action": a.action, "case_id": a.case_id,
+                "by": a.by, "expires": times.get("expires")}
+        if "due" in times:
+            data["due"] = times["due"]
+        d = Draft("custody.ordered", data, src)
         return {"order": a.order, "event_id": d.id}, [d]
+
+    def _room(self, core: Core, room: str) -> str:
+        for r in core.engine.config.rooms:
+            if r.id == room:
+                return r.type
+        raise RequestError("not_found", f"no room {room} in the config")
+
+    def recording_state(self, core: Core, a: RecordingState, src: str):
+        """The recorder system (or an operator) reports a room's recording. A
+        "recording" report is journaled when it changes the state, and as a
+        heartbeat at most every stale_s/3 (rules.protections: a recorder silent
+        for stale_s counts as not recording); other repeats change nothing."""
+        self._room(core, a.room)
+        cur = core.state.recording.get(a.room)
+        if cur is not None and cur.recording == a.recording:
+            stale = core.engine.settings["interrogation_not_recorded"].stale_s
+            # the wall clock (the core's), not the engine's: on a quiet night no
+            # other event moves the engine clock, and skipped heartbeats would go stale
+            if not a.recording or (stale > 0 and core.clock() - cur.seen < stale / 3):
+                return {"room": a.room, "recording": a.recording, "unchanged": True}, []
+        d = Draft("recording.started" if a.recording else "recording.stopped",
+                  {"room": a.room, "source": a.source}, src)
+        return {"room": a.room, "recording": a.recording, "event_id": d.id}, [d]
+
+    def identification_start(self, core: Core, a: Identification, src: str):
+        self._room(core, a.room)
+        self._officer(core, a.by, "an identification session")
+        if a.case_id in core.state.identifications.get(a.room, {}):
+            raise RequestError("conflict", f"an identification session for case {a.case_id} is already "
+                                           f"running in {a.room}")
+        d = Draft("identification.started", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
+        return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]
+
+    def identification_end(self, core: Core, a: Identification, src: str):
+        self._room(core, a.room)
+        self._officer(core, a.by, "an identification session")
+        if a.case_id not in core.state.identifications.get(a.room, {}):
+            raise RequestError("not_found", f"no identification session for case {a.case_id} in {a.room}")
+        d = Draft("identification.ended", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
+        return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]
 
     def ping(self, core: Core, a: Ping, src: str):
         return self.d.ping_data(), []
@@ -588,6 +653,9 @@ class Handlers:
 
     # ---- device commands (pool) -------------------------------------------------
     def locker_open(self, a: LockerOpen, src: str) -> dict:
+        # Only an officer may have a compartment opened (chain of custody): checked
+        # in the writer thread against the folded state, before the board is told.
+        self.d.core.call(lambda core: (self._officer(core, a.by, "opening a locker") and None, [])).result(timeout=30)
         drv = self.d.driver(a.locker, "locker")
         return drv.command("locker/open", {"locker": a.locker, "compartment": a.compartment,
                                            "by": a.by, "order": a.order}, timeout=5.0)
@@ -613,6 +681,8 @@ IN_CORE = {
     "device/maintenance": "device_maintenance",
     "custody/order": "custody_order", "events/resend": "events_resend",
     "state/republish": "state_republish",
+    "recording/state": "recording_state", "identification/start": "identification_start",
+    "identification/end": "identification_end",
 }
 ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
            "face/enroll": "face_enroll", "config/reload": "config_reload"}

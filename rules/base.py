@@ -150,7 +150,8 @@ def room_pass(rules: list[Rule]):
 def _crossed(ctx, ev, relevant: frozenset[str]) -> frozenset[str] | None:
     """For a presence event: the ``relevant`` room counters of the moving person
     that crossed zero in its room, "visitor:" standing for any "visitor:<kind>"
-    (None = not a presence event: assume anything changed)."""
+    (None = not a presence event: assume anything changed); "for:" likewise
+    stands for any "for:<person>" (a guardian or lawyer of someone)."""
     typ = ev.type
     if typ != "presence.entered" and typ != "presence.left":
         return None
@@ -161,7 +162,7 @@ def _crossed(ctx, ev, relevant: frozenset[str]) -> frozenset[str] | None:
     out = None
     c = None
     for k in p.keys:
-        kk = "visitor:" if k.startswith("visitor:") else k
+        kk = "visitor:" if k.startswith("visitor:") else ("for:" if k.startswith("for:") else k)
         if kk not in relevant:
             continue
         if c is None:

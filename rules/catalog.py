@@ -26,7 +26,7 @@ class LoneInterrogation(RuleSettings):
     window_s: float = Field(default=300, ge=0)      # absences within this window add up to grace_s (0 = each alone)
     min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
     min_investigators: int = Field(default=2, ge=1)
-    # case types for which one investigator is enough (the 2025 revision; unverified, so empty)
+    # case types for which one investigator is enough, only while the room records (治安管理处罚法 2025 art. 108)
     relaxed_case_types: list[Literal["criminal", "administrative"]] = []
 
 
@@ -34,6 +34,8 @@ class Unattended(RuleSettings):
     grace_s: float = Field(default=60, ge=0)
     window_s: float = Field(default=300, ge=0)      # unattended spells within this window add up to grace_s
     min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
+    # rooms where a suspect meeting his lawyer (a lawyer visitor present) needs no attendant
+    lawyer_rooms: list[str] = []
 
 
 class OfficerLeft(RuleSettings):
@@ -74,6 +76,29 @@ class RestOverdue(RuleSettings):
 
 class FemaleSearch(RuleSettings):
     grace_s: float = Field(default=10, ge=0)    # people walk in one after another
+
+
+class NotRecorded(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)
+    # the recorder system re-sends its state; silent longer than this = not recording (0: never stale)
+    stale_s: float = Field(default=120, ge=0)
+
+
+class FemaleMinor(RuleSettings):
+    grace_s: float = Field(default=10, ge=0)    # people walk in one after another
+
+
+class MixedWaiting(RuleSettings):
+    grace_s: float = Field(default=30, ge=0)    # a suspect led through a waiting room is not held there
+
+
+class EvidenceHandover(RuleSettings):
+    limit_h: float = Field(default=24, gt=0)    # deposit order -> item in an evidence locker
+
+
+class CameraTamper(RuleSettings):
+    # room types whose cameras must not be covered, moved or lose video
+    room_types: list[str] = ["interrogation", "waiting"]
 
 
 class MinorGuardian(RuleSettings):
@@ -148,6 +173,8 @@ CRIM = "刑事诉讼法"
 PROC = "公安机关办理刑事案件程序规定"
 ADMIN = "公安机关办理行政案件程序规定"
 PSAL = "治安管理处罚法(2025)"
+INQ = "公安机关适用继续盘问规定"
+POLICE = "人民警察法"
 
 
 def _l(*basis: str) -> dict[str, Any]:
@@ -162,10 +189,10 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress", OfficerLeft),
     AlarmSpec("detention_warning", "major", "超时预警", "Detention time limit approaching", RuleSettings,
               **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   "公安机关适用继续盘问规定 第10-11条")),
+                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
     AlarmSpec("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
               **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   "公安机关适用继续盘问规定 第10-11条")),
+                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
     AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
     AlarmSpec("custody_transfer_overdue", "critical", "送押超时", "Detained person not transferred within 24 h",
@@ -204,6 +231,21 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
                    f"{ADMIN} 第84条", f"{PSAL} 第103条")),
     AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
               **_l(f"{CRIM} 第281条", f"{PROC} 第323-324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
+    AlarmSpec("interrogation_not_recorded", "critical", "未同步录音录像",
+              "Questioning in a room that is not recording", NotRecorded,
+              **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
+    AlarmSpec("female_minor_without_female_staff", "major", "女性未成年人无女性工作人员",
+              "Female minor questioned without a female officer or staff member", FemaleMinor,
+              **_l(f"{CRIM} 第281条", f"{PROC} 第324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
+    AlarmSpec("mixed_waiting_room", "major", "分别看管", "Suspects who must be held apart share a waiting room",
+              MixedWaiting, **_l(f"{INQ} 第10条", f"{INQ} 第30条", f"{CRIM} 第280条", f"{PROC} 第328条")),
+    AlarmSpec("evidence_handover_overdue", "major", "财物移交超时",
+              "Evidence not handed to the custodian in time", EvidenceHandover,
+              **_l(f"{ADMIN} 第190条", f"{PROC} 第235条")),
+    AlarmSpec("evidence_not_returned", "major", "调用未归还", "Withdrawn evidence not returned by its due time",
+              RuleSettings, **_l(f"{ADMIN} 第190条", f"{PROC} 第235条")),
+    AlarmSpec("camera_tamper", "critical", "视频遮挡", "Camera covered, moved or losing video", CameraTamper,
+              **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
     # A fake base station could feed presence that hides a lone interrogation or an
     # unattended suspect: it protects the presence record those two alarms stand on.

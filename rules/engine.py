@@ -87,6 +87,8 @@ class Engine:
     def configure(self, config) -> None:
         self.config = config
         self.settings = rule_settings(getattr(config, "rules", {}) or {})
+        center = getattr(config, "center", None)
+        self.state.timezone = getattr(center, "timezone", None) or "UTC"   # custody times without offset
         rooms = list(getattr(config, "rooms", []) or [])
         self.room_types: dict[str, str] = {r.id: r.type for r in rooms}
         self.room_names: dict[str, str] = {r.id: r.name for r in rooms if r.name}
@@ -305,7 +307,7 @@ class Engine:
             tags = [tag]
             owner = st.tag_owner.get(tag) or d.get("person")
             people = [owner] if owner else []
-        elif dom in ("door", "camera"):
+        elif dom in ("door", "camera", "recording", "identification"):
             rooms = [d.get("room")]
         elif dom == "device":
             rooms = list(self.device_rooms.get(d.get("device"), ()))

@@ -1,3 +1,4 @@
 """Imports every rule family so that its rules register (rules.base.RULES)."""
 from rules import (camera, custody_time, devices, facility, interrogation,  # noqa: F401
                    presence, wristband)
+from rules import evidence, protections  # noqa: F401  (issue 14)

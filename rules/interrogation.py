@@ -8,6 +8,7 @@ investigators. Tags not bound to anybody count as nobody.
 from __future__ import annotations
 
 from rules.base import NONE, ROOM_EVENTS, Facts, local, on_reconfigure, person_rule, room_rule, rule
+from rules.protections import RECORDING_EVENTS, recording_now
 
 INTERROGATION = frozenset({"interrogation"})
 
@@ -27,15 +28,18 @@ def _occupants(ctx, room):
     return suspects, officers
 
 
-@room_rule("lone_interrogation", INTERROGATION)
+@room_rule("lone_interrogation", INTERROGATION, on=ROOM_EVENTS + RECORDING_EVENTS)
 def lone_interrogation(ctx, room, t):
     """≥ 2 investigators at an interrogation: 刑事诉讼法 art. 118 (讯问的时候，侦查人员不得少于二人);
     公安机关办理刑事案件程序规定 (2020) art. 202; 公安机关办理行政案件程序规定 (2019) art. 52.
 
     A suspect in an ``interrogation`` room with fewer than ``min_investigators``
     officers for ``grace_s``. When every suspect present has a case type listed
-    in ``relaxed_case_types``, one investigator is enough (off by default).
-    Subject: the room. Clears when enough officers are back or no suspect is left.
+    in ``relaxed_case_types`` **and the room is recording** (治安管理处罚法 2025
+    art. 108: one officer only with full audio/video recording; see
+    rules.protections.recording_now), one investigator is enough (off by
+    default). Subject: the room. Clears when enough officers are back or no
+    suspect is left.
     """
     c = ctx.state.counts.get(room)
     if not c or not c.get("suspect"):
@@ -47,7 +51,8 @@ def lone_interrogation(ctx, room, t):
         return None
     suspects, officers = _occupants(ctx, room)
     relaxed = s.relaxed_case_types
-    if relaxed and all(p.case_type in relaxed for p in suspects):
+    recording = bool(relaxed) and recording_now(ctx, room, t)
+    if relaxed and recording and all(p.case_type in relaxed for p in suspects):
         need = 1
     if n >= need:
         return None
@@ -59,7 +64,10 @@ def lone_interrogation(ctx, room, t):
         return (f"{rl} 嫌疑人{'、'.join(ctx.label(x) for x in sus)}在场，办案民警{n}人（应不少于{need}人）",
                 f"{rl}: suspect {', '.join(ctx.label(x) for x in sus)} with {n} investigator(s), "
                 f"{need} required")
-    return Facts(room, sus + offs, text, None, {"investigators": offs, "required": need})
+    details = {"investigators": offs, "required": need}
+    if relaxed:
+        details["recording"] = recording        # why the relaxation did (not) apply
+    return Facts(room, sus + offs, text, None, details)
 
 
 def _in_interrogation(ctx, pid) -> str | None:
@@ -72,14 +80,16 @@ def _in_interrogation(ctx, pid) -> str | None:
     return None
 
 
-@person_rule("minor_without_guardian", INTERROGATION, room_keys=("visitor:",))
+@person_rule("minor_without_guardian", INTERROGATION, room_keys=("visitor:", "for:"))
 def minor_without_guardian(ctx, pid, t):
     """Minors: a guardian (法定代理人) or appropriate adult (合适成年人) must be
-    present: 刑事诉讼法 art. 281; 程序规定 arts. 323–324; 治安管理处罚法 art. 84.
+    present: 刑事诉讼法 art. 281; 程序规定 arts. 323–324; 行政程序规定 art. 75;
+    治安管理处罚法 2025 art. 98.
 
     A minor suspect in an ``interrogation`` room with no ``visitor`` whose
-    ``visitor_kind`` is in ``guardian_kinds`` present in that room, for
-    ``grace_s``. Subject: the minor.
+    ``visitor_kind`` is in ``guardian_kinds`` **and whose ``for`` is that
+    minor** present in that room, for ``grace_s``: another minor's guardian
+    represents that minor only. Subject: the minor.
     """
     p = ctx.person(pid)
     if p is None or not p.minor or p.role != "suspect":
@@ -89,15 +99,23 @@ def minor_without_guardian(ctx, pid, t):
         return None
     kinds = ctx.settings["minor_without_guardian"].guardian_kinds
     c = ctx.state.counts.get(room, {})
-    for k in kinds:
-        if c.get(f"visitor:{k}"):
-            return None
+    others = []
+    if any(c.get(f"visitor:{k}") for k in kinds):
+        persons = ctx.state.persons
+        for who in ctx.state.rooms.get(room, ()):
+            q = persons.get(who)
+            if q is None or q.left or q.role != "visitor" or q.visitor_kind not in kinds:
+                continue
+            if q.for_person == pid:
+                return None
+            others.append(who)
+    others.sort()
 
     def text():
         rl = ctx.room_label(room)
-        return (f"{rl} 未成年嫌疑人{ctx.label(pid)}无监护人或合适成年人在场",
-                f"{rl}: minor {ctx.label(pid)} without a guardian or appropriate adult")
-    return Facts(room, [pid], text, None, {"guardian_kinds": list(kinds)})
+        return (f"{rl} 未成年嫌疑人{ctx.label(pid)}无其法定代理人或合适成年人在场",
+                f"{rl}: minor {ctx.label(pid)} without his or her guardian or appropriate adult")
+    return Facts(room, [pid], text, None, {"guardian_kinds": list(kinds), "guardians_for_others": others})
 
 
 # ---- officer_left_interrogation -------------------------------------------------------

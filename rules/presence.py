@@ -14,14 +14,17 @@ def _cat(out, r):
     return out
 
 
-@person_rule("unattended_suspect", room_keys=("attendant",))
+@person_rule("unattended_suspect", room_keys=("attendant", "visitor:", "for:"))
 def unattended_suspect(ctx, pid, t):
     """无人看管. Source: DOMAIN.md (the Ministry's one-stop center requirement to
     warn against unattended suspects); no single statutory article is cited.
 
     A suspect present in a room (any type) where no ``officer`` or ``staff`` is
     present, for ``grace_s``. With presence in several rooms at once (zone
-    overlap), an attendant in any of them is enough. Visitors never attend.
+    overlap), an attendant in any of them is enough. Visitors never attend,
+    except that in the rooms listed in ``lawyer_rooms`` a suspect meeting his
+    lawyer (a ``lawyer`` visitor whose ``for`` is the suspect or unset) is
+    left alone with him by design (the lawyer's meeting is not overheard).
     A suspect seen nowhere is not judged here (see tag_signal_lost).
     Subject: the suspect.
     """
@@ -32,9 +35,12 @@ def unattended_suspect(ctx, pid, t):
     if not rooms:
         return None
     counts = ctx.state.counts
+    lawyer_rooms = ctx.settings["unattended_suspect"].lawyer_rooms
     for room in rooms:
         c = counts.get(room)
         if c and c.get("attendant"):
+            return None
+        if c and c.get("visitor:lawyer") and room in lawyer_rooms and _lawyer_with(ctx, room, pid):
             return None
     room = next(iter(rooms))
 
@@ -45,13 +51,26 @@ def unattended_suspect(ctx, pid, t):
     return Facts(room, [pid], text, None, {"rooms": list(rooms)})
 
 
-@person_rule("female_search_without_female_staff", frozenset({"security_check"}), room_keys=("female_attendant",))
+def _lawyer_with(ctx, room, pid) -> bool:
+    persons = ctx.state.persons
+    for who in ctx.state.rooms.get(room, ()):
+        q = persons.get(who)
+        if (q is not None and not q.left and q.role == "visitor" and q.visitor_kind == "lawyer"
+                and (q.for_person is None or q.for_person == pid)):
+            return True
+    return False
+
+
+@person_rule("female_search_without_female_staff", frozenset({"security_check"}),
+             room_keys=("female_attendant", "visitor:"))
 def female_search_without_female_staff(ctx, pid, t):
     """Women are searched/examined by women: 刑事诉讼法 arts. 132, 139 (检查妇女的
-    身体，应当由女工作人员或者医师进行); 程序规定 art. 155.
+    身体，应当由女工作人员或者医师进行); 程序规定 arts. 217, 225; 行政程序规定
+    art. 84; 治安管理处罚法 2025 art. 103.
 
     A female suspect in a ``security_check`` room with no female ``officer`` or
-    ``staff`` present in that room, for ``grace_s``. Subject: the suspect.
+    ``staff`` and no doctor (a ``doctor`` visitor, of either sex: 或者医师)
+    present in that room, for ``grace_s``. Subject: the suspect.
     """
     p = ctx.person(pid)
     if p is None or p.role != "suspect" or p.gender != "female":
@@ -59,7 +78,8 @@ def female_search_without_female_staff(ctx, pid, t):
     rt = ctx.room_types
     counts = ctx.state.counts
     for room in ctx.state.presence.get(pid, ()):
-        if rt.get(room) != "security_check" or counts.get(room, {}).get("female_attendant"):
+        c = counts.get(room, {})
+        if rt.get(room) != "security_check" or c.get("female_attendant") or c.get("visitor:doctor"):
             continue
         rl = ctx.room_label(room)
         return Facts(room, [pid], f"{rl} 女性嫌疑人{ctx.label(pid)}检查时无女性工作人员在场",
@@ -71,100 +91,203 @@ def female_search_without_female_staff(ctx, pid, t):
 CR = "collusion_risk"
 
 
-def _partners(ctx, pid) -> dict[str, tuple[str, str]]:
-    """Co-suspects of pid's case in the same or an adjacent room: partner -> (room, partner's room).
-    Identification rooms are left out entirely (a session there is supervised by design)."""
-    p = ctx.person(pid)
-    if p is None or p.role != "suspect" or not p.case_id:
-        return {}
+def _case_groups(ctx, case: str) -> list[tuple[tuple[str, ...], dict[str, list[str]]]]:
+    """The connected room groups holding ≥ 2 suspects of ``case``: [(persons,
+    {room: persons there})], persons sorted. Rooms are connected when marked
+    ``adjacent`` (either direction) or when one suspect is seen in both (zone
+    overlap). A room with an approved identification session for the case
+    (``identification.started``) does not count: the session is supervised.
+    O(rooms + their occupants)."""
+    key = f"case:{case}"
+    st = ctx.state
+    sessions = st.identifications
+    persons = st.persons
+    members: dict[str, list[str]] = {}
+    for room, c in st.counts.items():
+        if not c.get(key) or case in sessions.get(room, ()):
+            continue
+        lst = []
+        for who in st.rooms.get(room, ()):
+            q = persons.get(who)
+            if q is not None and q.case_id == case and q.role == "suspect" and not q.left:
+                lst.append(who)
+        if lst:
+            members[room] = sorted(lst)
+    if len(members) == 0:
+        return []
+    parent = {r: r for r in members}
+
+    def find(r):
+        while parent[r] != r:
+            parent[r] = parent[parent[r]]
+            r = parent[r]
+        return r
+
+    def union(a, b):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    adjacent = ctx.adjacent
+    first_room: dict[str, str] = {}
+    for room in sorted(members):
+        for a in adjacent.get(room, ()):
+            if a in members:
+                union(room, a)
+        for who in members[room]:
+            if who in first_room:
+                union(first_room[who], room)
+            else:
+                first_room[who] = room
+    comps: dict[str, dict[str, list[str]]] = {}
+    for room in sorted(members):
+        comps.setdefault(find(room), {})[room] = members[room]
+    out = []
+    for rooms in comps.values():
+        who = tuple(sorted({x for lst in rooms.values() for x in lst}))
+        if len(who) >= 2:
+            out.append((who, rooms))
+    out.sort()
+    return out
+
+
+def _near_co_suspect(ctx, pid: str, case: str) -> bool:
+    """Is another suspect of ``case`` in pid's rooms or next door? (Cheap: room
+    counters only.) When not, and the case has no group pending or active,
+    pid's move cannot have formed one: the common case costs O(neighbourhood)."""
     rooms = ctx.state.presence.get(pid)
     if not rooms:
-        return {}
-    res: dict[str, tuple[str, str]] = {}
-    rt = ctx.room_types
-    adjacent = ctx.adjacent
-    occ = ctx.state.rooms
-    counts = ctx.state.counts
-    persons = ctx.state.persons
-    case = p.case_id
+        return False
     key = f"case:{case}"
+    counts = ctx.state.counts
+    adjacent = ctx.adjacent
     for r in rooms:
-        if rt.get(r) == "identification":
-            continue
         for rr in (r,) + adjacent.get(r, ()):
-            if rr != r and rt.get(rr) == "identification":
-                continue
             c = counts.get(rr)
-            if not c or c.get(key, 0) <= (1 if rr in rooms else 0):
-                continue      # no co-suspect of the case there (pid itself counts once)
-            for who in occ.get(rr, ()):
-                if who == pid or who in res:
-                    continue
-                q = persons.get(who)
-                if q is not None and q.case_id == case and q.role == "suspect" and not q.left:
-                    res[who] = (r, rr)
-    return res
+            if c and c.get(key, 0) > (1 if rr in rooms else 0):
+                return True
+    return False
 
 
-def _pair(a: str, b: str) -> str:
-    return f"{a}|{b}" if a < b else f"{b}|{a}"
+def _match(known: dict[str, tuple[str, ...]], groups: list) -> tuple[dict[str, tuple], list]:
+    """Carry alarm subjects over to the new groups: each known subject (in its
+    own order) takes the untaken group sharing most of its persons. Returns
+    (subject -> group, groups left for new subjects). Deterministic, so replay
+    assigns the same subjects."""
+    taken: set[int] = set()
+    res: dict[str, tuple] = {}
+    for subject in sorted(known, key=_subject_order):
+        mine = set(known[subject])
+        best, overlap = None, 0
+        for i, g in enumerate(groups):
+            if i in taken:
+                continue
+            n = len(mine.intersection(g[0]))
+            if n > overlap:
+                best, overlap = i, n
+        if best is not None:
+            taken.add(best)
+            res[subject] = groups[best]
+    return res, [g for i, g in enumerate(groups) if i not in taken]
 
 
-def _cr_facts(ctx, a, b):
-    where = _partners(ctx, a).get(b)
-    if where is None:
-        return None
-    ra, rb = where
-    case = ctx.state.persons[a].case_id
+def _subject_order(subject: str):
+    case, _, n = subject.rpartition("#")
+    return (case, int(n) if n.isdigit() else 0)
+
+
+def _cr_facts(ctx, case, group):
+    who, rooms = group
+    # the alarm's room: the one holding most of them (then the first by id)
+    room = min(rooms, key=lambda r: (-len(rooms[r]), r))
+    names = sorted(rooms)
 
     def text():
-        la, lb = ctx.label(a), ctx.label(b)
-        if ra == rb:
-            return (f"{ctx.room_label(ra)} 同案嫌疑人{la}、{lb}同处一室（案件{case}）",
-                    f"{ctx.room_label(ra)}: co-suspects {la} and {lb} of case {case} in one room")
-        return (f"同案嫌疑人{la}（{ctx.room_label(ra)}）与{lb}（{ctx.room_label(rb)}）处于相邻房间（案件{case}）",
-                f"co-suspects {la} ({ctx.room_label(ra)}) and {lb} ({ctx.room_label(rb)}) "
-                f"of case {case} in adjacent rooms")
-    first, second = (a, b) if a < b else (b, a)
-    return Facts(ra, [first, second], text, None, {"case_id": case, "rooms": {a: ra, b: rb}})
+        labels = "、".join(ctx.label(x) for x in who)
+        if len(names) == 1:
+            return (f"{ctx.room_label(room)} 同案嫌疑人{labels}同处一室（案件{case}）",
+                    f"{ctx.room_label(room)}: co-suspects {', '.join(ctx.label(x) for x in who)} "
+                    f"of case {case} in one room")
+        where = "、".join(ctx.room_label(r) for r in names)
+        return (f"同案嫌疑人{labels}处于相邻房间{where}（案件{case}）",
+                f"co-suspects {', '.join(ctx.label(x) for x in who)} of case {case} in adjacent rooms "
+                f"{', '.join(ctx.room_label(r) for r in names)}")
+    where = {}                      # person -> room (as before: one room per person)
+    for r in names:
+        for x in rooms[r]:
+            where.setdefault(x, r)
+    return Facts(room, list(who), text, None, {"case_id": case, "rooms": dict(sorted(where.items()))})
 
 
 def _cr_check(ctx, subject, t):
-    a, _, b = subject.partition("|")
-    return _cr_facts(ctx, a, b)
+    """A pending subject's grace ran out: is its group still there?"""
+    case = subject.rpartition("#")[0]
+    known = ctx.memo[CR].get("groups", {}).get(case, {})
+    if subject not in known:
+        return None
+    res, _ = _match(known, _case_groups(ctx, case))
+    g = res.get(subject)
+    return _cr_facts(ctx, case, g) if g is not None else None
 
 
-@rule(CR, on=ROOM_EVENTS, check=_cr_check, suspects_only=ROOM_EVENTS)
+@rule(CR, on=ROOM_EVENTS + ("identification.started", "identification.ended", "person.updated"),
+      check=_cr_check, suspects_only=ROOM_EVENTS + ("person.updated",))
 def collusion_risk(ctx, ev, t):
     """Co-suspects are questioned separately (串供): 程序规定 art. 202;
     行政程序规定 art. 72 (as cited in DOMAIN.md).
 
-    Two suspects of the same ``case_id`` present in the same room or in rooms
-    marked ``adjacent`` (either direction) for ``grace_s``. Identification
-    rooms do not count (an identification session is supervised). Subject:
-    the pair. Only the moving person's pairs are re-evaluated: O(neighbourhood).
+    ONE alarm per case and connected room group (see _case_groups): two or
+    more suspects of one ``case_id`` in the same room or in connected
+    ``adjacent`` rooms for ``grace_s``. The alarm lists the persons and is
+    updated (same alarm_id) as suspects come and go; it clears when fewer
+    than 2 suspects of the case remain in the group. The only exemption is an
+    approved identification session for the case in a room
+    (``identification/start`` .. ``identification/end``); identification
+    rooms are not exempt by type. Subject: ``<case>#<n>``. Only the cases of
+    the moving suspects (or of the session) are re-evaluated.
     """
-    pairs = ctx.memo[CR]       # suspect -> {partner: None} for pairs pending or active
-    out = NONE
+    m = ctx.memo[CR]
+    groups = m.setdefault("groups", {})     # case -> {subject: persons} pending or active
+    counter = m.setdefault("n", {})         # case -> last subject number used
+    cases: dict[str, None] = {}
+    if ev.type.startswith("identification."):
+        case = ev.data.get("case_id")
+        if case:
+            cases[case] = None
+    persons = ctx.state.persons
+    re_registered = ev.type == "person.registered" or ev.type == "person.updated"
     for pid in ctx.dirty_suspects:
-        now = _partners(ctx, pid)
-        watched = pairs.get(pid)
-        if watched:
-            for q in [q for q in watched if q not in now]:
-                out = _cat(out, ctx.hold(CR, _pair(pid, q), t, None))
-                watched.pop(q, None)
-                w2 = pairs.get(q)
-                if w2 is not None:
-                    w2.pop(pid, None)
-                    if not w2:
-                        del pairs[q]
-            if not watched:
-                del pairs[pid]
-        for q in now:
-            a, b = (pid, q) if pid < q else (q, pid)
-            out = _cat(out, ctx.hold(CR, f"{a}|{b}", t, _cr_facts(ctx, a, b)))
-            pairs.setdefault(pid, {})[q] = None
-            pairs.setdefault(q, {})[pid] = None
+        p = persons.get(pid)
+        if p is not None and p.case_id and (p.case_id in groups or _near_co_suspect(ctx, pid, p.case_id)):
+            cases[p.case_id] = None
+        if re_registered:
+            for case, known in groups.items():     # a suspect re-registered under another case
+                if case not in cases and any(pid in who for who in known.values()):
+                    cases[case] = None
+    out = NONE
+    for case in cases:
+        known = groups.get(case, {})
+        now = _case_groups(ctx, case)
+        if not known and not now:
+            continue
+        res, new = _match(known, now)
+        for subject in [s for s in known if s not in res]:
+            out = _cat(out, ctx.hold(CR, subject, t, None))
+            del known[subject]
+        for subject, g in res.items():
+            known[subject] = g[0]
+            out = _cat(out, ctx.hold(CR, subject, t, _cr_facts(ctx, case, g)))
+        for g in new:
+            n = counter.get(case, 0) + 1
+            counter[case] = n
+            subject = f"{case}#{n}"
+            known[subject] = g[0]
+            out = _cat(out, ctx.hold(CR, subject, t, _cr_facts(ctx, case, g)))
+        if known:
+            groups[case] = known
+        else:                                   # nothing pending or active: forget the case
+            groups.pop(case, None)
+            counter.pop(case, None)
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Event, parse_ts
+from gateway.events import Event, parse_local_ts, parse_ts
 
 # custody.ordered actions that authorise taking an item out of a cabinet.
 AUTHORISING_ACTIONS = frozenset({"withdraw", "return", "release", "dispose"})
@@ -101,6 +101,7 @@ class CustodyOrder:
     expires: float | None
     at: float
     used: bool = False          # authorised a removal whose item has not come back yet
+    due: float | None = None    # withdraw: the item is to be back by then
 
 
 @dataclass(slots=True)
@@ -110,6 +111,16 @@ class Removal:
     compartment: int
     at: float
     order: str | None           # the custody order that authorised it, None = unauthorised
+
+
+@dataclass(slots=True)
+class Recording:
+    """A room's audio/video recorder (同步录音录像) as its recorder system reports it."""
+    room: str
+    recording: bool
+    since: float            # of the current state
+    seen: float             # last report (the recorder re-sends its state periodically)
+    source: str | None = None
 
 
 @dataclass(slots=True)
@@ -159,6 +170,13 @@ class State:
     # room -> (person, at) of the last card badge (card.swiped, door.passed) by a known
     # person: door_held_open names who opened the door.
     last_badge: dict[str, tuple[str, float]] = field(default_factory=dict)
+    recording: dict[str, Recording] = field(default_factory=dict)           # room -> recorder state
+    # room -> case_id -> started at: approved identification sessions (辨认)
+    identifications: dict[str, dict[str, float]] = field(default_factory=dict)
+    # camera -> kind -> [room, since]: active tamper conditions (covered/moved/video_lost)
+    tampered: dict[str, dict[str, list]] = field(default_factory=dict)
+    # times without an offset (custody orders) are read in this zone: [center] timezone
+    timezone: str = "UTC"
 
     # ---- queries -------------------------------------------------------
     def person_for(self, tag: str) -> str | None:
@@ -312,7 +330,7 @@ class State:
 
 def count_keys(p: Person) -> tuple[str, ...]:
     """The room counters a present person adds to: the role; "attendant" for
-    officers and staff; "female_attendant"; "visitor:<kind>"; for suspects
+    officers and staff; "female_attendant"; "visitor:<kind>" and "for:<person>"; for suspects
     "minor_suspect" and "case:<case_id>"."""
     role = p.role
     keys = [role]
@@ -322,6 +340,8 @@ def count_keys(p: Person) -> tuple[str, ...]:
             keys.append("female_attendant")
     elif role == "visitor" and p.visitor_kind:
         keys.append(f"visitor:{p.visitor_kind}")
+        if p.for_person:
+            keys.append(f"for:{p.for_person}")      # the person he represents (guardian, lawyer)
     elif role == "suspect":
         if p.minor:
             keys.append("minor_suspect")
@@ -635,19 +655,64 @@ def _evidence_removed(s: State, ev: Event) -> None:
 def _custody(s: State, ev: Event) -> None:
     d = ev.data
     item = str(d["item"]).upper()
-    exp = d.get("expires")
-    try:
-        expires = parse_ts(exp) if exp else None
-    except (ValueError, TypeError):
-        expires = None
+    expires = _order_time(d.get("expires"), s.timezone)
     o = CustodyOrder(d["order"], item, d.get("action", ""), d.get("case_id"), d.get("by"),
-                     expires, ev.epoch)
+                     expires, ev.epoch, due=_order_time(d.get("due"), s.timezone))
     s.orders[o.order] = o
     s.orders_by_item.setdefault(item, []).append(o.order)
     r = s.removed.get(item)
     if r is not None and r.order is None and _order_valid(o, ev.epoch):
         r.order = o.order           # authorised after the fact
         o.used = True
+
+
+def _order_time(text, tz: str) -> float | None:
+    """A custody order's expires/due: RFC 3339, a time without an offset being
+    in the center's timezone (SPEC §2); unreadable = none."""
+    if not text:
+        return None
+    try:
+        return parse_local_ts(text, tz)
+    except (ValueError, TypeError):
+        return None
+
+
+def _recording(s: State, ev: Event) -> None:
+    d = ev.data
+    room = d["room"]
+    on = ev.type == "recording.started"
+    r = s.recording.get(room)
+    if r is None or r.recording != on:
+        s.recording[room] = Recording(room, on, ev.epoch, ev.epoch, d.get("source"))
+    else:
+        r.seen = ev.epoch
+        r.source = d.get("source")
+
+
+def _identification(s: State, ev: Event) -> None:
+    d = ev.data
+    room, case = d["room"], d["case_id"]
+    if ev.type == "identification.started":
+        s.identifications.setdefault(room, {})[case] = ev.epoch
+    else:
+        sessions = s.identifications.get(room)
+        if sessions is not None:
+            sessions.pop(case, None)
+            if not sessions:
+                del s.identifications[room]
+
+
+def _tampered(s: State, ev: Event) -> None:
+    d = ev.data
+    cam, kind = d["camera"], d["kind"]
+    if d.get("active"):
+        s.tampered.setdefault(cam, {})[kind] = [d.get("room"), ev.epoch]
+    else:
+        kinds = s.tampered.get(cam)
+        if kinds is not None:
+            kinds.pop(kind, None)
+            if not kinds:
+                del s.tampered[cam]
 
 
 def _belongings(s: State, ev: Event) -> None:
@@ -720,6 +785,9 @@ def _device(s: State, ev: Event) -> None:
     elif ev.type == "device.online":
         s.devices_offline.pop(dev, None)
         s.device_errors.pop(dev, None)
+        kinds = s.tampered.get(dev)
+        if kinds is not None and kinds.pop("video_lost", None) is not None and not kinds:
+            del s.tampered[dev]        # video is back, whatever a restarted camera process remembers
     else:
         s.device_errors[dev] = str(ev.data.get("error") or "")
 
@@ -771,6 +839,11 @@ _FOLDS = {
     "device.online": _device,
     "device.offline": _device,
     "device.error": _device,
+    "recording.started": _recording,
+    "recording.stopped": _recording,
+    "identification.started": _identification,
+    "identification.ended": _identification,
+    "camera.tampered": _tampered,
     "alarm.raised": _alarm_raised,
     "alarm.cleared": _alarm_cleared,
     "alarm.acknowledged": _alarm_ack,

@@ -68,6 +68,8 @@ def test_critical_alarm_gets_a_snapshot_and_still_room_raises_motionless(tmp_pat
 grace_s = 0
 [rules.suspect_motionless]
 after_s = 2
+[rules.interrogation_not_recorded]
+grace_s = 3600      # no recorder here: its (critical) alarm would take a second snapshot
 """)
     sub = subscriber_factory(mosquitto.port, [f"{P}/alarms/#", f"{P}/events/camera/#"])
     d = DaemonProcess(cfg).start()

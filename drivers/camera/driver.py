@@ -20,6 +20,17 @@ person left behind is counted once) the costly steps run:
     while present; again only after ``face_repeat_s`` unseen. An unknown face over
     ``face_frames`` frames gives ``camera.face_unknown`` (at most once per
     ``face_repeat_s``) with a snapshot.
+Tamper (camera_tamper, DOMAIN v2), judged on every analysed frame from the same
+small grey frame: *covered* = the frame is uniform (black, white, a hand or
+paper on the lens: grey-level spread < ``UNIFORM_STD``); *moved* = the view no
+longer correlates with the reference view (normalised correlation <
+``MOVED_CORR``; normalising makes it blind to lighting and IR switching, and
+the reference follows slow changes of a scene that still correlates). Each
+must hold for ``tamper_s`` before ``camera.tampered`` [kind, active true], and
+be gone for ``tamper_s`` before [active false]; the first decision after a
+start is always announced, so a restart never leaves a stale "covered".
+*video_lost* = the watchdog's offline (no frame for ``offline_s``), ended by
+the next frame.
 No motion for ``still_s`` -> one ``camera.still`` [seconds = how long it has been
 still] per still period; the first motion after it -> ``camera.still`` [seconds 0]
 (the rules read 0 as "motion again", see rules/state.py).
@@ -54,6 +65,10 @@ REVERIFY_S = 3.0            # a decided face track is re-encoded this often
 TRACK_MOVE = 1.0            # a face box that moved at most its own size continues its track
 OPEN_TIMEOUT_MS = 10000     # network sources only
 READ_TIMEOUT_MS = 5000
+UNIFORM_STD = 6.0           # grey levels: a covered lens (or a black/white frame) is flatter than any scene
+MOVED_CORR = 0.4            # normalised correlation with the reference view below this = another view
+SAME_SCENE_CORR = 0.8       # above this the reference adapts (light, a chair moved)
+REF_ALPHA = 0.02            # how fast the reference view adapts
 
 
 def redact_url(url: str) -> str:
@@ -149,6 +164,8 @@ class CameraStats:
     channels: int = 0
     source_fps: float = 0.0
     last_motion_fraction: float = 0.0
+    scene_correlation: float = 1.0       # with the reference view (tamper: moved)
+    scene_std: float = 0.0               # grey-level spread (tamper: covered)
     headcount: int | None = None
     people_detector: bool = False
     recognized: list[str] = field(default_factory=list)
@@ -180,6 +197,12 @@ class CameraDriver(Driver):
         self._snap_n = 0
         self._hog = None
         self._faces_changed = False
+        # tamper: kind -> active (None = not decided since start); since when the
+        # observed condition differs from the decided one; the reference view
+        self._tamper: dict[str, bool | None] = {"covered": None, "moved": None}
+        self._tamper_since: dict[str, float | None] = {"covered": None, "moved": None}
+        self._ref_view: np.ndarray | None = None
+        self._video_lost = False
         self._reset_analysis()
 
     # ---- settings with defaults (CameraConfig may lack newer keys in tests) ----
@@ -342,6 +365,9 @@ class CameraDriver(Driver):
             self._publish_frame(frame)
             if self.health.state != "online":
                 self.set_state("online")
+            if self._video_lost:
+                self._video_lost = False
+                self._emit("camera.tampered", {"kind": "video_lost", "active": False}, time.time())
             if not analyse:
                 continue
             if is_file:
@@ -368,6 +394,9 @@ class CameraDriver(Driver):
             if silent >= self.cfg.offline_s and self.health.state != "offline":
                 why = self._last_error or "no frames"
                 self.set_state("offline", f"{why} (no frame for {silent:.0f} s)")
+                if not self._video_lost:
+                    self._video_lost = True
+                    self._emit("camera.tampered", {"kind": "video_lost", "active": True}, time.time())
 
     # ---- analysis (public: probe, bench and tests feed frames directly) ----
     def analyse(self, frame: np.ndarray, ts: float | None = None) -> bool:
@@ -381,6 +410,7 @@ class CameraDriver(Driver):
         sh = max(1, round(h * sw / w))
         small = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (5, 5), 0)
+        self._judge_tamper(small, ts, now)
         prev = self._prev_small
         self._prev_small = small
         fraction = 0.0
@@ -408,6 +438,38 @@ class CameraDriver(Driver):
                 self._emit("camera.still", {"seconds": round(still)}, ts)
         self.frame_ok()
         return motion
+
+    def _judge_tamper(self, small: np.ndarray, ts: float, now: float) -> None:
+        hold = float(self._opt("tamper_s", 10.0))
+        if hold < 0:
+            return
+        std = float(small.std())
+        self.stats.scene_std = std
+        covered = std < UNIFORM_STD
+        moved = self._tamper["moved"] is True       # unknown while covered: keep what we had
+        if not covered:
+            view = (small.astype(np.float32) - float(small.mean())) / std
+            ref = self._ref_view
+            if ref is None or ref.shape != view.shape:
+                self._ref_view = ref = view
+            corr = float((view * ref).mean())
+            self.stats.scene_correlation = corr
+            if corr >= SAME_SCENE_CORR:
+                mixed = (1 - REF_ALPHA) * ref + REF_ALPHA * view
+                self._ref_view = (mixed - mixed.mean()) / (mixed.std() or 1.0)
+            moved = corr < MOVED_CORR
+        for kind, seen in (("covered", covered), ("moved", moved)):
+            decided = self._tamper[kind]
+            if decided is not None and seen == decided:
+                self._tamper_since[kind] = None
+                continue
+            since = self._tamper_since[kind]
+            if since is None:
+                self._tamper_since[kind] = since = now
+            if now - since >= hold:
+                self._tamper[kind] = seen
+                self._tamper_since[kind] = None
+                self._emit("camera.tampered", {"kind": kind, "active": seen}, ts)
 
     def _emit(self, type: str, extra: dict, ts: float) -> None:
         data = {"camera": self.device_id, "room": self.cfg.room}

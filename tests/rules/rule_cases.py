@@ -49,6 +49,19 @@ def into(t, room, *pids):
 
 INT = "interrogation-1"
 
+
+def rec(t0, t1, room=INT, every=60, source="recorder-1"):
+    """The recorder system reporting "recording" every ``every`` s from t0 to t1."""
+    out, t = [], t0
+    while t <= t1:
+        out.append((t, "recording.started", {"room": room, "source": source}))
+        t += every
+    return out
+
+
+def rec_stop(t, room=INT, source="recorder-1"):
+    return (t, "recording.stopped", {"room": room, "source": source})
+
 # ---- lone_interrogation ---------------------------------------------------------------------
 case("lone_interrogation", "one officer", [team(), into(100, INT, "S1", "O1"), enter(200, "O2", INT)],
      300, [(R, 130), (C, 200)])
@@ -63,9 +76,18 @@ case("lone_interrogation", "visitor is no investigator",
      [team(0, arrive(0, "V1", "visitor", visitor_kind="lawyer")), into(100, INT, "S1", "O1", "V1")],
      300, [(R, 130)])
 case("lone_interrogation", "officers without suspect", [team(), into(100, INT, "O1")], 3000, [])
-case("lone_interrogation", "relaxed for administrative cases",
-     [team(case_type="administrative"), into(100, INT, "S1", "O1")], 3000, [],
+case("lone_interrogation", "relaxed for administrative cases while recording",
+     [team(case_type="administrative"), rec(50, 3000), into(100, INT, "S1", "O1")], 3000, [],
      {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
+case("lone_interrogation", "relaxation needs the recording",
+     [team(case_type="administrative"), into(100, INT, "S1", "O1")], 300, [(R, 130)],
+     {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
+case("lone_interrogation", "recording stops under a relaxed case type",
+     [team(case_type="administrative"), rec(50, 170), into(100, INT, "S1", "O1"), rec_stop(200)], 300,
+     [(R, 230)], {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
+case("lone_interrogation", "recorder goes silent under a relaxed case type",
+     [team(case_type="administrative"), rec(50, 110), into(100, INT, "S1", "O1")], 600,
+     [(R, 110 + 120 + 30)], {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
 case("lone_interrogation", "relaxation does not cover criminal cases",
      [team(), into(100, INT, "S1", "O1")], 300, [(R, 130)],
      {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
@@ -82,6 +104,16 @@ case("unattended_suspect", "staff attends",
 case("unattended_suspect", "a visitor does not attend",
      [team(0, arrive(0, "V1", "visitor", visitor_kind="doctor")), into(100, "medical-1", "S1", "V1")],
      300, [(R, 160)])
+LAW = {"unattended_suspect": {"lawyer_rooms": ["interrogation-2"]}}
+case("unattended_suspect", "lawyer meeting in a lawyer room",
+     [team(0, arrive(0, "L1", "visitor", visitor_kind="lawyer", **{"for": "S1"})),
+      into(100, "interrogation-2", "S1", "L1"), leave(1000, "L1", "interrogation-2")], 1100, [(R, 1060)], LAW)
+case("unattended_suspect", "a lawyer outside the lawyer rooms does not attend",
+     [team(0, arrive(0, "L1", "visitor", visitor_kind="lawyer", **{"for": "S1"})),
+      into(100, "interrogation-1", "S1", "L1")], 300, [(R, 160)], LAW)
+case("unattended_suspect", "another suspect's lawyer does not exempt",
+     [team(0, arrive(0, "L1", "visitor", visitor_kind="lawyer", **{"for": "S9"})),
+      into(100, "interrogation-2", "S1", "L1")], 300, [(R, 160)], LAW)
 case("unattended_suspect", "attendant out for 30 s",
      [team(), into(100, "waiting-1", "S1", "O1"), leave(200, "O1", "waiting-1"),
       enter(230, "O1", "waiting-1")], 3000, [])
@@ -153,18 +185,42 @@ case("rest_overdue", "limit from config",
 MINOR = arrive(0, "M1", "suspect", minor=True, case_id="C9") + arrive(0, "O1", "officer") + \
     arrive(0, "O2", "officer")
 case("minor_without_guardian", "no guardian",
-     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian"), into(100, INT, "M1", "O1", "O2"),
-      enter(200, "G1", INT)], 300, [(R, 110), (C, 200)])
+     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian", **{"for": "M1"}),
+      into(100, INT, "M1", "O1", "O2"), enter(200, "G1", INT)], 300, [(R, 110), (C, 200)])
 case("minor_without_guardian", "guardian walks in with them",
-     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian"), into(100, INT, "M1", "O1", "O2", "G1")],
-     3000, [])
+     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian", **{"for": "M1"}),
+      into(100, INT, "M1", "O1", "O2", "G1")], 3000, [])
 case("minor_without_guardian", "appropriate adult",
-     [MINOR, arrive(0, "A1", "visitor", visitor_kind="appropriate_adult"),
+     [MINOR, arrive(0, "A1", "visitor", visitor_kind="appropriate_adult", **{"for": "M1"}),
       into(100, INT, "M1", "O1", "O2", "A1")], 3000, [])
 case("minor_without_guardian", "a lawyer is no guardian",
      [MINOR, arrive(0, "L1", "visitor", visitor_kind="lawyer"), into(100, INT, "M1", "O1", "O2", "L1")],
      300, [(R, 110)])
 case("minor_without_guardian", "adult suspect", [team(), into(100, INT, "S1", "O1", "O2")], 3000, [])
+case("minor_without_guardian", "two guardians, one for another minor",
+     [MINOR, arrive(0, "M2", "suspect", minor=True, case_id="C9"),
+      arrive(0, "G2", "visitor", visitor_kind="guardian", **{"for": "M2"}),
+      arrive(0, "G1", "visitor", visitor_kind="guardian", **{"for": "M1"}),
+      into(100, INT, "M1", "M2", "O1", "O2", "G2"), enter(300, "G1", INT)], 400, [(R, 110), (C, 300)])
+case("minor_without_guardian", "a guardian for nobody in particular does not count",
+     [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian"), into(100, INT, "M1", "O1", "O2", "G1")],
+     300, [(R, 110)])
+
+# ---- female_minor_without_female_staff --------------------------------------------------------------
+FMIN = arrive(0, "FM", "suspect", gender="female", minor=True, case_id="C8") + \
+    arrive(0, "O1", "officer", gender="male") + arrive(0, "O2", "officer", gender="male") + \
+    arrive(0, "ST2", "staff", gender="female") + arrive(0, "G1", "visitor", visitor_kind="guardian", **{"for": "FM"})
+case("female_minor_without_female_staff", "female staff in the adjacent room",
+     [FMIN, into(100, INT, "FM", "O1", "O2", "G1"), enter(100, "ST2", "waiting-1"),
+      move(300, "ST2", "waiting-1", INT)], 400, [(R, 110), (C, 300)])
+case("female_minor_without_female_staff", "female staff present",
+     [FMIN, into(100, INT, "FM", "O1", "O2", "G1", "ST2")], 3000, [])
+case("female_minor_without_female_staff", "a male minor",
+     [arrive(0, "MM", "suspect", gender="male", minor=True, case_id="C8"), arrive(0, "O1", "officer"),
+      into(100, INT, "MM", "O1")], 3000, [])
+case("female_minor_without_female_staff", "an adult woman is not this rule's",
+     [arrive(0, "FA", "suspect", gender="female", case_id="C8"), arrive(0, "O1", "officer"),
+      into(100, INT, "FA", "O1")], 3000, [])
 
 # ---- collusion_risk ---------------------------------------------------------------------------------
 CO = team() + arrive(0, "S2", "suspect", case_id="C1", case_type="criminal")
@@ -177,9 +233,23 @@ case("collusion_risk", "adjacency is symmetric",
      [CO, enter(100, "S1", "waiting-2"), enter(100, "S2", "waiting-1")], 300, [(R, 105)])
 case("collusion_risk", "different cases",
      [team(), arrive(0, "S3", "suspect", case_id="C2"), into(100, "waiting-1", "S1", "S3")], 3000, [])
-case("collusion_risk", "identification room excluded",
-     [CO, into(100, "identification-1", "S1", "S2"), move(500, "S2", "identification-1", "waiting-3")],
-     3000, [])
+case("collusion_risk", "identification room is not exempt by type",
+     [CO, into(100, "identification-1", "S1", "S2"), move(500, "S2", "identification-1", "medical-1")],
+     3000, [(R, 105), (C, 500)])
+IDS = {"room": "identification-1", "case_id": "C1", "by": "O1"}
+case("collusion_risk", "approved identification session",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2"),
+      move(500, "S2", "identification-1", "medical-1"), (510, "identification.ended", IDS)], 3000, [])
+case("collusion_risk", "session ends with both still there",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2"),
+      (500, "identification.ended", IDS)], 600, [(R, 505)])
+case("collusion_risk", "a session for another case does not exempt",
+     [CO, (90, "identification.started", dict(IDS, case_id="C2")), into(100, "identification-1", "S1", "S2")],
+     600, [(R, 105)])
+case("collusion_risk", "one alarm for three, updated as they come and go",
+     [CO, arrive(0, "S3", "suspect", case_id="C1", case_type="criminal"),
+      into(100, "waiting-1", "S1", "S2"), enter(200, "S3", "waiting-2"), move(300, "S1", "waiting-1", "medical-1"),
+      move(400, "S2", "waiting-1", "interrogation-2")], 500, [(R, 105), (R, 200), (R, 300), (C, 400)])
 case("collusion_risk", "passing by for 3 s",
      [CO, enter(100, "S1", "waiting-1"), enter(100, "S2", "corridor"), move(200, "S2", "corridor", "waiting-1"),
       move(203, "S2", "waiting-1", "corridor")], 3000, [])
@@ -351,10 +421,96 @@ case("female_search_without_female_staff", "male officer only",
      [FEM, into(100, "security-1", "F1", "O1"), enter(200, "ST2", "security-1")], 300, [(R, 110), (C, 200)])
 case("female_search_without_female_staff", "female staff present",
      [FEM, into(100, "security-1", "F1", "O1", "ST2")], 3000, [])
+case("female_search_without_female_staff", "a doctor examines her",
+     [FEM, arrive(0, "D1", "visitor", visitor_kind="doctor", gender="male"),
+      into(100, "security-1", "F1", "O1", "D1")], 3000, [])
 case("female_search_without_female_staff", "male suspect",
      [team(), into(100, "security-1", "S1", "O1")], 3000, [])
 case("female_search_without_female_staff", "not a search room",
      [FEM, into(100, "waiting-1", "F1", "O1")], 3000, [])
+
+# ---- interrogation_not_recorded -----------------------------------------------------------------------
+case("interrogation_not_recorded", "recording stops mid-questioning",
+     [team(), rec(50, 290), into(100, INT, "S1", "O1", "O2"), rec_stop(300), rec(500, 600)], 700,
+     [(R, 360), (C, 500)])
+case("interrogation_not_recorded", "never recorded",
+     [team(), into(100, INT, "S1", "O1", "O2")], 300, [(R, 160)])
+case("interrogation_not_recorded", "recorder goes silent",
+     [team(), rec(50, 200), into(100, INT, "S1", "O1", "O2")], 500, [(R, 170 + 120 + 60)])
+case("interrogation_not_recorded", "recorded throughout",
+     [team(), rec(50, 3000), into(100, INT, "S1", "O1", "O2")], 3000, [])
+case("interrogation_not_recorded", "no officer: no questioning",
+     [team(), enter(100, "S1", INT)], 3000, [])
+case("interrogation_not_recorded", "stopped after the suspect left",
+     [team(), rec(50, 170), into(100, INT, "S1", "O1", "O2"), move(180, "S1", INT, "waiting-1"),
+      rec_stop(200)], 3000, [])
+
+# ---- mixed_waiting_room ------------------------------------------------------------------------------------
+MIX = arrive(0, "S1", "suspect", gender="male", case_id="C1") + \
+    arrive(0, "F1", "suspect", gender="female", case_id="C2") + \
+    arrive(0, "M1", "suspect", gender="male", minor=True, case_id="C3") + \
+    arrive(0, "V1", "suspect", gender="male", vulnerable=True, case_id="C4") + \
+    arrive(0, "S2", "suspect", gender="male", case_id="C5") + arrive(0, "ST1", "staff")
+case("mixed_waiting_room", "a man and a woman", [MIX, into(100, "waiting-3", "ST1", "S1", "F1"),
+     move(500, "F1", "waiting-3", "waiting-2")], 600, [(R, 130), (C, 500)])
+case("mixed_waiting_room", "a minor with an adult", [MIX, into(100, "waiting-3", "ST1", "S1", "M1")],
+     300, [(R, 130)])
+case("mixed_waiting_room", "a vulnerable person in a waiting room", [MIX, into(100, "waiting-3", "ST1", "V1")],
+     300, [(R, 130)])
+case("mixed_waiting_room", "two men", [MIX, into(100, "waiting-3", "ST1", "S1", "S2")], 3000, [])
+case("mixed_waiting_room", "led through for 20 s",
+     [MIX, into(100, "waiting-3", "ST1", "S1"), enter(100, "F1", "waiting-3"), leave(120, "F1", "waiting-3")],
+     3000, [])
+case("mixed_waiting_room", "not a waiting room", [MIX, into(100, "medical-1", "ST1", "S1", "F1")], 3000, [])
+
+# ---- evidence custody deadlines ------------------------------------------------------------------------------
+DEP = {"order": "DEP1", "item": "E0002", "action": "deposit", "case_id": "C1", "by": "O1", "expires": None}
+EV2 = dict(LO, item="E0002")
+case("evidence_handover_overdue", "not handed over in 24 h",
+     [team(), (100, "custody.ordered", DEP), (30 * H, "evidence.added", EV2)], 31 * H,
+     [(R, 100 + 24 * H), (C, 30 * H)])
+case("evidence_handover_overdue", "handed over in time",
+     [team(), (100, "custody.ordered", DEP), (5 * H, "evidence.added", EV2)], 30 * H, [])
+case("evidence_handover_overdue", "already in the locker",
+     [team(), (50, "evidence.added", EV2), (100, "custody.ordered", DEP)], 30 * H, [])
+case("evidence_handover_overdue", "a belongings locker is no hand-over",
+     [team(), (100, "custody.ordered", DEP),
+      (200, "evidence.added", {"locker": "locker-b1", "compartment": 2, "item": "E0002"})], 25 * H,
+     [(R, 100 + 24 * H)])
+case("evidence_handover_overdue", "limit from config",
+     [team(), (100, "custody.ordered", DEP)], 3 * H, [(R, 100 + 2 * H)], {"evidence_handover_overdue": {"limit_h": 2}})
+WD = dict(ORDER, due="2026-11-26T18:00:00")   # no offset: the center timezone, Asia/Shanghai: 10:00Z
+case("evidence_not_returned", "withdrawn and not back by due",
+     [(10, "evidence.added", EV), (50, "custody.ordered", WD), (100, "evidence.removed", EV),
+      (11 * H, "evidence.added", EV)], 12 * H, [(R, 10 * H), (C, 11 * H)])
+case("evidence_not_returned", "back in time",
+     [(10, "evidence.added", EV), (50, "custody.ordered", WD), (100, "evidence.removed", EV),
+      (9 * H, "evidence.added", EV)], 12 * H, [])
+case("evidence_not_returned", "a withdrawal without due",
+     [(10, "evidence.added", EV), (50, "custody.ordered", ORDER), (100, "evidence.removed", EV)], 30 * H, [])
+case("evidence_not_returned", "taken out after its due",
+     [(10, "evidence.added", EV), (50, "custody.ordered", dict(WD, due="2026-11-26T00:01:00Z")),
+      (100, "evidence.removed", EV)], 200, [(R, 100)])
+
+# ---- camera_tamper -------------------------------------------------------------------------------------------
+def tam(t, kind, active, cam="cam-int1", room=INT):
+    return (t, "camera.tampered", {"camera": cam, "room": room, "kind": kind, "active": active})
+
+
+case("camera_tamper", "interrogation camera covered",
+     [tam(100, "covered", True), tam(200, "covered", False)], 300, [(R, 100), (C, 200)])
+case("camera_tamper", "covered then moved: one alarm, updated",
+     [tam(100, "covered", True), tam(150, "moved", True), tam(200, "covered", False), tam(250, "moved", False)],
+     300, [(R, 100), (R, 150), (R, 200), (C, 250)])
+case("camera_tamper", "a corridor camera is not watched",
+     [tam(100, "covered", True, "cam-corr", "corridor")], 300, [])
+case("camera_tamper", "waiting room video lost", [tam(100, "video_lost", True, "cam-wait1", "waiting-1")],
+     300, [(R, 100)])
+case("camera_tamper", "video back: device.online ends video_lost",
+     [tam(100, "video_lost", True, "cam-wait1", "waiting-1"),
+      (150, "device.online", {"device": "cam-wait1", "error": None})], 300, [(R, 100), (C, 150)])
+case("camera_tamper", "device.online does not end a covered lens",
+     [tam(100, "covered", True), (150, "device.online", {"device": "cam-int1", "error": None})], 300, [(R, 100)])
 
 # ---- device_offline ---------------------------------------------------------------------------------------------
 case("device_offline", "camera offline then back",

@@ -17,6 +17,7 @@ DAY_ROOMS = [r for r in ROOMS if not r["id"].startswith("waiting")] + [
     {"id": "waiting-4", "type": "waiting", "name": "候问室4"},
     {"id": "waiting-5", "type": "waiting", "name": "候问室5"},
     {"id": "waiting-6", "type": "waiting", "name": "候问室6"},
+    {"id": "waiting-7", "type": "waiting", "name": "候问室7"},      # women
 ]
 # interrogation-1 is adjacent to waiting-1 in ROOMS; identification-1 to waiting-3.
 
@@ -42,18 +43,24 @@ INCIDENTS = """
 19 S1's battery low                                            tag_low_battery
 20 evidence compartment 2 forced open, left open 2 min         locker_unauthorized_open, locker_open_too_long
 21 S8's tag unseen for 90 s                                    tag_signal_lost
-22 staff ST4 leaves waiting-4 (S3, S8) for 2 min               unattended_suspect x2
-23 an impostor claims interrogation-1's base station 5 min     station_impostor
+22 staff ST4 leaves waiting-4 (S4, S8) for 2 min               unattended_suspect x2
+23 interrogation-2's recorder stopped 12:40-12:45 (S4)         interrogation_not_recorded
+24 female S3 led into the men's waiting-3 for 1 min            mixed_waiting_room, collusion_risk (S2)
+25 withdrawn E0001 due back 16:20, returned 16:30              evidence_not_returned
+26 the waiting-1 camera covered for 1 min                      camera_tamper
+27 an impostor claims interrogation-1's base station 5 min     station_impostor
+The recorders of both interrogation rooms report every 100 s; women and the
+minor S9 are held apart in their own waiting rooms; the guardian G1 is S9's.
 """
 
 SUSPECTS = [f"S{i}" for i in range(1, 11)]
 CASE = {s: ("C1" if i < 5 else "C2") for i, s in enumerate(SUSPECTS)}
 # one suspect of each case per waiting room; none of case C1 next to interrogation-1
 WAIT = {"S6": "waiting-1", "S1": "waiting-2", "S2": "waiting-3", "S7": "waiting-3",
-        "S3": "waiting-4", "S8": "waiting-4", "S4": "waiting-5", "S9": "waiting-5",
+        "S3": "waiting-7", "S8": "waiting-4", "S4": "waiting-4", "S9": "waiting-5",
         "S5": "waiting-6", "S10": "waiting-6"}
 STAFF_ROOM = {"ST1": "security-1", "ST2": "waiting-1", "ST7": "waiting-2", "ST3": "waiting-3",
-              "ST4": "waiting-4", "ST5": "waiting-5", "ST6": "waiting-6"}
+              "ST4": "waiting-4", "ST5": "waiting-5", "ST6": "waiting-6", "ST8": "waiting-7"}
 INT1, INT2 = "interrogation-1", "interrogation-2"
 
 
@@ -101,9 +108,26 @@ def steps() -> list:
         s += arrive(7 * H, f"O{i}", "officer", name=f"警{i}", gender="female" if i == 8 else "male")
         s.append(enter(7 * H, f"O{i}", "duty"))
     for st, room in STAFF_ROOM.items():
-        s += arrive(7 * H, st, "staff", gender="female" if st == "ST1" else "male")
+        s += arrive(7 * H, st, "staff", gender="female" if st in ("ST1", "ST8") else "male")
         s.append(enter(7 * H, st, room))
-    s += arrive(7 * H, "G1", "visitor", visitor_kind="guardian")
+    s += arrive(7 * H, "G1", "visitor", visitor_kind="guardian", **{"for": "S9"})
+    # the interrogation rooms' recorder system reports every 100 s (23: INT2 stopped 12:40-12:45)
+    for room in (INT1, INT2):
+        t = 7 * H
+        while t <= 20 * H:
+            if not (room == INT2 and 12 * H + 40 * MIN <= t < 12 * H + 45 * MIN):
+                s.append((t, "recording.started", {"room": room, "source": "recorder"}))
+            t += 100
+    s.append((12 * H + 40 * MIN, "recording.stopped", {"room": INT2, "source": "recorder"}))
+    s.append((12 * H + 45 * MIN, "recording.started", {"room": INT2, "source": "recorder"}))
+    # 24: S3 led into waiting-3 (S2, S7) by mistake for a minute
+    s += walk(10 * H + 40 * MIN, ["S3"], "waiting-7", "waiting-3")
+    s += walk(10 * H + 41 * MIN, ["S3"], "waiting-3", "waiting-7")
+    # 26: the waiting-1 camera covered for a minute
+    s.append((14 * H + 30 * MIN, "camera.tampered",
+              {"camera": "cam-wait1", "room": "waiting-1", "kind": "covered", "active": True}))
+    s.append((14 * H + 31 * MIN, "camera.tampered",
+              {"camera": "cam-wait1", "room": "waiting-1", "kind": "covered", "active": False}))
     s.append(enter(7 * H, "G1", "duty"))
 
     # 08:00 - 09:38 intake, one suspect every 10 min, escorted by O1+O2 (C1) / O5+O6 (C2)
@@ -233,8 +257,9 @@ def steps() -> list:
     s.append((9 * H + 50 * MIN + 10, "evidence.added", dict(ev, item="E0001")))
     s.append((9 * H + 50 * MIN + 12, "evidence.added", dict(ev, item="E0002")))
     s.append((9 * H + 50 * MIN + 20, "locker.closed", ev))
-    s.append((16 * H, "custody.ordered", {"order": "W1", "item": "E0001", "action": "withdraw",
-                                         "case_id": "C1", "by": "O1", "expires": None}))
+    s.append((16 * H, "custody.ordered", {"order": "W1", "item": "E0001", "action": "withdraw",   # 25
+                                         "case_id": "C1", "by": "O1", "expires": None,
+                                         "due": "2026-11-27T00:20:00"}))     # Asia/Shanghai = 16:20Z
     s.append((16 * H + 1 * MIN, "locker.unlock_requested", dict(ev, by="O1", order="W1")))
     s.append((16 * H + 1 * MIN + 5, "locker.opened", ev))
     s.append((16 * H + 1 * MIN + 10, "evidence.removed", dict(ev, item="E0001")))
@@ -243,6 +268,7 @@ def steps() -> list:
     s.append((16 * H + 30 * MIN, "locker.unlock_requested", dict(ev, by="O1", order=None)))
     s.append((16 * H + 30 * MIN + 5, "locker.opened", ev))
     s.append((16 * H + 30 * MIN + 10, "evidence.added", dict(ev, item="E0002")))
+    s.append((16 * H + 30 * MIN + 12, "evidence.added", dict(ev, item="E0001")))
     s.append((16 * H + 30 * MIN + 20, "locker.closed", ev))
     s.append((20 * H, "locker.opened", {"locker": "locker-ev1", "compartment": 2}))
     s.append((20 * H + 2 * MIN, "locker.closed", {"locker": "locker-ev1", "compartment": 2}))

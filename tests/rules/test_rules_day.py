@@ -18,10 +18,14 @@ EXPECTED = [
     ("raised", "tag_signal_lost", "09:31:00.000", ["S8"]),                     # 21
     ("cleared", "tag_signal_lost", "09:31:30.000", ["S8"]),
     ("raised", "tag_low_battery", "10:30:00.000", ["S1"]),                     # 19
-    ("raised", "unattended_suspect", "10:31:00.000", ["S3"]),                  # 22
+    ("raised", "unattended_suspect", "10:31:00.000", ["S4"]),                  # 22
     ("raised", "unattended_suspect", "10:31:00.000", ["S8"]),
-    ("cleared", "unattended_suspect", "10:32:00.000", ["S3"]),
+    ("cleared", "unattended_suspect", "10:32:00.000", ["S4"]),
     ("cleared", "unattended_suspect", "10:32:00.000", ["S8"]),
+    ("raised", "collusion_risk", "10:40:05.000", ["S2", "S3"]),                # 24 (S2, S3: case C1)
+    ("raised", "mixed_waiting_room", "10:40:30.000", ["S2", "S3", "S7"]),
+    ("cleared", "mixed_waiting_room", "10:41:00.000", ["S2", "S3", "S7"]),
+    ("cleared", "collusion_risk", "10:41:00.000", ["S2", "S3"]),
     ("raised", "collusion_risk", "11:10:55.000", ["S1", "S4"]),                # 3
     ("cleared", "collusion_risk", "11:11:00.000", ["S1", "S4"]),
     ("raised", "lone_interrogation", "11:30:30.000", ["S6", "O5"]),            # 2
@@ -38,6 +42,8 @@ EXPECTED = [
     ("raised", "officer_left_interrogation", "12:21:00.000", ["O3", "S4"]),
     ("cleared", "lone_interrogation", "12:22:00.000", ["S4", "O4"]),
     ("cleared", "officer_left_interrogation", "12:22:00.000", ["O3", "S4"]),
+    ("raised", "interrogation_not_recorded", "12:41:00.000", ["S4", "O3", "O4"]),   # 23
+    ("cleared", "interrogation_not_recorded", "12:45:00.000", ["S4", "O3", "O4"]),
     ("raised", "unauthorized_exit", "13:01:00.000", ["S4"]),                   # 14
     ("raised", "unauthorized_exit", "13:01:05.000", ["S4"]),                   # update: door opened
     ("cleared", "unauthorized_exit", "13:02:10.000", ["S4"]),
@@ -49,12 +55,16 @@ EXPECTED = [
     ("raised", "minor_without_guardian", "14:00:10.000", ["S9"]),              # 6
     ("cleared", "minor_without_guardian", "14:02:00.000", ["S9"]),
     ("cleared", "suspect_motionless", "14:20:00.000", ["S6"]),
+    ("raised", "camera_tamper", "14:30:00.000", []),                           # 26
+    ("cleared", "camera_tamper", "14:31:00.000", []),
     ("raised", "belongings_forgotten", "15:35:30.000", ["S8"]),                # 10
     ("raised", "detention_warning", "16:00:00.000", ["S7"]),                   # 7
     ("cleared", "belongings_forgotten", "16:00:00.000", ["S8"]),
     ("raised", "evidence_unauthorized_removal", "16:01:12.000", ["O1"]),           # 11
+    ("raised", "evidence_not_returned", "16:20:00.000", ["O1"]),               # 25
     ("raised", "detention_warning", "16:30:00.000", ["S7"]),                   # update: 30 min left
     ("cleared", "evidence_unauthorized_removal", "16:30:10.000", ["O1"]),
+    ("cleared", "evidence_not_returned", "16:30:12.000", ["O1"]),
     ("raised", "detention_timeout", "17:00:00.000", ["S7"]),
     ("raised", "rest_overdue", "17:00:00.000", ["S5"]),                        # 4
     ("cleared", "detention_warning", "17:31:20.000", ["S7"]),
@@ -90,9 +100,11 @@ def test_day_alarm_list_exact():
 
 def test_day_covers_the_catalog_except_long_holds():
     codes = {c for _, c, _, _ in EXPECTED}
-    # the DOMAIN v2 detention codes are covered by rule_cases.py (multi-day clocks, re-summons)
+    # long holds, the DOMAIN v2 detention codes (multi-day clocks, re-summons) and a female
+    # minor (none in this day): rule_cases.py covers them
     assert set(CATALOG) - codes == {"belongings_overdue", "custody_transfer_overdue", "consecutive_summons",
-                                    "suspect_untracked"}
+                                    "suspect_untracked", "evidence_handover_overdue",
+                                    "female_minor_without_female_staff"}
 
 
 def test_day_ends_quiet():
