@@ -47,11 +47,16 @@ def test_person_add_journals_person_registered_with_source_cli(daemon):
 
 
 def test_person_add_twice_is_the_mqtt_conflict(daemon):
+    """Re-registration in the same stay is an update (the clock keeps arrived_at); another
+    role for a person inside is the MQTT command's conflict."""
     cli("person", "add", "off-8", "--role", "officer", config=daemon.config, check=True)
     r = cli("person", "add", "off-8", "--role", "officer", config=daemon.config)
+    assert r.returncode == 0, r.stderr
+    r = cli("person", "add", "off-8", "--role", "suspect", "--case-type", "criminal", config=daemon.config)
     assert r.returncode == 1
-    assert "conflict: person off-8 is already registered" in r.stderr
-    assert len([e for e in journal(daemon, "person.registered") if e.data["person"] == "off-8"]) == 1
+    assert "conflict: person off-8 is already registered as officer" in r.stderr
+    assert [e.data["role"] for e in journal(daemon, "person.registered") if e.data["person"] == "off-8"] == \
+        ["officer", "officer"]
 
 
 def test_suspect_with_case_fields_and_json_answer(daemon):
@@ -80,9 +85,9 @@ def test_band_bind_unbind_and_validation(daemon):
 
 
 def test_person_checkout_needs_a_registered_approver(daemon):
-    cli("person", "add", "sus-2", "--role", "suspect", config=daemon.config, check=True)
+    cli("person", "add", "sus-2", "--role", "suspect", "--case-type", "criminal", config=daemon.config, check=True)
     r = cli("person", "checkout", "sus-2", "--by", "ghost", config=daemon.config)
-    assert r.returncode == 1 and "not_found" in r.stderr
+    assert r.returncode == 1 and "forbidden: a checkout needs a registered officer" in r.stderr, r.stderr
     cli("person", "add", "off-10", "--role", "officer", config=daemon.config, check=True)
     r = cli("person", "checkout", "sus-2", "--by", "off-10", config=daemon.config)
     assert r.returncode == 0, r.stderr
@@ -91,17 +96,21 @@ def test_person_checkout_needs_a_registered_approver(daemon):
 
 
 def test_person_update_reaches_the_daemon_and_its_answer_is_shown(daemon):
-    """person/update is the detention engineer's command: before it lands the daemon says
-    unknown_command, and the CLI shows that as one clean line (no traceback)."""
-    cli("person", "add", "sus-3", "--role", "suspect", config=daemon.config, check=True)
+    """person/update through the daemon: the MQTT command's checks (a registered officer
+    as by) and its journal event; a refusal is one clean line (no traceback)."""
+    cli("person", "add", "sus-3", "--role", "suspect", "--case-type", "administrative",
+        config=daemon.config, check=True)
+    r = cli("person", "update", "sus-3", "--by", "nobody-7", "--reason", "wrong case type",
+            "--case-type", "criminal", config=daemon.config)
+    assert "Traceback" not in r.stderr and r.returncode == 1
+    assert r.stderr.startswith("casegate: person/update refused: forbidden"), r.stderr
+    cli("person", "add", "off-7", "--role", "officer", config=daemon.config, check=True)
     r = cli("person", "update", "sus-3", "--by", "off-7", "--reason", "wrong case type",
             "--case-type", "criminal", config=daemon.config)
-    assert "Traceback" not in r.stderr
-    if r.returncode == 0:        # after merge with person/update
-        assert r.stdout.strip() == "updated sus-3"
-    else:
-        assert r.stderr.startswith("casegate: person/update refused: unknown_command"), r.stderr
-        assert r.returncode == 1
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "updated sus-3"
+    assert [(e.data["person"], e.data["changes"], e.data["by"]) for e in journal(daemon, "person.updated")] == \
+        [("sus-3", {"case_type": "criminal"}, "off-7")]
 
 
 def test_ack_with_a_bad_officer_id_is_one_line(daemon):
@@ -120,7 +129,7 @@ def test_face_enroll_goes_through_the_daemon(daemon, tmp_path):
     r = cli("face", "enroll", "nobody", str(photo), config=daemon.config)
     assert r.returncode == 1 and "not_found: no registered person nobody" in r.stderr
     assert not (daemon.state_dir / "faces").exists() or not any((daemon.state_dir / "faces").iterdir())
-    cli("person", "add", "sus-4", "--role", "suspect", config=daemon.config, check=True)
+    cli("person", "add", "sus-4", "--role", "suspect", "--case-type", "criminal", config=daemon.config, check=True)
     r = cli("face", "enroll", "sus-4", str(photo), config=daemon.config, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("enrolled face of sus-4")
