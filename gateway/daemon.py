@@ -133,6 +133,10 @@ class Daemon:
         self.engine = Engine(cfg)
         self.core = Core(cfg, self.journal, self.engine, clock=self.clock)
         self.core.add_derivation(derive_person_left)
+        from gateway.checkpoint import CheckpointStore
+        self.core.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg,
+                                                     cfg.storage.checkpoint_keep))
+        self.core.on_replay_progress = self._replay_progress
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         if cfg.mqtt.enabled:
@@ -162,6 +166,20 @@ class Daemon:
                 self._start_driver(dev)
         threading.Thread(target=self._state_publisher, name="state-pub", daemon=True).start()
         self._state_dirty.set()
+
+    # Each report extends systemd's start timeout by this much from now: a replay
+    # that keeps making progress is never killed, one that hangs is (after 30 s).
+    REPLAY_EXTEND_S = 30.0
+
+    def _replay_progress(self, done: int, total: int, elapsed: float) -> None:
+        """A long start (full replay of a big journal): tell systemd we are alive."""
+        if elapsed < self.config.storage.replay_notify_after_s:
+            return
+        pct = 100.0 * done / total if total else 100.0
+        sd_notify(f"EXTEND_TIMEOUT_USEC={int(self.REPLAY_EXTEND_S * 1e6)}\n"
+                  f"STATUS=replaying journal {done}/{total} ({pct:.0f}%)")
+        if int(elapsed) % 10 == 0:
+            log.info("replaying journal: %d/%d events (%.0f%%), %.0f s", done, total, pct, elapsed)
 
     def _start_driver(self, dev) -> None:
         from drivers.base import driver_class

@@ -64,10 +64,12 @@ def replay(events: Iterable[Event], config) -> list[Event]:
     return r.produced
 
 
-def rebuild(engine, events: Iterable[Event], center: str) -> dict[str, dict[str, Any]]:
+def rebuild(engine, events: Iterable[Event], center: str,
+            journaled: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Restart = replay: feed journaled events into ``engine``; return the
-    alarms the journal had active (for :func:`reconcile`)."""
-    journaled: dict[str, dict[str, Any]] = {}
+    alarms the journal had active (for :func:`reconcile`). From a checkpoint,
+    ``events`` is the tail and ``journaled`` the alarms active at the checkpoint."""
+    journaled = dict(journaled or {})
     r = Replayer(engine, center)
     for ev in events:
         if ev.source == "rules":
