@@ -544,7 +544,15 @@ class Daemon:
                         "error": self.core.error},
             "devices": self.devices(),
             "active_alarms": active,
+            "start": self.core.replay_info,
+            "checkpoint": self._checkpoint_status(),
         }
+
+    def _checkpoint_status(self) -> dict | None:
+        store = self.core.checkpoints
+        if store is None:
+            return None
+        return {"last": store.last, "written": store.written, "failed": store.failed}
 
     def devices(self) -> list[dict]:
         out = []
