@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gateway.events import Draft, Event, format_ts, seal
+from gateway.events import Draft, Event, format_ts, parse_ts, seal
 from gateway.journal import Journal, iter_events, open_reader
 
 log = logging.getLogger("casegate.core")
@@ -275,7 +275,16 @@ class Core:
         if self.checkpoints is not None and counted.n >= 1000:
             self._ckpt_due = True
         self.requests_done = self.journal.load_requests()
-        drafts = list(reconcile(self.engine, journaled_active))
+        drafts: list[Draft] = []
+        floor = getattr(self.clock, "floor", None)
+        if floor is not None:
+            row = self.journal.conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            step = floor(parse_ts(row[0])) if row else None
+            if step:
+                log.warning("wall clock is %.3f s behind the journal's last event: journal time goes on "
+                            "from there (clock.stepped)", -step["delta_s"])
+                drafts.append(Draft("clock.stepped", step, "gateway"))
+        drafts += reconcile(self.engine, journaled_active)
         drafts += self.engine.advance(self.clock())
         for d in drafts:
             self.submit(d)
@@ -382,6 +391,7 @@ class Core:
         batch: list[Event] = []
         req_rows: list[tuple[str, str, str, str]] = []
         done: list[tuple[Receipt, Any, int, int]] = []   # receipt, value, batch index range
+        self._check_clock(batch)
         ticks = self.engine.advance(self.clock())
         for d in ticks:
             self._seal_apply(d, batch)
@@ -433,6 +443,24 @@ class Core:
         self._maintenance()
         if self.checkpoints is not None:
             self._maybe_checkpoint()
+
+    def _check_clock(self, batch: list[Event]) -> None:
+        """A wall-clock step (gateway/timebase.py) is journaled first in the batch,
+        so every later event's time and every rule timer is on the new footing."""
+        check = getattr(self.clock, "check_step", None)
+        if check is None:
+            return
+        step = check()
+        if step:
+            log.warning("wall clock stepped by %+.3f s (%s -> %s); journal time %s",
+                        step["delta_s"], step["from"], step["to"],
+                        f"jumps {step['journal_jump_s']:+.3f} s" if step["journal_jump_s"]
+                        else f"keeps running, {step['journal_ahead_s']:.3f} s ahead of the wall clock")
+            # What fell due before the step fires first, stamped at its deadline (before
+            # the clock.stepped event, so journal ts stays in order).
+            for d in self.engine.advance(self.clock() - step["journal_jump_s"]):
+                self._seal_apply(d, batch)
+            self._seal_apply(Draft("clock.stepped", step, "gateway"), batch)
 
     def _notify_done(self, done: list) -> None:
         if done:

@@ -131,6 +131,11 @@ class Daemon:
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         self.engine = Engine(cfg)
+        if self.clock is time.time:
+            # Journal time from a monotonic base: wall-clock steps are journaled
+            # (clock.stepped) and rule timers count real elapsed time (gateway/timebase.py).
+            from gateway.timebase import TimeBase
+            self.clock = TimeBase(step_s=cfg.storage.clock_step_s)
         self.core = Core(cfg, self.journal, self.engine, clock=self.clock)
         self.core.add_derivation(derive_person_left)
         from gateway.checkpoint import CheckpointStore
@@ -545,8 +550,17 @@ class Daemon:
             "devices": self.devices(),
             "active_alarms": active,
             "start": self.core.replay_info,
+            "clock": self._clock_status(),
             "checkpoint": self._checkpoint_status(),
         }
+
+    def _clock_status(self) -> dict:
+        from gateway.timebase import clock_synchronised
+        out = clock_synchronised()
+        status = getattr(self.clock, "status", None)
+        if status is not None:
+            out.update(status())
+        return out
 
     def _checkpoint_status(self) -> dict | None:
         store = self.core.checkpoints
