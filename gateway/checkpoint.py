@@ -72,15 +72,27 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+_derived_cache: dict[tuple[type, int], frozenset[str]] = {}
+
+
 def config_derived(engine) -> frozenset[str]:
-    """The engine attributes ``configure`` sets (rebuilt from the config at load)."""
+    """The engine attributes ``configure`` sets (rebuilt from the config at load).
+    Probed once per engine class and config object (configure is not cheap)."""
     cls = type(engine)
+    key = (cls, id(engine.config))
+    got = _derived_cache.get(key)
+    if got is not None:
+        return got
     probe = cls.__new__(cls)
     try:
         cls.configure(probe, engine.config)
+        got = frozenset(vars(probe))
     except Exception:
-        return DERIVED_FALLBACK
-    return frozenset(vars(probe))
+        got = DERIVED_FALLBACK
+    if len(_derived_cache) > 16:
+        _derived_cache.clear()
+    _derived_cache[key] = got
+    return got
 
 
 def engine_state(engine) -> dict[str, Any]:
