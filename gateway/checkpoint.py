@@ -137,10 +137,20 @@ class CheckpointStore:
         self.written = 0
         self.failed = 0
         self.last: dict[str, Any] | None = None      # {seq, created, bytes, pause_ms, write_ms}
+        self.reloaded = False
+
+    def config_reloaded(self) -> None:
+        """A live config reload changed the engine in place (Engine.reconfigure keeps
+        timers): from now on the state is not what a replay under any one config file
+        gives, so checkpoints are marked never to match; the next start replays fully
+        and checkpoints afresh."""
+        self.reloaded = True
 
     # ---- writing ------------------------------------------------------------------
     def header(self, seq: int, hash_: str, payload: bytes) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, "code": self.code, "config": self.config.rules_config_hash(),
+        config = self.config.rules_config_hash()
+        return {"format": FORMAT_VERSION, "code": self.code,
+                "config": f"reloaded-{config}" if self.reloaded else config,
                 "seq": seq, "hash": hash_, "created": format_ts(time.time()),
                 "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_bytes": len(payload)}
 

@@ -328,6 +328,8 @@ class Daemon:
         self.config = new
         # Rules disabled by the new config clear their alarms, journaled like any other.
         self.core.call(lambda core: (None, self.engine.reconfigure(new))).result(10)
+        if self.core.checkpoints is not None:
+            self.core.checkpoints.config_reloaded()
         self.core.config = new
         old_devs = {d.id: d for d in old.devices}
         new_devs = {d.id: d for d in new.devices}

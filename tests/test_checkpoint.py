@@ -66,7 +66,7 @@ def newest_state(cfg_path: Path) -> tuple[int, dict]:
 def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp_path, mosquitto):
     cfg = config(tmp_path, mosquitto.port, "checkpoint_every_s = 3600\ncheckpoint_every_events = 10000000\n")
     state_dir = tmp_path / "state"
-    n = build_journal(state_dir / "journal.db", 20_000, CENTER)
+    n = build_journal(state_dir / "journal.db", 5_000, CENTER)
     d = DaemonProcess(cfg).start()
     try:
         assert "no checkpoint: full replay" in d.log()
@@ -251,3 +251,13 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
     finally:
         d.stop()
         s.close()
+
+
+def test_after_a_live_reload_checkpoints_do_not_match_any_config(small, caplog):
+    cfg, store, path, journal_hash = small
+    store.config_reloaded()
+    eng = Engine(cfg)
+    store.write(snapshot(eng), 1, journal_hash(1))
+    with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
+        assert store.load_newest(journal_hash) is None
+    assert "rooms, devices, rules or center changed" in caplog.text
