@@ -61,6 +61,7 @@ def check(steps, cut: int, until_h: float = 5.0, config=None, rules=None):
     s.run(steps[cut:])
     s.until(max(s.engine.now - T0, 0) + until_h * 3600)
     full, full_out = full_replay(s.journal, s.config)
+    assert list(alarm_rows(full_out)) == list(alarm_rows(s.alarm_events))     # replay == live
     part, part_out, part_journaled = restart_from(blob, s.journal, s.config, ckpt_seq)
     assert comparable(part) == comparable(full)
     assert list(alarm_rows(part_out)) == list(alarm_rows(e for e in full_out if e.seq > ckpt_seq))
@@ -73,12 +74,35 @@ def check(steps, cut: int, until_h: float = 5.0, config=None, rules=None):
     return s
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(step, st.sampled_from([-2.0, 0.0, 0.5, 3.0, 20.0, 45.0, 400.0])), max_size=60),
        st.floats(0.0, 1.0))
 def test_property_checkpoint_plus_tail_equals_full_replay(script, frac):
     steps = _setup() + _to_events(script)
     check(steps, int(len(steps) * frac))
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(step, st.sampled_from([0.0, 0.5, 3.0, 20.0, 45.0, 400.0])), max_size=50),
+       st.floats(0.0, 1.0),
+       st.lists(st.tuples(st.integers(0, 70), st.sampled_from([0.0, 5.0, 3600.0, 86400.0])), max_size=3))
+def test_property_with_forward_clock_steps(script, frac, jumps):
+    """Journal time jumps forward (clock.stepped, as gateway/timebase.py journals it):
+    every later event is stamped that much later; live, replay and checkpoint + tail
+    agree, the clock shift being part of the checkpointed state."""
+    from gateway.events import format_ts
+    at = dict(jumps)
+    out, shift = [], 0.0
+    for i, (t, typ, data) in enumerate(flatten(_setup() + _to_events(script))):
+        if i in at:
+            jump = at[i]
+            out.append((t + shift, "clock.stepped", {"from": format_ts(T0 + t + shift), "delta_s": jump,
+                                                     "to": format_ts(T0 + t + shift + jump),
+                                                     "journal_jump_s": jump}))
+            shift += jump
+        out.append((t + shift, typ, data))
+    s = check(out, int(len(out) * frac))
+    assert s.engine.clock_shift == shift
 
 
 def test_every_rule_case_survives_a_checkpoint_in_the_middle():
