@@ -33,6 +33,13 @@ def config(tmp_path: Path, mqtt_port=None, storage: str = "") -> Path:
     return cfg
 
 
+def boot(d: DaemonProcess) -> DaemonProcess:
+    """Start and wait for the control socket; generous: 8 engineers share 2 cores."""
+    d.start(wait=False)
+    d.wait_ready(timeout=180)
+    return d
+
+
 def comparable(state: dict) -> dict:
     state = dict(state)
     state["memo"] = {k: v for k, v in state["memo"].items() if v}
@@ -67,7 +74,8 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
     cfg = config(tmp_path, mosquitto.port, "checkpoint_every_s = 3600\ncheckpoint_every_events = 10000000\n")
     state_dir = tmp_path / "state"
     n = build_journal(state_dir / "journal.db", 5_000, CENTER)
-    d = DaemonProcess(cfg).start()
+    d = DaemonProcess(cfg)
+    boot(d)
     try:
         assert "no checkpoint: full replay" in d.log()
         st = d.status()
@@ -78,13 +86,18 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
     # a clean stop checkpoints the end of the journal
     assert stop_seq == Journal(state_dir / "journal.db").last_seq
 
-    d.start()
+    boot(d)
     c = Central(mosquitto.port)
     try:
-        d.wait_status(lambda s: s["uplink"]["connected"])
+        d.wait_status(lambda s: s["uplink"]["connected"], timeout=120)
         st = d.status()
         assert st["start"]["from_checkpoint"] == stop_seq
         assert st["start"]["replayed"] <= 2            # gateway.started of this start, at most
+        text = cli("status", config=cfg).stdout
+        assert f"start    checkpoint seq {stop_seq} + " in text, text
+        assert re.search(r"clock    (synchronised|NOT synchronised|sync unknown) \((timedatectl|adjtimex|unknown)\)",
+                         text), text
+        assert st["clock"]["synchronised"] in (True, False, None)
         for i in range(20):
             assert c.request("person/register", person=f"k{i}", role="suspect", case_id=f"kc{i}")["ok"]
         d.kill9()                                      # no checkpoint since the start
@@ -92,10 +105,10 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
         c.close()
     assert [p.name for p in checkpoints(cfg)][-1] == f"{stop_seq:012d}.ckpt"
 
-    d.start()
+    boot(d)
     c = Central(mosquitto.port)
     try:
-        d.wait_status(lambda s: s["uplink"]["connected"])
+        d.wait_status(lambda s: s["uplink"]["connected"], timeout=120)
         st = d.status()
         assert st["start"]["from_checkpoint"] == stop_seq, d.log()   # the older checkpoint
         assert st["start"]["replayed"] >= 20
@@ -118,7 +131,7 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
     raw = bytearray(newest.read_bytes())
     raw[-10] ^= 0xFF
     newest.write_bytes(bytes(raw))
-    d.start()
+    boot(d)
     try:
         log = d.log()
         assert re.search(rf"checkpoint {newest.name} unusable: payload damaged", log), log
@@ -246,7 +259,7 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
     try:
         msgs = [s.recv(4096).decode()]
         assert msgs[0].startswith("READY=1"), msgs
-        d.wait_ready()
+        d.wait_ready(timeout=180)
         assert d.status()["start"]["replayed"] <= 2
     finally:
         d.stop()
