@@ -233,7 +233,7 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
     addr = str(tmp_path / "notify.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(addr)
-    s.settimeout(60)
+    s.settimeout(180)
     d = DaemonProcess(cfg, env={"NOTIFY_SOCKET": addr})
     d.start(wait=False)
     try:
@@ -253,7 +253,7 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
     # after the clean stop, the next start replays no journal: nothing to report
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(addr + "2")
-    s.settimeout(60)
+    s.settimeout(180)
     d = DaemonProcess(cfg, env={"NOTIFY_SOCKET": addr + "2"})
     d.start(wait=False)
     try:
