@@ -352,6 +352,7 @@ def main() -> int:
           f"50 rooms; journal {cfg.journal_path}")
     feed = [Draft(ty, d, src, t) for t, ty, d, src in sim.setup(T0)]
     restarts: dict[int, tuple] = {}
+    all_pauses: list[float] = []
     per_day = []
     wall0 = time.perf_counter()
     last_events = 0
@@ -383,13 +384,14 @@ def main() -> int:
               f"{size:7.1f} MB · RSS {rss_mb():6.1f} MB · {time.perf_counter() - td:5.1f} s", flush=True)
         if day + 1 in (1, 10, 30) or day + 1 == a.days:
             core.stop(timeout=600)
+            all_pauses += core.checkpoint_pauses_ms
             core.journal.close()
             took, info, core = restart(cfg, clock)
             restarts[day + 1] = (took, info, events)
             print(f"  restart after a clean stop: {took:.2f} s (checkpoint seq {info['from_checkpoint']} + "
                   f"{info['replayed']} events)", flush=True)
     core.stop(timeout=600)
-    pauses = sorted(core.checkpoint_pauses_ms) or [0.0]
+    pauses = sorted(all_pauses + list(core.checkpoint_pauses_ms)) or [0.0]
     store = core.checkpoints
     core.journal.close()
     total = time.perf_counter() - wall0
@@ -400,8 +402,8 @@ def main() -> int:
     print(f"journal: {mb_day:.1f} MB/day, {per_day[-1][1] * 1e6 / max(1, last_events):.0f} bytes/event "
           f"(indexes included); max_mb = {a.max_mb:.0f} holds {a.max_mb / mb_day:,.0f} days")
     print(f"RSS: {rss_mb():.1f} MB now, {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6:.1f} MB peak")
-    print(f"checkpoint: {store.last['bytes'] / 1e6:.2f} MB on disk; writer pause (pickling) "
-          f"median {pauses[len(pauses) // 2]:.1f} ms, max {pauses[-1]:.1f} ms")
+    print(f"checkpoint: {store.last['bytes'] / 1e6:.2f} MB on disk; writer pause (pickling) over "
+          f"{len(pauses)} checkpoints: median {pauses[len(pauses) // 2]:.1f} ms, max {pauses[-1]:.1f} ms")
     for d, (took, info, events) in restarts.items():
         print(f"restart at day {d}: {took:.2f} s ({events:,} events in the journal, replayed {info['replayed']})")
     # the full replay (no checkpoint): what a first start after an upgrade costs
