@@ -99,10 +99,24 @@ STA_UNSYNC = 0x0040
 TIME_ERROR = 5
 
 
-def clock_synchronised() -> dict[str, Any]:
+_sync_cache: tuple[float, dict[str, Any]] | None = None
+
+
+def clock_synchronised(max_age_s: float = 30.0) -> dict[str, Any]:
     """{"synchronised": True|False|None, "source": how we know}. Tries
     ``timedatectl show -p NTPSynchronized`` (systemd), then the kernel's
-    adjtimex(2) (STA_UNSYNC, read-only call); None = unknown."""
+    adjtimex(2) (STA_UNSYNC, read-only call); None = unknown. Cached for
+    ``max_age_s`` (``casegate status`` may be polled; timedatectl is a process)."""
+    global _sync_cache
+    now = time.monotonic()
+    if _sync_cache is not None and now - _sync_cache[0] < max_age_s:
+        return dict(_sync_cache[1])
+    out = _clock_synchronised()
+    _sync_cache = (now, out)
+    return dict(out)
+
+
+def _clock_synchronised() -> dict[str, Any]:
     try:
         r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
                            capture_output=True, text=True, timeout=2)
