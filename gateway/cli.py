@@ -265,8 +265,30 @@ def cmd_status(args) -> int:
         if ast:
             print(f"         {ast['unacknowledged']} unacknowledged ({ast['cleared_unacknowledged']} cleared), "
                   f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
+        _status_start_clock(data)
         _devices_table(data["devices"], cfg)
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _status_start_clock(data: dict) -> None:
+    """The clock (synchronised? steps?) and how the last start rebuilt the state."""
+    clk = data.get("clock")
+    if clk:
+        sync = {True: "synchronised", False: "NOT synchronised", None: "sync unknown"}[clk.get("synchronised")]
+        line = f"clock    {sync} ({clk.get('source')})"
+        if clk.get("steps"):
+            line += f" · {clk['steps']} wall-clock step(s) journaled"
+        if clk.get("journal_ahead_s"):
+            line += f" · journal time {clk['journal_ahead_s']:.0f} s ahead of the wall clock"
+        print(line)
+    st = data.get("start")
+    if st:
+        src = f"checkpoint seq {st['from_checkpoint']} + " if st.get("from_checkpoint") else "full replay of "
+        line = f"start    {src}{st.get('replayed', 0)} events in {st.get('seconds', 0):.2f} s"
+        last = (data.get("checkpoint") or {}).get("last")
+        if last:
+            line += f" · last checkpoint seq {last['seq']} ({last['bytes'] / 1e6:.1f} MB)"
+        print(line)
 
 
 def _devices_table(devs: list[dict], cfg: Config | None = None) -> None:

@@ -60,6 +60,12 @@ class StorageConfig(Strict):
     retain_days: int = Field(default=180, ge=1)
     max_mb: float = Field(default=2048, gt=0)
     snapshots_max_mb: float = Field(default=512, gt=0)   # camera JPEGs; oldest removed first
+    # Checkpoints of the folded state (SPEC §7): start = newest checkpoint + the journal's tail.
+    checkpoint_every_s: float = Field(default=600, gt=0)        # at most this long between checkpoints
+    checkpoint_every_events: int = Field(default=100_000, ge=1)  # or after this many events
+    checkpoint_keep: int = Field(default=3, ge=1)               # newest checkpoints kept on disk
+    replay_notify_after_s: float = Field(default=3.0, ge=0)     # longer replays report progress to systemd
+    clock_step_s: float = Field(default=2.0, gt=0)              # wall vs monotonic drift journaled as clock.stepped
 
 
 class MqttConfig(Strict):
@@ -338,6 +344,12 @@ class Config(Strict):
             if r.id == room_id:
                 return r
         return None
+
+    def rules_config_hash(self) -> str:
+        """Hash of what the folded state depends on (center, rooms, devices, rules);
+        storage and MQTT settings do not change it (a checkpoint stays usable)."""
+        d = self.model_dump(mode="json", include={"center", "rooms", "devices", "rules"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]

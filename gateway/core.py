@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gateway.events import Draft, Event, format_ts, seal
+from gateway.events import Draft, Event, format_ts, parse_ts, seal
 from gateway.journal import Journal, iter_events, open_reader
 
 log = logging.getLogger("casegate.core")
@@ -200,6 +200,15 @@ class Core:
         self.committed_events = 0
         self._last_maintenance = 0.0
         self._derived: list[Callable[["Core", Event], list[Draft]]] = []
+        # Checkpoints (gateway/checkpoint.py); enabled by the daemon with enable_checkpoints().
+        self.checkpoints = None
+        self._ckpt_events = 0                   # committed_events at the last checkpoint
+        self._ckpt_mono = time.monotonic()
+        self._ckpt_due = False
+        self.checkpoint_pauses_ms: collections.deque = collections.deque(maxlen=100)
+        # Replay progress, called every ~1 s during a long start: (done, total, elapsed_s).
+        self.on_replay_progress: Callable[[int, int, float], None] | None = None
+        self.replay_info: dict[str, Any] = {}
 
     # ---- wiring ----------------------------------------------------------
     def add_listener(self, fn: Callable[[list[Event]], None]) -> None:
@@ -215,8 +224,22 @@ class Core:
         return self.engine.state
 
     # ---- start-up ----------------------------------------------------------
+    def enable_checkpoints(self, store) -> None:
+        """Checkpoint the folded state periodically and at stop (gateway/checkpoint.py)."""
+        self.checkpoints = store
+
+    def _journal_hash(self, seq: int) -> str | None:
+        row = self.journal.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        if row is not None:
+            return row[0]
+        # pruned exactly up to it: the anchor is its hash
+        if self.journal.get_meta("pruned_through") == str(seq):
+            return self.journal.get_meta("anchor")
+        return None
+
     def rebuild(self) -> int:
-        """Replay the journal into the engine (restart = replay).
+        """Rebuild the state: the newest usable checkpoint + the journal after it,
+        or the whole journal (restart = replay).
 
         Journaled rule output is skipped and regenerated, exactly as
         ``casegate replay`` does (its times serve as timer ticks); then alarms
@@ -224,18 +247,49 @@ class Core:
         down) are reconciled with new events.
         """
         from rules.replay import rebuild, reconcile
-        counted = _Counted()
+        t0 = time.monotonic()
+        start_seq = 0
+        journaled = None
+        if self.checkpoints is not None:
+            from gateway.checkpoint import restore_engine
+            loaded = self.checkpoints.load_newest(self._journal_hash)
+            if loaded is not None:
+                restore_engine(self.engine, loaded.state)
+                start_seq = loaded.seq
+                # Live, every alarm the engine holds was journaled: the journal's
+                # active set at the checkpoint is the engine's own.
+                journaled = dict(self.engine.active())
+                log.info("loaded checkpoint %s (seq %d, written %s); replaying seq %d..%d",
+                         loaded.path.name, loaded.seq, loaded.created, loaded.seq + 1, self.journal.last_seq)
+        counted = _Counted(max(0, self.journal.last_seq - start_seq), self.on_replay_progress)
         conn = open_reader(self.journal.path)
         try:
-            journaled_active = rebuild(self.engine, counted.wrap(iter_events(conn)), self.center)
+            journaled_active = rebuild(self.engine, counted.wrap(iter_events(conn, since_seq=start_seq + 1)),
+                                       self.center, journaled)
         finally:
             conn.close()
+        took = time.monotonic() - t0
+        self.replay_info = {"from_checkpoint": start_seq or None, "replayed": counted.n,
+                            "seconds": round(took, 3)}
+        # A long replay is not repeated by the next start, even after a kill -9.
+        if self.checkpoints is not None and counted.n >= 1000:
+            self._ckpt_due = True
         self.requests_done = self.journal.load_requests()
-        drafts = list(reconcile(self.engine, journaled_active))
+        drafts: list[Draft] = []
+        floor = getattr(self.clock, "floor", None)
+        if floor is not None:
+            row = self.journal.conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            step = floor(parse_ts(row[0])) if row else None
+            if step:
+                log.warning("wall clock is %.3f s behind the journal's last event: journal time goes on "
+                            "from there (clock.stepped)", -step["delta_s"])
+                drafts.append(Draft("clock.stepped", step, "gateway"))
+        drafts += reconcile(self.engine, journaled_active)
         drafts += self.engine.advance(self.clock())
         for d in drafts:
             self.submit(d)
-        log.info("rebuilt state from %d journaled events (last seq %d)", counted.n, self.journal.last_seq)
+        log.info("rebuilt state from %s%d journaled events in %.2f s (last seq %d)",
+                 f"checkpoint seq {start_seq} + " if start_seq else "", counted.n, took, self.journal.last_seq)
         return counted.n
 
     # ---- producers -----------------------------------------------------------
@@ -273,11 +327,48 @@ class Core:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued, checkpoint the state, then stop."""
         self._stop.set()
         self._q.put_urgent(None)
         if self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                return                  # still writing: no consistent state to checkpoint
+        if self.checkpoints is not None:
+            self.checkpoints.wait()
+            self.checkpoint_now()
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def checkpoint_now(self, background: bool = False) -> bool:
+        """Snapshot the engine (the caller must be the writer, or the writer stopped).
+        The pickling is the writer's pause; compressing and fsyncing can run elsewhere."""
+        from gateway.checkpoint import snapshot
+        store = self.checkpoints
+        seq, h = self.journal.last_seq, self.journal.last_hash
+        if store is None or seq == 0:
+            return False
+        t0 = time.perf_counter()
+        try:
+            blob = snapshot(self.engine)
+        except Exception as e:     # e.g. a rule kept something unpicklable in its memo
+            store.failed += 1
+            log.error("checkpoint at seq %d impossible, the state is not plain data: %r", seq, e)
+            return False
+        pause = (time.perf_counter() - t0) * 1000
+        self.checkpoint_pauses_ms.append(pause)
+        self._ckpt_events = self.committed_events
+        self._ckpt_mono = time.monotonic()
+        self._ckpt_due = False
+        if background:
+            return store.write_async(blob, seq, h, pause)
+        return store.write(blob, seq, h, pause) is not None
+
+    def _maybe_checkpoint(self) -> None:
+        st = self.config.storage
+        if (self._ckpt_due or self.committed_events - self._ckpt_events >= st.checkpoint_every_events
+                or time.monotonic() - self._ckpt_mono >= st.checkpoint_every_s):
+            if self.journal.last_seq and self.committed_events + self._ckpt_due > self._ckpt_events:
+                self.checkpoint_now(background=True)
 
     def _run(self) -> None:
         while True:
@@ -300,6 +391,7 @@ class Core:
         batch: list[Event] = []
         req_rows: list[tuple[str, str, str, str]] = []
         done: list[tuple[Receipt, Any, int, int]] = []   # receipt, value, batch index range
+        self._check_clock(batch)
         ticks = self.engine.advance(self.clock())
         for d in ticks:
             self._seal_apply(d, batch)
@@ -334,6 +426,8 @@ class Core:
                 _resolve(f, value, [])
             self._notify_done(done)
             self._maintenance()
+            if self.checkpoints is not None:
+                self._maybe_checkpoint()
             return
         self._commit(batch, req_rows, delivered)
         self.committed_events += len(batch)
@@ -347,6 +441,26 @@ class Core:
                 except Exception:
                     log.exception("listener failed")
         self._maintenance()
+        if self.checkpoints is not None:
+            self._maybe_checkpoint()
+
+    def _check_clock(self, batch: list[Event]) -> None:
+        """A wall-clock step (gateway/timebase.py) is journaled first in the batch,
+        so every later event's time and every rule timer is on the new footing."""
+        check = getattr(self.clock, "check_step", None)
+        if check is None:
+            return
+        step = check()
+        if step:
+            log.warning("wall clock stepped by %+.3f s (%s -> %s); journal time %s",
+                        step["delta_s"], step["from"], step["to"],
+                        f"jumps {step['journal_jump_s']:+.3f} s" if step["journal_jump_s"]
+                        else f"keeps running, {step['journal_ahead_s']:.3f} s ahead of the wall clock")
+            # What fell due before the step fires first, stamped at its deadline (before
+            # the clock.stepped event, so journal ts stays in order).
+            for d in self.engine.advance(self.clock() - step["journal_jump_s"]):
+                self._seal_apply(d, batch)
+            self._seal_apply(Draft("clock.stepped", step, "gateway"), batch)
 
     def _notify_done(self, done: list) -> None:
         if done:
@@ -448,10 +562,28 @@ def _resolve(f: Receipt, value: Any, events: list[Event]) -> None:
 
 
 class _Counted:
-    def __init__(self):
+    """Counts a replay's events; reports progress about once a second to ``progress``."""
+
+    def __init__(self, total: int = 0, progress: Callable[[int, int, float], None] | None = None):
         self.n = 0
+        self.total = total
+        self.progress = progress
 
     def wrap(self, it):
+        if self.progress is None:
+            for x in it:
+                self.n += 1
+                yield x
+            return
+        t0 = last = time.monotonic()
         for x in it:
             self.n += 1
+            if not self.n & 1023:
+                now = time.monotonic()
+                if now - last >= 1.0:
+                    last = now
+                    try:
+                        self.progress(self.n, self.total, now - t0)
+                    except Exception:
+                        log.exception("replay progress report failed")
             yield x

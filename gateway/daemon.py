@@ -134,8 +134,17 @@ class Daemon:
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         self.engine = Engine(cfg)
+        if self.clock is time.time:
+            # Journal time from a monotonic base: wall-clock steps are journaled
+            # (clock.stepped) and rule timers count real elapsed time (gateway/timebase.py).
+            from gateway.timebase import TimeBase
+            self.clock = TimeBase(step_s=cfg.storage.clock_step_s)
         self.core = Core(cfg, self.journal, self.engine, clock=self.clock)
         self.core.add_derivation(derive_person_left)
+        from gateway.checkpoint import CheckpointStore
+        self.core.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg,
+                                                     cfg.storage.checkpoint_keep))
+        self.core.on_replay_progress = self._replay_progress
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         if cfg.mqtt.enabled and not self._uplink_blocked():
@@ -199,6 +208,20 @@ class Daemon:
             m = self.config.mqtt
             return {"connected": False, "broker": f"{m.host}:{m.port}", "last_error": self.uplink_error}
         return {"connected": False, "disabled": True}
+
+    # Each report extends systemd's start timeout by this much from now: a replay
+    # that keeps making progress is never killed, one that hangs is (after 30 s).
+    REPLAY_EXTEND_S = 30.0
+
+    def _replay_progress(self, done: int, total: int, elapsed: float) -> None:
+        """A long start (full replay of a big journal): tell systemd we are alive."""
+        if elapsed < self.config.storage.replay_notify_after_s:
+            return
+        pct = 100.0 * done / total if total else 100.0
+        sd_notify(f"EXTEND_TIMEOUT_USEC={int(self.REPLAY_EXTEND_S * 1e6)}\n"
+                  f"STATUS=replaying journal {done}/{total} ({pct:.0f}%)")
+        if int(elapsed) % 10 == 0:
+            log.info("replaying journal: %d/%d events (%.0f%%), %.0f s", done, total, pct, elapsed)
 
     def _start_driver(self, dev) -> None:
         from drivers.base import driver_class
@@ -347,6 +370,8 @@ class Daemon:
         self.config = new
         # Rules disabled by the new config clear their alarms, journaled like any other.
         self.core.call(lambda core: (None, self.engine.reconfigure(new))).result(10)
+        if self.core.checkpoints is not None:
+            self.core.checkpoints.config_reloaded()
         self.core.config = new
         old_devs = {d.id: d for d in old.devices}
         new_devs = {d.id: d for d in new.devices}
@@ -684,6 +709,9 @@ class Daemon:
             "devices": self._with_maintenance(self.devices()),
             "active_alarms": active,
             "alarm_states": alarm_states,
+            "start": self.core.replay_info,
+            "clock": self._clock_status(),
+            "checkpoint": self._checkpoint_status(),
         }
 
     def _with_maintenance(self, devs: list[dict]) -> list[dict]:
@@ -697,6 +725,20 @@ class Daemon:
             if m:
                 d["maintenance"] = {"until": format_ts(m["until"]), "reason": m.get("reason"), "by": m.get("by")}
         return devs
+
+    def _clock_status(self) -> dict:
+        from gateway.timebase import clock_synchronised
+        out = clock_synchronised()
+        status = getattr(self.clock, "status", None)
+        if status is not None:
+            out.update(status())
+        return out
+
+    def _checkpoint_status(self) -> dict | None:
+        store = self.core.checkpoints
+        if store is None:
+            return None
+        return {"last": store.last, "written": store.written, "failed": store.failed}
 
     def devices(self) -> list[dict]:
         out = []

@@ -109,16 +109,21 @@ class AlarmBook:
                 "dropped_unacknowledged": self.dropped_unacked}
 
     # ---- the fold of alarm events (no drafts; also used by the CLI over a journal) -----
-    def note(self, ev, config=None) -> None:
+    def note(self, ev, config=None, shift: float = 0.0) -> None:
+        """Fold one event. ``shift``: the engine's clock_shift (sum of forward wall-clock
+        steps): times in the data are journal time, the book keeps rule time."""
         typ = ev.type
         d = ev.data
+
+        def at(ts):
+            return round((_epoch(ts, ev.epoch + shift) - shift) * 1000) / 1000 if shift else _epoch(ts, ev.epoch)
         if typ == "alarm.raised":
             aid = d["alarm_id"]
             rec = self.standing.get(aid)
             if rec is None:
                 rec = self.standing[aid] = {"data": d, "active": True, "ack": None, "level": 0,
                                             "next_esc": None, "announced": False,
-                                            "since": _epoch(d.get("since"), ev.epoch)}
+                                            "since": at(d.get("since"))}
             rec["data"] = d
             rec["active"] = True
             if not d.get("shelved"):
@@ -157,14 +162,14 @@ class AlarmBook:
             if spec is None or spec.legal:      # never: the handler refuses; a forged event is ignored
                 return
             self.shelves[self.shelf_key(code, d.get("scope"))] = {
-                "code": code, "scope": d.get("scope"), "until": _epoch(d.get("until"), ev.epoch),
+                "code": code, "scope": d.get("scope"), "until": at(d.get("until")),
                 "reason": d.get("reason"), "by": d.get("by"), "since": ev.epoch}
         elif typ == "alarm.unshelved":
             self.shelves.pop(self.shelf_key(d.get("code"), d.get("scope")), None)
         elif typ == "device.maintenance":
             dev = d.get("device")
             if dev:
-                self.maintenance[dev] = {"until": _epoch(d.get("until"), ev.epoch),
+                self.maintenance[dev] = {"until": at(d.get("until")),
                                          "reason": d.get("reason"), "by": d.get("by"), "since": ev.epoch}
         elif typ == "device.maintenance_ended":
             self.maintenance.pop(d.get("device"), None)
@@ -290,7 +295,7 @@ def reflag(engine, t: float) -> list[Draft]:
         new = flag(engine, key, dict(data))
         if new.get("shelved") != data.get("shelved") or new.get("suppressed_by") != data.get("suppressed_by"):
             engine.alarms[key] = new
-            out.append(Draft("alarm.raised", new, "rules", t))
+            out.append(Draft("alarm.raised", new, "rules", engine.journal_time(t)))
     return out
 
 
@@ -301,7 +306,7 @@ REFLAG_ON = frozenset({"alarm.shelved", "alarm.unshelved", "device.maintenance",
 
 
 def fold(engine, ev, t: float) -> list[Draft]:
-    engine.book.note(ev, engine.config)
+    engine.book.note(ev, engine.config, engine.clock_shift)
     if ev.type in REFLAG_ON:
         return reflag(engine, t)
     return []
@@ -329,7 +334,8 @@ def fire(engine, limit: float) -> list[Draft]:
         drafts = _fire_one(engine, d, max(d, engine.now), limit)   # never back in time
         if drafts:
             # a tick with an effect moves the clock (see Engine.advance)
-            engine.now = max(engine.now, drafts[-1].ts)
+            # (drafts carry journal time; the engine's clock is rule time)
+            engine.now = max(engine.now, round((drafts[-1].ts - engine.clock_shift) * 1000) / 1000)
             out.extend(drafts)
         book.recompute_due()
         if not drafts and book.due == d:      # nothing fired and the same item still due: never spin
@@ -361,12 +367,12 @@ def _fire_one(engine, d: float, t: float, limit: float) -> list[Draft]:
         if s["until"] <= d:
             del book.shelves[key]
             return [Draft("alarm.unshelved", {"code": s["code"], "scope": s["scope"], "by": None,
-                                              "reason": "expired"}, "rules", t)]
+                                              "reason": "expired"}, "rules", engine.journal_time(t))]
     for dev, m in list(book.maintenance.items()):
         if m["until"] <= d:
             del book.maintenance[dev]
             return [Draft("device.maintenance_ended", {"device": dev, "by": None, "reason": "expired"},
-                          "rules", t)]
+                          "rules", engine.journal_time(t))]
     return []
 
 
@@ -374,7 +380,7 @@ def _escalated(engine, rec: dict, level: int, t: float) -> Draft:
     a = rec["data"]
     unacked = round(t - rec["since"], 3)
     tz = getattr(getattr(engine.config, "center", None), "timezone", None)
-    since_local = format_local(rec["since"], tz)
+    since_local = format_local(engine.journal_time(rec["since"]), tz)
     state_zh = "" if rec["active"] else "（已恢复，未确认）"
     state_en = "" if rec["active"] else " (cleared, not acknowledged)"
     msg = a.get("message") or {}
@@ -385,7 +391,7 @@ def _escalated(engine, rec: dict, level: int, t: float) -> Draft:
                         "en": f"Escalation level {level}: unacknowledged for {format_duration(unacked)} "
                               f"since {since_local}{state_en} - {msg.get('en', '')}"},
             "legal_basis": list(a.get("legal_basis") or [])}
-    return Draft("alarm.escalated", data, "rules", t)
+    return Draft("alarm.escalated", data, "rules", engine.journal_time(t))
 
 
 def device_map(config) -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:

@@ -25,6 +25,19 @@ bookkeeping - rest_overdue's end of a break - can still order differently
 against an event back-dated across it. Drivers should stamp events when they
 are emitted.)
 
+Wall-clock steps (SPEC §7). The core stamps events from a monotonic base
+(gateway/timebase.py): journal time never goes back, and when the wall clock
+jumps forward journal time jumps with it, journaled as ``clock.stepped`` with
+``journal_jump_s``. Rules must count real elapsed time, so the engine keeps
+``clock_shift`` = the sum of those jumps (a fold of the journal, so replay
+derives the same) and works on *rule time* = journal time - clock_shift:
+events are applied with ``epoch`` shifted, ``advance``/``next_deadline`` take
+and give journal time, and every draft (its ``ts``, an alarm's ``since``) is
+stamped back in journal time. A backward step needs no shift: journal time
+keeps running on the monotonic clock. Times that rules write into alarm
+*details/messages* are rule time; ``journal_time(t)`` converts (they differ
+only after a forward step).
+
 Alarms. One alarm per (code, subject) at a time, kept in ``self.alarms``.
 ``alarm_id`` = ``<code>:<16 hex of sha256(code|subject|since)>``, ``since``
 being the RFC 3339 time the alarm was raised (for a time-based rule: its
@@ -65,6 +78,7 @@ class Engine:
     def __init__(self, config):
         self.state = State()
         self.now = 0.0
+        self.clock_shift = 0.0           # sum of forward journal-time jumps (clock.stepped)
         self.alarms: dict[Key, dict[str, Any]] = {}
         self.by_id: dict[str, Key] = {}
         self._last_id: dict[Key, str] = {}
@@ -171,10 +185,14 @@ class Engine:
 
     # ---- the contract --------------------------------------------------------------
     def apply(self, ev: Event) -> list[Draft]:
+        if ev.type == "clock.stepped":
+            self._clock_stepped(ev)
+        if self.clock_shift:
+            ev = ev._replace(epoch=round((ev.epoch - self.clock_shift) * 1000) / 1000)
         t = ev.epoch
         heap = self._heap
         due = self.book.due
-        out = self.advance(t) if (heap and heap[0][0] <= t) or (due is not None and due <= t) else []
+        out = self._advance(t) if (heap and heap[0][0] <= t) or (due is not None and due <= t) else []
         if t > self.now:
             self.now = t
         else:
@@ -214,7 +232,23 @@ class Engine:
                     out.extend(res)
         return out
 
+    def _clock_stepped(self, ev: Event) -> None:
+        d = ev.data if isinstance(ev.data, dict) else {}
+        jump = d.get("journal_jump_s")
+        if isinstance(jump, (int, float)) and not isinstance(jump, bool) and jump > 0:
+            self.clock_shift = round(self.clock_shift + float(jump), 3)
+
+    def journal_time(self, t: float) -> float:
+        """Rule time -> journal time (what people and the envelope see)."""
+        return round((t + self.clock_shift) * 1000) / 1000 if self.clock_shift else t
+
     def advance(self, now: float) -> list[Draft]:
+        """Fire deadlines up to journal time ``now``."""
+        if self.clock_shift:
+            now -= self.clock_shift
+        return self._advance(now)
+
+    def _advance(self, now: float) -> list[Draft]:
         out: list[Draft] = []
         heap = self._heap
         timers = self.timers
@@ -255,9 +289,9 @@ class Engine:
             d, n, tk = heap[0]
             cur = timers.get(tk)
             if cur is not None and cur[1] == n:
-                return d if due is None or d < due else due
+                return self.journal_time(d if due is None or d < due else due)
             heappop(heap)
-        return due
+        return None if due is None else self.journal_time(due)
 
     def active(self) -> dict[str, dict[str, Any]]:
         """alarm_id -> alarm data of every alarm the rules hold active."""
@@ -500,6 +534,9 @@ class Engine:
         return [self._clear(key, t)]
 
     # ---- drafting ---------------------------------------------------------------------
+    def _draft(self, type: str, data: dict[str, Any], t: float) -> Draft:
+        return Draft(type, data, "rules", self.journal_time(t))
+
     def _data(self, code: str, aid: str, since: str, facts: Facts) -> dict[str, Any]:
         spec = CATALOG[code]
         zh, en = facts.text()
@@ -510,7 +547,7 @@ class Engine:
 
     def _raise(self, key: Key, t: float, facts: Facts, since_epoch: float | None = None) -> Draft:
         code, subject = key
-        since = format_ts(t if since_epoch is None else since_epoch)
+        since = format_ts(self.journal_time(t if since_epoch is None else since_epoch))
         aid = alarm_id(code, subject, since)
         last = self._last_id.get(key)
         if last is not None and last.startswith(aid):   # raised, cleared, raised in one ms
@@ -520,14 +557,14 @@ class Engine:
         self.alarms[key] = data
         self.by_id[aid] = key
         self._last_id[key] = aid
-        return Draft("alarm.raised", data, "rules", t)
+        return self._draft("alarm.raised", data, t)
 
     def _update(self, key: Key, t: float, facts: Facts) -> Draft:
         old = self.alarms[key]
         data = alarm_states.flag(self, key, self._data(key[0], old["alarm_id"], old["since"], facts))
         data["snapshot"] = old.get("snapshot")
         self.alarms[key] = data
-        return Draft("alarm.raised", data, "rules", t)
+        return self._draft("alarm.raised", data, t)
 
     def _attach_snapshot(self, ev: Event, t: float) -> list[Draft]:
         """视频联动: a camera took a picture for an active alarm (the daemon asks
@@ -542,9 +579,9 @@ class Engine:
         data = dict(self.alarms[key])
         data["snapshot"] = f
         self.alarms[key] = data
-        return [Draft("alarm.raised", data, "rules", t)]
+        return [self._draft("alarm.raised", data, t)]
 
     def _clear(self, key: Key, t: float) -> Draft:
         data = self.alarms.pop(key)
         self.by_id.pop(data["alarm_id"], None)
-        return Draft("alarm.cleared", dict(data), "rules", t)
+        return self._draft("alarm.cleared", dict(data), t)

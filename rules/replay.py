@@ -97,7 +97,8 @@ class Replayer:
         while i < len(pending):
             d = pending[i]
             i += 1
-            e = seal(d, seq, self.center, self.prev, d.ts if d.ts is not None else self.engine.now)
+            e = seal(d, seq, self.center, self.prev,
+                     d.ts if d.ts is not None else self.engine.journal_time(self.engine.now))
             self.prev = e.hash
             out.append(e)
             pending.extend(self.engine.apply(e))
@@ -126,10 +127,12 @@ def replay_input(events: Iterable[Event], config) -> list[Event]:
     return r.produced
 
 
-def rebuild(engine, events: Iterable[Event], center: str) -> dict[str, dict[str, Any]]:
+def rebuild(engine, events: Iterable[Event], center: str,
+            journaled: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Restart = replay: feed journaled events into ``engine``; return the
-    alarms the journal had active (for :func:`reconcile`)."""
-    journaled: dict[str, dict[str, Any]] = {}
+    alarms the journal had active (for :func:`reconcile`). From a checkpoint,
+    ``events`` is the tail and ``journaled`` the alarms active at the checkpoint."""
+    journaled = dict(journaled or {})
     r = Replayer(engine, center)
     for ev in events:
         if ev.source == "rules":
@@ -154,7 +157,7 @@ def reconcile(engine, journaled_active: dict[str, dict[str, Any]]) -> list[Draft
         horizon = max(parse_ts(a["since"]) for a in journaled_active.values() if a.get("since"))
         if horizon > engine.now:
             _fold_back(engine, engine.advance(horizon))
-    t = engine.now
+    t = engine.journal_time(engine.now)
     mine = engine.active()
     out: list[Draft] = []
     for aid in sorted(journaled_active):
@@ -178,7 +181,8 @@ def _fold_back(engine, drafts: list[Draft]) -> None:
     pending = list(drafts)
     while pending:
         d = pending.pop(0)
-        pending.extend(engine.apply(seal(d, engine.state.last_seq, center, "", d.ts or engine.now)))
+        pending.extend(engine.apply(seal(d, engine.state.last_seq, center, "",
+                                         d.ts or engine.journal_time(engine.now))))
 
 
 def trace(events: Iterable[Event], person: str) -> list[dict[str, Any]]:

@@ -1,0 +1,137 @@
+"""Journal time: the wall clock, made safe against steps (SPEC §7).
+
+The core stamps events from a monotonic base, ``anchor_wall + (monotonic() -
+anchor_mono)``, and compares it with the wall clock once per batch
+(:meth:`TimeBase.check_step`). A difference beyond ``step_s`` (default 2 s)
+that was not there before is a *step* of the wall clock (NTP correcting a box
+that booted with a wrong RTC, an operator's ``date -s``):
+
+* forward (the wall clock is ahead of journal time): journal time jumps to the
+  wall clock; ``clock.stepped`` says by how much (``journal_jump_s`` > 0) and
+  the rules subtract the sum of those jumps from event times, so their grace
+  periods and time limits count real elapsed time (rules/engine.py);
+* backward (the wall clock is behind): journal time never goes back, it keeps
+  running on the monotonic clock, ahead of the wall clock by the step, until
+  the wall clock catches up (a later forward correction) -- ``clock.stepped``
+  with a negative ``delta_s`` and ``journal_jump_s`` 0; rules need no shift.
+
+The wall and monotonic clocks are injectable, so tests step a fake wall clock
+(no root, no ``date -s``).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import subprocess
+import time
+from typing import Any, Callable
+
+from gateway.events import format_ts
+
+
+class TimeBase:
+    def __init__(self, wall: Callable[[], float] = time.time,
+                 mono: Callable[[], float] = time.monotonic, step_s: float = 2.0):
+        self.wall = wall
+        self.mono = mono
+        self.step_s = step_s
+        self.anchor_wall = wall()
+        self.anchor_mono = mono()
+        self.offset = 0.0            # wall - journal time accepted at the last step (<= 0)
+        self.steps = 0
+
+    def __call__(self) -> float:
+        return self.anchor_wall + (self.mono() - self.anchor_mono)
+
+    def floor(self, last_ts: float) -> dict[str, Any] | None:
+        """At start: journal time never before the journal's last ``ts``. If the wall
+        clock is behind it by more than ``step_s`` (set back while we were down),
+        that is a backward step: returns the ``clock.stepped`` data to journal."""
+        now = self()
+        if last_ts <= now:
+            return None
+        self.anchor_wall += last_ts - now
+        drift = now - last_ts
+        if -drift <= self.step_s:
+            return None
+        self.offset = drift
+        self.steps += 1
+        return {"from": format_ts(last_ts), "to": format_ts(now), "delta_s": round(drift, 3),
+                "journal_jump_s": 0.0, "journal_ahead_s": round(-drift, 3)}
+
+    def check_step(self) -> dict[str, Any] | None:
+        """The ``clock.stepped`` data if the wall clock stepped since the last check."""
+        m, w = self.mono(), self.wall()
+        t = self.anchor_wall + (m - self.anchor_mono)
+        drift = w - t
+        moved = drift - self.offset
+        if abs(moved) <= self.step_s:
+            return None
+        self.steps += 1
+        if drift > 0:                       # journal time jumps forward to the wall clock
+            self.anchor_wall, self.anchor_mono = w, m
+            self.offset = 0.0
+            jump = drift
+        else:                               # never back: keep running on the monotonic clock
+            self.offset = drift
+            jump = 0.0
+        return {"from": format_ts(w - moved), "to": format_ts(w), "delta_s": round(moved, 3),
+                "journal_jump_s": round(jump, 3), "journal_ahead_s": round(max(0.0, -self.offset), 3)}
+
+    def status(self) -> dict[str, Any]:
+        return {"steps": self.steps, "journal_ahead_s": round(max(0.0, -self.offset), 3)}
+
+
+# ---- is the system clock synchronised? (for `casegate status`) ---------------------------
+class _Timex(ctypes.Structure):
+    # struct timex (linux/timex.h), 64-bit layout; only ``status`` is read.
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+                ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
+                ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
+                ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+                ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+                ("_pad", ctypes.c_int * 11)]
+
+
+STA_UNSYNC = 0x0040
+TIME_ERROR = 5
+
+
+_sync_cache: tuple[float, dict[str, Any]] | None = None
+
+
+def clock_synchronised(max_age_s: float = 30.0) -> dict[str, Any]:
+    """{"synchronised": True|False|None, "source": how we know}. Tries
+    ``timedatectl show -p NTPSynchronized`` (systemd), then the kernel's
+    adjtimex(2) (STA_UNSYNC, read-only call); None = unknown. Cached for
+    ``max_age_s`` (``casegate status`` may be polled; timedatectl is a process)."""
+    global _sync_cache
+    now = time.monotonic()
+    if _sync_cache is not None and now - _sync_cache[0] < max_age_s:
+        return dict(_sync_cache[1])
+    out = _clock_synchronised()
+    _sync_cache = (now, out)
+    return dict(out)
+
+
+def _clock_synchronised() -> dict[str, Any]:
+    try:
+        r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                           capture_output=True, text=True, timeout=2)
+        v = r.stdout.strip()
+        if r.returncode == 0 and v in ("yes", "no"):
+            return {"synchronised": v == "yes", "source": "timedatectl"}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        tx = _Timex()          # modes = 0: read only, needs no privilege
+        state = libc.adjtimex(ctypes.byref(tx))
+        if state >= 0:
+            unsync = bool(tx.status & STA_UNSYNC) or state == TIME_ERROR
+            return {"synchronised": not unsync, "source": "adjtimex"}
+    except (OSError, AttributeError):
+        pass
+    return {"synchronised": None, "source": "unknown"}
