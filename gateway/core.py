@@ -31,6 +31,7 @@ log = logging.getLogger("casegate.core")
 MAX_BATCH = 2000
 SHED_CHUNK = 5000
 MAINTENANCE_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0      # a pruning pass scans the old part of the journal: hourly is plenty
 
 
 class RequestError(Exception):
@@ -410,14 +411,47 @@ class Core:
         self._last_maintenance = now
         self.maintain(now)
 
+    # Retention (SPEC §7). The seq the newest checkpoint covers bounds pruning;
+    # the daemon (or a test) may replace this with its own source of that seq.
+    checkpoint_seq: Callable[[], int | None] | None = None
+    _last_prune = float("-inf")
+    _said_no_checkpoint = False
+
+    def prune_retained(self, now: float, force: bool = False) -> int:
+        """Archive and remove what ``retain_days`` allows and no open matter needs.
+
+        Only events below the newest checkpoint's seq: without a checkpoint the
+        folded state lives only in the full journal, so nothing is pruned."""
+        from gateway.archive import Keeper, OpenMatters, archive_dir, latest_checkpoint_seq
+        if not force and now - self._last_prune < PRUNE_EVERY_S:
+            return 0
+        self._last_prune = now
+        st = self.config.storage
+        fn = self.checkpoint_seq or (lambda: latest_checkpoint_seq(st.dir))
+        keep_from = fn()
+        if keep_from is None:
+            if not self._said_no_checkpoint:
+                self._said_no_checkpoint = True
+                log.info("retention: no checkpoint of the folded state yet, so nothing is pruned "
+                         "(a restart replays the whole journal and needs every event)")
+            return 0
+        self._said_no_checkpoint = False
+        acked = {e.data.get("alarm_id") for e in
+                 iter_events(self.journal.conn, types=["alarm.acknowledged"]) if e.data}
+        keeper = Keeper(OpenMatters.from_state(self.engine.state), acked)
+        res = self.journal.prune(now - st.retain_days * 86400, keep_from + 1, archive_dir(st.dir), keeper)
+        if res.archived:
+            log.info("retention: archived %d events older than %d days to %s (%d old events kept for "
+                     "open matters: persons inside, items in custody, unacknowledged alarms)",
+                     res.archived, st.retain_days, res.file, res.kept)
+        return res.archived
+
     def maintain(self, now: float | None = None) -> None:
         """Retention and the disk cap (SPEC §1a storage)."""
         now = self.clock() if now is None else now
         st = self.config.storage
         try:
-            pruned = self.journal.prune(now - st.retain_days * 86400)
-            if pruned:
-                log.info("pruned %d delivered events older than %d days", pruned, st.retain_days)
+            self.prune_retained(now)
             cap = st.max_mb * 1024 * 1024
             rounds = 0
             while self.journal.size_bytes() > cap and rounds < 20:

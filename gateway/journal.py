@@ -22,7 +22,9 @@ import sqlite_utils
 
 from gateway.events import GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, parse_ts
 
-SCHEMA_VERSION = 1
+# 1: first release. 2: table ``pruned`` (holes left by archiving, with their
+# chain anchors); a v1 journal is migrated in place when the writer opens it.
+SCHEMA_VERSION = 2
 
 
 class JournalError(Exception):
@@ -108,6 +110,29 @@ class Journal:
         if "meta" not in db.table_names():
             db["meta"].create({"key": str, "value": str}, pk="key")
             db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a journal of an earlier release up to SCHEMA_VERSION (idempotent)."""
+        c = self.conn
+        c.execute("CREATE TABLE IF NOT EXISTS pruned (from_seq INTEGER PRIMARY KEY, to_seq INTEGER NOT NULL, "
+                  "prev TEXT, hash TEXT NOT NULL)")
+        version = int(self.get_meta("schema") or "1")
+        if version >= SCHEMA_VERSION:
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            # Release 1 pruned a prefix without archiving it: record it as a hole whose
+            # far anchor is unknown (prev NULL) so verify can still link across it.
+            through, anchor = self.get_meta("pruned_through"), self.get_meta("anchor")
+            if through and int(through) > 0 and anchor:
+                c.execute("INSERT OR IGNORE INTO pruned (from_seq, to_seq, prev, hash) VALUES (1, ?, NULL, ?)",
+                          (int(through), anchor))
+            self.set_meta("schema", str(SCHEMA_VERSION))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     # ---- writing -------------------------------------------------------
     def append(self, events: list[Event], requests: Iterable[tuple[str, str, str, str]] = (),
@@ -172,31 +197,78 @@ class Journal:
                                 (request_id,)).fetchone()
         return row[0] if row else None
 
-    def prune(self, before_epoch: float) -> int:
-        """Delete delivered events older than ``before_epoch`` (a prefix of the
-        journal only, so the remaining chain stays contiguous)."""
+    def prune_bound(self, before_epoch: float, keep_from_seq: int) -> int:
+        """The first seq pruning must not touch: the first event at or after the
+        cutoff, the first undelivered one, ``keep_from_seq`` (the newest checkpoint
+        covers only what is below it), and the newest row (the chain's tip)."""
         from gateway.events import format_ts
         cutoff = format_ts(before_epoch)
         row = self.conn.execute(
             "SELECT MIN(seq) FROM events WHERE delivered = 0 OR ts >= ?", (cutoff,)).fetchone()
-        keep_from = row[0] if row[0] is not None else self.last_seq  # always keep the newest row
-        if keep_from is None:
-            return 0
-        first = self.conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
-        if first is None or keep_from <= first:
-            return 0
-        anchor = self.conn.execute("SELECT prev FROM events WHERE seq = ?", (keep_from,)).fetchone()
-        self.conn.execute("BEGIN IMMEDIATE")
+        bound = min(keep_from_seq, self.last_seq)
+        if row[0] is not None:
+            bound = min(bound, row[0])
+        return bound
+
+    def prune(self, before_epoch: float, keep_from_seq: int, archive_to: str | os.PathLike,
+              keep=lambda ev: False, batch: int = 50_000) -> "PruneResult":
+        """Archive, then delete, delivered events older than ``before_epoch`` below
+        ``keep_from_seq`` for which ``keep(event)`` is False (gateway.archive.Keeper:
+        what open matters need). ``keep`` sees every candidate in seq order.
+
+        The archive file is durable before any row is deleted; a crash in between
+        leaves the rows in both places (harmless: the same hashes). Kept rows keep
+        their seq/prev/hash; each hole is recorded in ``pruned`` with its anchors.
+        """
+        from gateway.archive import row_envelope, runs_of, write_archive
+        from gateway.events import format_ts
+        bound = self.prune_bound(before_epoch, keep_from_seq)
+        gone: list[dict] = []
+        kept = 0
+        last = 0
+        while True:      # candidates streamed in batches; only the ones to archive are held
+            rows = self.conn.execute(
+                f"SELECT {EVENT_COLUMNS}, shed FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                (last, bound, batch)).fetchall()
+            if not rows:
+                break
+            for r in rows:
+                ev = row_to_event(r)
+                if keep(ev):
+                    kept += 1
+                else:
+                    gone.append(row_envelope(*r))
+            last = rows[-1][0]
+        if not gone:
+            return PruneResult(0, kept, None)
+        center = gone[-1]["center"]
+        path = write_archive(Path(archive_to), center, gone, format_ts(time.time()))
+        runs = runs_of(gone)
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
         try:
-            cur = self.conn.execute("DELETE FROM events WHERE seq < ?", (keep_from,))
-            self.set_meta("pruned_through", str(keep_from - 1))
-            self.set_meta("anchor", anchor[0] if anchor else GENESIS)
-            self.conn.execute("COMMIT")
+            c.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", [(a, b) for a, b, _, _ in runs])
+            c.executemany("INSERT OR REPLACE INTO pruned (from_seq, to_seq, prev, hash) VALUES (?,?,?,?)", runs)
+            self._merge_pruned_runs()
+            c.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            c.execute("ROLLBACK")
             raise
-        self.conn.execute("PRAGMA incremental_vacuum")
-        return cur.rowcount
+        c.execute("PRAGMA incremental_vacuum")
+        return PruneResult(len(gone), kept, path)
+
+    def _merge_pruned_runs(self) -> None:
+        """Adjacent holes (a row kept by an earlier pass, archived now) become one."""
+        runs = self.conn.execute("SELECT from_seq, to_seq, prev, hash FROM pruned ORDER BY from_seq").fetchall()
+        merged: list[list] = []
+        for a, b, prev, h in runs:
+            if merged and merged[-1][1] + 1 == a and merged[-1][3] == prev:
+                merged[-1][1], merged[-1][3] = b, h
+            else:
+                merged.append([a, b, prev, h])
+        if len(merged) != len(runs):
+            self.conn.execute("DELETE FROM pruned")
+            self.conn.executemany("INSERT INTO pruned (from_seq, to_seq, prev, hash) VALUES (?,?,?,?)", merged)
 
     def shed_telemetry(self, max_rows: int) -> tuple[int, int, int]:
         """Drop the payload of the oldest delivered telemetry rows.
@@ -268,6 +340,13 @@ def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | N
 
 
 @dataclass
+class PruneResult:
+    archived: int                 # events written to the archive and deleted from the journal
+    kept: int                     # old events kept because an open matter needs them
+    file: Path | None             # the archive file written, None when nothing was pruned
+
+
+@dataclass
 class VerifyResult:
     ok: bool
     checked: int
@@ -276,24 +355,60 @@ class VerifyResult:
     bad_seq: int | None = None
     reason: str = ""
     shed: int = 0
+    pruned: int = 0               # seqs not in the journal: archived (holes with anchors)
+    holes: int = 0
 
 
 def verify(path: str | os.PathLike) -> VerifyResult:
-    """Recompute the hash chain and check seq continuity."""
+    """Recompute the hash chain and check seq continuity.
+
+    A pruned journal has holes; each must be recorded in ``pruned`` with its
+    anchors: the hole's ``prev`` must be the hash of the event before it and its
+    ``hash`` the prev of the event after it, so every contiguous run is verified
+    and linked to the next (the archive itself: ``verify_with_archive``)."""
     conn = open_reader(path)
     try:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        expected_prev = meta.get("anchor", GENESIS)
-        pruned = int(meta.get("pruned_through", "0"))
-        expected_seq = pruned + 1
-        checked = shed = 0
+        holes = []
+        has_pruned = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pruned'").fetchone()
+        if has_pruned:
+            holes = conn.execute("SELECT from_seq, to_seq, prev, hash FROM pruned ORDER BY from_seq").fetchall()
+        else:   # a release-1 journal not yet opened by the writer (read-only: no migration)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if int(meta.get("pruned_through", "0")) > 0:
+                holes = [(1, int(meta["pruned_through"]), None, meta.get("anchor", GENESIS))]
+        holes.reverse()            # popped from the end, lowest first
+        expected_prev = GENESIS
+        expected_seq = 1
+        checked = shed = pruned = n_holes = 0
         first = last = None
         cur = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events ORDER BY seq")
+
+        def cross_holes(upto: int):
+            """Step over the recorded holes below ``upto``; None if they link, else the failure."""
+            nonlocal expected_seq, expected_prev, pruned, n_holes
+            while holes and holes[-1][0] < upto:
+                a, b, hprev, hhash = holes.pop()
+                if a != expected_seq:
+                    return VerifyResult(False, checked, first, last, expected_seq,
+                                        f"seq {expected_seq} is missing (pruned range {a}..{b} does not start there)")
+                if hprev is not None and hprev != expected_prev:
+                    return VerifyResult(False, checked, first, last, a,
+                                        f"pruned range {a}..{b}: its anchor does not match the hash before it")
+                expected_seq, expected_prev = b + 1, hhash
+                pruned += b - a + 1
+                n_holes += 1
+            return None
+
         while True:
             rows = cur.fetchmany(5000)
             if not rows:
                 break
             for seq, id_, ts, center, type_, source, data, prev, h, is_shed in rows:
+                before_holes = expected_seq
+                bad = cross_holes(seq)
+                if bad:
+                    return bad
                 if first is None:
                     first = seq
                 if seq != expected_seq:
@@ -301,7 +416,9 @@ def verify(path: str | os.PathLike) -> VerifyResult:
                                         f"seq {expected_seq} is missing (next present is {seq})")
                 if prev != expected_prev:
                     return VerifyResult(False, checked, first, last, seq,
-                                        "prev does not match the previous event's hash")
+                                        "prev does not match the previous event's hash"
+                                        + (" (the anchor of the pruned range before it)"
+                                           if expected_seq != before_holes else ""))
                 if is_shed:
                     shed += 1  # payload shed under the disk cap: only the link can be checked
                 else:
@@ -317,7 +434,11 @@ def verify(path: str | os.PathLike) -> VerifyResult:
                 expected_seq = seq + 1
                 last = seq
                 checked += 1
-        return VerifyResult(True, checked, first, last, shed=shed)
+        if holes:
+            a, b = holes[-1][0], holes[0][1]
+            return VerifyResult(False, checked, first, last, a,
+                                f"pruned range {a}..{b} recorded after the last event {last}")
+        return VerifyResult(True, checked, first, last, shed=shed, pruned=pruned, holes=n_holes)
     finally:
         conn.close()
 
