@@ -123,6 +123,8 @@ class ZoneReaderConfig(DeviceBase):
     max_connections: int = Field(default=256, ge=1)
     idle_timeout_s: float = Field(default=120, gt=0)
     reg_code: int | None = None            # if set, a register with another code gets 0xFE
+    hr_step_bpm: float = Field(default=10, gt=0)       # tag.status when heart rate moves this far from the last sent
+    status_every_s: float = Field(default=300, gt=0)   # otherwise at most one tag.status per tag this often
 
     @field_validator("listen")
     @classmethod
