@@ -205,6 +205,8 @@ class CameraConfig(DeviceBase):
     face_repeat_s: float = Field(default=60, ge=0)    # re-report a person unseen this long; face_unknown rate limit
     detect_width: int = Field(default=640, ge=64, le=4096)  # frames are downscaled to this for detection
     face_upsample: int = Field(default=1, ge=0, le=3)  # dlib HOG upsampling: 1 finds faces down to ~40 px
+    headcount_burst: int = Field(default=3, ge=1)               # camera.headcount changes sent at once...
+    headcount_min_interval_s: float = Field(default=60, ge=0)   # ...then at most one per this (flapping bound)
 
 
 DeviceConfig = Annotated[
