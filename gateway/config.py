@@ -160,6 +160,8 @@ class ModbusDoorsConfig(DeviceBase):
     count: int | None = Field(default=None, ge=1, le=2000)
     timeout_ms: int = Field(default=500, ge=10)
     doors: list[DoorInput] = []
+    chatter_max_changes: int = Field(default=30, ge=1)   # per door: reported changes allowed per window...
+    chatter_window_s: float = Field(default=60, gt=0)     # ...beyond that a chattering contact is suppressed (counted)
 
     @field_validator("url")
     @classmethod

@@ -59,3 +59,41 @@ def test_card_held_on_the_reader_for_minutes_is_one_swipe():
     swipes = [d["card"] for d in of_type(ctx, "card.swiped")]
     assert swipes == ["14008EC793", "0A0B0C0D0E", "14008EC793"]
     assert drv.health.counters["repeats"] == 3000 - 1 + 20 + 19
+
+
+def test_door_contact_chattering_is_bounded_and_settles_right():
+    """A contact flipping every 2 polls passes the debounce; past chatter_max_changes per
+    chatter_window_s its changes are suppressed (counted) and the settled state is
+    reported once the window allows. Real pymodbus server on TCP."""
+    from drivers.modbus_doors.simulator import ModbusDiSimulator
+    from drivers.modbus_doors.driver import ModbusDoorsDriver
+    from gateway.config import ModbusDoorsConfig
+    import time as _time
+    sim = ModbusDiSimulator("tcp", units=(1,), inputs=16).start()
+    ctx = PrintContext("doors-a")
+    drv = ModbusDoorsDriver(ModbusDoorsConfig(
+        id="doors-a", driver="modbus_doors", url=sim.url, chatter_max_changes=4, chatter_window_s=1.5,
+        doors=[{"input": 0, "door": "exit-door", "room": "exit", "closed_when": 1},
+               {"input": 1, "door": "int1-door", "room": "interrogation-1", "closed_when": 1}]), ctx)
+    drv.open_bus()
+    try:
+        sim.set_inputs({0: 1, 1: 1})
+        assert drv.poll_once()                           # initial states: 2 events
+        for k in range(20):                              # exit-door chatters: 10 debounced changes
+            sim.set_input(0, 0 if k % 2 == 0 else 1)
+            assert drv.poll_once() and drv.poll_once()
+        sim.set_input(0, 0)                              # and settles open
+        sim.set_input(1, 0)                              # meanwhile a real change of the other door
+        assert drv.poll_once() and drv.poll_once()
+        exit_events = [t for t, d in ctx.events if d.get("door") == "exit-door"]
+        assert len(exit_events) <= 4, exit_events
+        assert drv.health.counters["door_chatter_suppressed"] >= 5
+        assert [t for t, d in ctx.events if d.get("door") == "int1-door"] == ["door.closed", "door.opened"]
+        _time.sleep(1.6)                                 # the window allows again: the settled state
+        assert drv.poll_once()
+        exit_events = [t for t, d in ctx.events if d.get("door") == "exit-door"]
+        assert exit_events[-1] == "door.opened"
+        assert all(a != b for a, b in zip(exit_events, exit_events[1:]))   # still alternating
+    finally:
+        drv.stop()
+        sim.close()
