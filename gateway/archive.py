@@ -26,6 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Iterable, Iterator
 
 from gateway.events import GENESIS, Event, canonical, chain_hash, parse_ts
@@ -144,30 +145,44 @@ def row_envelope(seq, id_, ts, center, type_, source, data, prev, h, shed) -> di
     return env
 
 
-def runs_of(envs: list[dict]) -> list[list]:
-    """Contiguous seq runs of ``envs`` (sorted): [from_seq, to_seq, prev of first, hash of last]."""
+def runs_of(links: Iterable[tuple[int, str, str]]) -> list[list]:
+    """Contiguous seq runs of (seq, prev, hash) in seq order: [from_seq, to_seq, prev of first, hash of last]."""
     runs: list[list] = []
-    for e in envs:
-        if runs and e["seq"] == runs[-1][1] + 1:
-            runs[-1][1] = e["seq"]
-            runs[-1][3] = e["hash"]
+    for seq, prev, h in links:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1][1] = seq
+            runs[-1][3] = h
         else:
-            runs.append([e["seq"], e["seq"], e["prev"], e["hash"]])
+            runs.append([seq, seq, prev, h])
     return runs
 
 
-def write_archive(directory: Path, center: str, envs: list[dict], created: str) -> Path:
-    """Write ``envs`` (sorted by seq, non-empty) as one file; durable before it returns."""
+def _s(x: str) -> str:
+    return encode_basestring(str(x))     # json's C string quoting (ensure_ascii=False): 5x json.dumps
+
+
+def row_line(seq, id_, ts, center, type_, source, data, prev, h, shed) -> str:
+    """One journal row as its archive line: the envelope, with the journaled data text
+    as is (already canonical JSON: no parse and re-dump on the writer's thread)."""
+    tail = ',"shed":true}\n' if shed else "}\n"
+    body = data if data is not None else "null"
+    return (f'{{"id":{_s(id_)},"seq":{seq},"ts":{_s(ts)},"center":{_s(center)},"type":{_s(type_)},'
+            f'"source":{_s(source)},"data":{body},"prev":{_s(prev)},"hash":{_s(h)}') + tail
+
+
+def write_archive(directory: Path, center: str, rows: list[tuple], created: str) -> Path:
+    """Write journal ``rows`` (seq, id, ts, center, type, source, data, prev, hash, shed;
+    sorted by seq, non-empty) as one file; durable before it returns."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lo, hi = envs[0]["seq"], envs[-1]["seq"]
+    lo, hi = rows[0][0], rows[-1][0]
     name = f"journal-{lo:012d}-{hi:012d}.jsonl.gz"
     n = 1
     while (directory / name).exists():      # a pass that re-archives rows kept earlier may repeat a range
         n += 1
         name = f"journal-{lo:012d}-{hi:012d}-{n}.jsonl.gz"
     header = {"casegate_archive": ARCHIVE_FORMAT, "center": center, "from_seq": lo, "to_seq": hi,
-              "count": len(envs), "first_prev": envs[0]["prev"], "last_hash": envs[-1]["hash"],
-              "runs": runs_of(envs), "created": created}
+              "count": len(rows), "first_prev": rows[0][7], "last_hash": rows[-1][8],
+              "runs": runs_of((r[0], r[7], r[8]) for r in rows), "created": created}
     final = directory / name
     tmp = directory / (name + ".tmp")
     old_umask = os.umask(0o077)
@@ -175,8 +190,8 @@ def write_archive(directory: Path, center: str, envs: list[dict], created: str) 
         with open(tmp, "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
                 gz.write((json.dumps(header, ensure_ascii=False) + "\n").encode())
-                for e in envs:
-                    gz.write((json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+                for i in range(0, len(rows), 5000):
+                    gz.write("".join(row_line(*r) for r in rows[i:i + 5000]).encode())
             raw.flush()
             os.fsync(raw.fileno())
     finally:
@@ -301,7 +316,8 @@ def verify_with_archive(conn, directory: Path) -> ArchiveVerifyResult:
             res.file, res.reason = path.name, str(e)
             return res
         if not envs or header.get("count") != len(envs) or header.get("first_prev") != envs[0]["prev"] \
-                or header.get("last_hash") != envs[-1]["hash"] or header.get("runs") != runs_of(envs):
+                or header.get("last_hash") != envs[-1]["hash"] \
+                or header.get("runs") != runs_of((e["seq"], e["prev"], e["hash"]) for e in envs):
             res.file = path.name
             res.bad_seq = envs[0]["seq"] if envs else None
             res.reason = f"{path.name}: its header (count, anchors or runs) does not match its events"

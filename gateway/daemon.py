@@ -88,6 +88,12 @@ class DeviceContext:
             cached = self._vital_cache = (cfg, (float(s.low_bpm), float(s.high_bpm)))
         return cached[1]
 
+    @property
+    def low_battery_below_pct(self) -> float:
+        """[rules.tag_low_battery] below_pct: the zone reader sends a battery crossing it at once."""
+        from rules.catalog import rule_settings
+        return float(rule_settings(self.d.config.rules)["tag_low_battery"].below_pct)
+
     def present_tags(self) -> list[tuple[str, str, float]]:
         """(tag, room, since) of every tag the journal says is in a room now."""
         def snap(core):

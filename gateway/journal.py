@@ -20,10 +20,12 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from gateway.events import GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, parse_ts
+from gateway.events import (GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, format_ts,
+                            parse_ts)
 
 # 1: first release. 2: table ``pruned`` (holes left by archiving, with their
-# chain anchors); a v1 journal is migrated in place when the writer opens it.
+# chain anchors), no index on ts; a v1 journal is migrated in place when the
+# writer opens it (its freed index pages are reused, or returned by incremental vacuum).
 SCHEMA_VERSION = 2
 
 
@@ -103,7 +105,8 @@ class Journal:
                 defaults={"delivered": 0, "shed": 0})
             self.conn.execute("CREATE INDEX idx_events_undelivered ON events(seq) WHERE delivered = 0")
             self.conn.execute("CREATE INDEX idx_events_type ON events(type)")
-            self.conn.execute("CREATE INDEX idx_events_ts ON events(ts)")
+            # No index on ts (release 1 had one: 38 of its 411 bytes per event): ts grows
+            # with seq, so a time bound is found by binary search on seq (seq_at_ts).
         if "requests" not in db.table_names():
             db["requests"].create({"request_id": str, "command": str, "response": str, "ts": str},
                                   pk="request_id")
@@ -122,6 +125,7 @@ class Journal:
             return
         c.execute("BEGIN IMMEDIATE")
         try:
+            c.execute("DROP INDEX IF EXISTS idx_events_ts")      # see _create: seq_at_ts replaces it
             # Release 1 pruned a prefix without archiving it: record it as a hole whose
             # far anchor is unknown (prev NULL) so verify can still link across it.
             through, anchor = self.get_meta("pruned_through"), self.get_meta("anchor")
@@ -203,15 +207,20 @@ class Journal:
         covers only what is below it), and the newest row (the chain's tip)."""
         from gateway.events import format_ts
         cutoff = format_ts(before_epoch)
-        row = self.conn.execute(
-            "SELECT MIN(seq) FROM events WHERE delivered = 0 OR ts >= ?", (cutoff,)).fetchone()
         bound = min(keep_from_seq, self.last_seq)
-        if row[0] is not None:
-            bound = min(bound, row[0])
+        undelivered = self.conn.execute("SELECT MIN(seq) FROM events WHERE delivered = 0").fetchone()[0]
+        if undelivered is not None:
+            bound = min(bound, undelivered)
+        start = seq_at_ts(self.conn, format_ts(before_epoch - TS_DISORDER_S))
+        if start is not None:     # the first event at/after the cutoff, from a little before it
+            recent = self.conn.execute("SELECT MIN(seq) FROM events WHERE seq >= ? AND ts >= ?",
+                                       (start, cutoff)).fetchone()[0]
+            if recent is not None:
+                bound = min(bound, recent)
         return bound
 
     def prune(self, before_epoch: float, keep_from_seq: int, archive_to: str | os.PathLike,
-              keep=lambda ev: False, batch: int = 50_000) -> "PruneResult":
+              keep=lambda ev: False, batch: int = 20_000, max_events: int | None = None) -> "PruneResult":
         """Archive, then delete, delivered events older than ``before_epoch`` below
         ``keep_from_seq`` for which ``keep(event)`` is False (gateway.archive.Keeper:
         what open matters need). ``keep`` sees every candidate in seq order.
@@ -220,30 +229,30 @@ class Journal:
         leaves the rows in both places (harmless: the same hashes). Kept rows keep
         their seq/prev/hash; each hole is recorded in ``pruned`` with its anchors.
         """
-        from gateway.archive import row_envelope, runs_of, write_archive
+        from gateway.archive import runs_of, write_archive
         from gateway.events import format_ts
         bound = self.prune_bound(before_epoch, keep_from_seq)
-        gone: list[dict] = []
+        gone: list[tuple] = []
         kept = 0
         last = 0
-        while True:      # candidates streamed in batches; only the ones to archive are held
+        while max_events is None or len(gone) < max_events:
+            # candidates streamed in batches; only the ones to archive are held. A pass
+            # stops after max_events (the writer thread is busy meanwhile); the next goes on.
             rows = self.conn.execute(
                 f"SELECT {EVENT_COLUMNS}, shed FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
                 (last, bound, batch)).fetchall()
             if not rows:
                 break
             for r in rows:
-                ev = row_to_event(r)
-                if keep(ev):
+                if keep(row_to_event(r)):
                     kept += 1
                 else:
-                    gone.append(row_envelope(*r))
+                    gone.append(r)
             last = rows[-1][0]
         if not gone:
             return PruneResult(0, kept, None)
-        center = gone[-1]["center"]
-        path = write_archive(Path(archive_to), center, gone, format_ts(time.time()))
-        runs = runs_of(gone)
+        path = write_archive(Path(archive_to), gone[-1][3], gone, format_ts(time.time()))
+        runs = runs_of((r[0], r[7], r[8]) for r in gone)
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -307,6 +316,32 @@ class Journal:
 
 # ---- reading (any thread, own connection) -------------------------------
 
+# How far an event's ts may run behind an earlier seq's (a driver stamps when a thing
+# happened; the writer seals in arrival order): time bounds search this much earlier.
+TS_DISORDER_S = 600.0
+
+
+def seq_at_ts(conn: sqlite3.Connection, ts: str) -> int | None:
+    """The first seq whose ts is >= ``ts`` (RFC 3339 UTC), by binary search over seq:
+    ts grows with seq (give or take TS_DISORDER_S), so no index on ts is needed.
+    None when every event is older (or the journal is empty)."""
+    lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
+    if lo is None:
+        return None
+    end = hi + 1
+    while lo < end:
+        mid = (lo + end) // 2
+        seq, row_ts = conn.execute("SELECT seq, ts FROM events WHERE seq >= ? ORDER BY seq LIMIT 1",
+                                   (mid,)).fetchone()
+        if row_ts >= ts:
+            end = mid
+        else:
+            lo = seq + 1
+    if lo > hi:
+        return None
+    return conn.execute("SELECT MIN(seq) FROM events WHERE seq >= ?", (lo,)).fetchone()[0]
+
+
 def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | None = None,
                 types: Iterable[str] | None = None, since_ts: str | None = None,
                 until_ts: str | None = None, batch: int = 5000) -> Iterator[Event]:
@@ -323,6 +358,15 @@ def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | N
     if since_ts:
         where.append("ts >= ?")
         args.append(since_ts)
+        try:
+            lower = format_ts(parse_ts(since_ts) - TS_DISORDER_S)
+        except (ValueError, TypeError, OverflowError):
+            lower = None      # not RFC 3339: the filter alone decides (a full scan)
+        if lower is not None:
+            start = seq_at_ts(conn, lower)
+            if start is None:
+                return        # every event is older
+            args[0] = max(args[0], start - 1)
     if until_ts:
         where.append("ts <= ?")
         args.append(until_ts)

@@ -250,6 +250,8 @@ def test_legacy_journal_opens_migrates_verifies_and_replays_the_same(tmp_path):
     assert verify(db).ok                          # readable before any migration (read-only)
     j = Journal(db)                               # the writer migrates
     assert j.get_meta("schema") == "2" and j.last_seq == 34
+    indexes = {r[0] for r in j.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "idx_events_ts" not in indexes and "idx_events_type" in indexes
     j.close()
     r = verify(db)
     assert r.ok and r.checked == 34 and r.last_seq == 34
@@ -259,3 +261,25 @@ def test_legacy_journal_opens_migrates_verifies_and_replays_the_same(tmp_path):
     replayed = list(alarm_rows(replay(events, make_config())))
     assert journaled and replayed == journaled
     assert any(row[2] == "lone_interrogation" for row in journaled)
+
+
+def test_time_bounds_without_a_ts_index(tmp_path):
+    """seq_at_ts finds the first event at/after a time by binary search on seq, across
+    pruned holes; `events --since` gives exactly the events from then on."""
+    from gateway.journal import seq_at_ts
+    from gateway.events import format_ts
+    cfg, j, core = make_core(tmp_path, retain_days=1)
+    t0 = time.time() - 10 * DAY
+    evs = [submit(core, t0 + i * 3600, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x",
+                                                       "person": None}) for i in range(200)]
+    core.journal.conn.execute("UPDATE events SET delivered = 1")
+    assert prune_now(core, bound=evs[49].seq) == 49           # seq 1..49 archived: a hole
+    conn = core.journal.conn
+    assert seq_at_ts(conn, format_ts(t0 - 1)) == 50          # the first event left
+    assert seq_at_ts(conn, format_ts(t0 + 120 * 3600)) == evs[120].seq
+    assert seq_at_ts(conn, format_ts(t0 + 120 * 3600 + 1)) == evs[121].seq
+    assert seq_at_ts(conn, format_ts(t0 + 300 * 3600)) is None
+    since = list(iter_events(conn, since_ts=format_ts(t0 + 150 * 3600)))
+    assert [e.seq for e in since] == [e.seq for e in evs[150:]]
+    assert list(iter_events(conn, since_ts=format_ts(t0 + 300 * 3600))) == []
+    core.stop()

@@ -47,6 +47,7 @@ TAG_PRUNE_S = 3600.0          # forget the status of a quiet, healthy tag after 
 MAX_UNKNOWN_STATIONS = 1024   # unknown dev_ids remembered (a flood of made-up ids cannot grow memory)
 _DEFAULT_STATUS = (None, False, False, None)
 DEFAULT_VITAL_BOUNDS = (45.0, 130.0)   # rules.catalog.VitalSigns defaults, when the context gives none
+DEFAULT_LOW_BATTERY_PCT = 20.0         # rules.catalog.LowBattery default, likewise
 
 
 class PresenceTracker:
@@ -598,10 +599,17 @@ class ZoneReaderDriver(Driver):
         b = getattr(self.ctx, "vital_signs_bounds", None)
         return b if b else DEFAULT_VITAL_BOUNDS
 
+    def _battery_low(self, battery) -> bool:
+        """The low-battery bit, or a percentage under [rules.tag_low_battery] below_pct."""
+        if battery == "low":
+            return True
+        below = getattr(self.ctx, "low_battery_below_pct", None)
+        return isinstance(battery, int) and battery < (DEFAULT_LOW_BATTERY_PCT if below is None else below)
+
     def _status_due(self, last: tuple, snap: tuple, since_sent: float) -> bool:
         battery, tamper, sos, hr = snap
         l_battery, l_tamper, l_sos, l_hr = last
-        if tamper != l_tamper or sos != l_sos or (battery == "low") != (l_battery == "low"):
+        if tamper != l_tamper or sos != l_sos or self._battery_low(battery) != self._battery_low(l_battery):
             return True
         if (battery is None) != (l_battery is None) or (hr is None) != (l_hr is None):
             return True                       # a first reading, or one that went away

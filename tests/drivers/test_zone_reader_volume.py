@@ -87,7 +87,11 @@ def test_crossings_steps_and_alerts_go_out_at_once_the_rest_once_per_interval(ri
     time.sleep(0.3)
     assert _statuses(r)[-1]["heart_rate"] == 60
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 65, timeout=3.0)
-    assert len(_statuses(r)) == n + 3
+    sim.set_battery(TAG, 50)                     # a first battery reading: at once
+    r.wait(lambda t, d: t == "tag.status" and d["battery"] == 50, timeout=1.0)
+    sim.set_battery(TAG, 19)                     # under tag_low_battery below_pct 20: at once
+    r.wait(lambda t, d: t == "tag.status" and d["battery"] == 19, timeout=1.0)
+    assert len(_statuses(r)) == n + 5
     assert r.drv.health.counters.get("status_held", 0) > 0
 
 
