@@ -300,6 +300,17 @@ class ArchiveVerifyResult:
     shed: int = 0
 
 
+def _why_missing(conn, seq: int) -> str:
+    try:
+        row = conn.execute("SELECT from_seq, to_seq, prev FROM pruned WHERE from_seq <= ? AND to_seq >= ?",
+                           (seq, seq)).fetchone()
+    except Exception:
+        row = None
+    if row is not None and row[2] is None:
+        return f"(pruned by release 1, which kept no archive: seq {row[0]}..{row[1]} can no longer be proven)"
+    return "(an archive file was removed or moved?)"
+
+
 def verify_with_archive(conn, directory: Path) -> ArchiveVerifyResult:
     """Recompute the whole chain from genesis over archive + journal (merged by seq).
 
@@ -353,7 +364,7 @@ def verify_with_archive(conn, directory: Path) -> ArchiveVerifyResult:
                 res.missing = (expected_seq, seq - 1)
                 res.bad_seq = expected_seq
                 res.reason = (f"seq {expected_seq}..{seq - 1} missing: in neither the journal nor "
-                              f"{directory}/ (an archive file was removed?)")
+                              f"{directory}/ " + _why_missing(conn, expected_seq))
                 return res
             if env.get("prev") != expected_prev:
                 res.bad_seq, res.file = seq, where

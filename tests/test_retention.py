@@ -273,7 +273,7 @@ def test_time_bounds_without_a_ts_index(tmp_path):
     evs = [submit(core, t0 + i * 3600, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x",
                                                        "person": None}) for i in range(200)]
     core.journal.conn.execute("UPDATE events SET delivered = 1")
-    assert prune_now(core, bound=evs[49].seq) == 49           # seq 1..49 archived: a hole
+    assert prune_now(core, bound=evs[48].seq) == 49           # seq 1..49 archived: a hole
     conn = core.journal.conn
     assert seq_at_ts(conn, format_ts(t0 - 1)) == 50          # the first event left
     assert seq_at_ts(conn, format_ts(t0 + 120 * 3600)) == evs[120].seq
@@ -283,3 +283,25 @@ def test_time_bounds_without_a_ts_index(tmp_path):
     assert [e.seq for e in since] == [e.seq for e in evs[150:]]
     assert list(iter_events(conn, since_ts=format_ts(t0 + 300 * 3600))) == []
     core.stop()
+
+
+def test_a_journal_pruned_by_release_1_migrates_to_a_recorded_hole(tmp_path):
+    """Release 1 deleted a prefix and kept only meta pruned_through/anchor: after the
+    migration plain verify links across it; --archive says it cannot be proven."""
+    db = tmp_path / "state" / "journal.db"
+    db.parent.mkdir()
+    shutil.copy(DATA / "legacy-v1-journal.db", db)
+    conn = sqlite3.connect(db)
+    anchor = conn.execute("SELECT hash FROM events WHERE seq = 10").fetchone()[0]
+    conn.execute("DELETE FROM events WHERE seq <= 10")          # what release 1's prune did
+    conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                     [("pruned_through", "10"), ("anchor", anchor)])
+    conn.commit()
+    conn.close()
+    Journal(db).close()
+    r = verify(db)
+    assert r.ok and r.pruned == 10 and r.first_seq == 11, r
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[storage]\ndir = "{db.parent}"\n[mqtt]\nenabled = false\n')
+    out = cli("journal", "verify", "--archive", config=toml)
+    assert out.returncode == 1 and "seq 1..10 missing" in out.stderr and "release 1" in out.stderr, out
