@@ -95,7 +95,13 @@ class Keeper:
         d = ev.data
         if not isinstance(d, dict):
             return False          # a shed telemetry row: its payload is gone already
-        m, t = self.m, ev.type
+        try:
+            return self._needed(ev.type, d)
+        except TypeError:         # odd field types (a list where an id belongs): keep it, to be safe
+            return True
+
+    def _needed(self, t: str, d: dict) -> bool:
+        m = self.m
         if d.get("person") in m.persons or d.get("for") in m.persons:
             return True
         persons = d.get("persons")

@@ -453,7 +453,12 @@ class Core:
         now = self.clock() if now is None else now
         st = self.config.storage
         try:
-            self.prune_retained(now)
+            try:
+                self.prune_retained(now)
+            except sqlite3.Error:
+                raise
+            except Exception:      # retention must never take the writer down; the next pass retries
+                log.exception("retention: pruning pass failed")
             cap = st.max_mb * 1024 * 1024
             rounds = 0
             while self.journal.size_bytes() > cap and rounds < 20:
