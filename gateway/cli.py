@@ -378,6 +378,9 @@ def cmd_replay(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     evs = iter_events(conn, since_ts=_ts_arg(args.since), until_ts=_ts_arg(args.until))
+    # After pruning, replay from the start is still the proof: archived ranges are read back.
+    until = _ts_arg(args.until)
+    evs = (e for e in _with_archive(cfg, evs, None, _ts_arg(args.since)) if until is None or e.ts <= until)
     alarms = replay(evs, cfg)
     if args.json:
         emit_json([a.envelope() | {"seq": None, "prev": None, "hash": None} for a in alarms])

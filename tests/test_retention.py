@@ -88,6 +88,10 @@ def old_center(core, t0):
     return e
 
 
+def alarm_keys(replay_json: str) -> list[tuple]:
+    return [(a["type"], a["data"]["alarm_id"], a["ts"]) for a in json.loads(replay_json)]
+
+
 def prune_now(core, bound=10**12):
     core.checkpoint_seq = lambda: bound
     return core.call(lambda c: (c.prune_retained(time.time(), force=True), [])).result(30).value
@@ -101,6 +105,7 @@ def test_prune_keeps_open_matters_and_archives_the_rest(tmp_path):
                                                         "person": None})
     core.journal.conn.execute("UPDATE events SET delivered = 1")      # as if all were PUBACKed
     before = [r[0] for r in core.journal.conn.execute("SELECT seq FROM events ORDER BY seq")]
+    replay_before = alarm_keys(cli("replay", "--json", config=toml_for(tmp_path, cfg)).stdout)
     archived = prune_now(core)
     core.stop()
     j.close()
@@ -146,6 +151,10 @@ def test_prune_keeps_open_matters_and_archives_the_rest(tmp_path):
     out = cli("custody", "E0002", "--json", config=toml)
     assert out.returncode == 0, out
     assert [r["event"] for r in json.loads(out.stdout)] == ["evidence.added", "custody.ordered", "evidence.removed"]
+    # replay over archive + journal gives the same alarms as before pruning
+    out = cli("replay", "--json", config=toml)
+    assert out.returncode == 0, out
+    assert alarm_keys(out.stdout) == replay_before and replay_before
     # trace of a person whose events were all archived
     out = cli("trace", "S-GONE", "--json", config=toml)
     assert out.returncode == 0, out
