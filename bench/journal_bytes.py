@@ -97,8 +97,8 @@ def archive_bytes(path: Path, directory: Path, n: int) -> None:
     """The same events as one archive file (gzip JSON Lines, gateway.archive)."""
     from gateway.archive import write_archive
     conn = sqlite3.connect(path)
-    rows = conn.execute(
-        "SELECT seq, id, ts, center, type, source, data, prev, hash, shed FROM events ORDER BY seq").fetchall()
+    from gateway.journal import EVENT_COLUMNS
+    rows = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events ORDER BY seq").fetchall()
     conn.close()
     t = time.perf_counter()
     f = write_archive(directory, "city-a-center", rows, "now")

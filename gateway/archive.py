@@ -341,8 +341,8 @@ def verify_with_archive(conn, directory: Path) -> ArchiveVerifyResult:
             return res
 
     def journal_rows() -> Iterator[tuple[int, str | None, dict]]:
-        cur = conn.execute("SELECT seq, id, ts, center, type, source, data, prev, hash, shed "
-                           "FROM events ORDER BY seq")
+        from gateway.journal import EVENT_COLUMNS
+        cur = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events ORDER BY seq")
         while True:
             rows = cur.fetchmany(5000)
             if not rows:

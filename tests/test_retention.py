@@ -314,3 +314,28 @@ def test_a_journal_pruned_by_release_1_migrates_to_a_recorded_hole(tmp_path):
     toml.write_text(f'[storage]\ndir = "{db.parent}"\n[mqtt]\nenabled = false\n')
     out = cli("journal", "verify", "--archive", config=toml)
     assert out.returncode == 1 and "seq 1..10 missing" in out.stderr and "release 1" in out.stderr, out
+
+
+def test_prev_is_stored_only_where_the_previous_row_cannot_give_it(tmp_path):
+    """Journals created by this release store prev NULL where it is the previous row's
+    hash; readers get it back; the row after a pruned hole stores it; a changed hash
+    still breaks verify at the next row."""
+    cfg, j, core = make_core(tmp_path, retain_days=1)
+    t0 = time.time() - 10 * DAY
+    evs = [submit(core, t0 + i, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x",
+                                                "person": None}) for i in range(20)]
+    core.journal.conn.execute("UPDATE events SET delivered = 1")
+    stored = dict(core.journal.conn.execute("SELECT seq, prev FROM events"))
+    assert stored[1] is not None and all(stored[s] is None for s in range(2, 21))
+    assert [(e.seq, e.prev) for e in iter_events(core.journal.conn)] == [(e.seq, e.prev) for e in evs]
+    assert prune_now(core, bound=5) == 5
+    assert core.journal.conn.execute("SELECT prev FROM events WHERE seq = 6").fetchone()[0] == evs[5].prev
+    core.stop()
+    j.close()
+    assert verify(cfg.journal_path).ok
+    conn = sqlite3.connect(cfg.journal_path)
+    conn.execute("UPDATE events SET hash = ? WHERE seq = 10", ("f" * 64,))
+    conn.commit()
+    conn.close()
+    r = verify(cfg.journal_path)
+    assert not r.ok and r.bad_seq == 10, r
