@@ -473,8 +473,9 @@ def cmd_trace(args) -> int:
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
     since = _ts_arg(args.since)
-    evs = iter_events(conn, types=["presence.entered", "presence.left", "person.registered", "person.left",
-                                   "wristband.bound", "wristband.unbound"], since_ts=since)
+    types = ["presence.entered", "presence.left", "person.registered", "person.left",
+             "wristband.bound", "wristband.unbound"]
+    evs = _with_archive(cfg, iter_events(conn, types=types, since_ts=since), types, since)
     rows = trace(evs, args.person)
     if not rows:
         known = conn.execute("SELECT 1 FROM events WHERE type = 'person.registered' AND "
@@ -497,7 +498,8 @@ def cmd_custody(args) -> int:
     from gateway.journal import iter_events, open_reader
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
-    rows = custody_history(iter_events(conn, types=CUSTODY_TYPES), args.item)
+    rows = custody_history(_with_archive(cfg, iter_events(conn, types=CUSTODY_TYPES), CUSTODY_TYPES),
+                           args.item)
     if not rows:
         if args.json:
             emit_json(rows)
@@ -512,9 +514,48 @@ def cmd_custody(args) -> int:
     return EXIT_OK
 
 
+def _with_archive(cfg: Config, journal_events, types, since_ts: str | None = None):
+    """Journal events merged with <storage.dir>/archive/ (pruned ranges), in seq order;
+    a damaged archive file is a clear error naming it, not a traceback."""
+    from gateway.archive import ArchiveError, archive_dir, archive_files, iter_with_archive
+    directory = archive_dir(cfg.storage.dir)
+    if not archive_files(directory):
+        return journal_events
+
+    def merged():
+        try:
+            yield from iter_with_archive(journal_events, directory, types, since_ts)
+        except ArchiveError as e:
+            raise CliError(f"archive {directory}/{e}; `casegate journal verify --archive` checks it")
+    return merged()
+
+
+def cmd_journal_verify_archive(args, cfg: Config) -> int:
+    from gateway.archive import archive_dir, verify_with_archive
+    from gateway.journal import open_reader
+    directory = archive_dir(cfg.storage.dir)
+    conn = open_reader(journal_path(cfg))
+    try:
+        r = verify_with_archive(conn, directory)
+    finally:
+        conn.close()
+    if args.json:
+        emit_json(r.__dict__)
+    elif r.ok:
+        print(f"journal + archive OK: {r.checked} events, seq 1..{r.last_seq} "
+              f"({r.archived} from {r.files} archive files in {directory}, {r.checked - r.archived} in the journal"
+              + (f", {r.shed} shed telemetry payloads, links checked" if r.shed else "") + ")")
+    else:
+        where = f" (archive file {r.file})" if r.file else ""
+        print(f"journal + archive BROKEN at seq {r.bad_seq}{where}: {r.reason}", file=sys.stderr)
+    return EXIT_OK if r.ok else EXIT_FAILED
+
+
 def cmd_journal_verify(args) -> int:
     from gateway.journal import JournalError, verify
     cfg, _ = get_config(args)
+    if getattr(args, "archive", False):
+        return cmd_journal_verify_archive(args, cfg)
     try:
         r = verify(journal_path(cfg))
     except JournalError as e:
@@ -523,7 +564,9 @@ def cmd_journal_verify(args) -> int:
         emit_json(r.__dict__)
     elif r.ok:
         print(f"journal OK: {r.checked} events, seq {r.first_seq}..{r.last_seq}"
-              + (f" ({r.shed} shed telemetry payloads, links checked)" if r.shed else ""))
+              + (f" ({r.shed} shed telemetry payloads, links checked)" if r.shed else "")
+              + (f"; {r.pruned} older events pruned to archive/ in {r.holes} ranges, anchors linked"
+                 " (`journal verify --archive` checks their contents)" if r.pruned else ""))
     else:
         print(f"journal BROKEN at seq {r.bad_seq}: {r.reason} ({r.checked} events verified before it)",
               file=sys.stderr)
@@ -587,6 +630,9 @@ def cmd_replay(args) -> int:
         return _replay_input(args, cfg)
     conn = open_reader(journal_path(cfg))
     evs = iter_events(conn, since_ts=_ts_arg(args.since), until_ts=_ts_arg(args.until))
+    # After pruning, replay from the start is still the proof: archived ranges are read back.
+    until = _ts_arg(args.until)
+    evs = (e for e in _with_archive(cfg, evs, None, _ts_arg(args.since)) if until is None or e.ts <= until)
     alarms = replay(evs, cfg)
     kinds, open_ids = [], set()
     for a in alarms:        # a re-sent alarm.raised of an active alarm is an update
@@ -879,6 +925,8 @@ def build_parser() -> argparse.ArgumentParser:
     jsub = jp.add_subparsers(dest="sub", metavar="<sub>", required=True)
     sp = jsub.add_parser("verify", help="check the hash chain and seq continuity")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--archive", action="store_true",
+                    help="prove archive/ + journal end to end (every pruned range present and chained)")
     sp.set_defaults(fn=cmd_journal_verify)
 
     sp = add("replay", "re-run the rules over the journal and print the alarms", cmd_replay)

@@ -188,6 +188,8 @@ class ZoneReaderConfig(DeviceBase):
 
     def probe_s(self) -> float:
         return self.conflict_probe_s if self.conflict_probe_s is not None else self.heartbeat_s + 5
+    hr_step_bpm: float = Field(default=10, gt=0)       # tag.status when heart rate moves this far from the last sent
+    status_every_s: float = Field(default=300, gt=0)   # otherwise at most one tag.status per tag this often
 
     @field_validator("listen")
     @classmethod
@@ -224,6 +226,8 @@ class ModbusDoorsConfig(DeviceBase):
     count: int | None = Field(default=None, ge=1, le=2000)
     timeout_ms: int = Field(default=500, ge=10)
     doors: list[DoorInput] = []
+    chatter_max_changes: int = Field(default=30, ge=1)   # per door: reported changes allowed per window...
+    chatter_window_s: float = Field(default=60, gt=0)     # ...beyond that a chattering contact is suppressed (counted)
 
     @field_validator("url")
     @classmethod
@@ -280,6 +284,8 @@ class AlarmsConfig(Strict):
     max_shelve_h: float = Field(default=8, gt=0, le=168)  # longest alarm/shelve (facility alarms only)
     max_maintenance_h: float = Field(default=72, gt=0, le=720)  # longest device/maintenance
     max_unacked_cleared: int = Field(default=1000, ge=10)  # cleared-unacknowledged alarms kept standing; oldest dropped (counted)
+    headcount_burst: int = Field(default=3, ge=1)               # camera.headcount changes sent at once...
+    headcount_min_interval_s: float = Field(default=60, ge=0)   # ...then at most one per this (flapping bound)
 
 
 DeviceConfig = Annotated[

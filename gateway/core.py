@@ -31,6 +31,8 @@ log = logging.getLogger("casegate.core")
 MAX_BATCH = 2000
 SHED_CHUNK = 5000
 MAINTENANCE_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0      # a pruning pass scans the old part of the journal: hourly is plenty
+PRUNE_MAX_EVENTS = 50_000   # per pass: the writer waits meanwhile (~1 s per 20,000 events archived)
 
 
 class RequestError(Exception):
@@ -227,6 +229,11 @@ class Core:
     def enable_checkpoints(self, store) -> None:
         """Checkpoint the folded state periodically and at stop (gateway/checkpoint.py)."""
         self.checkpoints = store
+        # Retention prunes only below a checkpoint this process wrote: one written by
+        # this code and config is the one a restart will load (an older release's is
+        # refused by its code fingerprint, and a full replay would then lack the
+        # pruned events).
+        self.checkpoint_seq = lambda: (store.last or {}).get("seq")
 
     def _journal_hash(self, seq: int) -> str | None:
         row = self.journal.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
@@ -524,14 +531,53 @@ class Core:
         self._last_maintenance = now
         self.maintain(now)
 
+    # Retention (SPEC §7). The seq the newest checkpoint covers bounds pruning;
+    # the daemon (or a test) may replace this with its own source of that seq.
+    checkpoint_seq: Callable[[], int | None] | None = None
+    _last_prune = float("-inf")
+    _said_no_checkpoint = False
+
+    def prune_retained(self, now: float, force: bool = False) -> int:
+        """Archive and remove what ``retain_days`` allows and no open matter needs.
+
+        Only events below the newest checkpoint's seq: without a checkpoint the
+        folded state lives only in the full journal, so nothing is pruned."""
+        from gateway.archive import Keeper, OpenMatters, archive_dir, latest_checkpoint_seq
+        if not force and now - self._last_prune < PRUNE_EVERY_S:
+            return 0
+        self._last_prune = now
+        st = self.config.storage
+        fn = self.checkpoint_seq or (lambda: latest_checkpoint_seq(st.dir))
+        keep_from = fn()
+        if keep_from is None:
+            if not self._said_no_checkpoint:
+                self._said_no_checkpoint = True
+                log.info("retention: no checkpoint of the folded state yet, so nothing is pruned "
+                         "(a restart replays the whole journal and needs every event)")
+            return 0
+        self._said_no_checkpoint = False
+        acked = {e.data.get("alarm_id") for e in
+                 iter_events(self.journal.conn, types=["alarm.acknowledged"]) if e.data}
+        keeper = Keeper(OpenMatters.from_state(self.engine.state), acked)
+        res = self.journal.prune(now - st.retain_days * 86400, keep_from + 1, archive_dir(st.dir), keeper,
+                                 max_events=PRUNE_MAX_EVENTS)
+        if res.archived:
+            log.info("retention: archived %d events older than %d days to %s (%d old events kept for "
+                     "open matters: persons inside, items in custody, unacknowledged alarms)",
+                     res.archived, st.retain_days, res.file, res.kept)
+        return res.archived
+
     def maintain(self, now: float | None = None) -> None:
         """Retention and the disk cap (SPEC §1a storage)."""
         now = self.clock() if now is None else now
         st = self.config.storage
         try:
-            pruned = self.journal.prune(now - st.retain_days * 86400)
-            if pruned:
-                log.info("pruned %d delivered events older than %d days", pruned, st.retain_days)
+            try:
+                self.prune_retained(now)
+            except sqlite3.Error:
+                raise
+            except Exception:      # retention must never take the writer down; the next pass retries
+                log.exception("retention: pruning pass failed")
             cap = st.max_mb * 1024 * 1024
             rounds = 0
             while self.journal.size_bytes() > cap and rounds < 20:

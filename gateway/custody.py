@@ -16,6 +16,7 @@ def custody_history(events: Iterable[Event], item: str) -> list[dict]:
     item = item.upper()
     orders: set[str] = set()
     where: tuple[str, int | None] | None = None
+    unlocked: tuple[str, int | None] | None = None     # unlocked under one of its orders, not yet closed
     alarm_ids: set[str] = set()
     rows: list[dict] = []
 
@@ -34,9 +35,14 @@ def custody_history(events: Iterable[Event], item: str) -> list[dict]:
         elif t == "locker.unlock_requested" and (
                 d.get("order") in orders or (where is not None and (d.get("locker"), d.get("compartment")) == where)):
             row(ev, d.get("by"), locker=d.get("locker"), compartment=d.get("compartment"), order=d.get("order"))
-        elif t in ("locker.opened", "locker.closed") and where is not None \
-                and (d.get("locker"), d.get("compartment")) == where:
+            if d.get("order") in orders:     # opened to deposit it: that open and close are its chain too
+                unlocked = (d.get("locker"), d.get("compartment"))
+        elif t in ("locker.opened", "locker.closed") and (
+                (where is not None and (d.get("locker"), d.get("compartment")) == where)
+                or (d.get("locker"), d.get("compartment")) == unlocked):
             row(ev, None, locker=d.get("locker"), compartment=d.get("compartment"))
+            if t == "locker.closed":
+                unlocked = None
         elif t.startswith("alarm.") and (item in str(d.get("details", "")).upper() or d.get("alarm_id") in alarm_ids):
             alarm_ids.add(d.get("alarm_id"))
             row(ev, d.get("by"), code=d.get("code"), alarm_id=d.get("alarm_id"))

@@ -79,6 +79,24 @@ class DeviceContext:
     def person_for(self, tag_or_card: str) -> str | None:
         return self.d.core.state.tag_owner.get(tag_or_card)
 
+    @property
+    def vital_signs_bounds(self) -> tuple[float, float]:
+        """[rules.vital_signs_abnormal] low_bpm/high_bpm (read live: a reload applies): the
+        zone reader sends tag.status at once when a heart rate crosses one of them."""
+        from rules.catalog import rule_settings
+        cfg = self.d.config
+        cached = getattr(self, "_vital_cache", None)
+        if cached is None or cached[0] is not cfg:
+            s = rule_settings(cfg.rules)["vital_signs_abnormal"]
+            cached = self._vital_cache = (cfg, (float(s.low_bpm), float(s.high_bpm)))
+        return cached[1]
+
+    @property
+    def low_battery_below_pct(self) -> float:
+        """[rules.tag_low_battery] below_pct: the zone reader sends a battery crossing it at once."""
+        from rules.catalog import rule_settings
+        return float(rule_settings(self.d.config.rules)["tag_low_battery"].below_pct)
+
     def present_tags(self) -> list[tuple[str, str, float]]:
         """(tag, room, since) of every tag the journal says is in a room now."""
         def snap(core):

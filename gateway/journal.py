@@ -20,9 +20,13 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from gateway.events import GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, parse_ts
+from gateway.events import (GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, format_ts,
+                            parse_ts)
 
-SCHEMA_VERSION = 1
+# 1: first release. 2: table ``pruned`` (holes left by archiving, with their
+# chain anchors), no index on ts; a v1 journal is migrated in place when the
+# writer opens it (its freed index pages are reused, or returned by incremental vacuum).
+SCHEMA_VERSION = 2
 
 
 class JournalError(Exception):
@@ -52,7 +56,13 @@ def row_to_event(row) -> Event:
                  prev, h, parse_ts(ts), data)
 
 
-EVENT_COLUMNS = "seq, id, ts, center, type, source, data, prev, hash"
+# ``prev`` is stored only where it is not the previous row's hash (the first event, the
+# event after a pruned hole, rows written by release 1): everywhere else it is NULL and
+# read back from that row (one primary-key lookup), 65 of 373 bytes per event saved.
+# Verify still recomputes every hash from the prev it reads, so a changed row breaks
+# the chain exactly as before. Read rows through EVENT_COLUMNS, never ``prev`` directly.
+EVENT_COLUMNS = ("seq, id, ts, center, type, source, data, "
+                 "COALESCE(prev, (SELECT p.hash FROM events AS p WHERE p.seq = events.seq - 1)) AS prev, hash")
 
 
 def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -88,6 +98,9 @@ class Journal:
             p = Path(str(self.path) + suffix)
             if p.exists():
                 os.chmod(p, 0o600)
+        # A release-1 table declares prev NOT NULL (SQLite cannot drop that in place): such a
+        # journal keeps storing every prev; journals created since store only the needed ones.
+        self._prev_elided = not any(r[1] == "prev" and r[3] for r in self.conn.execute("PRAGMA table_info(events)"))
         last = self.conn.execute(f"SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self.last_seq, self.last_hash = (last[0], last[1]) if last else (0, GENESIS)
 
@@ -97,17 +110,42 @@ class Journal:
             db["events"].create({
                 "seq": int, "id": str, "ts": str, "center": str, "type": str, "source": str,
                 "data": str, "prev": str, "hash": str, "delivered": int, "shed": int,
-            }, pk="seq", not_null={"id", "ts", "center", "type", "source", "prev", "hash"},
+            }, pk="seq", not_null={"id", "ts", "center", "type", "source", "hash"},
                 defaults={"delivered": 0, "shed": 0})
             self.conn.execute("CREATE INDEX idx_events_undelivered ON events(seq) WHERE delivered = 0")
             self.conn.execute("CREATE INDEX idx_events_type ON events(type)")
-            self.conn.execute("CREATE INDEX idx_events_ts ON events(ts)")
+            # No index on ts (release 1 had one: 38 of its 411 bytes per event): ts grows
+            # with seq, so a time bound is found by binary search on seq (seq_at_ts).
         if "requests" not in db.table_names():
             db["requests"].create({"request_id": str, "command": str, "response": str, "ts": str},
                                   pk="request_id")
         if "meta" not in db.table_names():
             db["meta"].create({"key": str, "value": str}, pk="key")
             db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a journal of an earlier release up to SCHEMA_VERSION (idempotent)."""
+        c = self.conn
+        c.execute("CREATE TABLE IF NOT EXISTS pruned (from_seq INTEGER PRIMARY KEY, to_seq INTEGER NOT NULL, "
+                  "prev TEXT, hash TEXT NOT NULL)")
+        version = int(self.get_meta("schema") or "1")
+        if version >= SCHEMA_VERSION:
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("DROP INDEX IF EXISTS idx_events_ts")      # see _create: seq_at_ts replaces it
+            # Release 1 pruned a prefix without archiving it: record it as a hole whose
+            # far anchor is unknown (prev NULL) so verify can still link across it.
+            through, anchor = self.get_meta("pruned_through"), self.get_meta("anchor")
+            if through and int(through) > 0 and anchor:
+                c.execute("INSERT OR IGNORE INTO pruned (from_seq, to_seq, prev, hash) VALUES (1, ?, NULL, ?)",
+                          (int(through), anchor))
+            self.set_meta("schema", str(SCHEMA_VERSION))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     # ---- writing -------------------------------------------------------
     def append(self, events: list[Event], requests: Iterable[tuple[str, str, str, str]] = (),
@@ -121,12 +159,18 @@ class Journal:
         c.execute("BEGIN IMMEDIATE")
         try:
             if events:
+                rows = []
+                before_seq, before_hash = self.last_seq, self.last_hash
+                for e in events:
+                    linked = self._prev_elided and e.seq > 1 and e.seq == before_seq + 1 \
+                        and e.prev == before_hash
+                    rows.append((e.seq, e.id, e.ts, e.center, e.type, e.source,
+                                 e.data_json if e.data_json is not None else dump_data(e.data),
+                                 None if linked else e.prev, e.hash))
+                    before_seq, before_hash = e.seq, e.hash
                 c.executemany(
                     "INSERT INTO events (seq, id, ts, center, type, source, data, prev, hash) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(e.seq, e.id, e.ts, e.center, e.type, e.source,
-                      e.data_json if e.data_json is not None else dump_data(e.data), e.prev, e.hash)
-                     for e in events])
+                    "VALUES (?,?,?,?,?,?,?,?,?)", rows)
             reqs = list(requests)
             if reqs:
                 c.executemany("INSERT OR REPLACE INTO requests (request_id, command, response, ts) "
@@ -172,31 +216,86 @@ class Journal:
                                 (request_id,)).fetchone()
         return row[0] if row else None
 
-    def prune(self, before_epoch: float) -> int:
-        """Delete delivered events older than ``before_epoch`` (a prefix of the
-        journal only, so the remaining chain stays contiguous)."""
+    def prune_bound(self, before_epoch: float, keep_from_seq: int) -> int:
+        """The first seq pruning must not touch: the first event at or after the
+        cutoff, the first undelivered one, ``keep_from_seq`` (the newest checkpoint
+        covers only what is below it), and the newest row (the chain's tip)."""
         from gateway.events import format_ts
         cutoff = format_ts(before_epoch)
-        row = self.conn.execute(
-            "SELECT MIN(seq) FROM events WHERE delivered = 0 OR ts >= ?", (cutoff,)).fetchone()
-        keep_from = row[0] if row[0] is not None else self.last_seq  # always keep the newest row
-        if keep_from is None:
-            return 0
-        first = self.conn.execute("SELECT MIN(seq) FROM events").fetchone()[0]
-        if first is None or keep_from <= first:
-            return 0
-        anchor = self.conn.execute("SELECT prev FROM events WHERE seq = ?", (keep_from,)).fetchone()
-        self.conn.execute("BEGIN IMMEDIATE")
+        bound = min(keep_from_seq, self.last_seq)
+        undelivered = self.conn.execute("SELECT MIN(seq) FROM events WHERE delivered = 0").fetchone()[0]
+        if undelivered is not None:
+            bound = min(bound, undelivered)
+        start = seq_at_ts(self.conn, format_ts(before_epoch - TS_DISORDER_S))
+        if start is not None:     # the first event at/after the cutoff, from a little before it
+            recent = self.conn.execute("SELECT MIN(seq) FROM events WHERE seq >= ? AND ts >= ?",
+                                       (start, cutoff)).fetchone()[0]
+            if recent is not None:
+                bound = min(bound, recent)
+        return bound
+
+    def prune(self, before_epoch: float, keep_from_seq: int, archive_to: str | os.PathLike,
+              keep=lambda ev: False, batch: int = 20_000, max_events: int | None = None) -> "PruneResult":
+        """Archive, then delete, delivered events older than ``before_epoch`` below
+        ``keep_from_seq`` for which ``keep(event)`` is False (gateway.archive.Keeper:
+        what open matters need). ``keep`` sees every candidate in seq order.
+
+        The archive file is durable before any row is deleted; a crash in between
+        leaves the rows in both places (harmless: the same hashes). Kept rows keep
+        their seq/prev/hash; each hole is recorded in ``pruned`` with its anchors.
+        """
+        from gateway.archive import runs_of, write_archive
+        from gateway.events import format_ts
+        bound = self.prune_bound(before_epoch, keep_from_seq)
+        gone: list[tuple] = []
+        kept = 0
+        last = 0
+        while max_events is None or len(gone) < max_events:
+            # candidates streamed in batches; only the ones to archive are held. A pass
+            # stops after max_events (the writer thread is busy meanwhile); the next goes on.
+            rows = self.conn.execute(
+                f"SELECT {EVENT_COLUMNS}, shed FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                (last, bound, batch)).fetchall()
+            if not rows:
+                break
+            for r in rows:
+                if keep(row_to_event(r)):
+                    kept += 1
+                else:
+                    gone.append(r)
+            last = rows[-1][0]
+        if not gone:
+            return PruneResult(0, kept, None)
+        path = write_archive(Path(archive_to), gone[-1][3], gone, format_ts(time.time()))
+        runs = runs_of((r[0], r[7], r[8]) for r in gone)
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
         try:
-            cur = self.conn.execute("DELETE FROM events WHERE seq < ?", (keep_from,))
-            self.set_meta("pruned_through", str(keep_from - 1))
-            self.set_meta("anchor", anchor[0] if anchor else GENESIS)
-            self.conn.execute("COMMIT")
+            # The row after each hole can no longer read its prev from the row before: store it.
+            c.executemany("UPDATE events SET prev = ? WHERE seq = ? AND prev IS NULL",
+                          [(h, b + 1) for _, b, _, h in runs])
+            c.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", [(a, b) for a, b, _, _ in runs])
+            c.executemany("INSERT OR REPLACE INTO pruned (from_seq, to_seq, prev, hash) VALUES (?,?,?,?)", runs)
+            self._merge_pruned_runs()
+            c.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            c.execute("ROLLBACK")
             raise
-        self.conn.execute("PRAGMA incremental_vacuum")
-        return cur.rowcount
+        c.execute("PRAGMA incremental_vacuum")
+        return PruneResult(len(gone), kept, path)
+
+    def _merge_pruned_runs(self) -> None:
+        """Adjacent holes (a row kept by an earlier pass, archived now) become one."""
+        runs = self.conn.execute("SELECT from_seq, to_seq, prev, hash FROM pruned ORDER BY from_seq").fetchall()
+        merged: list[list] = []
+        for a, b, prev, h in runs:
+            if merged and merged[-1][1] + 1 == a and merged[-1][3] == prev:
+                merged[-1][1], merged[-1][3] = b, h
+            else:
+                merged.append([a, b, prev, h])
+        if len(merged) != len(runs):
+            self.conn.execute("DELETE FROM pruned")
+            self.conn.executemany("INSERT INTO pruned (from_seq, to_seq, prev, hash) VALUES (?,?,?,?)", merged)
 
     def shed_telemetry(self, max_rows: int) -> tuple[int, int, int]:
         """Drop the payload of the oldest delivered telemetry rows.
@@ -235,6 +334,32 @@ class Journal:
 
 # ---- reading (any thread, own connection) -------------------------------
 
+# How far an event's ts may run behind an earlier seq's (a driver stamps when a thing
+# happened; the writer seals in arrival order): time bounds search this much earlier.
+TS_DISORDER_S = 600.0
+
+
+def seq_at_ts(conn: sqlite3.Connection, ts: str) -> int | None:
+    """The first seq whose ts is >= ``ts`` (RFC 3339 UTC), by binary search over seq:
+    ts grows with seq (give or take TS_DISORDER_S), so no index on ts is needed.
+    None when every event is older (or the journal is empty)."""
+    lo, hi = conn.execute("SELECT MIN(seq), MAX(seq) FROM events").fetchone()
+    if lo is None:
+        return None
+    end = hi + 1
+    while lo < end:
+        mid = (lo + end) // 2
+        seq, row_ts = conn.execute("SELECT seq, ts FROM events WHERE seq >= ? ORDER BY seq LIMIT 1",
+                                   (mid,)).fetchone()
+        if row_ts >= ts:
+            end = mid
+        else:
+            lo = seq + 1
+    if lo > hi:
+        return None
+    return conn.execute("SELECT MIN(seq) FROM events WHERE seq >= ?", (lo,)).fetchone()[0]
+
+
 def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | None = None,
                 types: Iterable[str] | None = None, since_ts: str | None = None,
                 until_ts: str | None = None, batch: int = 5000) -> Iterator[Event]:
@@ -251,6 +376,15 @@ def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | N
     if since_ts:
         where.append("ts >= ?")
         args.append(since_ts)
+        try:
+            lower = format_ts(parse_ts(since_ts) - TS_DISORDER_S)
+        except (ValueError, TypeError, OverflowError):
+            lower = None      # not RFC 3339: the filter alone decides (a full scan)
+        if lower is not None:
+            start = seq_at_ts(conn, lower)
+            if start is None:
+                return        # every event is older
+            args[0] = max(args[0], start - 1)
     if until_ts:
         where.append("ts <= ?")
         args.append(until_ts)
@@ -268,6 +402,13 @@ def iter_events(conn: sqlite3.Connection, since_seq: int = 0, until_seq: int | N
 
 
 @dataclass
+class PruneResult:
+    archived: int                 # events written to the archive and deleted from the journal
+    kept: int                     # old events kept because an open matter needs them
+    file: Path | None             # the archive file written, None when nothing was pruned
+
+
+@dataclass
 class VerifyResult:
     ok: bool
     checked: int
@@ -276,24 +417,60 @@ class VerifyResult:
     bad_seq: int | None = None
     reason: str = ""
     shed: int = 0
+    pruned: int = 0               # seqs not in the journal: archived (holes with anchors)
+    holes: int = 0
 
 
 def verify(path: str | os.PathLike) -> VerifyResult:
-    """Recompute the hash chain and check seq continuity."""
+    """Recompute the hash chain and check seq continuity.
+
+    A pruned journal has holes; each must be recorded in ``pruned`` with its
+    anchors: the hole's ``prev`` must be the hash of the event before it and its
+    ``hash`` the prev of the event after it, so every contiguous run is verified
+    and linked to the next (the archive itself: ``verify_with_archive``)."""
     conn = open_reader(path)
     try:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        expected_prev = meta.get("anchor", GENESIS)
-        pruned = int(meta.get("pruned_through", "0"))
-        expected_seq = pruned + 1
-        checked = shed = 0
+        holes = []
+        has_pruned = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pruned'").fetchone()
+        if has_pruned:
+            holes = conn.execute("SELECT from_seq, to_seq, prev, hash FROM pruned ORDER BY from_seq").fetchall()
+        else:   # a release-1 journal not yet opened by the writer (read-only: no migration)
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if int(meta.get("pruned_through", "0")) > 0:
+                holes = [(1, int(meta["pruned_through"]), None, meta.get("anchor", GENESIS))]
+        holes.reverse()            # popped from the end, lowest first
+        expected_prev = GENESIS
+        expected_seq = 1
+        checked = shed = pruned = n_holes = 0
         first = last = None
         cur = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events ORDER BY seq")
+
+        def cross_holes(upto: int):
+            """Step over the recorded holes below ``upto``; None if they link, else the failure."""
+            nonlocal expected_seq, expected_prev, pruned, n_holes
+            while holes and holes[-1][0] < upto:
+                a, b, hprev, hhash = holes.pop()
+                if a != expected_seq:
+                    return VerifyResult(False, checked, first, last, expected_seq,
+                                        f"seq {expected_seq} is missing (pruned range {a}..{b} does not start there)")
+                if hprev is not None and hprev != expected_prev:
+                    return VerifyResult(False, checked, first, last, a,
+                                        f"pruned range {a}..{b}: its anchor does not match the hash before it")
+                expected_seq, expected_prev = b + 1, hhash
+                pruned += b - a + 1
+                n_holes += 1
+            return None
+
         while True:
             rows = cur.fetchmany(5000)
             if not rows:
                 break
             for seq, id_, ts, center, type_, source, data, prev, h, is_shed in rows:
+                before_holes = expected_seq
+                bad = cross_holes(seq)
+                if bad:
+                    return bad
                 if first is None:
                     first = seq
                 if seq != expected_seq:
@@ -301,7 +478,9 @@ def verify(path: str | os.PathLike) -> VerifyResult:
                                         f"seq {expected_seq} is missing (next present is {seq})")
                 if prev != expected_prev:
                     return VerifyResult(False, checked, first, last, seq,
-                                        "prev does not match the previous event's hash")
+                                        "prev does not match the previous event's hash"
+                                        + (" (the anchor of the pruned range before it)"
+                                           if expected_seq != before_holes else ""))
                 if is_shed:
                     shed += 1  # payload shed under the disk cap: only the link can be checked
                 else:
@@ -317,7 +496,11 @@ def verify(path: str | os.PathLike) -> VerifyResult:
                 expected_seq = seq + 1
                 last = seq
                 checked += 1
-        return VerifyResult(True, checked, first, last, shed=shed)
+        if holes:
+            a, b = holes[-1][0], holes[0][1]
+            return VerifyResult(False, checked, first, last, a,
+                                f"pruned range {a}..{b} recorded after the last event {last}")
+        return VerifyResult(True, checked, first, last, shed=shed, pruned=pruned, holes=n_holes)
     finally:
         conn.close()
 

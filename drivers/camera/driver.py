@@ -502,8 +502,25 @@ class CameraDriver(Driver):
         else:
             self._cand_count, self._cand_n = count, 1
         if self._cand_n >= HEADCOUNT_STABLE and count != self.stats.headcount:
+            if not self._headcount_allowed(ts):
+                # Flapping (people at the edge of the view, a detector unsure between 2 and 3):
+                # hold the change; the count that is stable when the bound allows goes out then.
+                self.count("headcount_held")
+                return
             self.stats.headcount = count
             self._emit("camera.headcount", {"count": count}, ts)
+
+    def _headcount_allowed(self, ts: float) -> bool:
+        """Token bucket on the frames' time: ``headcount_burst`` changes at once, then one per
+        ``headcount_min_interval_s``; a camera flapping between two counts makes about one
+        camera.headcount a minute instead of one a second."""
+        burst = float(self._opt("headcount_burst", 3))
+        every = float(self._opt("headcount_min_interval_s", 60.0))
+        tokens, last = getattr(self, "_hc_bucket", (burst, ts))
+        tokens = min(burst, tokens + max(0.0, ts - last) / every) if every > 0 else burst
+        ok = tokens >= 1.0
+        self._hc_bucket = (tokens - 1.0 if ok else tokens, ts)
+        return ok
 
     def _update_faces(self, rgb, boxes, ts: float, now: float, frame: np.ndarray) -> None:
         """Recognition over face tracks.

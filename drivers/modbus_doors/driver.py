@@ -27,6 +27,7 @@ exclusively). See :func:`acquire_bus`.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -247,6 +248,30 @@ class DoorDebounce:
         return None
 
 
+class DoorChatterBound:
+    """At most ``max_changes`` reported changes of one door per ``window_s``. A contact
+    that chatters (a loose magnet flipping every few polls passes the 2-poll debounce)
+    would otherwise journal door.opened/closed several times a second. Changes past
+    the bound are suppressed (counted); the door's settled state is reported once the
+    window allows, so the journal's opened/closed still alternate and end right.
+    Pure: time is passed in."""
+
+    def __init__(self, max_changes: int, window_s: float):
+        self.max_changes = max_changes
+        self.window_s = window_s
+        self.times: collections.deque[float] = collections.deque()
+        self.reported: bool | None = None      # the value last reported
+
+    def allow(self, now: float) -> bool:
+        while self.times and now - self.times[0] >= self.window_s:
+            self.times.popleft()
+        return len(self.times) < self.max_changes
+
+    def report(self, value: bool, now: float) -> None:
+        self.reported = value
+        self.times.append(now)
+
+
 class ModbusDoorsDriver(Driver):
     kind = "modbus_doors"
 
@@ -262,6 +287,7 @@ class ModbusDoorsDriver(Driver):
             self.read_count = 1
         self.timeout_s = cfg.timeout_ms / 1000.0
         self.doors = []
+        self.chatter: dict[str, DoorChatterBound] = {}
         for d in cfg.doors:
             idx = d.input - self.first
             if not 0 <= idx < self.read_count:
@@ -270,6 +296,8 @@ class ModbusDoorsDriver(Driver):
                 self.count("door_input_out_of_range")
                 continue
             self.doors.append((d, idx, DoorDebounce()))
+            self.chatter[d.door] = DoorChatterBound(getattr(cfg, "chatter_max_changes", 30),
+                                                    getattr(cfg, "chatter_window_s", 60.0))
         self.last_inputs: list[bool] | None = None
         self._bus: ModbusBus | None = None
         self._thread: threading.Thread | None = None
@@ -346,9 +374,30 @@ class ModbusDoorsDriver(Driver):
         self.set_state("online")
         for d, idx, db in self.doors:
             change = db.feed(bits[idx], now)
+            bound = self.chatter[d.door]
             if change is not None:
                 value, since = change
-                closed = int(value) == d.closed_when
-                self.ctx.emit("door.closed" if closed else "door.opened",
-                              {"door": d.door, "room": d.room}, ts=since)
+            elif db.state is not None and db.state != bound.reported:
+                value, since = db.state, now       # settled after suppressed chatter
+            else:
+                continue
+            if value == bound.reported:
+                continue                           # chatter that came back to what was reported
+            if not bound.allow(now):
+                self.count("door_chatter_suppressed")
+                self._log_once_chatter(d.door)
+                continue
+            bound.report(value, now)
+            closed = int(value) == d.closed_when
+            self.ctx.emit("door.closed" if closed else "door.opened",
+                          {"door": d.door, "room": d.room}, ts=since)
         return True
+
+    def _log_once_chatter(self, door: str) -> None:
+        logged = self.__dict__.setdefault("_chatter_logged", set())
+        if door not in logged:
+            logged.add(door)
+            self.ctx.log.warning("%s: door %s chatters (more than %d changes in %g s): further changes "
+                                 "suppressed until it settles; check the contact and its magnet",
+                                 self.device_id, door, self.chatter[door].max_changes,
+                                 self.chatter[door].window_s)

@@ -13,8 +13,15 @@ Events:
   ``presence_timeout_s`` without a record. Presence is per (tag, room); the
   room is the exciter's room when the record carries a mapped exciter address,
   else the station's room.
-* ``tag.status`` [tag, person, battery, tamper, sos, heart_rate] only when one
-  of the four values changes. ``battery`` is ``"low"`` while the status byte's
+* ``tag.status`` [tag, person, battery, tamper, sos, heart_rate] only on a
+  change that matters (SPEC §4.1 v2 volume): at once when tamper, SOS or
+  battery-low change, when a value first appears or goes away, when the heart
+  rate crosses a vital_signs_abnormal bound or moves ``hr_step_bpm`` from the
+  last value SENT; any other change at most once per ``status_every_s`` (the
+  held change goes out then, from the timer, even if the band falls silent).
+  A band reports every second and its heart rate jitters: reporting every
+  change made millions of events a day. Held changes are counted
+  (``status_held``). ``battery`` is ``"low"`` while the status byte's
   low-battery bit is set, else the last wristband percentage (int), else null.
   ``tamper`` = strap opened (0x8A01 kind 2) or reader removed (0x8801);
   ``sos`` = status bit4 or 0x8A01 kind 4; ``heart_rate`` = last bpm or null.
@@ -73,6 +80,8 @@ MAX_UNKNOWN_STATIONS = 1024   # unknown dev_ids remembered (a flood of made-up i
 FLOOD_WINDOW_S = 60.0         # the flood counts' window, and the most often a flood is journaled
 MAX_FLOOD_ADDRS = 256         # source addresses counted per flood window (the rest: "other")
 _DEFAULT_STATUS = (None, False, False, None)
+DEFAULT_VITAL_BOUNDS = (45.0, 130.0)   # rules.catalog.VitalSigns defaults, when the context gives none
+DEFAULT_LOW_BATTERY_PCT = 20.0         # rules.catalog.LowBattery default, likewise
 
 
 class PresenceTracker:
@@ -131,7 +140,8 @@ class TagStatus:
     """What casegate knows about one tag's health; ``snapshot()`` is what
     ``tag.status`` carries (minus ids)."""
 
-    __slots__ = ("low_bit", "pct", "strap", "removed", "sos_bit", "band_sos", "hr", "last", "seen")
+    __slots__ = ("low_bit", "pct", "strap", "removed", "sos_bit", "band_sos", "hr", "last", "seen",
+                 "sent_at")
 
     def __init__(self, now: float = 0.0):
         self.low_bit = False
@@ -141,8 +151,9 @@ class TagStatus:
         self.sos_bit = False
         self.band_sos = False
         self.hr: int | None = None
-        self.last = _DEFAULT_STATUS
+        self.last = _DEFAULT_STATUS       # what the last tag.status SENT said
         self.seen = now
+        self.sent_at = float("-inf")      # monotonic time of the last tag.status
 
     def snapshot(self) -> tuple:
         return ("low" if self.low_bit else self.pct, self.strap or self.removed,
@@ -1001,7 +1012,7 @@ class ZoneReaderDriver(Driver):
         ts = self._tag_state(tag, now)
         ts.low_bit = rec.low_battery
         ts.sos_bit = rec.sos
-        self._status(tag, ts, wall)
+        self._status(tag, ts, wall, now)
 
     def _wristband(self, b: P.WristbandData, now: float, wall: float) -> None:
         ts = self._tag_state(b.tag, now)
@@ -1017,7 +1028,7 @@ class ZoneReaderDriver(Driver):
         else:
             self.count("unknown_band_kind")
             return
-        self._status(b.tag, ts, wall)
+        self._status(b.tag, ts, wall, now)
 
     def _reader(self, r: P.ReaderState, now: float, wall: float) -> None:
         if r.state not in (0, 1):
@@ -1025,15 +1036,56 @@ class ZoneReaderDriver(Driver):
             return
         ts = self._tag_state(r.tag, now)
         ts.removed = r.removed
-        self._status(r.tag, ts, wall)
+        self._status(r.tag, ts, wall, now)
 
-    def _status(self, tag: str, ts: TagStatus, wall: float) -> None:
+    def _status(self, tag: str, ts: TagStatus, wall: float, now: float | None = None) -> None:
         snap = ts.snapshot()
-        if snap != ts.last:
-            ts.last = snap
-            battery, tamper, sos, hr = snap
-            self._emit("tag.status", {"tag": tag, "person": self.ctx.person_for(tag), "battery": battery,
-                                      "tamper": tamper, "sos": sos, "heart_rate": hr}, wall)
+        if snap == ts.last:
+            return
+        now = time.monotonic() if now is None else now
+        if not self._status_due(ts.last, snap, now - ts.sent_at):
+            self.count("status_held")
+            return
+        ts.last = snap
+        ts.sent_at = now
+        battery, tamper, sos, hr = snap
+        self._emit("tag.status", {"tag": tag, "person": self.ctx.person_for(tag), "battery": battery,
+                                  "tamper": tamper, "sos": sos, "heart_rate": hr}, wall)
+
+    def _vital_bounds(self) -> tuple[float, float]:
+        """[rules.vital_signs_abnormal] low_bpm/high_bpm, as the daemon's context gives them."""
+        b = getattr(self.ctx, "vital_signs_bounds", None)
+        return b if b else DEFAULT_VITAL_BOUNDS
+
+    def _battery_low(self, battery) -> bool:
+        """The low-battery bit, or a percentage under [rules.tag_low_battery] below_pct."""
+        if battery == "low":
+            return True
+        below = getattr(self.ctx, "low_battery_below_pct", None)
+        return isinstance(battery, int) and battery < (DEFAULT_LOW_BATTERY_PCT if below is None else below)
+
+    def _status_due(self, last: tuple, snap: tuple, since_sent: float) -> bool:
+        battery, tamper, sos, hr = snap
+        l_battery, l_tamper, l_sos, l_hr = last
+        if tamper != l_tamper or sos != l_sos or self._battery_low(battery) != self._battery_low(l_battery):
+            return True
+        if (battery is None) != (l_battery is None) or (hr is None) != (l_hr is None):
+            return True                       # a first reading, or one that went away
+        if hr is not None:
+            low, high = self._vital_bounds()
+            zone = (hr > high) - (hr < low)   # the rule's in-range test: low <= hr <= high
+            if zone != (l_hr > high) - (l_hr < low):
+                return True
+            if abs(hr - l_hr) >= self.cfg.hr_step_bpm:
+                return True
+        return since_sent >= self.cfg.status_every_s
+
+    def _flush_held_status(self, now: float, wall: float) -> None:
+        """Send changes held back by the rate bound once it allows (the timer's part)."""
+        every = self.cfg.status_every_s
+        for tag, ts in self.tags.items():
+            if now - ts.sent_at >= every and ts.snapshot() != ts.last:
+                self._status(tag, ts, wall, now)
 
     def _entered(self, tag: str, room: str, wall: float) -> None:
         self._emit("presence.entered", {"person": self.ctx.person_for(tag), "tag": tag, "room": room}, wall)
@@ -1057,6 +1109,7 @@ class ZoneReaderDriver(Driver):
         self._identity_tick(now, wall)
         for tag, room, secs in self.presence.expire(now):
             self._left(tag, room, secs, wall)
+        self._flush_held_status(now, wall)
         limit = 3 * self.cfg.heartbeat_s
         for st in self._stations.values():
             if st.known and not st.offline and now - st.last_seen > limit:
