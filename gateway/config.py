@@ -186,10 +186,11 @@ class ZoneReaderConfig(DeviceBase):
                 rooms[dev_id] = v
         return {**data, "stations": rooms, "station_ips": pins}
 
-    def probe_s(self) -> float:
-        return self.conflict_probe_s if self.conflict_probe_s is not None else self.heartbeat_s + 5
     hr_step_bpm: float = Field(default=10, gt=0)       # tag.status when heart rate moves this far from the last sent
     status_every_s: float = Field(default=300, gt=0)   # otherwise at most one tag.status per tag this often
+
+    def probe_s(self) -> float:
+        return self.conflict_probe_s if self.conflict_probe_s is not None else self.heartbeat_s + 5
 
     @field_validator("listen")
     @classmethod
@@ -274,6 +275,8 @@ class CameraConfig(DeviceBase):
     detect_width: int = Field(default=640, ge=64, le=4096)  # frames are downscaled to this for detection
     face_upsample: int = Field(default=1, ge=0, le=3)  # dlib HOG upsampling: 1 finds faces down to ~40 px
     tamper_s: float = Field(default=10, ge=-1)  # covered/moved must hold this long (camera_tamper); -1: off
+    headcount_burst: int = Field(default=3, ge=1)               # camera.headcount changes sent at once...
+    headcount_min_interval_s: float = Field(default=60, ge=0)   # ...then at most one per this (flapping bound)
 
 
 class AlarmsConfig(Strict):
@@ -284,8 +287,6 @@ class AlarmsConfig(Strict):
     max_shelve_h: float = Field(default=8, gt=0, le=168)  # longest alarm/shelve (facility alarms only)
     max_maintenance_h: float = Field(default=72, gt=0, le=720)  # longest device/maintenance
     max_unacked_cleared: int = Field(default=1000, ge=10)  # cleared-unacknowledged alarms kept standing; oldest dropped (counted)
-    headcount_burst: int = Field(default=3, ge=1)               # camera.headcount changes sent at once...
-    headcount_min_interval_s: float = Field(default=60, ge=0)   # ...then at most one per this (flapping bound)
 
 
 DeviceConfig = Annotated[
