@@ -210,7 +210,8 @@ def test_verify_archive_fails_on_tampered_or_missing_archive(tmp_path):
     t0 = time.time() - 10 * DAY
     for i in range(30):
         submit(core, t0 + i, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x", "person": None})
-    submit(core, t0 + 40, "person.registered", {"person": "S-IN", "role": "suspect"})
+    # (a visitor: a suspect without a band would also raise suspect_untracked, an alarm kept unacknowledged)
+    submit(core, t0 + 40, "person.registered", {"person": "S-IN", "role": "visitor"})
     for i in range(30, 40):
         submit(core, t0 + 50 + i, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x",
                                                   "person": None})

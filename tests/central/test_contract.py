@@ -58,8 +58,8 @@ def test_every_event_of_a_demo_day_matches_the_contract(tmp_path):
     journals = list((tmp_path / "demo").rglob("journal.db"))
     assert journals, "the demo kept no journal"
     conn = sqlite3.connect(journals[0])
-    rows = conn.execute("SELECT seq, id, ts, center, type, source, data, prev, hash FROM events "
-                        "WHERE data IS NOT NULL ORDER BY seq").fetchall()
+    from gateway.journal import EVENT_COLUMNS      # prev is stored only where the row before can't supply it
+    rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE data IS NOT NULL ORDER BY seq").fetchall()
     bad, types = [], set()
     for seq, id_, ts, center, type_, source, data, prev, h in rows:
         env = {"id": id_, "seq": seq, "ts": ts, "center": center, "type": type_, "source": source,

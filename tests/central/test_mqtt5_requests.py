@@ -83,8 +83,8 @@ def test_correlation_data_makes_a_state_change_idempotent(daemon, mosquitto):
     # The re-sent request got the stored answer, not a "conflict": it acted once.
     assert again == first
     assert [e["data"]["person"] for e in journal_types(daemon, "person.registered")] == ["p-101"]
-    # A different key is a different request: now the person exists.
-    other, _ = rr(mosquitto.port, "person/register", body, correlation="reg-p-101-b")
+    # A different key is a different request: now the person exists (as an officer).
+    other, _ = rr(mosquitto.port, "person/register", dict(body, role="staff"), correlation="reg-p-101-b")
     assert other["ok"] is False and other["error"]["code"] == "conflict"
 
 

@@ -167,11 +167,14 @@ def test_enrolment_reaches_the_running_child(storage, tmp_path, run_process):
 
 def test_offline_and_child_logs_reach_the_parent(storage, tmp_path, run_process, caplog):
     caplog.set_level(logging.INFO, logger="casegate.cam-int1")
-    drv, ctx = run_process(cfg(tmp_path / "missing.avi", offline_s=1.0), storage)
+    # offline_s leaves the child time to try the file (spawn + cv2 import under load) first
+    drv, ctx = run_process(cfg(tmp_path / "missing.avi", offline_s=3.0), storage)
     assert wait_for(lambda: of_type(ctx, "device.offline"), START_S)
     time.sleep(1.5)
     offline = of_type(ctx, "device.offline")
-    assert len(offline) == 1 and "no such file" in offline[0]["error"]     # the child's reason, once
+    # once; its reason is the child's open error, or (the child slow to start under load)
+    # the frame watchdog's "no frames" — the child's own reason then arrives as its log below
+    assert len(offline) == 1 and ("no such file" in offline[0]["error"] or "no frame" in offline[0]["error"])
     assert drv.health.state == "offline"
     assert any(r.name == "casegate.cam-int1" and "no such file" in r.getMessage() for r in caplog.records)
     assert drv.pid is not None                       # a camera without frames is offline, not crashed
