@@ -212,6 +212,7 @@ class Client:
         self.topics = list(topics)
         self._connack = threading.Event()
         self.reason = None
+        self.disconnects = 0        # counted: paho reconnects by itself, so is_connected() can flip back fast
 
         def on_connect(c, u, f, rc, p=None):
             self.reason = rc
@@ -230,6 +231,7 @@ class Client:
                 self.acks[mid] = rc
 
         def on_disconnect(c, u, flags, rc, p=None):
+            self.disconnects += 1
             if not self._connack.is_set():      # dropped before CONNACK (e.g. TLS client auth failed)
                 self.reason = rc
                 self._connack.set()

@@ -239,7 +239,7 @@ def test_newline_in_topic_refused_by_the_broker(env):
     try:
         rogue.c.publish(f"{P}/request/x\n2026-01-01 00:00:00,000 ERROR casegate: {marker}", b"{}", qos=1)
         assert stays(lambda: marker not in daemon.log(), 1.0)
-        assert not stays(lambda: rogue.c.is_connected(), 5.0), "broker accepted a topic with a newline"
+        assert not stays(lambda: rogue.disconnects == 0, 10.0), "broker accepted a topic with a newline"
         # the broker's log reaches its file with a delay under load
         assert not stays(lambda: "malformed packet" not in broker.log.read_text(errors="replace"), 10.0)
     finally:
