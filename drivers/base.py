@@ -131,18 +131,6 @@ class Backoff:
         return not stopped
 
 
-# kind -> "module:Class"; imported lazily so a center without cameras never loads OpenCV.
-# A camera runs in its own process (drivers/camera/process.py): dlib holds the interpreter
-# lock for tens of ms per call, which would stall the journal writer.
-DRIVERS: dict[str, str] = {
-    "zone_reader": "drivers.zone_reader.driver:ZoneReaderDriver",
-    "card_reader": "drivers.card_reader.driver:CardReaderDriver",
-    "modbus_doors": "drivers.modbus_doors.driver:ModbusDoorsDriver",
-    "locker": "drivers.locker.driver:LockerDriver",
-    "camera": "drivers.camera.process:CameraProcess",
-}
-
-
 def add_probe_option(parser, *names: str, **kw) -> None:
     """Add a ``casegate probe`` option unless the CLI or another driver's probe
     already defined it (the generic --port/--seconds/--json are shared)."""
@@ -163,9 +151,9 @@ def child_python_env() -> dict[str, str]:
 
 
 def driver_class(kind: str) -> type[Driver]:
-    import importlib
-    mod, _, cls = DRIVERS[kind].partition(":")
-    return getattr(importlib.import_module(mod), cls)
+    """The Driver class of a kind, from its folder's manifest (drivers/registry.py)."""
+    from drivers.registry import driver_class as _cls
+    return _cls(kind)
 
 
 class PrintContext:

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.config import (CardReaderConfig, Config, LockerConfig, ModbusDoorsConfig)
+from gateway.config import Config
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -29,14 +29,9 @@ class Finding:
 def secret_files(cfg: Config) -> list[tuple[str, str]]:
     """(config key, path) of every file the daemon must read at start."""
     m = cfg.mqtt
-    out = []
-    if not m.enabled:
-        return out
-    for key in ("password_file", "ca_file", "cert_file", "key_file"):
-        v = getattr(m, key)
-        if v:
-            out.append((f"mqtt.{key}", v))
-    return out
+    out = [(f"mqtt.{key}", getattr(m, key)) for key in ("password_file", "ca_file", "cert_file", "key_file")
+           if m.enabled and getattr(m, key)]
+    return out + [f for d in cfg.devices if d.enabled for f in d.secret_files()]
 
 
 def check_file_readable(key: str, path: str, as_uid: int | None = None) -> Finding:
@@ -90,16 +85,7 @@ def _mode_allows(p: Path, uid: int, bit: int) -> bool:
 def serial_ports(cfg: Config) -> list[tuple[str, str]]:
     """(device id, local serial path) of every enabled device on a local serial port.
     pyserial URLs (socket://, rfc2217://) are network devices, not ports here."""
-    out = []
-    for d in cfg.devices:
-        if not d.enabled:
-            continue
-        if isinstance(d, (CardReaderConfig, LockerConfig)):
-            out.append((d.id, d.port))
-            if isinstance(d, LockerConfig) and d.inventory:
-                out.append((f"{d.id}.inventory", d.inventory.port))
-        elif isinstance(d, ModbusDoorsConfig) and d.url.startswith("rtu://"):
-            out.append((d.id, d.url[len("rtu://"):].split("?", 1)[0]))
+    out = [p for d in cfg.devices if d.enabled for p in d.serial_ports()]
     return [(dev, port) for dev, port in out if "://" not in port]
 
 

@@ -798,11 +798,13 @@ def cmd_band_unbind(args) -> int:
                           lambda d: f"tag {d.get('tag', args.tag)} unbound from {d.get('person', '?')}")
 
 
-PROBE_KINDS = ("zone_reader", "card_reader", "modbus_doors", "locker", "camera")
+def _probe_kinds() -> tuple[str, ...]:
+    from drivers.registry import kinds
+    return kinds()
 
 
 def cmd_probe(args, rest: list[str]) -> int:
-    import importlib
+    from drivers.registry import spec, specs
     kind = args.driver
     pre: list[str] = []
     if args.device:
@@ -811,16 +813,17 @@ def cmd_probe(args, rest: list[str]) -> int:
         if dev is None:
             raise CliError(f"no device {args.device!r} in the config", EXIT_USAGE)
         kind = dev.driver
-        pre = _probe_args_from_config(dev, str(cfg.storage_dir))
+        pre = spec(kind).probe().args_from_config(dev, str(cfg.storage_dir))
     if kind is None and ("-h" in rest or "--help" in rest):
         print("usage: casegate probe <device-id> [--seconds N]\n"
-              "       casegate probe --driver {" + ",".join(PROBE_KINDS) + "} [driver options] [--seconds N]\n\n"
+              "       casegate probe --driver KIND [driver options] [--seconds N]\n\n"
               "Talks to the hardware directly (the daemon need not run), decodes frames for N seconds and\n"
-              "prints what was read and every error. `casegate probe --driver KIND --help` lists a driver's options.")
+              "prints what was read and every error. `casegate probe --driver KIND --help` lists a driver's options.\n\n"
+              "kinds:\n" + "\n".join(f"  {k:<14} {s.summary}" for k, s in specs().items()))
         return EXIT_OK
-    if kind not in PROBE_KINDS:
-        raise CliError(f"probe needs a device id or --driver one of {', '.join(PROBE_KINDS)}", EXIT_USAGE)
-    mod = importlib.import_module(f"drivers.{kind}.probe")
+    if kind not in specs():
+        raise CliError(f"probe needs a device id or --driver one of {', '.join(specs())}", EXIT_USAGE)
+    mod = spec(kind).probe()
     p = argparse.ArgumentParser(prog=f"casegate probe --driver {kind}")
     mod.add_arguments(p)
     if not any(a.dest == "seconds" for a in p._actions):
@@ -829,29 +832,6 @@ def cmd_probe(args, rest: list[str]) -> int:
         p.add_argument("--json", action="store_true")
     pargs = p.parse_args(pre + rest)
     return mod.run(pargs)
-
-
-def _probe_args_from_config(dev, cfg_storage_dir: str) -> list[str]:
-    out: list[str] = []
-    if dev.driver == "zone_reader":
-        out += ["--listen", dev.listen]
-    elif dev.driver == "card_reader":
-        out += ["--port", dev.port, "--baudrate", str(dev.baudrate)]
-    elif dev.driver == "modbus_doors":
-        out += ["--url", dev.url, "--unit", str(dev.unit)]
-    elif dev.driver == "locker":
-        out += ["--port", dev.port, "--baudrate", str(dev.baudrate), "--board", str(dev.board),
-                "--compartments", str(dev.compartments)]
-        if dev.inventory:
-            out += ["--inventory-port", dev.inventory.port,
-                    "--inventory-baudrate", str(dev.inventory.baudrate),
-                    "--inventory-address", str(dev.inventory.address)]
-    elif dev.driver == "camera":
-        # the daemon's storage dir holds the enrolled faces the probe should recognise
-        out += ["--url", dev.url, "--fps", str(dev.fps), "--tolerance", str(dev.tolerance),
-                "--motion-threshold", str(dev.motion_threshold), "--face-frames", str(dev.face_frames),
-                "--storage-dir", cfg_storage_dir]
-    return out
 
 
 def cmd_demo(args) -> int:
@@ -891,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "[--seconds N]; see `casegate probe --driver KIND --help`",
                         add_help=False)
     sp.add_argument("device", nargs="?", help="a device id from the config")
-    sp.add_argument("--driver", choices=PROBE_KINDS)
+    sp.add_argument("--driver", choices=_probe_kinds())
     sp.set_defaults(fn=cmd_probe, wants_rest=True)
 
     sp = add("events", "events from the journal", cmd_events)

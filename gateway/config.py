@@ -7,17 +7,16 @@ straight to the line (Frigate-style).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = "/etc/casegate/casegate.toml"
-ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 ROOM_TYPES = (
     "entrance", "security_check", "belongings", "info_collection", "waiting",
@@ -34,8 +33,10 @@ class ConfigError(Exception):
         self.problems = problems or [message]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Every device kind's model lives in its driver folder (drivers/<kind>/config.py) and is
+# found through the registry; the base is shared with them.
+from drivers.common.config import ID_PATTERN, DeviceBase, Strict  # noqa: E402,F401
+from drivers.registry import specs as _driver_specs  # noqa: E402
 
 
 class CenterConfig(Strict):
@@ -133,152 +134,6 @@ class RoomConfig(Strict):
     adjacent: list[str] = []
 
 
-class DeviceBase(Strict):
-    id: str = Field(pattern=ID_PATTERN)
-    enabled: bool = True
-
-
-class ZoneReaderConfig(DeviceBase):
-    driver: Literal["zone_reader"]
-    listen: str = "0.0.0.0:4501"
-    stations: dict[str, str] = {}          # dev_id -> room
-    exciters: dict[str, str] = {}          # exciter address (decimal) -> room
-    presence_timeout_s: float = Field(default=10, gt=0)
-    heartbeat_s: float = Field(default=30, gt=0)
-    max_connections: int = Field(default=256, ge=1)
-    idle_timeout_s: float = Field(default=120, gt=0)
-    reg_code: int | None = None            # if set, a register with another code gets 0xFE
-    # v2 hostile network (SPEC §4.1). Pinned addresses, filled from `stations` values
-    # written as {room, ip}: dev_id -> the only address that station may log in from.
-    station_ips: dict[str, str] = {}
-    login_timeout_s: float = Field(default=5, gt=0)        # register/login must finish within this
-    max_pending: int = Field(default=64, ge=1)             # connections not logged in yet, in total
-    max_pending_per_ip: int = Field(default=8, ge=1)       # ... and per source address
-    # a second peer claiming a logged-in dev_id: the old connection is dead if it sends
-    # nothing for this long (its next heartbeat); None = heartbeat_s + 5
-    conflict_probe_s: float | None = Field(default=None, gt=0)
-    conflict_clear_s: float = Field(default=120, gt=0)     # quiet time after which station_impostor clears
-    flood_per_min: int = Field(default=60, ge=1)           # refused+evicted+timed-out connections/min = a flood
-
-    @model_validator(mode="before")
-    @classmethod
-    def _pinned_stations(cls, data: Any) -> Any:
-        """`stations` values may be a room or {room, ip}: split the pins out
-        so `stations` stays dev_id -> room for everything that reads it."""
-        if not isinstance(data, dict) or not isinstance(data.get("stations"), dict):
-            return data
-        import ipaddress
-        rooms: dict[str, Any] = {}
-        pins: dict[str, Any] = dict(data.get("station_ips") or {})
-        for dev_id, v in data["stations"].items():
-            if isinstance(v, dict):
-                extra = set(v) - {"room", "ip"}
-                if extra or "room" not in v:
-                    raise ValueError(f"stations.{dev_id}: must be a room id or {{room, ip}}"
-                                     + (f"; unknown key {sorted(extra)[0]!r}" if extra else "; room missing"))
-                rooms[dev_id] = v["room"]
-                if v.get("ip") is not None:
-                    try:
-                        pins[dev_id] = str(ipaddress.ip_address(str(v["ip"])))
-                    except ValueError:
-                        raise ValueError(f"stations.{dev_id}.ip: not an IP address: {v['ip']!r}") from None
-            else:
-                rooms[dev_id] = v
-        return {**data, "stations": rooms, "station_ips": pins}
-
-    hr_step_bpm: float = Field(default=10, gt=0)       # tag.status when heart rate moves this far from the last sent
-    status_every_s: float = Field(default=300, gt=0)   # otherwise at most one tag.status per tag this often
-
-    def probe_s(self) -> float:
-        return self.conflict_probe_s if self.conflict_probe_s is not None else self.heartbeat_s + 5
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        host, _, port = v.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"must be host:port, got {v!r}")
-        return v
-
-
-class CardReaderConfig(DeviceBase):
-    driver: Literal["card_reader"]
-    port: str
-    baudrate: int = 9600
-    room: str
-    repeat_ms: int = Field(default=1000, ge=0)
-    reconnect_max_s: float = Field(default=30, gt=0)   # cap of the reopen backoff while the port is gone
-
-
-class DoorInput(Strict):
-    input: int = Field(ge=0)
-    door: str = Field(pattern=ID_PATTERN)
-    room: str
-    closed_when: Literal[0, 1] = 1
-    exit: bool = False          # a way out of the center: opening it or passing out counts as leaving (SPEC v2)
-
-
-class ModbusDoorsConfig(DeviceBase):
-    driver: Literal["modbus_doors"]
-    url: str
-    unit: int = Field(default=1, ge=0, le=247)
-    poll_ms: int = Field(default=200, ge=10)
-    first_input: int = Field(default=0, ge=0)
-    count: int | None = Field(default=None, ge=1, le=2000)
-    timeout_ms: int = Field(default=500, ge=10)
-    doors: list[DoorInput] = []
-    chatter_max_changes: int = Field(default=30, ge=1)   # per door: reported changes allowed per window...
-    chatter_window_s: float = Field(default=60, gt=0)     # ...beyond that a chattering contact is suppressed (counted)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not (v.startswith("tcp://") or v.startswith("rtu://")):
-            raise ValueError(f"must start with tcp:// or rtu://, got {v!r}")
-        return v
-
-
-class InventoryConfig(Strict):
-    port: str
-    baudrate: int = 57600
-    address: int = Field(default=0xFF, ge=0, le=255)
-    antennas: dict[str, list[int]] = {}    # antenna -> compartments
-    labels: dict[str, int] = {}            # EPC (or prefix) -> compartment
-    poll_ms: int = Field(default=2000, ge=50)
-    missing_after: int = Field(default=2, ge=1)
-    ant_byte: bool = False                 # reader adds an Ant bitmask after Status (UHFReader288-style)
-
-
-class LockerConfig(DeviceBase):
-    driver: Literal["locker"]
-    purpose: Literal["evidence", "belongings"] = "evidence"
-    port: str
-    baudrate: int = 19200
-    board: int = Field(default=0, ge=0, le=15)
-    compartments: int = Field(default=16, ge=1, le=16)
-    poll_ms: int = Field(default=500, ge=20)
-    unlock_timeout_ms: int = Field(default=1000, ge=50)
-    inventory: InventoryConfig | None = None
-
-
-class CameraConfig(DeviceBase):
-    driver: Literal["camera"]
-    url: str
-    room: str
-    fps: float = Field(default=2, gt=0, le=30)
-    tolerance: float = Field(default=0.5, gt=0, le=1)
-    still_s: float = Field(default=300, gt=0)
-    offline_s: float = Field(default=30, gt=0)
-    motion_threshold: float = Field(default=0.01, gt=0, le=1)
-    face_frames: int = Field(default=3, ge=1)
-    face_repeat_s: float = Field(default=60, ge=0)    # re-report a person unseen this long; face_unknown rate limit
-    detect_width: int = Field(default=640, ge=64, le=4096)  # frames are downscaled to this for detection
-    face_upsample: int = Field(default=1, ge=0, le=3)  # dlib HOG upsampling: 1 finds faces down to ~40 px
-    tamper_s: float = Field(default=10, ge=-1)  # covered/moved must hold this long (camera_tamper); -1: off
-    headcount_burst: int = Field(default=3, ge=1)               # camera.headcount changes sent at once...
-    headcount_min_interval_s: float = Field(default=60, ge=0)   # ...then at most one per this (flapping bound)
-
-
 class AlarmsConfig(Strict):
     """[alarms] (SPEC §1a v2): alarm management as ISA-18.2 does it."""
     escalate_after_s: float = Field(default=120, gt=0)    # an unacknowledged critical alarm -> alarm.escalated level 1
@@ -290,9 +145,19 @@ class AlarmsConfig(Strict):
 
 
 DeviceConfig = Annotated[
-    Union[ZoneReaderConfig, CardReaderConfig, ModbusDoorsConfig, LockerConfig, CameraConfig],
+    Union[tuple(s.config for s in _driver_specs().values())],  # type: ignore[valid-type]
     Field(discriminator="driver"),
 ]
+
+
+def __getattr__(name: str):
+    """``from gateway.config import CameraConfig`` and the like: each driver's model by its
+    class name (the models live in drivers/<kind>/config.py)."""
+    for s in _driver_specs().values():
+        mod = importlib.import_module(s.config.__module__)
+        if hasattr(mod, name) and isinstance(getattr(mod, name), type):
+            return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Config(Strict):
@@ -321,7 +186,7 @@ class Config(Strict):
             if d.id in dev_seen:
                 raise _KeyError(f"devices[{i}].id", f"duplicate device id {d.id!r}")
             dev_seen.add(d.id)
-            for key, room in _device_rooms(d):
+            for key, room in d.room_refs():
                 if room not in room_ids:
                     raise _KeyError(f"devices[{i}].{key}", f"unknown room {room!r}")
         # Rule tables are validated by the rule catalog, which owns their schemas.
@@ -367,18 +232,6 @@ class Config(Strict):
         return self.model_dump(mode="json")
 
 
-def _device_rooms(d) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if isinstance(d, ZoneReaderConfig):
-        out += [(f"stations.{k}", v) for k, v in d.stations.items()]
-        out += [(f"exciters.{k}", v) for k, v in d.exciters.items()]
-    elif isinstance(d, (CardReaderConfig, CameraConfig)):
-        out.append(("room", d.room))
-    elif isinstance(d, ModbusDoorsConfig):
-        out += [(f"doors[{j}].room", door.room) for j, door in enumerate(d.doors)]
-    return out
-
-
 class _KeyError(ValueError):
     """Raised inside validators to point at an exact key path."""
 
@@ -409,7 +262,7 @@ def _loc_to_path(loc: tuple) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("zone_reader", "card_reader", "modbus_doors", "locker", "camera") and parts and parts[-1].startswith("["):
+        elif p in _driver_specs() and parts and parts[-1].startswith("["):
             continue  # discriminated-union tag pydantic inserts into the path
         elif p.startswith("function-") or p.startswith("literal["):
             continue

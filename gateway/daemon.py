@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway import __version__
+from drivers.registry import has
 from gateway.config import Config, ConfigError, load_config
 from gateway.core import Core, RequestError
 from gateway.events import Draft, Event, format_ts
@@ -242,7 +243,7 @@ class Daemon:
             log.info("replaying journal: %d/%d events (%.0f%%), %.0f s", done, total, pct, elapsed)
 
     def _start_driver(self, dev) -> None:
-        from drivers.base import driver_class
+        from drivers.registry import driver_class
         try:
             cls = driver_class(dev.driver)
             drv = cls(dev, DeviceContext(self, dev.id))
@@ -410,10 +411,12 @@ class Daemon:
                 return d
         return None
 
-    def driver(self, dev_id: str, kind: str):
+    def driver(self, dev_id: str, capability: str, what: str):
+        """The running driver of ``dev_id`` if its device declares ``capability``
+        (drivers/common/config.py), else not_found naming ``what`` was looked for."""
         drv = self.drivers.get(dev_id)
-        if drv is None or drv.kind != kind:
-            raise RequestError("not_found", f"no {kind} device {dev_id}")
+        if drv is None or not has(drv.cfg, capability):
+            raise RequestError("not_found", f"no {what} {dev_id}")
         return drv
 
     def resend(self, lo: int, hi: int) -> int:
@@ -438,7 +441,7 @@ class Daemon:
         # In a one-shot child: dlib's models and its GIL-holding encoder stay out of the daemon.
         enroll_in_child(self.config.storage_dir, person, image)
         for drv in self.drivers.values():
-            if getattr(drv, "kind", "") == "camera" and hasattr(drv, "reload_faces"):
+            if has(drv.cfg, "faces"):
                 drv.reload_faces()
         ev = self.core.submit(Draft("face.enrolled", {"person": person}, source)).result(30)
         return {"person": person, "event_id": ev.id}
@@ -500,8 +503,8 @@ class Daemon:
                 or aid in self._snapshots_asked):
             return
         cams = [d.id for d in self.config.devices
-                if getattr(d, "driver", None) == "camera" and d.enabled and d.room == alarm["room"]
-                and d.id in self.drivers]
+                if has(d, "snapshot") and d.enabled and d.id in self.drivers
+                and any(alarm["room"] in rooms for rooms in d.covered_rooms().values())]
         if not cams:
             return
         self._snapshots_asked[aid] = None

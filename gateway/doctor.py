@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 from gateway.checks import (FAIL, OK, WARN, Finding, _mode_allows, check_file_readable,
                             check_rule_references, secret_files, serial_ports)
@@ -174,20 +173,11 @@ def check_devices(cfg: Config, probes: Probes, daemon_devices: list[dict] | None
                 out.append(Finding(WARN, f"device {d.id}", f"{s.get('state')}: {s.get('error') or 'no frames'}",
                                    f"casegate probe {d.id} --seconds 10 (stop the daemon first for serial ports)"))
             continue
-        target = None
-        if d.driver == "zone_reader":
-            out.append(_check_listen(d.id, d.listen))
+        listen = d.listen_address()
+        if listen:
+            out.append(_check_listen(d.id, listen))
             continue
-        if d.driver == "modbus_doors" and d.url.startswith("tcp://"):
-            u = urlparse(d.url)
-            target = (u.hostname, u.port or 502)
-        elif d.driver == "camera" and "://" in d.url:
-            u = urlparse(d.url)
-            if u.scheme in ("rtsp", "http", "https"):
-                target = (u.hostname, u.port or {"rtsp": 554, "http": 80, "https": 443}[u.scheme])
-        elif d.driver in ("card_reader", "locker") and d.port.startswith("socket://"):
-            u = urlparse(d.port)
-            target = (u.hostname, u.port)
+        target = d.endpoint()
         if target and target[0]:
             err = _tcp(target[0], target[1], probes.timeout_s)
             if err:

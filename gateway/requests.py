@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
+from drivers.registry import has
 from gateway.core import CommitResult, Core, RequestError
 from gateway.events import Draft, format_ts, parse_local_ts, parse_ts
 
@@ -486,7 +487,7 @@ class Handlers:
     def belongings_assign(self, core: Core, a: Belongings, src: str):
         self._person(core, a.person)
         dev = self.d.device_config(a.locker)
-        if dev is None or getattr(dev, "driver", None) != "locker":
+        if dev is None or not has(dev, "locker"):
             raise RequestError("not_found", f"no locker {a.locker}")
         if dev.purpose != "belongings":
             raise RequestError("bad_request", f"locker {a.locker} is for {dev.purpose}, not belongings")
@@ -656,12 +657,12 @@ class Handlers:
         # Only an officer may have a compartment opened (chain of custody): checked
         # in the writer thread against the folded state, before the board is told.
         self.d.core.call(lambda core: (self._officer(core, a.by, "opening a locker") and None, [])).result(timeout=30)
-        drv = self.d.driver(a.locker, "locker")
+        drv = self.d.driver(a.locker, "locker", "locker device")
         return drv.command("locker/open", {"locker": a.locker, "compartment": a.compartment,
                                            "by": a.by, "order": a.order}, timeout=5.0)
 
     def camera_snapshot(self, a: Snapshot, src: str) -> dict:
-        drv = self.d.driver(a.camera, "camera")
+        drv = self.d.driver(a.camera, "snapshot", "camera device")
         return drv.command("camera/snapshot", {}, timeout=10.0)
 
     def face_enroll(self, a: FaceEnroll, src: str) -> dict:

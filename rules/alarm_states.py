@@ -246,12 +246,12 @@ def _shelf_matches(shelf: dict, subject: str, data: dict) -> bool:
 def _maintenance_covers(engine, device: str, code: str, subject: str, data: dict) -> bool:
     if subject == device or subject.startswith(device + ":") or device in _equipment(data):
         return True
-    kind, rooms, doors = engine.alarm_devices.get(device, ("", (), ()))
-    if kind in ("zone_reader", "card_reader") and code.startswith("tag_"):
+    caps, rooms, doors = engine.alarm_devices.get(device, (frozenset(), (), ()))
+    if "presence" in caps and code.startswith("tag_"):
         return data.get("room") in rooms
-    if kind == "modbus_doors" and code == "door_held_open":
+    if "doors" in caps and code == "door_held_open":
         return subject in doors
-    if kind == "camera" and code == "headcount_mismatch":
+    if "headcount" in caps and code == "headcount_mismatch":
         return data.get("room") in rooms
     return False
 
@@ -394,26 +394,9 @@ def _escalated(engine, rec: dict, level: int, t: float) -> Draft:
     return Draft("alarm.escalated", data, "rules", engine.journal_time(t))
 
 
-def device_map(config) -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    """device -> (driver kind, rooms it covers, door ids) for maintenance matching."""
-    out: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
-    for dev in getattr(config, "devices", []) or []:
-        kind = getattr(dev, "driver", "")
-        rooms: list[str] = []
-        doors: list[str] = []
-        if getattr(dev, "room", None):
-            rooms.append(dev.room)
-        st = getattr(dev, "stations", None)
-        if isinstance(st, dict):
-            for v in st.values():
-                r = v if isinstance(v, str) else getattr(v, "room", None) or (v.get("room") if isinstance(v, dict) else None)
-                if r:
-                    rooms.append(r)
-        for door in getattr(dev, "doors", None) or []:
-            rooms.append(door.room)
-            doors.append(door.door)
-        exciters = getattr(dev, "exciters", None)
-        if isinstance(exciters, dict):
-            rooms.extend(v for v in exciters.values() if isinstance(v, str))
-        out[dev.id] = (kind, tuple(dict.fromkeys(rooms)), tuple(doors))
-    return out
+def device_map(config) -> dict[str, tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]]:
+    """device -> (capabilities, rooms it covers, door ids) for maintenance matching; each
+    device config says these itself (drivers/common/config.py DeviceBase)."""
+    return {dev.id: (frozenset(dev.capabilities), tuple(dict.fromkeys(r for _, r in dev.room_refs())),
+                     tuple(dev.door_ids()))
+            for dev in getattr(config, "devices", []) or []}

@@ -118,19 +118,12 @@ class Engine:
         self.device_rooms: dict[str, tuple[str, ...]] = {}
         self.locker_purpose: dict[str, str] = {}
         self.exit_doors: set[str] = set()     # doors marked exit = true (ways out of the center)
+        # Each device says what it covers (drivers/common/config.py DeviceBase): no kind is named here.
         for d in getattr(config, "devices", []) or []:
-            kind = getattr(d, "driver", "")
-            if kind in ("camera", "card_reader"):
-                self.device_rooms[d.id] = (d.room,)
-            elif kind == "modbus_doors":
-                self.device_rooms[d.id] = tuple(dict.fromkeys(x.room for x in d.doors))
-                self.exit_doors.update(x.door for x in d.doors if getattr(x, "exit", False))
-            elif kind == "locker":
+            self.device_rooms.update(d.covered_rooms())
+            self.exit_doors.update(d.exit_doors())
+            if "locker" in d.capabilities:
                 self.locker_purpose[d.id] = d.purpose
-            elif kind == "zone_reader":
-                # one base station = device "<zone reader id>/<dev_id>" (device_offline, station_impostor)
-                for dev_id, room in (getattr(d, "stations", None) or {}).items():
-                    self.device_rooms[f"{d.id}/{dev_id}"] = (room,)
         self.enabled = {c for c, s in self.settings.items() if s.enabled}
         self.alarm_devices = alarm_states.device_map(config)
         # codes whose grace periods add up (see _spell_start): code -> (window_s, min_absence_s)

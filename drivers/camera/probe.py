@@ -55,7 +55,7 @@ def run(args) -> int:
     from drivers.base import PrintContext
     from drivers.camera.driver import CameraDriver, CameraStats, redact_url
     from drivers.camera.faces import FaceStore
-    from gateway.config import CameraConfig
+    from drivers.camera.config import CameraConfig
 
     url = _source(args)
     if not url:
@@ -150,3 +150,11 @@ def run(args) -> int:
         print(f"casegate probe: no frames from {redact_url(url)}", file=sys.stderr)
         return 1
     return 0
+
+
+def args_from_config(dev, storage_dir: str) -> list[str]:
+    """`casegate probe <device-id>`: this device's options from the config; the daemon's
+    storage dir holds the enrolled faces the probe should recognise."""
+    return ["--url", dev.url, "--fps", str(dev.fps), "--tolerance", str(dev.tolerance),
+            "--motion-threshold", str(dev.motion_threshold), "--face-frames", str(dev.face_frames),
+            "--storage-dir", storage_dir]

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(open_error_message(port, e), file=sys.stderr)
         return 1
 
-    from gateway.config import CardReaderConfig
+    from drivers.card_reader.config import CardReaderConfig
     cfg = CardReaderConfig(id="probe", driver="card_reader", port=port, baudrate=baud,
                            room=getattr(args, "room", None) or "probe",
                            repeat_ms=getattr(args, "repeat_ms", None) if getattr(args, "repeat_ms", None) is not None else 1000)
@@ -123,3 +123,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if p.bytes_fed == 0:
         print("no bytes at all: check the wiring/baud rate, or hold a card to the reader", file=out, flush=True)
     return rc
+
+
+def args_from_config(dev, storage_dir: str) -> list[str]:
+    """`casegate probe <device-id>`: this device's options from the config."""
+    return ["--port", dev.port, "--baudrate", str(dev.baudrate)]

@@ -154,3 +154,14 @@ def _inventory(stream: FrameStream, address: int, out) -> set[str] | None:
         print(f"{time.strftime('%H:%M:%S')} inventory: a frame was corrupted, round discarded", file=out)
         return None
     return tags
+
+
+def args_from_config(dev, storage_dir: str) -> list[str]:
+    """`casegate probe <device-id>`: this device's options from the config."""
+    out = ["--port", dev.port, "--baudrate", str(dev.baudrate), "--board", str(dev.board),
+           "--compartments", str(dev.compartments)]
+    if dev.inventory:
+        out += ["--inventory-port", dev.inventory.port,
+                "--inventory-baudrate", str(dev.inventory.baudrate),
+                "--inventory-address", str(dev.inventory.address)]
+    return out

@@ -107,3 +107,8 @@ def run(args: argparse.Namespace, out=None) -> int:
         bus.close()
     print(f"{ok} reads ok, {errors} failed", file=out)
     return 0 if ok else 1
+
+
+def args_from_config(dev, storage_dir: str) -> list[str]:
+    """`casegate probe <device-id>`: this device's options from the config."""
+    return ["--url", dev.url, "--unit", str(dev.unit)]

@@ -61,7 +61,7 @@ def describe(item) -> str:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    from gateway.config import ZoneReaderConfig
+    from drivers.zone_reader.config import ZoneReaderConfig
     listen = getattr(args, "listen", None) or "0.0.0.0:4501"
     seconds = float(getattr(args, "seconds", None) or 30.0)
     stations: dict[str, str] = {}
@@ -129,3 +129,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
           f"tag records={c.get('tag_records', 0)}, bad tag cc={c.get('bad_tag_cc', 0)}, "
           f"bad TLVs={c.get('bad_tlv', 0)}, unknown TLVs={c.get('unknown_tlv', 0)}", file=out, flush=True)
     return 0
+
+
+def args_from_config(dev, storage_dir: str) -> list[str]:
+    """`casegate probe <device-id>`: this device's options from the config."""
+    return ["--listen", dev.listen]

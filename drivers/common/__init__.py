@@ -1,0 +1,1 @@
+"""What drivers share: the device config base, serial opening, presence tracking, supervised children."""
