@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_PATH = "/etc/casegate/casegate.toml"
 
@@ -37,6 +37,8 @@ class ConfigError(Exception):
 # found through the registry; the base is shared with them.
 from drivers.common.config import ID_PATTERN, DeviceBase, Strict  # noqa: E402,F401
 from drivers.registry import specs as _driver_specs  # noqa: E402
+from rules.validation import KeyPathError as _KeyError  # noqa: E402
+from rules.validation import format_validation_error as _format_validation_error  # noqa: E402
 
 
 class CenterConfig(Strict):
@@ -232,64 +234,9 @@ class Config(Strict):
         return self.model_dump(mode="json")
 
 
-class _KeyError(ValueError):
-    """Raised inside validators to point at an exact key path."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-_FRIENDLY = {
-    "int_parsing": "must be an integer",
-    "int_type": "must be an integer",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "extra_forbidden": "unknown key",
-    "missing": "required key missing",
-}
-
-
-def _loc_to_path(loc: tuple) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        elif p in _driver_specs() and parts and parts[-1].startswith("["):
-            continue  # discriminated-union tag pydantic inserts into the path
-        elif p.startswith("function-") or p.startswith("literal["):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts)
-
-
 def format_validation_error(file: str, err: ValidationError) -> list[str]:
-    out: list[str] = []
-    for e in err.errors():
-        path = _loc_to_path(tuple(e.get("loc", ())))
-        ctx_err = (e.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _KeyError):
-            sub = ctx_err.path
-            out.append(f"{file}: {sub}: {ctx_err.reason}")
-            continue
-        kind = e.get("type", "")
-        reason = _FRIENDLY.get(kind)
-        if reason is None:
-            reason = e.get("msg", "invalid").removeprefix("Value error, ")
-        if kind not in ("missing", "extra_forbidden") and "input" in e:
-            got = e["input"]
-            if not isinstance(got, (dict, list)):
-                reason += f", got {json.dumps(got, ensure_ascii=False)}"
-        out.append(f"{file}: {path}: {reason}" if path else f"{file}: {reason}")
-    return out
+    # the discriminated-union tag pydantic inserts into a device's path is a driver kind
+    return _format_validation_error(file, err, skip=frozenset(_driver_specs()))
 
 
 def config_path(cli_value: str | None) -> str:

@@ -101,7 +101,7 @@ class Journal:
         # A release-1 table declares prev NOT NULL (SQLite cannot drop that in place): such a
         # journal keeps storing every prev; journals created since store only the needed ones.
         self._prev_elided = not any(r[1] == "prev" and r[3] for r in self.conn.execute("PRAGMA table_info(events)"))
-        last = self.conn.execute(f"SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         self.last_seq, self.last_hash = (last[0], last[1]) if last else (0, GENESIS)
 
     def _create(self) -> None:

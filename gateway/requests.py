@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from drivers.registry import has
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, format_ts, parse_local_ts, parse_ts
+from gateway.events import Draft, format_ts, parse_local_ts
 
 log = logging.getLogger("casegate.requests")
 

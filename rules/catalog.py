@@ -256,8 +256,8 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
 
 def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
     """Validate ``[rules.*]``; raise ValueError naming ``rules.<code>.<key>``."""
-    # Imported lazily: gateway.config imports this module and re-raises with the path.
-    from gateway.config import _KeyError, format_validation_error
+    from rules.validation import KeyPathError as _KeyError
+    from rules.validation import format_validation_error
     out: dict[str, RuleSettings] = {}
     for code, table in raw.items():
         spec = CATALOG.get(code)

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import re
 import socket
-import time
-import zlib
 from pathlib import Path
 
 import pytest
 
 from busy_journal import build_journal, rooms_toml
 from daemon_util import DaemonProcess, cli, write_config
-from gateway.checkpoint import MAGIC, CheckpointStore, engine_state, restore_engine, snapshot
+from gateway.checkpoint import MAGIC, CheckpointStore, engine_state, snapshot
 from gateway.config import load_config, parse_config
 from gateway.journal import Journal, iter_events, open_reader
 from rules.engine import Engine

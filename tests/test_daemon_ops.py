@@ -1,13 +1,11 @@
 """Operations: sd_notify/watchdog, SIGHUP and config/reload, events/resend, restart = replay."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import time
 
-import pytest
 
 from daemon_util import DaemonProcess, cli, write_config
 from test_daemon import Central, P

@@ -65,7 +65,7 @@ def test_envelope_topics_and_chain_from_payloads(kind, tmp_path, mosquitto, subs
     sub = subscriber_factory(mosquitto.port, [f"{PREFIX}/#"])
     cfg, core, up = start_gateway(tmp_path, mosquitto.port, kind=kind)
     try:
-        evs = stream(core, 30, 500)
+        stream(core, 30, 500)
         core.submit(Draft("alarm.raised", {"alarm_id": "sos:X", "code": "sos", "severity": "critical"},
                           "rules")).result(5)
         wait(lambda: len(sub.payloads(f"{PREFIX}/events/card/swiped")) >= 30, what="30 events")

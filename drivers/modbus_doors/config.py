@@ -1,9 +1,9 @@
 """[[devices]] driver = "modbus_doors" (SPEC §1a, §4.3)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from drivers.common.config import ID_PATTERN, DeviceBase, Strict, url_endpoint  # noqa: F401
 

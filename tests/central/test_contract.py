@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import yaml
 
 from brokers import Subscriber
 from contract_util import DOC, problems

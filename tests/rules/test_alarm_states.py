@@ -3,7 +3,7 @@ states (ack before / after clear), escalation, shelving, maintenance - each
 also through replay and restart (rebuild), since they are folds of events."""
 from __future__ import annotations
 
-from gateway.events import format_ts, parse_ts
+from gateway.events import format_ts
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay
 from scenario import DEVICES, ROOMS, T0, Scenario, arrive, enter, parse_config

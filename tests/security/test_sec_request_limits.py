@@ -3,7 +3,6 @@
 events on demand. Real daemon, real mosquitto, MQTT 5 user property naming the client."""
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
