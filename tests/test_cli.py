@@ -433,11 +433,13 @@ def test_alarms_history_and_active(center):
 
 
 def test_replay_lists_the_alarms_the_daemon_raised(center):
-    before = rule_events(journal_events(center.dir, ["alarm.raised", "alarm.cleared"]))
+    # escalations too: on a loaded machine the module's center outlives escalate_after_s (120 s)
+    kinds = ["alarm.raised", "alarm.cleared", "alarm.escalated"]
+    before = rule_events(journal_events(center.dir, kinds))
     r = cli("replay", "--json", config=center.cfg)
     assert r.returncode == 0, r.stderr
     replayed = [(a["type"], a["data"]["code"], a["data"]["alarm_id"]) for a in json.loads(r.stdout)]
-    after = rule_events(journal_events(center.dir, ["alarm.raised", "alarm.cleared"]))
+    after = rule_events(journal_events(center.dir, kinds))
     assert before == after, "the live daemon raised an alarm during the comparison"
     assert replayed == before
     assert {c for _, c, _ in replayed} >= {"procedure_skipped", "lone_interrogation", "collusion_risk"}

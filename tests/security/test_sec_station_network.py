@@ -140,8 +140,10 @@ def test_slowloris_flood_does_not_lock_a_station_out(tmp_path):
               f"= {100 * (cpu1 - cpu0) / flood_wall:.0f}% of one core; daemon fds {fds0} -> peak {fds_peak}; "
               f"station: {dict(sim.stats)}")
         # bounded: asyncio accepts up to `backlog` (256 here) per wake-up before the cap
-        # closes them, plus the pending cap (64) and the station; 1,500 would be unbounded
-        assert fds_peak <= fds0 + 256 + 64 + 16, "the daemon's connections are not bounded"
+        # closes them (transport.close() takes effect on the next loop turn, so on a starved
+        # machine up to three wake-ups' worth were seen open at once: 729), plus the pending
+        # cap (64) and the station; 1,500 would be unbounded
+        assert fds_peak <= fds0 + 3 * 256 + 64 + 16, "the daemon's connections are not bounded"
         assert sim.stats["unanswered"] == 0 and sim.stats["logins"] >= 1
         assert cpu1 - cpu0 < flood_wall, "the daemon spins under the flood"
         # on the record: device.error with counts, at most one per minute while it lasts
