@@ -101,6 +101,18 @@ class DeviceContext:
         return cached[1]
 
     @property
+    def missed_intervals(self) -> int:
+        """[rules.device_offline] missed_intervals (read live: a reload applies): a driver with
+        a heartbeat (the zone reader's stations) declares a device offline after this many
+        silent intervals. Drivers never import the rules; this is how the setting reaches them."""
+        from rules.catalog import rule_settings
+        cfg = self.d.config
+        cached = getattr(self, "_missed_cache", None)
+        if cached is None or cached[0] is not cfg:
+            cached = self._missed_cache = (cfg, int(rule_settings(cfg.rules)["device_offline"].missed_intervals))
+        return cached[1]
+
+    @property
     def low_battery_below_pct(self) -> float:
         """[rules.tag_low_battery] below_pct: the zone reader sends a battery crossing it at once."""
         from rules.catalog import rule_settings
