@@ -347,9 +347,9 @@ def norm_tag(tag: str) -> str:
 
 
 class Handlers:
-    """Command implementations. ``in_core`` ones run in the core's writer
-    thread (they read the folded state and return drafts); device ones run
-    on the pool and talk to a driver."""
+    """Command implementations, named by :data:`COMMANDS`. Most run in the core's writer
+    thread: ``(core, args, source) -> (data, drafts)``, reading the folded state; the
+    ``pool`` ones talk to a driver: ``(args, source) -> data``."""
 
     def __init__(self, daemon):
         self.d = daemon

@@ -10,8 +10,8 @@ What runs (all on loopback and pseudo-terminals, nothing needs a config file):
   ``--no-broker``): the script's registrations, bindings, locker openings and
   custody orders are then real MQTT requests (``P/request/<command>``).
   Without a broker the gateway runs *buffered* (the uplink keeps retrying,
-  every event waits in the journal backlog) and the script calls the
-  command handlers in-process instead;
+  every event waits in the journal backlog) and the script sends the same
+  commands in-process, through the same command table and router;
 * the gateway itself, in-process, on a scaled clock: ``--speed 60`` makes one
   wall second one demo minute, so rule deadlines (grace periods, detention
   limits) and every journal timestamp follow demo time (the daemon's device
