@@ -738,7 +738,7 @@ def cmd_top(args) -> int:
 def daemon_request(cfg: Config, command: str, req_args: dict, as_json: bool, describe) -> int:
     """Send one request over the control socket and print its answer.
 
-    The daemon runs it through the MQTT request router, so validation and journal
+    The daemon runs it through the command table (gateway/requests.py), so validation and journal
     events are those of P/request/<command>; errors are printed as code: message."""
     resp = control(cfg, {"cmd": "request", "command": command, "args": req_args}, timeout=90)
     if as_json:

@@ -111,7 +111,7 @@ def _schemas() -> dict[str, Any]:
                                                  (StateDevice, "validation"), (StateOccupancy, "validation"),
                                                  (StateAlarms, "validation"), (Response, "validation")]
     models += [(m, "validation") for m in dict.fromkeys(EVENT_DATA.values())]
-    models += [(m, "validation") for m, _ in COMMANDS.values()]
+    models += [(c.model, "validation") for c in COMMANDS.values()]
     keys, top = models_json_schema(models, ref_template=REF, by_alias=True)
     schemas: dict[str, Any] = dict(sorted(top["$defs"].items()))
 
@@ -120,7 +120,7 @@ def _schemas() -> dict[str, Any]:
     for name, m in list(schemas.items()):
         m.pop("title", None)
     # Requests: request_id may be left out when MQTT 5 Correlation Data is present (SPEC §3 v2).
-    for model, _ in COMMANDS.values():
+    for model in (c.model for c in COMMANDS.values()):
         s = schemas[key_of(model)]
         s["required"] = [r for r in s.get("required", []) if r != "request_id"]
         if not s["required"]:
@@ -182,7 +182,7 @@ def build() -> dict[str, Any]:
         "publishStateOccupancy": {"action": "send", "channel": {"$ref": "#/channels/stateOccupancy"}},
         "publishStateAlarms": {"action": "send", "channel": {"$ref": "#/channels/stateAlarms"}},
     }
-    for command, (model, _) in COMMANDS.items():
+    for command, model in ((name, c.model) for name, c in COMMANDS.items()):
         cid = "".join(w.capitalize() for w in command.replace("/", "_").split("_"))
         rkey, mkey = f"request{cid}", f"Request.{command}"
         messages[mkey.replace("/", "_")] = _msg(command, model.__name__, f"{command} request", mkey)
@@ -231,7 +231,7 @@ def schema_name_for(topic: str, payload: Any, prefix: str = "casegate") -> str |
     if kind == "request":
         from gateway.requests import COMMANDS
         m = COMMANDS.get("/".join(rest))
-        return m[0].__name__ if m else None
+        return m.model.__name__ if m else None
     return None
 
 

@@ -31,6 +31,14 @@ log = logging.getLogger("casegate")
 # One control-socket request is one line; face/enroll's base64 photo may be ~8 MB.
 CONTROL_MAX_LINE = 9 * 1024 * 1024
 
+# Control verbs that are request commands under an older name (clients from before the
+# "request" verb): they run as that command through the command table, nothing else.
+# verb -> (command, the request's keys passed on as its args)
+CONTROL_ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ack": ("alarm/ack", ("request_id", "alarm_id", "by", "note")),
+    "reload": ("config/reload", ("request_id",)),
+}
+
 
 # ---- systemd notify (sd_notify(3)): a datagram to $NOTIFY_SOCKET ------------------
 def sd_notify(message: str) -> bool:
@@ -93,6 +101,18 @@ class DeviceContext:
         return cached[1]
 
     @property
+    def missed_intervals(self) -> int:
+        """[rules.device_offline] missed_intervals (read live: a reload applies): a driver with
+        a heartbeat (the zone reader's stations) declares a device offline after this many
+        silent intervals. Drivers never import the rules; this is how the setting reaches them."""
+        from rules.catalog import rule_settings
+        cfg = self.d.config
+        cached = getattr(self, "_missed_cache", None)
+        if cached is None or cached[0] is not cfg:
+            cached = self._missed_cache = (cfg, int(rule_settings(cfg.rules)["device_offline"].missed_intervals))
+        return cached[1]
+
+    @property
     def low_battery_below_pct(self) -> float:
         """[rules.tag_low_battery] below_pct: the zone reader sends a battery crossing it at once."""
         from rules.catalog import rule_settings
@@ -142,9 +162,7 @@ class Daemon:
         self.extra_listeners: list = []
         self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
         self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
-        self._cli_router = None                          # RequestRouter for control-socket requests
         self.uplink_error: str | None = None             # why the uplink could not start (secrets)
-        self._cli_router_lock = threading.Lock()
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
@@ -166,8 +184,11 @@ class Daemon:
         self.core.on_replay_progress = self._replay_progress
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
+        from gateway.requests import RequestRouter
+        # One router for every path (MQTT, control socket, demo): it exists with MQTT
+        # disabled too, as the CLI's commissioning commands need it.
+        self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
         if cfg.mqtt.enabled and not self._uplink_blocked():
-            from gateway.requests import RequestRouter
             if cfg.mqtt.uplink_process:
                 from gateway.uplink_process import UplinkProcess as Uplink
             else:
@@ -175,7 +196,6 @@ class Daemon:
             self.uplink = Uplink(cfg, cfg.journal_path, self.core.mark_delivered,
                                  on_request=self._on_request, version=__version__,
                                  started=format_ts(self.started))
-            self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
             self.core.add_listener(self.uplink.on_committed)
         self.core.add_listener(self._on_committed)
         for fn in self.extra_listeners:
@@ -354,8 +374,6 @@ class Daemon:
                 log.warning("device %s did not stop cleanly: %s", dev_id, e)
         if self.router:
             self.router.stop()
-        if self._cli_router:
-            self._cli_router.stop()
         self._snapshot_pool.shutdown(wait=False, cancel_futures=True)
         self.core.submit(Draft("gateway.stopped", {"reason": reason}))
         self.core.stop()
@@ -595,66 +613,28 @@ class Daemon:
             except Exception as e:
                 return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
             return {"ok": True, "data": snap["active"]}
-        if cmd == "ack":
-            from gateway.requests import Ack, ok
-            try:
-                args = Ack.model_validate({"request_id": req.get("request_id") or f"cli-{time.time_ns()}",
-                                           "alarm_id": req.get("alarm_id"), "by": req.get("by"),
-                                           "note": req.get("note")})
-            except Exception as e:
-                return {"ok": False, "error": {"code": "bad_request", "message": str(e)}}
-            from gateway.requests import Handlers
-            h = Handlers(self)
-            def fn(core):
-                value, drafts = h.alarm_ack(core, args, "cli")
-                return ok(args.request_id, value), drafts
-            try:
-                res = self.core.call(fn).result(10)
-                return json.loads(res.value)
-            except RequestError as e:
-                return {"ok": False, "error": {"code": e.code, "message": e.message}}
         if cmd == "request":
             return self.control_request(req.get("command"), req.get("args"))
+        if cmd in CONTROL_ALIASES:
+            command, keys = CONTROL_ALIASES[cmd]
+            return self.control_request(command, {k: req[k] for k in keys if req.get(k) is not None})
         if cmd == "metrics":
             return {"ok": True, "data": self.metrics_snapshot()}
         if cmd == "top":
             return self.top_snapshot()
-        if cmd == "reload":
-            problems = self.request_reload()
-            return {"ok": problems is None, "error": {"code": "bad_request", "message": problems} if problems else None}
         return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
 
     def control_request(self, command: Any, args: Any) -> dict:
-        """A P/request/<command> arriving on the control socket (casegate person add,
-        band bind, face enroll, ...): parsed by the same parse_request and run by the
-        same RequestRouter handlers as over MQTT, so its validation, idempotency and
-        journal events are exactly those of the MQTT command. Source is ``cli``."""
-        from concurrent.futures import Future
-
-        from gateway.requests import Request, RequestRouter, fail, parse_request
+        """A P/request/<command> arriving on the control socket (casegate ack, person add,
+        band bind, face enroll, ...): the same RequestRouter.dispatch as over MQTT, so its
+        validation, idempotency and journal events are exactly those of the MQTT command;
+        the answer comes back to the socket, not to P/response/. Source is ``cli``."""
+        from gateway.requests import fail
         if not isinstance(command, str) or not isinstance(args, dict):
-            return {"ok": False, "error": {"code": "bad_request",
-                                           "message": "request needs a command and an args object"}}
+            return fail(None, RequestError("bad_request", "request needs a command and an args object"))
         args = dict(args)
         args.setdefault("request_id", f"cli-{time.time_ns()}")
-        payload = json.dumps(args, ensure_ascii=False).encode()
-        parsed, rid, err = parse_request(command, payload, self.config.mqtt.max_request_bytes)
-        if err is not None:
-            return fail(rid, err)
-        with self._cli_router_lock:
-            if self._cli_router is None:
-                # Its own router (and worker): the CLI works with MQTT disabled, and
-                # answers come back to the socket, not to P/response/.
-                self._cli_router = RequestRouter(
-                    self, self.core, lambda req, answer: req.reply.set_result(answer),
-                    self.config.mqtt.max_request_bytes)
-        req = Request(command, parsed, rid, source="cli")
-        req.reply = Future()
-        self._cli_router.submit(req)
-        try:
-            return req.reply.result(timeout=60)
-        except TimeoutError:
-            return fail(rid, RequestError("busy", "no answer within 60 s"))
+        return self.router.call(command, args, path="control", source="cli", timeout=60)
 
     def top_snapshot(self) -> dict:
         """What `casegate top` draws: occupancy with roles and names, active alarms

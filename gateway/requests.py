@@ -1,4 +1,9 @@
-"""Requests from central systems: ``P/request/<command>`` -> ``P/response/<command>``.
+"""Requests: ``P/request/<command>`` -> ``P/response/<command>``, and the same commands
+from the control socket (``casegate ack``, ``person add``, ...) and the demo's desk.
+
+:data:`COMMANDS` is the one table of commands (argument model, handler, writer thread or
+device pool, rate-limit class, idempotency, the paths that offer it) and
+:meth:`RequestRouter.dispatch` the one function every path calls.
 
 Every request is checked before anything changes: bad JSON, a non-object,
 an unknown command, a missing or wrong-typed field, an unknown person, a tag
@@ -21,8 +26,8 @@ import logging
 import queue
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -185,37 +190,6 @@ class Republish(Args):
     pass
 
 
-# command -> (argument model, runs on the device pool?)
-COMMANDS: dict[str, tuple[type[Args], bool]] = {
-    "ping": (Ping, False),
-    "person/register": (Register, False),
-    "person/checkout": (Checkout, False),
-    "person/update": (PersonUpdate, False),
-    "person/rest": (PersonRest, False),
-    "wristband/bind": (Bind, False),
-    "wristband/unbind": (Unbind, False),
-    "belongings/assign": (Belongings, False),
-    "alarm/ack": (Ack, False),
-    "alarm/shelve": (Shelve, False),
-    "alarm/unshelve": (Unshelve, False),
-    "device/maintenance": (Maintenance, False),
-    "locker/open": (LockerOpen, True),
-    "custody/order": (CustodyOrder, False),
-    "face/enroll": (FaceEnroll, True),
-    "camera/snapshot": (Snapshot, True),
-    "events/resend": (Resend, False),
-    "config/reload": (Reload, True),
-    "state/republish": (Republish, False),
-    "recording/state": (RecordingState, False),
-    "identification/start": (Identification, False),
-    "identification/end": (Identification, False),
-}
-
-# Commands whose answer is not kept under the request_id: they change nothing
-# (or re-publish only), so a repeat must act again rather than get the old answer.
-NOT_STORED = frozenset({"ping", "events/resend", "state/republish"})
-
-
 def _depth(obj: Any, limit: int = MAX_DEPTH) -> int:
     stack = [(obj, 1)]
     deepest = 1
@@ -250,7 +224,10 @@ class Request:
     request_id: Any
     response_topic: str | None = None
     correlation: bytes | None = None
-    source: str = "mqtt"
+    source: str = "mqtt"                 # the journal's source of what it causes (SPEC §2)
+    path: str = "mqtt"                   # how it arrived: one of PATHS
+    # Where its answer goes; None = the router's own respond (P/response/<command>).
+    reply: Callable[["Request", dict], None] | None = None
 
 
 # face/enroll carries a base64 photo (FaceEnroll.image), far above the
@@ -280,10 +257,11 @@ def correlation_key(correlation: bytes | None) -> str | None:
     return "cd-" + hashlib.sha256(bytes(correlation)).hexdigest()[:40]
 
 
-def parse_request(command: str, payload: bytes, max_bytes: int,
-                  correlation: bytes | None = None) -> tuple[Args | None, Any, RequestError | None]:
+def parse_request(command: str, payload: bytes, max_bytes: int, correlation: bytes | None = None,
+                  path: str = "mqtt") -> tuple[Args | None, Any, RequestError | None]:
     """Pure validation: (args, request_id, error). With MQTT 5 Correlation Data
-    and no ``request_id`` in the body, the correlation data is the request_id."""
+    and no ``request_id`` in the body, the correlation data is the request_id.
+    A command the table does not offer on ``path`` is as unknown as a typo."""
     if command == "face/enroll":
         max_bytes = max(max_bytes, FACE_ENROLL_MAX_BYTES)
     if len(payload) > max_bytes:
@@ -302,13 +280,16 @@ def parse_request(command: str, payload: bytes, max_bytes: int,
     if "request_id" not in obj and ckey is not None:
         obj = dict(obj, request_id=ckey)
     rid = _request_id(obj.get("request_id"))
-    if command not in COMMANDS:
+    spec = COMMANDS.get(command)
+    if spec is None:
         return None, rid, RequestError("unknown_command", f"unknown command {command!r}")
+    if path not in spec.paths:
+        return None, rid, RequestError("unknown_command", f"{command} is not offered on the {path} path "
+                                                          f"(only {', '.join(sorted(spec.paths))})")
     if _depth(obj) > MAX_DEPTH:
         return None, rid, RequestError("bad_request", "payload nested too deeply")
-    model, _ = COMMANDS[command]
     try:
-        return model.model_validate(obj), rid, None
+        return spec.model.model_validate(obj), rid, None
     except ValidationError as e:
         msg = _describe(e)
         if "request_id" not in obj:
@@ -366,9 +347,9 @@ def norm_tag(tag: str) -> str:
 
 
 class Handlers:
-    """Command implementations. ``in_core`` ones run in the core's writer
-    thread (they read the folded state and return drafts); device ones run
-    on the pool and talk to a driver."""
+    """Command implementations, named by :data:`COMMANDS`. Most run in the core's writer
+    thread: ``(core, args, source) -> (data, drafts)``, reading the folded state; the
+    ``pool`` ones talk to a driver: ``(args, source) -> data``."""
 
     def __init__(self, daemon):
         self.d = daemon
@@ -673,20 +654,85 @@ class Handlers:
         return self.d.enroll_face(a.person, image, src)
 
 
-IN_CORE = {
-    "ping": "ping", "person/register": "person_register", "person/checkout": "person_checkout",
-    "person/update": "person_update", "person/rest": "person_rest",
-    "wristband/bind": "wristband_bind", "wristband/unbind": "wristband_unbind",
-    "belongings/assign": "belongings_assign", "alarm/ack": "alarm_ack",
-    "alarm/shelve": "alarm_shelve", "alarm/unshelve": "alarm_unshelve",
-    "device/maintenance": "device_maintenance",
-    "custody/order": "custody_order", "events/resend": "events_resend",
-    "state/republish": "state_republish",
-    "recording/state": "recording_state", "identification/start": "identification_start",
-    "identification/end": "identification_end",
-}
-ON_POOL = {"locker/open": "locker_open", "camera/snapshot": "camera_snapshot",
-           "face/enroll": "face_enroll", "config/reload": "config_reload"}
+# ---- the command table ----------------------------------------------------------------
+# How a request arrives. Every path goes through RequestRouter.dispatch, so a command's
+# validation, idempotency, journal events and answer are the same on each.
+PATHS = ("mqtt",       # P/request/<command> from central systems (the uplink)
+         "control",    # the daemon's control socket: casegate ack / person add / band bind / face enroll ...
+         "demo")       # casegate demo's desk in-process, when it runs without a broker
+# Rate limits keep a central client from making the gateway publish millions of messages;
+# the control socket is 0660 root:casegate (an operator at the console) and the demo is
+# the gateway's own process, so neither is limited (a commissioning script may enrol a
+# whole shift's photos at once).
+RATE_LIMITED_PATHS = frozenset({"mqtt"})
+
+
+@dataclass(frozen=True)
+class Command:
+    """One request command, defined once for every path (SPEC §3)."""
+    name: str
+    model: type[Args]
+    handler: str                  # the Handlers method that carries it out
+    # Device commands (an unlock waiting for the board, a photo, a reload) run on a small
+    # pool so they never hold up the state changes, which run in order in the writer thread
+    # (a bind right behind a register must see the registration).
+    pool: bool = False
+    # "heavy": one token of [mqtt] heavy_requests_per_min; "resend": one token of
+    # resend_events_per_min per event re-published; None: not limited.
+    limit: Literal["heavy", "resend"] | None = None
+    # The answer is kept under its request_id: a re-sent request gets it again and acts once.
+    # Commands that change nothing (or only re-publish) act again instead.
+    stored: bool = True
+    paths: frozenset[str] = frozenset(PATHS)      # who may call it
+    example: dict[str, Any] = field(default_factory=dict)   # valid args (tests, bench/fuzz_requests.py)
+
+
+_PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg==")
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("ping", Ping, "ping", stored=False),
+    Command("person/register", Register, "person_register",
+            example={"person": "s1", "role": "suspect", "name": "张三", "case_id": "c-1",
+                     "case_type": "criminal", "limit_h": 12.0}),
+    Command("person/checkout", Checkout, "person_checkout", example={"person": "s1", "by": "o1"}),
+    Command("person/update", PersonUpdate, "person_update",
+            example={"person": "s1", "by": "o1", "reason": "case re-classified", "case_type": "administrative"}),
+    Command("person/rest", PersonRest, "person_rest",
+            example={"person": "s1", "kind": "meal", "from": "2026-11-28T12:00:00+08:00", "by": "o1"}),
+    Command("wristband/bind", Bind, "wristband_bind", example={"tag": "E3AF2232", "person": "s1"}),
+    Command("wristband/unbind", Unbind, "wristband_unbind", example={"tag": "E3AF2232"}),
+    Command("belongings/assign", Belongings, "belongings_assign",
+            example={"person": "s1", "locker": "locker-b1", "compartment": 3}),
+    Command("alarm/ack", Ack, "alarm_ack",
+            example={"alarm_id": "lone_interrogation:int-1:1", "by": "o1", "note": "seen"}),
+    Command("alarm/shelve", Shelve, "alarm_shelve",
+            example={"code": "tag_low_battery", "scope": "waiting-1", "for_s": 3600.0,
+                     "reason": "new batteries ordered", "by": "o1"}),
+    Command("alarm/unshelve", Unshelve, "alarm_unshelve",
+            example={"code": "tag_low_battery", "scope": "waiting-1", "by": "o1"}),
+    Command("device/maintenance", Maintenance, "device_maintenance",
+            example={"device": "doors-a", "for_s": 1800.0, "reason": "contact replaced", "by": "o1"}),
+    Command("locker/open", LockerOpen, "locker_open", pool=True,
+            example={"locker": "locker-ev1", "compartment": 5, "by": "o1", "order": "ord-1"}),
+    Command("custody/order", CustodyOrder, "custody_order",
+            example={"order": "ord-1", "item": "E2000017221101441890ABCD", "action": "withdraw",
+                     "case_id": "c-1", "by": "o1", "due": "2026-11-28T18:00:00+08:00"}),
+    Command("face/enroll", FaceEnroll, "face_enroll", pool=True, limit="heavy",
+            example={"person": "s1", "image": _PNG_1PX}),
+    Command("camera/snapshot", Snapshot, "camera_snapshot", pool=True, limit="heavy",
+            example={"camera": "cam-int1"}),
+    Command("events/resend", Resend, "events_resend", limit="resend", stored=False,
+            example={"from_seq": 1, "to_seq": 100}),
+    # Not in the writer thread: reloading calls into the core itself.
+    Command("config/reload", Reload, "config_reload", pool=True, limit="heavy"),
+    Command("state/republish", Republish, "state_republish", limit="heavy", stored=False),
+    Command("recording/state", RecordingState, "recording_state",
+            example={"room": "interrogation-1", "recording": True, "source": "recorder-1"}),
+    Command("identification/start", Identification, "identification_start",
+            example={"room": "identification-1", "case_id": "c-1", "by": "o1"}),
+    Command("identification/end", Identification, "identification_end",
+            example={"room": "identification-1", "case_id": "c-1", "by": "o1"}),
+)}
 
 
 class TokenBuckets:
@@ -726,20 +772,19 @@ class TokenBuckets:
         return 0.0
 
 
-# Requests that cost the gateway far more than their size: each takes one token of
-# [mqtt] heavy_requests_per_min (events/resend is charged per event instead).
-HEAVY_COMMANDS = ("state/republish", "camera/snapshot", "face/enroll", "config/reload")
 RESEND_MAX = 100_000       # SPEC §3: at most 100,000 events per events/resend
 
 
 class RequestRouter:
-    """Turns MQTT messages into core calls and answers them."""
+    """The one dispatch of requests (:meth:`dispatch`): MQTT messages (:meth:`on_message`),
+    the control socket and the demo's desk (:meth:`call`) all go through it, so each
+    command of :data:`COMMANDS` validates, rate-limits, acts and answers one way."""
 
     def __init__(self, daemon, core: Core, respond: Callable[[Request, dict], None],
                  max_bytes: int):
         self.d = daemon
         self.core = core
-        self.respond = respond
+        self.respond = respond          # MQTT answers: P/response/<command> (+ MQTT 5 response topic)
         self.max_bytes = max_bytes
         self.handlers = Handlers(daemon)
         self._q: "queue.Queue[tuple[Request, Args] | None]" = queue.Queue(maxsize=10_000)
@@ -759,42 +804,67 @@ class RequestRouter:
         self._worker.join(3)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def dispatch(self, command: str, payload: bytes, *, path: str, source: str,
+                 reply: Callable[[Request, dict], None] | None = None,
+                 response_topic: str | None = None, correlation: bytes | None = None) -> None:
+        """Validate, rate-limit (RATE_LIMITED_PATHS) and queue one request; ``reply``
+        (default: :attr:`respond`) gets its answer once. Never blocks: paho's network
+        thread calls this."""
+        args, rid, err = parse_request(command, payload, self.max_bytes, correlation, path)
+        req = Request(command if command in COMMANDS else command[:100], args, rid, response_topic,
+                      correlation, source=source, path=path, reply=reply)
+        if err is None and path in RATE_LIMITED_PATHS:
+            err = self._rate_limit(req)
+        if err is not None:
+            self.counts["failed"] += 1
+            log.info("request %r rejected: %s %s", req.command, err.code, err.message)
+            self._reply(req, fail(rid, err))
+            return
+        self.submit(req)
+
+    def call(self, command: str, args: dict, *, path: str, source: str, timeout: float) -> dict:
+        """dispatch() and wait for the answer: for callers that answer their own caller
+        (the control socket, the demo's desk) rather than a response topic."""
+        answer: Future = Future()
+        payload = json.dumps(args, ensure_ascii=False).encode()
+        self.dispatch(command, payload, path=path, source=source,
+                      reply=lambda req, body: answer.set_result(body))
+        try:
+            return answer.result(timeout=timeout)
+        except TimeoutError:
+            return fail(_request_id(args.get("request_id")),
+                        RequestError("busy", f"no answer within {timeout:g} s"))
+
     def on_message(self, prefix: str, msg) -> None:
-        """Paho's network thread: validate only, never block."""
+        """An MQTT message on P/request/<command> (paho's network thread)."""
         command = msg.topic[len(prefix) + len("/request/"):]
         props = getattr(msg, "properties", None)
-        rt = getattr(props, "ResponseTopic", None) if props else None
-        cd = getattr(props, "CorrelationData", None) if props else None
-        args, rid, err = parse_request(command, msg.payload, self.max_bytes, cd)
         # SPEC §2: source is mqtt:<client>. MQTT does not tell us who published,
         # so a central system names itself in an MQTT 5 user property "client".
         client = "central"
         for k, v in (getattr(props, "UserProperty", None) or []) if props else []:
             if k == "client" and re.fullmatch(ID, v or ""):
                 client = v
-        req = Request(command if command in COMMANDS else command[:100], args, rid, rt, cd,
-                      source=f"mqtt:{client}")
-        if err is None:
-            err = self._rate_limit(req)
-        if err is not None:
-            self.counts["failed"] += 1
-            log.info("request %r rejected: %s %s", req.command, err.code, err.message)
-            self.respond(req, fail(rid, err))
-            return
-        self.submit(req)
+        self.dispatch(command, msg.payload, path="mqtt", source=f"mqtt:{client}",
+                      response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                      correlation=getattr(props, "CorrelationData", None) if props else None)
+
+    def _reply(self, req: Request, payload: dict) -> None:
+        (req.reply or self.respond)(req, payload)
 
     def _rate_limit(self, req: Request) -> RequestError | None:
         """``busy`` for a client over its share of re-published events or heavy requests,
         so that no central client can make the gateway publish millions of messages."""
         key = f"{req.source}|{req.response_topic or ''}"
-        if req.command == "events/resend" and isinstance(req.args, Resend):
+        limit = COMMANDS[req.command].limit
+        if limit == "resend" and isinstance(req.args, Resend):
             a = req.args
             last = getattr(getattr(self.core, "journal", None), "last_seq", None)
             hi = min(a.to_seq, a.from_seq + RESEND_MAX - 1)
             if isinstance(last, int):
                 hi = min(hi, last)
             cost, limiter, what = max(1, hi - a.from_seq + 1), self.resend_limit, "events re-published"
-        elif req.command in HEAVY_COMMANDS:
+        elif limit == "heavy":
             cost, limiter, what = 1, self.heavy_limit, "heavy requests"
         else:
             return None
@@ -810,7 +880,7 @@ class RequestRouter:
         try:
             self._q.put_nowait((req, req.args))
         except queue.Full:
-            self.respond(req, fail(req.request_id, RequestError("busy", "too many pending requests")))
+            self._reply(req, fail(req.request_id, RequestError("busy", "too many pending requests")))
 
     def _run(self) -> None:
         while True:
@@ -834,18 +904,19 @@ class RequestRouter:
         cached = self._cached(rid)
         if cached is not None:
             self.counts["duplicate"] += 1
-            self.respond(req, cached)
+            self._reply(req, cached)
             return
         src = req.source
-        if req.command in ON_POOL:
+        spec = COMMANDS[req.command]
+        if spec.pool:
             with self._lock:
                 if rid in self._inflight:
                     return  # the first copy will answer
                 self._inflight.add(rid)
             self._pool.submit(self._device, req, args)
             return
-        fn = getattr(self.handlers, IN_CORE[req.command])
-        self.answer(req, lambda core: fn(core, args, src), store=req.command not in NOT_STORED)
+        fn = getattr(self.handlers, spec.handler)
+        self.answer(req, lambda core: fn(core, args, src), store=spec.stored)
 
     def answer(self, req: Request, fn, store: bool = True) -> dict:
         """Run fn(core) in the writer thread; respond after COMMIT."""
@@ -869,13 +940,14 @@ class RequestRouter:
         except TimeoutError:
             payload = fail(rid, RequestError("busy", "journal did not commit within 30 s"))
             self.counts["failed"] += 1
-        self.respond(req, payload)
+        self._reply(req, payload)
         return payload
 
     def _device(self, req: Request, args: Args) -> None:
         rid = args.request_id
         try:
-            fn = getattr(self.handlers, ON_POOL[req.command])
+            spec = COMMANDS[req.command]
+            fn = getattr(self.handlers, spec.handler)
             try:
                 data = fn(args, req.source)
             except RequestError as e:
@@ -889,14 +961,12 @@ class RequestRouter:
                     payload = fail(rid, RequestError("device_refused", str(e)))
             else:
                 payload = json.loads(ok(rid, data))
-            if payload["ok"]:
+            if payload["ok"] and spec.stored:
                 # Remember the answer durably so a re-sent unlock does not unlock twice.
                 text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
                 self.core.call(lambda core: (text, []), request=(rid, req.command)).result(timeout=30)
-                self.counts["ok"] += 1
-            else:
-                self.counts["failed"] += 1
-            self.respond(req, payload)
+            self.counts["ok" if payload["ok"] else "failed"] += 1
+            self._reply(req, payload)
         finally:
             with self._lock:
                 self._inflight.discard(rid)

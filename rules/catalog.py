@@ -149,6 +149,8 @@ class LockerUnauthorized(RuleSettings):
 
 
 class DeviceOffline(RuleSettings):
+    # Not read by the rule (it follows device.offline): the daemon hands it to drivers with a
+    # heartbeat (gateway/daemon.py DeviceContext.missed_intervals), which decide when.
     missed_intervals: int = Field(default=3, ge=1)
 
 

@@ -18,8 +18,9 @@ def _check(ctx, device, t):
 @rule("device_offline", on=("device.offline", "device.online"), check=_check, grace=None)
 def device_offline(ctx, ev, t):
     """设备离线 (全程记录 needs working sensors): raised on ``device.offline``
-    (each driver decides when: no frame or heartbeat for ``missed_intervals``
-    intervals), cleared on ``device.online``."""
+    (each driver decides when: a driver with a heartbeat after ``missed_intervals``
+    silent intervals, which reaches it through the daemon's DeviceContext; a polled
+    device on a failed poll; a camera after its ``offline_s``), cleared on ``device.online``."""
     dev = ev.data.get("device")
     if not dev:
         return ()

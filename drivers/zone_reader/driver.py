@@ -3,8 +3,8 @@
 One asyncio event loop in its own thread owns every connection and all state
 (stations, presence, tag status); nothing else mutates it, so there are no
 locks on the hot path. A periodic tick on the same loop expires presence
-(``presence_timeout_s``), marks stations offline after 3 silent
-``heartbeat_s`` intervals and closes idle connections (``idle_timeout_s``).
+(``presence_timeout_s``), marks stations offline after ``missed_intervals``
+(3) silent ``heartbeat_s`` intervals and closes idle connections (``idle_timeout_s``).
 
 Events:
 * ``presence.entered`` [person, tag, room] on a tag's first in-range record
@@ -1064,6 +1064,12 @@ class ZoneReaderDriver(Driver):
         below = getattr(self.ctx, "low_battery_below_pct", None)
         return isinstance(battery, int) and battery < (DEFAULT_LOW_BATTERY_PCT if below is None else below)
 
+    def _silence_limit(self) -> float:
+        """Seconds without a frame before a station is offline: [rules.device_offline]
+        missed_intervals heartbeat intervals, as the daemon's context gives it (3 without one)."""
+        missed = getattr(self.ctx, "missed_intervals", None)
+        return (3 if missed is None else missed) * self.cfg.heartbeat_s
+
     def _status_due(self, last: tuple, snap: tuple, since_sent: float) -> bool:
         battery, tamper, sos, hr = snap
         l_battery, l_tamper, l_sos, l_hr = last
@@ -1110,7 +1116,7 @@ class ZoneReaderDriver(Driver):
         for tag, room, secs in self.presence.expire(now):
             self._left(tag, room, secs, wall)
         self._flush_held_status(now, wall)
-        limit = 3 * self.cfg.heartbeat_s
+        limit = self._silence_limit()
         for st in self._stations.values():
             if st.known and not st.offline and now - st.last_seen > limit:
                 st.offline = True
@@ -1150,7 +1156,7 @@ class ZoneReaderDriver(Driver):
         """The reader's own state from its stations, identity conflicts and a flood:
         online only while every configured station is connected and trusted."""
         tracked = [s for s in self._stations.values() if s.known]
-        limit = 3 * self.cfg.heartbeat_s
+        limit = self._silence_limit()
         offline = sorted(s.dev_id for s in tracked if s.offline)
         parts = []
         if len(offline) == 1:
