@@ -37,7 +37,7 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def uplink_rss(up) -> float:
     """The uplink process's RSS (0 when the uplink is a thread of this process)."""
-    proc = getattr(up, "_proc", None)
+    proc = getattr(up, "process", None)
     return rss_mb(proc.pid) if proc is not None else 0.0
 
 

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 
 class CommandError(Exception):
@@ -77,6 +77,14 @@ class Driver(ABC):
     def stop(self, timeout: float = 2.0) -> None:
         """Stop threads, close ports. Must return within ``timeout``."""
         self.stop_event.set()
+
+    def restore_presence(self, present: Iterable[tuple[str, str, float]]) -> int:
+        """Capability ``presence``: take over who the journal says is in a room now,
+        (tag, room, since epoch) - the daemon calls this before :meth:`start`. A driver
+        that keeps presence itself (drivers/common/presence.py PresenceTracker) takes
+        over its rooms' entries and returns how many; one that only reports (a card
+        reader's swipes) has nothing to take over."""
+        return 0
 
     def command(self, name: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Run a device command (e.g. ``locker/open``); raise CommandError."""

@@ -119,7 +119,8 @@ class DeviceContext:
         return float(rule_settings(self.d.config.rules)["tag_low_battery"].below_pct)
 
     def present_tags(self) -> list[tuple[str, str, float]]:
-        """(tag, room, since) of every tag the journal says is in a room now."""
+        """(tag, room, since) of every tag the journal says is in a room now (what
+        _start_driver hands a ``presence`` driver's restore_presence)."""
         def snap(core):
             return [(pr.tag, room, pr.since) for rooms in core.state.presence.values()
                     for room, pr in rooms.items() if pr.tag], []
@@ -266,7 +267,10 @@ class Daemon:
         from drivers.registry import driver_class
         try:
             cls = driver_class(dev.driver)
-            drv = cls(dev, DeviceContext(self, dev.id))
+            ctx = DeviceContext(self, dev.id)
+            drv = cls(dev, ctx)
+            if has(dev, "presence"):    # who the journal says is in its rooms (drivers/base.py)
+                drv.restore_presence(ctx.present_tags())
             drv.start()
             self.drivers[dev.id] = drv
             log.info("device %s (%s) started", dev.id, dev.driver)

@@ -4,7 +4,7 @@ paho-mqtt is pure Python: building every PUBLISH and decoding every PUBACK
 (paho makes a ReasonCode and a Properties object per ack) costs as much CPU as
 journaling the event. In one process both share one GIL, and the MQTT network
 thread was 30-40 % of the writer's GIL time under py-spy. So the
-:class:`~gateway.uplink.Uplink` runs in a child (``python -m gateway.uplink_process``):
+:class:`~gateway.uplink.Uplink` runs in a child (``child_main`` below, under drivers/common/child.py):
 
 * after each commit the parent hands it the events' wire form (topic, payload);
   it publishes from memory and reads the journal (its own read-only WAL
@@ -16,22 +16,21 @@ thread was 30-40 % of the writer's GIL time under py-spy. So the
 
 If the child dies it is restarted with backoff. What it had not got PUBACKs
 for is still undelivered in the journal and is sent again (at-least-once,
-as after any reconnect).
+as after any reconnect). Spawning, restarts, stopping, exit reasons and the
+log relay are drivers/common/child.py's (shared with the camera process);
+this module adds the queue that never blocks the journal writer, the hung-
+child watchdog and the typed messages below.
 """
 from __future__ import annotations
 
 import collections
 import logging
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from drivers.base import Backoff, child_python_env
+from drivers.common.child import ChildSupervisor, ParentLink, Stop
 from gateway.events import Event, topic_for
 from gateway.uplink import RESEND_MAX
 
@@ -45,6 +44,64 @@ CHILD_START_S = 15.0      # extra time for a new child's imports before HUNG_S c
 OUT_MAX = 10_000          # messages queued for the child before the oldest are dropped
 HEALTHY_RUN_S = 60.0      # a child that lived this long resets the restart backoff
 WIRE_MAX = 20_000         # events carried by merged commit notes before the child must read the journal
+
+
+# ---- the messages (pickled by class: this module is imported on both sides) ---------
+# parent -> child
+@dataclass
+class Committed:
+    """Events up to ``last_seq`` are journaled; ``wire`` = [(seq, topic, payload, is_alarm)],
+    or None when the child must read them from the journal (merged past WIRE_MAX)."""
+    last_seq: int
+    wire: list | None
+
+
+@dataclass
+class Resend:
+    from_seq: int
+    to_seq: int
+
+
+@dataclass
+class GatewayError:
+    error: str | None
+
+
+@dataclass
+class Retained:
+    suffix: str
+    payload: dict
+
+
+@dataclass
+class Respond:
+    topic: str
+    payload: dict
+    correlation: bytes | None
+
+
+@dataclass
+class Republish:
+    """state/republish: publish every retained message again."""
+
+
+# child -> parent
+@dataclass
+class Acked:
+    seqs: list[int]
+
+
+@dataclass
+class Status:
+    status: dict
+
+
+@dataclass
+class MqttRequest:
+    """A request that arrived at the child's MQTT client, for the parent's router."""
+    topic: str
+    payload: bytes
+    props: dict | None
 
 
 @dataclass
@@ -80,15 +137,16 @@ class UplinkProcess:
         self._outq: collections.deque = collections.deque()   # to the child, sent by _writer
         self._out_cv = threading.Condition()
         self._closed = False
-        self._last_report = time.monotonic()     # anything heard from the child
         self.dropped = 0
-        self._conn = None
-        self._proc = None
-        self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._restart_backoff = Backoff(self._stopping, first=0.5, cap=30.0)
-        self._spawned_at = 0.0
-        self._stopped = threading.Event()
+        self._child = ChildSupervisor(
+            "gateway.uplink_process:child_main",
+            lambda: (self.config, self.journal_path, self.version, self.started),
+            process_name="uplink process", device_name="uplink", on_message=self._on_message, log=log,
+            log_level=lambda: logging.getLogger("casegate").getEffectiveLevel(),
+            on_started=self._on_started, on_ended=self._on_ended, on_crash=self._on_crash,
+            on_spawn_failed=self._on_spawn_failed, stop_event=self._stopping, thread_name="uplink-ipc",
+            healthy_run_s=HEALTHY_RUN_S, linger_s=2.0)
         self._retained: dict[str, dict] = {}       # replayed to a restarted child
         self._gateway_error: str | None = None
         self._status: dict[str, Any] = {"connected": False, "broker": f"{self.mq.host}:{self.mq.port}",
@@ -96,7 +154,15 @@ class UplinkProcess:
                                         "connects": 0, "last_error": None}
         self.last_committed = 0
         self._acked_since_status = 0
-        self.restarts = 0
+
+    @property
+    def process(self):
+        """The current (or last) child: pid, is_alive(), exitcode (drivers/common/child.py ChildHandle)."""
+        return self._child.process
+
+    @property
+    def restarts(self) -> int:
+        return self._child.restarts
 
     # ---- the Uplink interface ---------------------------------------------------
     @property
@@ -122,7 +188,8 @@ class UplinkProcess:
     def status(self) -> dict:
         st = dict(self._status)
         st["backlog"] = self.backlog
-        st["process"] = {"pid": self._proc.pid if self._proc else None, "restarts": self.restarts}
+        proc = self._child.process
+        st["process"] = {"pid": proc.pid if proc else None, "restarts": self.restarts}
         return st
 
     def start(self) -> None:
@@ -138,7 +205,7 @@ class UplinkProcess:
         self._status = dict(self._status, backlog=backlog, last_seq=last)
         threading.Thread(target=self._writer, name="uplink-ipc-out", daemon=True).start()
         threading.Thread(target=self._watchdog, name="uplink-watchdog", daemon=True).start()
-        self._spawn()
+        self._child.start()
 
     def on_committed(self, events: list[Event]) -> None:
         """Core listener (writer thread): queue the commit's wire form for the child."""
@@ -149,99 +216,80 @@ class UplinkProcess:
         # never reads the journal while it keeps up (its CPU is the scarcer).
         prefix = self.prefix
         wire = [(ev.seq, topic_for(prefix, ev), ev.to_json(), ev.type.startswith("alarm.")) for ev in events]
-        self._send(("committed", events[-1].seq, wire))
+        self._send(Committed(events[-1].seq, wire))
 
     def resend(self, from_seq: int, to_seq: int) -> int:
         n = max(0, min(to_seq, self.last_committed) - from_seq + 1)
-        self._send(("resend", from_seq, to_seq))
+        self._send(Resend(from_seq, to_seq))
         return min(n, RESEND_MAX)
 
     def set_gateway_error(self, error: str | None) -> None:
         if error != self._gateway_error:
             self._gateway_error = error
-            self._send(("gateway_error", error))
+            self._send(GatewayError(error))
 
     def publish_retained(self, suffix: str, payload: dict) -> None:
         self._retained[suffix] = payload
-        self._send(("retained", suffix, payload))
+        self._send(Retained(suffix, payload))
 
     def republish_retained(self) -> int:
         """state/republish, done by the child (it holds the connection)."""
-        self._send(("republish",))
+        self._send(Republish())
         return len(self._retained) + 1
 
     def respond(self, topic: str, payload: dict, props=None) -> None:
         corr = getattr(props, "CorrelationData", None) if props is not None else None
-        self._send(("respond", topic, payload, corr))
+        self._send(Respond(topic, payload, corr))
 
     def stop(self, drain_s: float = 3.0) -> None:
         self._stopping.set()
-        proc = self._proc
-        if proc is None:
-            return
-        self._send(("stop", drain_s))
-        try:
-            proc.wait(drain_s + 3.0)
-        except subprocess.TimeoutExpired:
-            log.warning("uplink process did not stop in time; terminating it")
-            proc.terminate()
-            try:
-                proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(2.0)
-        self._stopped.wait(2.0)           # the reader has passed on the last acks
+        if self._child.process is not None:
+            # Stop goes through the queue, after the commits still to be published
+            self._send(Stop(drain_s))
+            self._child.stop(exit_within=drain_s + 3.0, term_within=2.0, kill_within=2.0,
+                             join_within=2.0)      # the supervisor has passed on the last acks
         with self._out_cv:
             self._closed = True
             self._outq.clear()
             self._out_cv.notify()
-        if self._conn is not None:
-            self._conn.close()
 
-    # ---- the child's lifecycle --------------------------------------------------
-    def _spawn(self) -> None:
-        # A fresh interpreter (python -m), not multiprocessing's spawn: that
-        # re-imports the parent's __main__, which breaks under any script that
-        # lacks a __main__ guard. The channel is one end of a socketpair.
-        a, b = socket.socketpair()
-        env = child_python_env()
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.uplink_process", str(b.fileno())],
-                                pass_fds=(b.fileno(),), env=env, close_fds=True)
-        b.close()
-        parent = Connection(a.detach())
-        level = logging.getLogger("casegate").getEffectiveLevel()
-        parent.send((self.config, self.journal_path, self.version, self.started, level))
-        self._last_report = time.monotonic() + CHILD_START_S
-        self._conn, self._proc = parent, proc
-        self._spawned_at = time.monotonic()
+    # ---- the child's lifecycle (drivers/common/child.py runs it) ---------------------
+    def _on_started(self) -> None:
         # A restarted child starts from the journal; give it what it cannot read there.
         if self._gateway_error:
-            self._send(("gateway_error", self._gateway_error))
+            self._send(GatewayError(self._gateway_error))
         for suffix, payload in self._retained.items():
-            self._send(("retained", suffix, payload))
-        self._stopped.clear()
-        self._reader = threading.Thread(target=self._read, args=(parent, proc), name="uplink-ipc",
-                                        daemon=True)
-        self._reader.start()
+            self._send(Retained(suffix, payload))
 
-    def _send(self, msg: tuple) -> None:
+    def _on_ended(self, reason: str) -> None:
+        self._status = dict(self._status, connected=False)
+
+    def _on_crash(self, reason: str, delay: float) -> None:
+        log.error("%s; restarting in %.1f s, undelivered events stay in the journal", reason, delay)
+        self._status = dict(self._status, last_error=reason)
+
+    def _on_spawn_failed(self, e: BaseException) -> None:
+        log.error("cannot start the uplink process: %s; undelivered events stay in the journal", e)
+        self._status = dict(self._status, last_error=f"cannot start the uplink process: {e}")
+
+    def _send(self, msg: Any) -> None:
         """Queue a message for the child; never blocks the caller (the caller is
         often the journal writer, and a hung child must not stall it).
 
-        Consecutive ``committed`` notes merge into one (the last seq is what
+        Consecutive ``Committed`` notes merge into one (the last seq is what
         counts); past OUT_MAX queued messages the oldest are dropped, counted
         and logged: events stay in the journal either way."""
         with self._out_cv:
             q = self._outq
-            if msg[0] == "committed" and q and q[-1][0] == "committed":
+            if type(msg) is Committed and q and type(q[-1]) is Committed:
                 # Not sent yet: merge. Past WIRE_MAX events the wire form is dropped
                 # (the child then reads the journal), so a stuck child costs no RAM.
-                _, _, wire = q[-1]
-                if wire is not None and len(wire) + len(msg[2]) <= WIRE_MAX:
-                    wire.extend(msg[2])      # in place: still ours while queued (no O(n^2) copies)
+                last = q[-1]
+                if last.wire is not None and len(last.wire) + len(msg.wire) <= WIRE_MAX:
+                    last.wire.extend(msg.wire)   # in place: still ours while queued (no O(n^2) copies)
                 else:
-                    wire = None
-                q[-1] = ("committed", msg[1], wire)
+                    last.wire = None
+                last.last_seq = msg.last_seq
             else:
                 q.append(msg)
                 if len(q) > OUT_MAX:
@@ -262,13 +310,8 @@ class UplinkProcess:
                 if self._closed and not self._outq:
                     return
                 msg = self._outq.popleft()
-            conn = self._conn
-            if conn is None:
-                continue
-            try:
-                conn.send(msg)
-            except (OSError, ValueError, EOFError):
-                pass      # the child is gone; the reader restarts it and it reads the journal
+            # False when no child runs: the restarted one reads the journal
+            self._child.send(msg)
 
     def _watchdog(self) -> None:
         # Its own thread: the writer may be the one stuck in send() to a hung child.
@@ -277,95 +320,43 @@ class UplinkProcess:
             self._check_hung()
 
     def _check_hung(self) -> None:
-        proc = self._proc
-        if (proc is None or self._stopping.is_set() or proc.poll() is not None
-                or time.monotonic() - self._last_report < HUNG_S):
+        proc = self._child.process
+        # a new child gets CHILD_START_S more for its imports before its first status
+        limit = HUNG_S + (0.0 if self._child.heard_since_start else CHILD_START_S)
+        if (proc is None or self._stopping.is_set() or not proc.is_alive()
+                or self._child.silent_for() < limit):
             return
         log.error("uplink process %d silent for %.0f s; killing it", proc.pid, HUNG_S)
-        self._last_report = time.monotonic()
-        proc.kill()        # the reader sees the channel close and restarts it
+        self._child.kill()        # the supervisor sees the channel close and restarts it
 
-    def _read(self, conn, proc) -> None:
-        try:
-            while True:
+    def _on_message(self, msg: Any) -> None:
+        cls = type(msg)
+        if cls is Acked:
+            self._acked_since_status += len(msg.seqs)
+            self.on_delivered(msg.seqs)
+        elif cls is Status:
+            self._status = msg.status
+            self._acked_since_status = 0
+        elif cls is MqttRequest:
+            if self.on_request is not None:
                 try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    break
-                self._last_report = time.monotonic()
-                kind = msg[0]
-                if kind == "acked":
-                    self._acked_since_status += len(msg[1])
-                    self.on_delivered(msg[1])
-                elif kind == "status":
-                    self._status = msg[1]
-                    self._acked_since_status = 0
-                elif kind == "request":
-                    if self.on_request is not None:
-                        _, topic, payload, props = msg
-                        try:
-                            self.on_request(RequestMessage(topic, payload, _Props(props) if props else None))
-                        except Exception:
-                            log.exception("request handler failed for %s", topic)
-                elif kind == "log":
-                    _, level, name, text = msg
-                    logging.getLogger(name).log(level, "%s", text)
-        finally:
-            self._stopped.set()
-        try:
-            proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()             # it closed the channel but lingers: make it a clean restart
-            proc.wait(2.0)
-        self._status = dict(self._status, connected=False)
-        if self._stopping.is_set():
-            return
-        code = proc.returncode
-        why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        self.restarts += 1
-        if time.monotonic() - self._spawned_at >= HEALTHY_RUN_S:
-            self._restart_backoff.reset()     # a crash after a good run is not a crash loop
-        log.error("uplink process died (%s); restarting in %.1f s, undelivered events stay in the journal",
-                  why, self._restart_backoff.delay)
-        self._status = dict(self._status, last_error=f"uplink process died ({why})")
-        if self._restart_backoff.wait():      # False: stop() came meanwhile
-            self._spawn()
+                    self.on_request(RequestMessage(msg.topic, msg.payload,
+                                                   _Props(msg.props) if msg.props else None))
+                except Exception:
+                    log.exception("request handler failed for %s", msg.topic)
+        else:
+            log.warning("unexpected message from the uplink process: %s", cls.__name__)
 
 
 # ---- the child ----------------------------------------------------------------------
-class _PipeLog(logging.Handler):
-    def __init__(self, send):
-        super().__init__()
-        self.send = send
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.send(("log", record.levelno, record.name, self.format(record)))
-        except Exception:
-            pass
-
-
-def _child_main(fd: int) -> None:
+def child_main(link: ParentLink, config, journal_path: str, version: str, started: str) -> None:
+    """The uplink process (drivers/common/child.py has set up the channel and the log relay)."""
     import signal
-    # The parent decides when we stop (its SIGTERM drain sends "stop"); a Ctrl-C
+    # The parent decides when we stop (its SIGTERM drain sends Stop); a Ctrl-C
     # or a systemd stop signals the whole group, so ignore both here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from gateway.uplink import Outgoing, Uplink
-
-    conn = Connection(fd)
-    config, journal_path, version, started, level = conn.recv()
-
-    lock = threading.Lock()
-
-    def send(msg) -> None:
-        with lock:
-            conn.send(msg)
-
-    root = logging.getLogger()
-    root.handlers[:] = [_PipeLog(send)]
-    root.handlers[0].setFormatter(logging.Formatter("%(message)s"))
-    root.setLevel(level)
 
     acks: list[int] = []
     acks_cv = threading.Condition()
@@ -383,7 +374,7 @@ def _child_main(fd: int) -> None:
             props = {"ResponseTopic": getattr(p, "ResponseTopic", None),
                      "CorrelationData": getattr(p, "CorrelationData", None),
                      "UserProperty": getattr(p, "UserProperty", None)}
-        send(("request", msg.topic, bytes(msg.payload), props))
+        link.send(MqttRequest(msg.topic, bytes(msg.payload), props))
 
     up = Uplink(config, journal_path, on_delivered, on_request=on_request, version=version, started=started)
     done = threading.Event()
@@ -400,19 +391,17 @@ def _child_main(fd: int) -> None:
             with acks_cv:
                 batch = acks[:]
                 acks.clear()
-            try:
-                if batch:
-                    send(("acked", batch))
-                now = time.monotonic()
-                st = up.status()
-                key = (st["connected"], st["last_error"])
-                counts = (st["backlog"], st["delivered"], st["published"])
-                if (key != last_status or now - last_time >= STATUS_EVERY_S
-                        or (counts != last_counts and now - last_time >= STATUS_MIN_S)):
-                    send(("status", st))
-                    last_status, last_counts, last_time = key, counts, now
-            except (OSError, ValueError):
-                return
+            if batch and not link.send(Acked(batch)):
+                return                        # the parent is gone
+            now = time.monotonic()
+            st = up.status()
+            key = (st["connected"], st["last_error"])
+            counts = (st["backlog"], st["delivered"], st["published"])
+            if (key != last_status or now - last_time >= STATUS_EVERY_S
+                    or (counts != last_counts and now - last_time >= STATUS_MIN_S)):
+                if not link.send(Status(st)):
+                    return
+                last_status, last_counts, last_time = key, counts, now
             if done.is_set():
                 return
 
@@ -422,41 +411,35 @@ def _child_main(fd: int) -> None:
     try:
         while True:
             try:
-                msg = conn.recv()
+                msg = link.recv()
             except (EOFError, OSError):
                 break                         # the parent is gone
-            kind = msg[0]
-            if kind == "committed":
-                _, last, wire = msg
-                up.note_committed(last, None if wire is None else
-                                  [Outgoing(seq, topic, payload, alarm) for seq, topic, payload, alarm in wire])
-            elif kind == "resend":
-                up.resend(msg[1], msg[2])
-            elif kind == "gateway_error":
-                up.set_gateway_error(msg[1])
-            elif kind == "retained":
-                up.publish_retained(msg[1], msg[2])
-            elif kind == "respond":
-                _, topic, payload, corr = msg
+            cls = type(msg)
+            if cls is Committed:
+                up.note_committed(msg.last_seq, None if msg.wire is None else
+                                  [Outgoing(seq, topic, payload, alarm) for seq, topic, payload, alarm in msg.wire])
+            elif cls is Resend:
+                up.resend(msg.from_seq, msg.to_seq)
+            elif cls is GatewayError:
+                up.set_gateway_error(msg.error)
+            elif cls is Retained:
+                up.publish_retained(msg.suffix, msg.payload)
+            elif cls is Respond:
                 props = None
-                if corr is not None:
+                if msg.correlation is not None:
                     from paho.mqtt.packettypes import PacketTypes
                     from paho.mqtt.properties import Properties
                     props = Properties(PacketTypes.PUBLISH)
-                    props.CorrelationData = corr
-                up.respond(topic, payload, props)
-            elif kind == "republish":
+                    props.CorrelationData = msg.correlation
+                up.respond(msg.topic, msg.payload, props)
+            elif cls is Republish:
                 up.republish_retained()
-            elif kind == "stop":
-                up.stop(drain_s=msg[1])
+            elif cls is Stop:
+                up.stop(drain_s=msg.timeout)
                 break
     finally:
         done.set()
         with acks_cv:
             acks_cv.notify()
         t.join(2.0)
-        conn.close()
-
-
-if __name__ == "__main__":
-    _child_main(int(sys.argv[1]))
+        link.close()

@@ -1,6 +1,6 @@
 """125 kHz EM4100 card readers on a serial port (SPEC §4.2).
 
-One thread: open ``cfg.port`` with ``serial.serial_for_url`` (any pyserial URL),
+One thread: open ``cfg.port`` (any pyserial URL; drivers/common/serial_port.py),
 read, decode, emit ``card.swiped`` [card, reader, room, person]. A card repeated
 within ``repeat_ms`` is one swipe. When the port vanishes (USB unplugged, pty
 closed: read raises SerialException/OSError) the device goes ``offline`` with
@@ -9,7 +9,6 @@ loop) until it is back, then ``online``.
 """
 from __future__ import annotations
 
-import errno
 import threading
 import time
 from typing import Any, Callable
@@ -17,30 +16,10 @@ from typing import Any, Callable
 import serial
 
 from drivers.base import Backoff, Driver, DriverContext
+from drivers.common.serial_port import SerialOpenError, open_serial
 from drivers.card_reader.protocol import CardParser, RepeatFilter
 
 READ_TIMEOUT_S = 0.2
-
-
-def open_port(url: str, baudrate: int = 9600, timeout: float = READ_TIMEOUT_S) -> serial.SerialBase:
-    """Open a reader port (8N1). Raises SerialException/OSError/ValueError."""
-    return serial.serial_for_url(url, baudrate=baudrate, bytesize=8, parity="N", stopbits=1,
-                                 timeout=timeout, exclusive=None if "://" in url else True)
-
-
-def open_error_message(url: str, e: BaseException) -> str:
-    """A technician-friendly reason why ``url`` could not be opened."""
-    code = getattr(e, "errno", None)
-    text = str(e)
-    if code == errno.EACCES or "Permission denied" in text or "[Errno 13]" in text:
-        return (f"cannot open {url}: permission denied; add the user to the dialout group: "
-                f"usermod -aG dialout $USER (then log out and in again)")
-    if code == errno.ENOENT or "No such file" in text or "[Errno 2]" in text:
-        return (f"cannot open {url}: no such device (is the reader plugged in? "
-                f"see ls /dev/ttyUSB* /dev/serial/by-id/)")
-    if code == errno.EBUSY or "Device or resource busy" in text or "exclusively lock" in text:
-        return f"cannot open {url}: port busy (is the casegate daemon using it?): {text}"
-    return f"cannot open {url}: {text}"
 
 
 class CardReaderDriver(Driver):
@@ -74,9 +53,9 @@ class CardReaderDriver(Driver):
         url = self.cfg.port
         while not self.stop_event.is_set():
             try:
-                ser = open_port(url, self.cfg.baudrate)
-            except (serial.SerialException, OSError, ValueError) as e:
-                self.set_state("offline", open_error_message(url, e))
+                ser = open_serial(url, self.cfg.baudrate, timeout=READ_TIMEOUT_S)
+            except SerialOpenError as e:
+                self.set_state("offline", str(e))
                 if not backoff.wait():
                     break
                 continue

@@ -14,7 +14,8 @@ from typing import TextIO
 import serial
 
 from drivers.base import PrintContext, add_probe_option as _add
-from drivers.card_reader.driver import CardReaderDriver, open_error_message, open_port
+from drivers.card_reader.driver import READ_TIMEOUT_S, CardReaderDriver
+from drivers.common.serial_port import SerialOpenError, open_serial
 
 _ERRORS = {
     "bad_checksum": "bad checksum (frame dropped)",
@@ -44,9 +45,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     baud = getattr(args, "baudrate", None) or 9600
     seconds = float(getattr(args, "seconds", None) or 10.0)
     try:
-        ser = open_port(port, baud)
-    except (serial.SerialException, OSError, ValueError) as e:
-        print(open_error_message(port, e), file=sys.stderr)
+        ser = open_serial(port, baud, timeout=READ_TIMEOUT_S)
+    except SerialOpenError as e:
+        print(e, file=sys.stderr)
         return 1
 
     from drivers.card_reader.config import CardReaderConfig

@@ -33,7 +33,6 @@ Without it, every configured antenna is assumed to have seen the tag.
 """
 from __future__ import annotations
 
-import errno
 import queue
 from collections import deque
 import threading
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.base import Backoff, CommandError, Driver, DriverContext
+from drivers.common.serial_port import SerialOpenError, open_serial
 from drivers.locker import protocol as p
 
 STATUS_MISSES_OFFLINE = 3
@@ -51,33 +51,10 @@ INVENTORY_MISSES_ERROR = 3
 
 
 # ---------------------------------------------------------------- serial helpers
-def open_serial(port: str, baudrate: int, timeout: float = 0.02):
-    """Open a pyserial port (device path or URL), 8N1, input buffer flushed."""
-    import serial
-    kw: dict[str, Any] = dict(baudrate=baudrate, bytesize=8, parity="N", stopbits=1,
-                              timeout=timeout, write_timeout=1.0)
-    if port.startswith("/"):
-        kw["exclusive"] = True      # a probe must not steal frames from the daemon
-    ser = serial.serial_for_url(port, **kw)
-    try:
-        ser.reset_input_buffer()
-    except Exception:
-        pass
-    return ser
-
-
-def describe_port_error(port: str, exc: BaseException) -> str:
-    """A technician-readable reason why ``port`` could not be opened."""
-    err = getattr(exc, "errno", None)
-    text = str(exc)
-    if err == errno.EACCES or "Permission denied" in text:
-        return (f"cannot open {port}: permission denied - add the user to the 'dialout' group "
-                f"(sudo usermod -aG dialout $USER, then log in again)")
-    if err == errno.ENOENT or "No such file" in text:
-        return f"cannot open {port}: no such device (cable or USB adapter unplugged?)"
-    if err in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "lock" in text.lower():
-        return f"cannot open {port}: in use by another process (is casegate running?)"
-    return f"cannot open {port}: {text}"
+def open_locker_port(port: str, baudrate: int, timeout: float = 0.02):
+    """A lock board or UHF reader port: 8N1, short reads (the stream parser polls), a
+    stale input buffer dropped. Raises SerialOpenError (drivers/common/serial_port.py)."""
+    return open_serial(port, baudrate, timeout=timeout, write_timeout=1.0, flush_input=True)
 
 
 class FrameStream:
@@ -251,10 +228,10 @@ class LockerDriver(Driver):
         backoff = Backoff(self.stop_event, first=0.5, cap=30.0)
         while not self.stop_event.is_set():
             try:
-                ser = open_serial(self.cfg.port, self.cfg.baudrate)
-            except Exception as e:
+                ser = open_locker_port(self.cfg.port, self.cfg.baudrate)
+            except SerialOpenError as e:
                 self.count("board_open_failed")
-                self._update_state(board_err=describe_port_error(self.cfg.port, e))
+                self._update_state(board_err=str(e))
                 self._fail_pending("lock board port is not open")
                 if not backoff.wait():
                     break
@@ -366,10 +343,10 @@ class LockerDriver(Driver):
         backoff = Backoff(self.stop_event, first=0.5, cap=30.0)
         while not self.stop_event.is_set():
             try:
-                ser = open_serial(inv.port, inv.baudrate)
-            except Exception as e:
+                ser = open_locker_port(inv.port, inv.baudrate)
+            except SerialOpenError as e:
                 self.count("inventory_open_failed")
-                self._update_state(inv_err=describe_port_error(inv.port, e))
+                self._update_state(inv_err=str(e))
                 if not backoff.wait():
                     break
                 continue

@@ -14,7 +14,8 @@ import time
 
 from drivers.base import add_probe_option as _add
 from drivers.locker import protocol as p
-from drivers.locker.driver import FrameStream, describe_port_error, open_serial
+from drivers.common.serial_port import SerialOpenError
+from drivers.locker.driver import FrameStream, open_locker_port
 
 
 
@@ -52,18 +53,18 @@ def run(args: argparse.Namespace, out=None) -> int:
         return 2
     n = max(1, min(16, getattr(args, "compartments", 16)))
     try:
-        bser = open_serial(port, getattr(args, "baudrate", None) or 19200)
-    except Exception as e:
-        print(f"probe locker: {describe_port_error(port, e)}", file=sys.stderr)
+        bser = open_locker_port(port, getattr(args, "baudrate", None) or 19200)
+    except SerialOpenError as e:
+        print(f"probe locker: {e}", file=sys.stderr)
         return 1
     inv_port = getattr(args, "inventory_port", None)
     iser = None
     if inv_port:
         try:
-            iser = open_serial(inv_port, args.inventory_baudrate)
-        except Exception as e:
+            iser = open_locker_port(inv_port, args.inventory_baudrate)
+        except SerialOpenError as e:
             bser.close()
-            print(f"probe locker: {describe_port_error(inv_port, e)}", file=sys.stderr)
+            print(f"probe locker: {e}", file=sys.stderr)
             return 1
     board_stream = FrameStream(bser, p.BoardParser("host"))
     inv_stream = FrameStream(iser, p.UhfParser()) if iser else None

@@ -188,7 +188,13 @@ def read_inputs(bus: ModbusBus, unit: int, first: int, count: int, timeout_s: fl
         bus.set_timeout(timeout_s)
         if not client.connected and not client.connect():
             bus.close()
-            raise PollError("offline", f"cannot connect to {bus.endpoint.describe()}", "connect_failed")
+            why = None
+            if bus.endpoint.scheme == "rtu":
+                # pymodbus says only "failed": open the port once ourselves for the one wording
+                # of every serial driver (no such device / permission / busy)
+                from drivers.common.serial_port import check_openable
+                why = check_openable(bus.endpoint.device)
+            raise PollError("offline", why or f"cannot connect to {bus.endpoint.describe()}", "connect_failed")
         try:
             rr = client.read_discrete_inputs(first, count=count, device_id=unit)
         except ModbusIOException as e:

@@ -7,11 +7,11 @@ least one read succeeded, 1 otherwise (or if the port cannot be opened).
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import time
 
 from drivers.base import add_probe_option as _add
+from drivers.common.serial_port import check_openable
 from drivers.modbus_doors.driver import ModbusBus, PollError, parse_url, quiet_pymodbus, read_inputs
 
 
@@ -26,23 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--seconds", type=float, default=10.0, help="how long to probe (default 10)")
     _add(parser, "--interval", type=float, default=1.0, help="seconds between reads (default 1)")
     _add(parser, "--timeout-ms", dest="timeout_ms", type=int, default=500, help="reply timeout (default 500)")
-
-
-def _check_serial(device: str) -> str | None:
-    """pymodbus swallows open errors; open the port once ourselves to name the reason."""
-    try:
-        import serial
-        s = serial.serial_for_url(device, exclusive=True) if device.startswith("/") else serial.serial_for_url(device)
-        s.close()
-        return None
-    except Exception as e:
-        err = getattr(e, "errno", None)
-        if err == errno.EACCES or "Permission denied" in str(e):
-            return (f"cannot open {device}: permission denied - add the user to the 'dialout' group "
-                    f"(sudo usermod -aG dialout $USER, then log in again)")
-        if err == errno.ENOENT or "No such file" in str(e):
-            return f"cannot open {device}: no such device (cable or USB adapter unplugged?)"
-        return f"cannot open {device}: {e}"
 
 
 def _fmt(bits: list[bool], first: int) -> str:
@@ -63,7 +46,7 @@ def run(args: argparse.Namespace, out=None) -> int:
         print(f"probe modbus_doors: {e}", file=sys.stderr)
         return 2
     if ep.scheme == "rtu":
-        problem = _check_serial(ep.device)
+        problem = check_openable(ep.device)     # pymodbus swallows the open error: name the reason
         if problem:
             print(f"probe modbus_doors: {problem}", file=sys.stderr)
             return 1

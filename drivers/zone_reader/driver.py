@@ -67,10 +67,11 @@ import collections
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from drivers.base import Backoff, Driver, DriverContext
+from drivers.common.presence import PresenceTracker, PresentTag, entered_data, left_data
 from drivers.zone_reader import protocol as P
 
 RECENT_SEQS = 32              # remembered (seq -> reply) per station for duplicate absorption
@@ -82,58 +83,6 @@ MAX_FLOOD_ADDRS = 256         # source addresses counted per flood window (the r
 _DEFAULT_STATUS = (None, False, False, None)
 DEFAULT_VITAL_BOUNDS = (45.0, 130.0)   # rules.catalog.VitalSigns defaults, when the context gives none
 DEFAULT_LOW_BATTERY_PCT = 20.0         # rules.catalog.LowBattery default, likewise
-
-
-class PresenceTracker:
-    """Pure presence logic: per (tag, room) since/last-seen/sources. ``now`` is
-    a monotonic clock reading supplied by the caller."""
-
-    __slots__ = ("timeout", "entries")
-
-    def __init__(self, timeout_s: float):
-        self.timeout = timeout_s
-        # (tag, room) -> [since, last_seen, sources]
-        self.entries: dict[tuple[str, str], list] = {}
-
-    def seen(self, tag: str, room: str, source: str, now: float) -> bool:
-        """An in-range record; True if the tag just entered the room."""
-        e = self.entries.get((tag, room))
-        if e is None:
-            self.entries[(tag, room)] = [now, now, {source}]
-            return True
-        e[1] = now
-        e[2].add(source)
-        return False
-
-    def gone(self, tag: str, room: str, source: str | None, now: float) -> float | None:
-        """An out-of-range record from ``source`` (None = every source, e.g. a
-        door passed out). Returns the seconds spent if the tag left the room."""
-        key = (tag, room)
-        e = self.entries.get(key)
-        if e is None:
-            return None
-        if source is not None:
-            e[2].discard(source)
-            if e[2]:
-                return None
-        del self.entries[key]
-        return max(0.0, now - e[0])
-
-    def expire(self, now: float) -> list[tuple[str, str, float]]:
-        cutoff = now - self.timeout
-        out = []
-        for key, e in self.entries.items():
-            if e[1] <= cutoff:
-                out.append((key[0], key[1], max(0.0, now - e[0])))
-        for tag, room, _ in out:
-            del self.entries[(tag, room)]
-        return out
-
-    def rooms_of(self, tag: str) -> list[str]:
-        return [r for (t, r) in self.entries if t == tag]
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 class TagStatus:
@@ -334,7 +283,6 @@ class ZoneReaderDriver(Driver):
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.stop_event.clear()
-        self._restore_presence()
         self._thread = threading.Thread(target=self._run, name=f"zone-{self.device_id}", daemon=True)
         self._thread.start()
 
@@ -351,21 +299,11 @@ class ZoneReaderDriver(Driver):
         with self._health_lock:
             self.health.state = "stopped"
 
-    def _restore_presence(self) -> None:
-        """After a restart, take over who the journal says is in our rooms.
-
-        Without this a tag still in its room would be announced as entering
-        again, and a tag that left while we were down would never leave. A
-        restored entry has no station behind it yet: the first record
-        confirms it, an out-of-range record or the timeout ends it."""
-        restore = getattr(self.ctx, "present_tags", None)
-        if restore is None:
-            return
+    def restore_presence(self, present: Iterable[PresentTag]) -> int:
+        """After a restart, take over who the journal says is in our rooms (the daemon
+        calls this before start(); see drivers/common/presence.py)."""
         mine = set(self.cfg.stations.values()) | set(self.cfg.exciters.values())
-        now, wall = time.monotonic(), time.time()
-        for tag, room, since in restore():
-            if room in mine and (tag, room) not in self.presence.entries:
-                self.presence.entries[(tag, room)] = [now - max(0.0, wall - since), now, set()]
+        return self.presence.restore(present, mine, time.monotonic(), time.time())
 
     def _shutdown(self) -> None:
         if self._server is not None:
@@ -892,9 +830,7 @@ class ZoneReaderDriver(Driver):
             if self._distrusted(st) and st.conn is not None and not st.conn.closed:
                 # hold what the station had established: nobody appears or vanishes on its word
                 # (only while it is connected: a dead station's presence times out as usual)
-                for key, e in self.presence.entries.items():
-                    if st.dev_id in e[2]:
-                        e[1] = now
+                self.presence.hold(st.dev_id, now)
             if (st.conflict and (st.rival is None or st.rival.closed) and not st.offline
                     and st.conn is not None and not st.conn.closed
                     and now - st.conflict_last >= self.cfg.conflict_clear_s):
@@ -1094,11 +1030,10 @@ class ZoneReaderDriver(Driver):
                 self._status(tag, ts, wall, now)
 
     def _entered(self, tag: str, room: str, wall: float) -> None:
-        self._emit("presence.entered", {"person": self.ctx.person_for(tag), "tag": tag, "room": room}, wall)
+        self._emit("presence.entered", entered_data(self.ctx, tag, room), wall)
 
     def _left(self, tag: str, room: str, seconds: float, wall: float) -> None:
-        self._emit("presence.left", {"person": self.ctx.person_for(tag), "tag": tag, "room": room,
-                                     "seconds": round(seconds, 3)}, wall)
+        self._emit("presence.left", left_data(self.ctx, tag, room, seconds), wall)
 
     # ---- timers --------------------------------------------------------------
     def _tick(self) -> None:

@@ -1,4 +1,4 @@
-"""The camera as the daemon runs it: CameraDriver in a spawn child, CameraProcess relaying.
+"""The camera as the daemon runs it: CameraDriver in a child process, CameraProcess relaying.
 
 Real child processes, real video files, real faces; each test starts one or two children
 (about 2 s each to load OpenCV and dlib's models)."""
@@ -41,7 +41,7 @@ def run_process():
 
     yield make
     for d in started:
-        proc = d._proc
+        proc = d.process
         d.stop(timeout=3)
         assert proc is None or not proc.is_alive(), "camera process survived stop()"
         assert not d._threads, "host threads did not stop"
@@ -134,7 +134,7 @@ def test_stop_is_prompt_even_for_a_hung_child(storage, tmp_path):
         drv = CameraProcess(cfg(video), PrintContext("cam-int1", storage_dir=str(storage)))
         drv.start()
         assert wait_for(lambda: drv.health.state == "online", START_S)
-        proc = drv._proc
+        proc = drv.process
         if hang:
             os.kill(proc.pid, signal.SIGSTOP)         # deaf to the stop message and to SIGTERM
         t0 = time.monotonic()
@@ -151,8 +151,8 @@ def test_stop_while_the_child_is_starting(storage, tmp_path):
     video = write_synthetic_video(tmp_path / "face.avi", 2, 10, "still")
     drv = CameraProcess(cfg(video), PrintContext("cam-int1", storage_dir=str(storage)))
     drv.start()
-    assert wait_for(lambda: drv._proc is not None, 5)
-    proc = drv._proc
+    assert wait_for(lambda: drv.process is not None, 5)
+    proc = drv.process
     t0 = time.monotonic()
     drv.stop(timeout=1.0)
     assert time.monotonic() - t0 < 1.2 and not proc.is_alive()
@@ -263,7 +263,7 @@ def child_pids(pid: int) -> list[int]:
 def camera_child(pid: int) -> int | None:
     for c in child_pids(pid):
         try:
-            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes():
+            if b"drivers.camera.process:child_main" in Path(f"/proc/{c}/cmdline").read_bytes():
                 return c
         except OSError:
             pass

@@ -147,12 +147,12 @@ def test_unplug_offline_then_replug_online(sim, rigs):
 
 def test_missing_port_retries_with_backoff_not_busy(rigs, tmp_path, monkeypatch):
     calls = []
-    real = card_driver.open_port
+    real = card_driver.open_serial
 
     def counting(*a, **kw):
         calls.append(time.monotonic())
         return real(*a, **kw)
-    monkeypatch.setattr(card_driver, "open_port", counting)
+    monkeypatch.setattr(card_driver, "open_serial", counting)
     link = str(tmp_path / "ttyLATER")
     r = Rig(link)
     rigs.append(r)

@@ -8,7 +8,6 @@ import time
 import serial
 
 from drivers.card_reader import probe
-from drivers.card_reader.driver import open_error_message
 from drivers.card_reader.protocol import encode
 from drivers.card_reader.simulator import CardReaderSimulator
 
@@ -68,23 +67,15 @@ def test_probe_missing_port_exits_1(tmp_path, capsys):
 def test_probe_permission_denied_mentions_dialout(monkeypatch, capsys):
     # as pyserial raises it for a /dev/ttyUSB* the user may not open (tests run as root,
     # so real file permissions cannot produce it here)
-    def denied(url, baudrate=9600, timeout=0.2):
+    def denied(url, **kw):
         raise serial.SerialException(errno.EACCES, f"could not open port {url}: [Errno 13] Permission denied: "
                                                     f"'{url}'")
-    monkeypatch.setattr(probe, "open_port", denied)
+    monkeypatch.setattr(serial, "serial_for_url", denied)
     rc = probe.run(_args("--port", "/dev/ttyUSB0", "--seconds", "1"), out=io.StringIO())
     assert rc == 1
     err = capsys.readouterr().err
     assert "permission denied" in err
     assert "add the user to the dialout group: usermod -aG dialout $USER" in err
-
-
-def test_open_error_messages():
-    assert "dialout" in open_error_message("/dev/ttyS0", PermissionError(errno.EACCES, "Permission denied"))
-    assert "no such device" in open_error_message("/dev/ttyUSB7", FileNotFoundError(errno.ENOENT, "No such file"))
-    assert "busy" in open_error_message("/dev/ttyUSB7", serial.SerialException(
-        "Could not exclusively lock port /dev/ttyUSB7: [Errno 11] Resource temporarily unavailable"))
-    assert open_error_message("socket://x:1", ValueError("bad url")) == "cannot open socket://x:1: bad url"
 
 
 def test_probe_port_lost_exits_1(tmp_path):

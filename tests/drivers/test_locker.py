@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import io
 import time
 
@@ -10,7 +9,7 @@ import pytest
 
 from drivers.base import CommandError, PrintContext
 from drivers.locker import protocol as p
-from drivers.locker.driver import LockerDriver, describe_port_error
+from drivers.locker.driver import LockerDriver
 from drivers.locker.probe import add_arguments, run as probe_run
 from drivers.locker.simulator import LockBoardSimulator, UhfReaderSimulator
 from gateway.config import LockerConfig
@@ -375,8 +374,3 @@ def test_probe_silent_board_fails(board):
     assert probe_run(_args(["--port", board.port, "--seconds", "0"]), out) == 1
     assert "no status reply" in out.getvalue()
 
-
-def test_permission_message_mentions_dialout():
-    e = OSError(errno.EACCES, "Permission denied")
-    msg = describe_port_error("/dev/ttyUSB2", e)
-    assert "dialout" in msg and "/dev/ttyUSB2" in msg

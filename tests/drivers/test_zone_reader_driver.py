@@ -12,7 +12,7 @@ import pytest
 
 from drivers.base import PrintContext
 from drivers.zone_reader import protocol as P
-from drivers.zone_reader.driver import PresenceTracker, ZoneReaderDriver
+from drivers.zone_reader.driver import ZoneReaderDriver
 from drivers.zone_reader.simulator import StationSimulator, ZoneSite
 from gateway.config import ZoneReaderConfig
 
@@ -567,23 +567,6 @@ def test_many_stations_many_tags(rig):
         (f"{i * 1000 + k:08X}", f"room-{i}") for i in range(n_st) for k in range(n_tags)}
     time.sleep(0.5)
     assert len(r.events("presence.entered")) == n_st * n_tags and not r.events("presence.left")
-
-
-# ---- pure presence logic ----------------------------------------------------------
-def test_presence_tracker_sources_and_timeout():
-    p = PresenceTracker(10)
-    assert p.seen("T", "r", "A", 0.0) is True
-    assert p.seen("T", "r", "B", 1.0) is False          # a second station of the same room
-    assert p.gone("T", "r", "A", 2.0) is None           # B still hears it
-    assert p.gone("T", "r", "B", 3.0) == 3.0
-    assert p.gone("T", "r", "B", 3.0) is None
-    p.seen("T", "r", "A", 10.0)
-    p.seen("U", "r", "A", 15.0)
-    assert p.expire(19.9) == []
-    assert p.expire(20.0) == [("T", "r", 10.0)]
-    p.seen("U", "r", "door", 16.0)
-    assert p.gone("U", "r", None, 17.0) == 2.0          # door passed out: every source
-    assert len(p) == 0
 
 
 def test_flood_of_unknown_dev_ids_is_bounded():
