@@ -245,7 +245,8 @@ class CameraEventsDriver(Driver):
             except asyncio.CancelledError:
                 pass
             except Exception as e:
-                if "401" in str(e) or "Unauthorized" in str(e) or "authenticat" in str(e).lower():
+                text = f"{e} {getattr(e, 'subcodes', '')}".lower()
+                if any(w in text for w in ("401", "unauthorized", "not authorized", "notauthorized", "authenticat")):
                     raise AuthError("wrong user/password (WS-Security digest)") from None
                 raise
         finally:
