@@ -27,6 +27,9 @@ class CameraEventsConfig(DeviceBase):
     snapshot_timeout_s: float = Field(default=5, gt=0)
     pull_timeout_s: float = Field(default=5, gt=0)    # ONVIF PullMessages long-poll (Timeout)
     subscription_s: float = Field(default=60, gt=0)   # ONVIF InitialTerminationTime / Renew
+    ca_file: str = ""                                 # https: PEM certificate(s) to trust (the camera's
+    #                                                   self-signed one, or its CA); "" = the system's CAs
+    tls_verify: bool = True                           # https: check the certificate; false only on purpose
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"snapshot", "motion", "tamper"})
 
@@ -57,6 +60,9 @@ class CameraEventsConfig(DeviceBase):
 
     def covered_rooms(self) -> dict[str, tuple[str, ...]]:
         return {self.id: tuple(dict.fromkeys(self.channels.values()))}
+
+    def public_files(self) -> list[tuple[str, str]]:
+        return [(f"devices.{self.id}.ca_file", self.ca_file)] if self.ca_file else []
 
     def endpoint(self) -> tuple[str, int] | None:
         return url_endpoint(self.url, {"http": 80, "https": 443})

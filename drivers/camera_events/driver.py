@@ -21,9 +21,11 @@ is ended (as the rules do on ``device.online``) and re-raised by the camera's ne
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timezone
@@ -36,6 +38,10 @@ from drivers.camera_events import dahua, hikvision
 from drivers.camera_events.signals import HEARTBEAT, IGNORED, MOTION, TAMPER_KINDS, Multipart, Signal, boundary_of
 
 HTTP_VENDORS = {"hikvision": hikvision, "dahua": dahua}
+# httpx logs every request at INFO: an ONVIF camera's PullMessages every second or two would
+# flood the daemon's log (its warnings and errors still show)
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class AuthError(Exception):
@@ -44,6 +50,33 @@ class AuthError(Exception):
 
 class StreamError(Exception):
     pass
+
+
+def tls_failure(e: BaseException) -> str | None:
+    """The certificate-verification failure behind ``e`` (httpx, aiohttp, or wrapped by onvif), if any."""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 10:
+        cert_err = getattr(cur, "certificate_error", None)       # aiohttp.ClientConnectorCertificateError
+        for c in (cert_err, cur):
+            if isinstance(c, ssl.SSLCertVerificationError) and getattr(c, "verify_message", None):
+                return c.verify_message
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            text = str(cur)
+            return text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip() or text
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
+def read_ca_file(path: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError(f"cannot read ca_file {path}: no such file") from None
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot read ca_file {path}: {getattr(e, 'strerror', None) or e} "
+                         "(a PEM certificate or bundle)") from None
 
 
 def read_password(path: str) -> str:
@@ -67,6 +100,7 @@ class CameraEventsDriver(Driver):
     def __init__(self, cfg: Any, ctx: Any, password: str | None = None):
         super().__init__(cfg, ctx)
         self.password = password
+        self._verify: ssl.SSLContext | bool | None = None     # built at start (ca_file read then)
         self.snapshot_dir = Path(ctx.storage_dir) / "snapshots"
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
@@ -94,12 +128,27 @@ class CameraEventsDriver(Driver):
                 self.password = read_password(self.cfg.password_file)
             except ValueError:
                 raise            # the daemon journals device.error "start failed: cannot read password_file ..."
+        self._verify = self._tls()      # ValueError for an unreadable ca_file: start failed, as above
         self.stop_event.clear()
         self._last_bytes = time.monotonic()
         for name, target in (("session", self._run), ("watchdog", self._watch)):
             t = threading.Thread(target=target, name=f"camera_events-{self.device_id}-{name}", daemon=True)
             self._threads.append(t)
             t.start()
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """How https is checked: the ca_file's certificates (a camera's self-signed one, or its
+        CA), else the system's; nothing with tls_verify = false (said in the log)."""
+        https = self.cfg.url.startswith("https:")
+        if not self.cfg.tls_verify:
+            if https:
+                self.ctx.log.warning("%s: tls_verify = false: the camera's certificate is not checked "
+                                     "(anyone on the path can pose as %s); set ca_file instead",
+                                     self.device_id, self.cfg.url)
+            return False
+        if self.cfg.ca_file:
+            return read_ca_file(self.cfg.ca_file)
+        return ssl.create_default_context()
 
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)
@@ -142,8 +191,13 @@ class CameraEventsDriver(Driver):
             except AuthError as e:
                 why = str(e)
                 self.set_state("error", why)
-            except Exception as e:  # noqa: BLE001 - any failure: offline, then reconnect
-                why = self._describe(e)
+            except Exception as e:  # noqa: BLE001 - any failure: offline (an untrusted certificate: error), then reconnect
+                bad_cert = tls_failure(e)
+                if bad_cert is None:
+                    why = self._describe(e)
+                else:
+                    why = self._untrusted(bad_cert)
+                    self.set_state("error", why)
             finally:
                 self._sock = self._response = None
                 self._connected = False
@@ -158,6 +212,13 @@ class CameraEventsDriver(Driver):
             delay = min(cap, delay + step)
             if self.stop_event.wait(delay):
                 break
+
+    def _untrusted(self, why: str) -> str:
+        fix = (f"the certificate in ca_file {self.cfg.ca_file} does not match it (is it the camera's own, "
+               "naming the address in url?)" if self.cfg.ca_file else
+               "set ca_file to the camera's certificate (or the CA that signed it)")
+        return (f"TLS certificate of {self.cfg.url} not trusted ({why}): {fix}; "
+                "tls_verify = false only on purpose")
 
     def _describe(self, e: Exception) -> str:
         import httpx
@@ -174,8 +235,9 @@ class CameraEventsDriver(Driver):
     def _client(self):
         import httpx
         t = self.cfg.connect_timeout_s
-        # Cameras ship self-signed certificates; digest never sends the password itself.
-        return httpx.Client(auth=httpx.DigestAuth(self.cfg.username, self.password or ""), verify=False,
+        if self._verify is None:
+            self._verify = self._tls()
+        return httpx.Client(auth=httpx.DigestAuth(self.cfg.username, self.password or ""), verify=self._verify,
                             timeout=httpx.Timeout(connect=t, read=self.cfg.offline_s, write=t, pool=t))
 
     def _http_session(self) -> None:
@@ -232,7 +294,7 @@ class CameraEventsDriver(Driver):
             pull_timeout_s=self.cfg.pull_timeout_s, subscription_s=self.cfg.subscription_s,
             connect_timeout_s=self.cfg.connect_timeout_s,
             on_bytes=self._touch, on_connected=self._connected_now, on_signals=self._onvif_signals,
-            on_bad=self._onvif_bad)
+            on_bad=self._onvif_bad, verify=self._verify if self._verify is not None else self._tls())
         self._onvif = session
         loop = asyncio.new_event_loop()
         try:
@@ -245,6 +307,8 @@ class CameraEventsDriver(Driver):
             except asyncio.CancelledError:
                 pass
             except Exception as e:
+                if tls_failure(e) is not None:
+                    raise
                 text = f"{e} {getattr(e, 'subcodes', '')}".lower()
                 if any(w in text for w in ("401", "unauthorized", "not authorized", "notauthorized", "authenticat")):
                     raise AuthError("wrong user/password (WS-Security digest)") from None
@@ -397,6 +461,10 @@ class CameraEventsDriver(Driver):
             with self._client() as client:
                 r = client.get(url, timeout=timeout)
         except httpx.HTTPError as e:
+            bad_cert = tls_failure(e)
+            if bad_cert is not None:
+                raise CommandError("device_refused", f"snapshot from {self.device_id}: "
+                                                     f"{self._untrusted(bad_cert)}") from None
             raise CommandError("device_timeout", f"snapshot from {self.device_id}: {self._describe(e)}") from None
         if r.status_code == 401:
             raise CommandError("device_refused", f"snapshot from {self.device_id}: "
@@ -455,13 +523,24 @@ class CameraEventsDriver(Driver):
     def command(self, name: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
         if name != "camera/snapshot":
             return super().command(name, args, timeout)
+        # Which channel: ``channel`` ("2"), else a ``<device>:<channel>`` camera, else the first
+        # channel watching ``room`` (an alarm's room, or a camera/snapshot request's), else the
+        # first configured channel (documented default of a bare request).
         channel = None
+        cam = str(args.get("camera") or "")
         room = args.get("room")
-        if room:             # an alarm's room: the first channel watching it
-            channel = next((ch for ch, r in self.cfg.channels.items() if r == room), None)
-        cam = args.get("camera") or ""
-        if ":" in cam and cam.rpartition(":")[2] in self.cfg.channels:
+        if args.get("channel") is not None:
+            channel = str(args["channel"])
+            if channel not in self.cfg.channels:
+                raise CommandError("bad_request", f"{self.device_id} has no channel {channel} "
+                                                  f"(channels: {', '.join(self.cfg.channels)})")
+        elif ":" in cam and cam.rpartition(":")[2] in self.cfg.channels:
             channel = cam.rpartition(":")[2]
+        elif room:
+            channel = next((ch for ch, r in self.cfg.channels.items() if r == room), None)
+            if channel is None:
+                raise CommandError("bad_request", f"{self.device_id} watches no room {room} "
+                                                  f"(rooms: {', '.join(dict.fromkeys(self.cfg.channels.values()))})")
         alarm_id = args.get("alarm_id")
         reason = "alarm" if alarm_id else "command"
         try:

@@ -1,5 +1,6 @@
 """``casegate probe --driver camera_events --vendor hikvision --url http://10.0.0.31 --username admin
---password-file /etc/casegate/cam.password [--channel 1] [--seconds 10] [--json]``
+--password-file /etc/casegate/cam.password [--channel 1] [--ca-file cam.crt | --no-tls-verify]
+[--seconds 10] [--json]``
 
 Connects to the camera's event stream without the daemon, prints every decoded event for
 ``--seconds`` and then a summary; every failure is worded for a technician (wrong
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--url", help="camera_events: http(s)://host[:port] of the camera")
     _add(parser, "--username", default="admin", help="camera_events: user (default admin)")
     _add(parser, "--password-file", dest="password_file", help="camera_events: file holding the password")
+    _add(parser, "--ca-file", dest="ca_file", help="camera_events: https: PEM certificate (or CA) to trust")
+    _add(parser, "--no-tls-verify", dest="no_tls_verify", action="store_true",
+         help="camera_events: https: do not verify the certificate (only on purpose)")
     _add(parser, "--channel", action="append", help="camera_events: channel number to show (repeatable; default 1)")
     _add(parser, "--seconds", type=float, default=10.0, help="how long to read (default 10)")
     _add(parser, "--json", action="store_true", help="one JSON object a line")
@@ -44,7 +48,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         cfg = CameraEventsConfig(id="probe", driver="camera_events", vendor=vendor, url=url,
                                  username=getattr(args, "username", None) or "admin", password_file=pwf,
-                                 channels={c: f"channel-{c}" for c in channels}, reconnect_step_s=2)
+                                 channels={c: f"channel-{c}" for c in channels}, reconnect_step_s=2,
+                                 ca_file=getattr(args, "ca_file", None) or "",
+                                 tls_verify=not getattr(args, "no_tls_verify", False))
     except Exception as e:
         print(f"bad option: {e}", file=sys.stderr)
         return 2
@@ -106,6 +112,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def args_from_config(dev, storage_dir: str) -> list[str]:
     """`casegate probe <device-id>`: this device's options from the config."""
     out = ["--vendor", dev.vendor, "--url", dev.url, "--username", dev.username, "--password-file", dev.password_file]
+    if dev.ca_file:
+        out += ["--ca-file", dev.ca_file]
+    if not dev.tls_verify:
+        out.append("--no-tls-verify")
     for ch in dev.channels:
         out += ["--channel", ch]
     return out

@@ -6,7 +6,7 @@ a misconfigured camera), speak the vendors' stream formats byte for byte, and se
 a real JPEG as the snapshot. Scriptable from tests, the demo and the bench:
 ``motion(ch, on)``, ``tamper(ch, on)``, ``video_loss(ch, on)``, ``send_raw(bytes)``,
 ``go_silent()`` / ``resume()`` (stream stays open, nothing flows), ``drop()`` (close
-every stream), ``heartbeats = False``.
+every stream), ``heartbeats = False``. ``tls=(cert_file, key_file)`` serves https.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -88,6 +89,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.server.sim.tls_refused += 1
+                raise
+            self.request.settimeout(None)
+        super().setup()
+
     def do_GET(self) -> None:
         self.server.sim.handle_get(self)
 
@@ -99,6 +111,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     sim: "_Simulator"
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+        if isinstance(sys.exc_info()[1], ssl.SSLError):     # a client refused our certificate: counted
+            return
+        super().handle_error(request, client_address)
 
 
 class _Stream:
@@ -129,7 +147,8 @@ class _Simulator:
     realm = "IP Camera"
 
     def __init__(self, username: str = "admin", password: str = "cam-secret", channels: int = 1,
-                 auth: str = "digest", heartbeat_s: float = 5.0, repost_s: float = 1.0):
+                 auth: str = "digest", heartbeat_s: float = 5.0, repost_s: float = 1.0,
+                 tls: tuple[str, str] | None = None):
         self.username, self.password, self.auth = username, password, auth
         self.channels = channels
         self.heartbeat_s = heartbeat_s
@@ -146,7 +165,14 @@ class _Simulator:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.sim = self
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_refused = 0
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            # handshake in the handler's thread (a client that refuses the certificate fails there)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._threads: list[threading.Thread] = []
 
     # ---- lifecycle ----
@@ -514,7 +540,7 @@ class OnvifSimulator(_Simulator):
         if not self._check_wsse(xml):
             self.unauthorized += 1
             return h._send(400, "application/soap+xml; charset=utf-8", _fault("Sender not authorized"))
-        base = f"http://127.0.0.1:{self.port}"
+        base = self.url
         ctype = "application/soap+xml; charset=utf-8"
         if op == "GetServices":
             svc = "".join(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{base}{p}</tds:XAddr>"

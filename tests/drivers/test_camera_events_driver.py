@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from drivers.base import PrintContext
+from drivers.base import CommandError, PrintContext
 from drivers.camera_events.config import CameraEventsConfig
 from drivers.camera_events.driver import CameraEventsDriver
 from drivers.camera_events.simulator import DahuaSimulator, HikvisionSimulator, OnvifSimulator
@@ -126,6 +126,14 @@ def test_two_channels_name_their_cameras(tmp_path):
             r = drv.command("camera/snapshot", {"camera": "cam1", "room": "wait-1", "alarm_id": "a:1"}, 5)
             assert events(ctx, "camera.snapshot")[0]["camera"] == "cam1:2"
             assert "cam1-ch2-" in r["file"]
+            r = drv.command("camera/snapshot", {"camera": "cam1", "channel": "2"}, 5)     # by channel
+            assert "cam1-ch2-" in r["file"] and events(ctx, "camera.snapshot")[1]["room"] == "wait-1"
+            r = drv.command("camera/snapshot", {"camera": "cam1"}, 5)                    # default: first
+            assert "cam1-ch1-" in r["file"] and events(ctx, "camera.snapshot")[2]["room"] == "int-1"
+            for bad in ({"channel": "3"}, {"room": "lobby"}):
+                with pytest.raises(CommandError) as e:
+                    drv.command("camera/snapshot", {"camera": "cam1", **bad}, 5)
+                assert e.value.code == "bad_request"
         finally:
             drv.stop(2.0)
 
