@@ -15,6 +15,10 @@
    events/s, p50/p99/max: no camera; 1 and 2 cameras as threads of the core's process;
    1 and 2 cameras as child processes; and how late another thread of that process
    wakes from a 1 ms sleep (the interpreter lock plus CPU, without the disk).
+6. ``camera_events`` (cameras' own events, SPEC §4.7): CPU of this process running 40
+   drivers (their stream threads and watchdogs), each camera sending a motion event every
+   second plus heartbeats, against this process's idle CPU over the same time; the
+   simulators run in a child process so their CPU is not counted. Per vendor.
 Every loop is bounded in count and time. Figures, not assertions.
 """
 from __future__ import annotations
@@ -268,7 +272,8 @@ def main() -> int:
     ap.add_argument("--synchronous", choices=("full", "normal"), default="full",
                     help="journal mode for section 5; normal takes the disk's fsync out of the figure")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of section 5 (default 3)")
-    ap.add_argument("--only", default="12345", help="which sections to run, e.g. 35")
+    ap.add_argument("--event-cameras", type=int, default=40, help="section 6: camera_events devices (default 40)")
+    ap.add_argument("--only", default="123456", help="which sections to run, e.g. 35")
     args = ap.parse_args()
     preload()
     cv2.setNumThreads(1)
@@ -331,7 +336,78 @@ def main() -> int:
                     lo, hi = min(r[1] for r in rs), max(r[1] for r in rs)
                     print(f"   {label:<12} {med[0]:7.2f} {med[1]:7.2f} {med[2]:7.1f} {int(med[3]):7d} {med[4]:11.2f}"
                           f" {med[5]:12.2f} {med[6]:7.1f}   p99 {lo:.1f}-{hi:.1f}")
+    if "6" in args.only:
+        print(f"\n6. camera_events: {args.event_cameras} devices, a motion event per camera per second + heartbeats,"
+              f" {args.seconds:g} s per vendor (simulators in a child process)")
+        print(f"   {'vendor':<10} {'idle (core %)':>13} {'drivers (core %)':>17} {'net (core %)':>13}"
+              f" {'signals/s':>10} {'events':>7}")
+        for vendor in ("hikvision", "dahua", "onvif"):
+            idle, busy, rate, n_events = camera_events_cpu(vendor, args.event_cameras, args.seconds)
+            print(f"   {vendor:<10} {idle * 100:13.2f} {busy * 100:17.2f} {(busy - idle) * 100:13.2f}"
+                  f" {rate:10.1f} {n_events:7d}")
     return 0
+
+
+EVENT_SIMS = """
+import json, sys, time
+from drivers.camera_events.simulator import SIMULATORS
+vendor, n = sys.argv[1], int(sys.argv[2])
+sims = [SIMULATORS[vendor](heartbeat_s=5).start() for _ in range(n)]
+print(json.dumps([s.url for s in sims]), flush=True)
+on = True
+while sys.stdin.readline().strip() == "tick":       # the bench paces the cameras: one event each
+    for s in sims:
+        if vendor == "hikvision":
+            s.motion(1, True, repost=False)          # Hikvision re-posts "active" while motion lasts
+        else:
+            s.motion(1, on)                          # Start/Stop, IsMotion true/false
+    on = not on
+"""
+
+
+def camera_events_cpu(vendor: str, n: int, seconds: float) -> tuple[float, float, float, int]:
+    """(idle CPU, CPU with n drivers, signals decoded/s, events emitted) in cores of this process."""
+    import json
+    import subprocess
+    from drivers.camera_events.config import CameraEventsConfig
+    from drivers.camera_events.driver import CameraEventsDriver
+    child = subprocess.Popen([sys.executable, "-c", EVENT_SIMS, vendor, str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        urls = json.loads(child.stdout.readline())
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        time.sleep(seconds / 2)
+        idle = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        ctx = PrintContext("bench")
+        drivers = [CameraEventsDriver(CameraEventsConfig(
+            id=f"cam{i}", driver="camera_events", vendor=vendor, url=u, password_file="-",
+            channels={"1": f"room-{i}"}, pull_timeout_s=2), ctx, password="cam-secret")
+            for i, u in enumerate(urls)]
+        for d in drivers:
+            d.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(d.stats["connects"] for d in drivers):
+            time.sleep(0.2)
+        time.sleep(2)                                 # past the connection burst
+        sig0 = sum(d.stats["signals"] for d in drivers)
+        ev0 = len(ctx.events)
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        next_tick = wall0
+        while time.monotonic() - wall0 < seconds:
+            child.stdin.write("tick\n")
+            child.stdin.flush()
+            next_tick += 1.0
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        wall = time.monotonic() - wall0
+        busy = (time.process_time() - cpu0) / wall
+        rate = (sum(d.stats["signals"] for d in drivers) - sig0) / wall
+        n_events = len(ctx.events) - ev0
+        for d in drivers:
+            d.stop(2.0)
+        return idle, busy, rate, n_events
+    finally:
+        child.stdin.close()
+        child.wait(10)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ def secret_files(cfg: Config) -> list[tuple[str, str]]:
     return out + [f for d in cfg.devices if d.enabled for f in d.secret_files()]
 
 
+def device_files(cfg: Config) -> list[tuple[str, str]]:
+    """(config key, path) of the non-secret files enabled devices read at start (CA certificates)."""
+    return [f for d in cfg.devices if d.enabled for f in d.public_files()]
+
+
 def check_file_readable(key: str, path: str, as_uid: int | None = None) -> Finding:
     """A file the daemon reads: exists, is a file, readable (by the service user when known)."""
     p = Path(path)
@@ -138,7 +143,7 @@ def check_legal_rules_enabled(cfg: Config) -> list[Finding]:
 def config_findings(cfg: Config) -> list[Finding]:
     """What `config check` adds to validation: secrets (FAIL), serial ports (WARN when
     absent), rule references (FAIL), disabled legal alarms (WARN)."""
-    out = [check_file_readable(k, v) for k, v in secret_files(cfg)]
+    out = [check_file_readable(k, v) for k, v in secret_files(cfg) + device_files(cfg)]
     out += [check_serial_port(dev, port) for dev, port in serial_ports(cfg)]
     out += check_rule_references(cfg)
     out += check_legal_rules_enabled(cfg)

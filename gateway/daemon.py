@@ -532,15 +532,16 @@ class Daemon:
         self._snapshots_asked[aid] = None
         while len(self._snapshots_asked) > 1000:      # alarm ids are unique; only bound memory
             del self._snapshots_asked[next(iter(self._snapshots_asked))]
-        self._snapshot_pool.submit(self._take_alarm_snapshot, cams, aid)
+        self._snapshot_pool.submit(self._take_alarm_snapshot, cams, aid, alarm["room"])
 
-    def _take_alarm_snapshot(self, cams: list[str], aid: str) -> None:
+    def _take_alarm_snapshot(self, cams: list[str], aid: str, room: str | None = None) -> None:
         for cam in cams:        # the first camera of the room that delivers a frame
             drv = self.drivers.get(cam)
             if drv is None or self._stopped:
                 continue
             try:
-                drv.command("camera/snapshot", {"camera": cam, "alarm_id": aid}, timeout=5.0)
+                # the room: a device with several channels pictures the one watching it
+                drv.command("camera/snapshot", {"camera": cam, "alarm_id": aid, "room": room}, timeout=5.0)
                 return
             except Exception as e:      # CommandError, or the camera stopped meanwhile
                 log.warning("snapshot for alarm %s from %s failed: %s", aid, cam, e)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.checks import (FAIL, OK, WARN, Finding, _mode_allows, check_file_readable,
-                            check_rule_references, secret_files, serial_ports)
+                            check_rule_references, device_files, secret_files, serial_ports)
 from gateway.config import Config, ConfigError, load_config
 
 UNIT_PATHS = ("/etc/systemd/system/casegate.service", "/lib/systemd/system/casegate.service",
@@ -321,6 +321,7 @@ def run_checks(config_file: str, probes: Probes | None = None, user: str | None 
         out.append(Finding(OK, "daemon", f"running, pid {status.get('pid')}, journal at seq "
                            f"{status.get('journal', {}).get('last_seq')}"))
     out += check_serial(cfg, uid, who)
+    out += [check_file_readable(k, v, uid) for k, v in device_files(cfg)]
     out += check_devices(cfg, probes, status.get("devices") if status else None)
     out += check_broker(cfg, probes, uid)
     out += check_clock(probes)

@@ -174,6 +174,7 @@ class FaceEnroll(Args):
 
 class Snapshot(Args):
     camera: str = Field(pattern=ID)
+    room: str | None = Field(default=None, pattern=ID)   # a multi-channel device: the channel watching it
 
 
 class Resend(Args):
@@ -644,7 +645,7 @@ class Handlers:
 
     def camera_snapshot(self, a: Snapshot, src: str) -> dict:
         drv = self.d.driver(a.camera, "snapshot", "camera device")
-        return drv.command("camera/snapshot", {}, timeout=10.0)
+        return drv.command("camera/snapshot", {"room": a.room} if a.room else {}, timeout=10.0)
 
     def face_enroll(self, a: FaceEnroll, src: str) -> dict:
         try:

@@ -65,6 +65,12 @@ class DeviceBase(Strict):
         path = getattr(self, "password_file", "")
         return [(f"devices.{self.id}.password_file", path)] if isinstance(path, str) and path else []
 
+    def public_files(self) -> list[tuple[str, str]]:
+        """(config key, path) of files the driver reads at start that are not secret (CA
+        certificates): `config check` and `doctor` report them missing or unreadable like the
+        secret files, but the daemon's uplink does not wait for them (only this device fails)."""
+        return []
+
     def endpoint(self) -> tuple[str, int] | None:
         """A TCP (host, port) the device is reached at, for ``casegate doctor``; None if not networked."""
         return None
