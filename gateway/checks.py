@@ -26,12 +26,17 @@ class Finding:
         return asdict(self)
 
 
-def secret_files(cfg: Config) -> list[tuple[str, str]]:
-    """(config key, path) of every file the daemon must read at start."""
+def uplink_secret_files(cfg: Config) -> list[tuple[str, str]]:
+    """(config key, path) of the files the MQTT client needs: one missing blocks the uplink."""
     m = cfg.mqtt
-    out = [(f"mqtt.{key}", getattr(m, key)) for key in ("password_file", "ca_file", "cert_file", "key_file")
-           if m.enabled and getattr(m, key)]
-    return out + [f for d in cfg.devices if d.enabled for f in d.secret_files()]
+    return [(f"mqtt.{key}", getattr(m, key)) for key in ("password_file", "ca_file", "cert_file", "key_file")
+            if m.enabled and getattr(m, key)]
+
+
+def secret_files(cfg: Config) -> list[tuple[str, str]]:
+    """(config key, path) of every secret file the daemon reads: the uplink's, and the devices'
+    (a device's missing password file fails that device alone, as its device.error says)."""
+    return uplink_secret_files(cfg) + [f for d in cfg.devices if d.enabled for f in d.secret_files()]
 
 
 def device_files(cfg: Config) -> list[tuple[str, str]]:

@@ -231,8 +231,8 @@ class Daemon:
         uplink would only crash-loop with tracebacks. Keep journaling (nothing is lost:
         the backlog waits in the journal) and say once, in the log and in `status`,
         what to fix."""
-        from gateway.checks import FAIL, check_file_readable, secret_files
-        bad = [f for f in (check_file_readable(k, v) for k, v in secret_files(self.config)) if f.level == FAIL]
+        from gateway.checks import FAIL, check_file_readable, uplink_secret_files
+        bad = [f for f in (check_file_readable(k, v) for k, v in uplink_secret_files(self.config)) if f.level == FAIL]
         if not bad:
             return False
         self.uplink_error = "; ".join(f"{f.check}: {f.message}" for f in bad) + \
