@@ -139,7 +139,10 @@ class ChildHandle:
                 pass
             return
         try:
-            select.select([fd], [], [], None if timeout is None else max(0.0, timeout))
+            # poll, not select: select() cannot watch an fd >= 1024 (a daemon with many open files)
+            waiter = select.poll()
+            waiter.register(fd, select.POLLIN)
+            waiter.poll(None if timeout is None else max(0.0, timeout) * 1000)
         finally:
             os.close(fd)
         self._popen.poll()
