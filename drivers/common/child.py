@@ -376,7 +376,9 @@ class ChildSupervisor:
             with self._send_lock:
                 conn.send(msg)
             return True
-        except (OSError, ValueError):      # the child is gone (EPIPE) or the channel closed
+        except (OSError, ValueError, TypeError):
+            # the child is gone (EPIPE) or the channel was closed meanwhile by the supervisor
+            # thread (multiprocessing's Connection.close() leaves a None handle: TypeError)
             return False
 
     def request(self, msg: Request, wait: float, what: str) -> Any:
