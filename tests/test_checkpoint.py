@@ -244,6 +244,9 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
             done, total, pct = re.search(r"STATUS=replaying journal (\d+)/(\d+) \((\d+)%\)", m).groups()
             assert 0 < int(done) <= int(total) and int(total) >= 60_000
         assert msgs[-1].startswith("READY=1")           # progress comes before READY, never after
+        # a clean stop writes the final checkpoint (60k events' state: give a loaded machine time;
+        # the fixture's stop() would SIGKILL after 15 s and the next start would replay a tail)
+        assert d.terminate(timeout=120) == 0
     finally:
         d.stop()
         s.close()

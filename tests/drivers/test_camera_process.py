@@ -181,7 +181,7 @@ def test_offline_and_child_logs_reach_the_parent(storage, tmp_path, run_process,
     assert drv.health.state == "offline"
     # the child's own reason reaches the parent's log (it may come after the watchdog under load)
     assert wait_for(lambda: any(r.name == "casegate.cam-int1" and "no such file" in r.getMessage()
-                                for r in list(caplog.records)), START_S)
+                                for r in list(caplog.records)), 2 * START_S)   # seen > 30 s at load 15
     assert drv.pid is not None                       # a camera without frames is offline, not crashed
     assert "restarts" not in drv.health.counters
 
