@@ -47,13 +47,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from drivers.base import Backoff, CommandError, Driver
+from drivers.common.snapshots import write_snapshot
 from drivers.camera.faces import FaceStore, detect_faces, encode_faces, preload, to_rgb
 
 MOTION_WIDTH = 160          # px, frame width for motion differencing
@@ -617,24 +617,11 @@ class CameraDriver(Driver):
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if not ok:
             raise CommandError("device_refused", "could not encode the frame as JPEG")
-        self.snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.snapshot_dir, 0o700)
         ts = time.time()
         with self._health_lock:
             self._snap_n += 1
             n = self._snap_n
-        stamp = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
-        stamp += f"{int(ts * 1000) % 1000:03d}Z"
-        path = self.snapshot_dir / f"{self.device_id}-{stamp}-{n}-{reason}.jpg"
-        tmp = path.with_suffix(".jpg.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, buf.tobytes())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        path = write_snapshot(self.snapshot_dir, self.device_id, reason, n, ts, buf.tobytes())
         data = {"camera": self.device_id, "room": self.cfg.room, "file": str(path), "reason": reason}
         if alarm_id:
             data["alarm_id"] = alarm_id

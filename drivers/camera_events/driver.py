@@ -23,17 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from drivers.base import CommandError, Driver
+from drivers.common.snapshots import write_snapshot
 from drivers.camera_events import dahua, hikvision
 from drivers.camera_events.signals import HEARTBEAT, IGNORED, MOTION, TAMPER_KINDS, Multipart, Signal, boundary_of
 
@@ -495,25 +494,12 @@ class CameraEventsDriver(Driver):
         """Fetch the channel's picture, write it as a 0600 JPEG under snapshots/, emit camera.snapshot."""
         ch = channel or next(iter(self.cfg.channels))
         jpeg = self.fetch_jpeg(ch, timeout or self.cfg.snapshot_timeout_s)
-        self.snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.snapshot_dir, 0o700)
         ts = time.time()
         with self._health_lock:
             self._snap_n += 1
             n = self._snap_n
-        stamp = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y%m%dT%H%M%S")
-        stamp += f"{int(ts * 1000) % 1000:03d}Z"
         camera = self.cfg.camera_id(ch)
-        path = self.snapshot_dir / f"{camera.replace(':', '-ch')}-{stamp}-{n}-{reason}.jpg"
-        tmp = path.with_suffix(".jpg.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, jpeg)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        path = write_snapshot(self.snapshot_dir, camera, reason, n, ts, jpeg)
         data = {"camera": camera, "room": self.cfg.channels[ch], "file": str(path), "reason": reason}
         if alarm_id:
             data["alarm_id"] = alarm_id
