@@ -229,7 +229,8 @@ class ChildSupervisor:
             ours, theirs = socket.socketpair()
             try:
                 # the entry on the command line too: `ps` shows which child is which
-                popen = subprocess.Popen([sys.executable, "-m", "drivers.common.child", self.entry,
+                # -P: not the working directory first on sys.path (a stray drivers/ there would run)
+                popen = subprocess.Popen([sys.executable, "-P", "-m", "drivers.common.child", self.entry,
                                           str(theirs.fileno())],
                                          pass_fds=(theirs.fileno(),), env=child_python_env(), close_fds=True)
             except BaseException:

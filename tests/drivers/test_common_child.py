@@ -181,4 +181,4 @@ def test_the_child_command_line_names_its_entry(supervised):
     sup, got = supervised("x")
     assert wait_for(lambda: got["hello"])
     argv = Path(f"/proc/{sup.pid}/cmdline").read_bytes().split(b"\0")
-    assert argv[1:4] == [b"-m", b"drivers.common.child", b"child_entries:echo_child"]
+    assert argv[1:5] == [b"-P", b"-m", b"drivers.common.child", b"child_entries:echo_child"]
