@@ -107,8 +107,6 @@ class CameraEventsDriver(Driver):
         self._connected = False
         self._sock: socket.socket | None = None
         self._response = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
         self._onvif = None
         self._snap_n = 0
         self.on_signal = None          # probe: called with every decoded Signal
@@ -161,19 +159,16 @@ class CameraEventsDriver(Driver):
 
     def _abort_stream(self) -> None:
         """Unblock the session thread: shut the stream's socket (a blocked recv returns) or
-        cancel the ONVIF task (its finally unsubscribes)."""
+        abort the ONVIF session (its pull's socket shut, its zeep call cancelled; it unsubscribes)."""
         sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None:
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:       # the loop already ended
-                pass
+        session = self._onvif
+        if session is not None:
+            session.abort()
 
     # ---- session -------------------------------------------------------
     def _run(self) -> None:
@@ -295,26 +290,19 @@ class CameraEventsDriver(Driver):
             on_bytes=self._touch, on_connected=self._connected_now, on_signals=self._onvif_signals,
             on_bad=self._onvif_bad, verify=self._verify if self._verify is not None else self._tls())
         self._onvif = session
-        loop = asyncio.new_event_loop()
         try:
-            self._loop = loop
-            self._task = loop.create_task(session.run())
             if self.stop_event.is_set():
-                self._task.cancel()
-            try:
-                loop.run_until_complete(self._task)
-            except asyncio.CancelledError:
-                pass
-            except Exception as e:
-                if tls_failure(e) is not None:
-                    raise
-                text = f"{e} {getattr(e, 'subcodes', '')}".lower()
-                if any(w in text for w in ("401", "unauthorized", "not authorized", "notauthorized", "authenticat")):
-                    raise AuthError("wrong user/password (WS-Security digest)") from None
+                session.abort()
+            session.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:
+            if tls_failure(e) is not None:
                 raise
-        finally:
-            self._loop = self._task = None
-            loop.close()
+            text = f"{e} {getattr(e, 'subcodes', '')}".lower()
+            if any(w in text for w in ("401", "unauthorized", "not authorized", "notauthorized", "authenticat")):
+                raise AuthError("wrong user/password (WS-Security digest)") from None
+            raise
 
     def _onvif_bad(self, why: str) -> None:
         self.frame_bad("unparseable_part")
@@ -474,11 +462,12 @@ class CameraEventsDriver(Driver):
         return r.content
 
     def _onvif_snapshot_uri(self, channel: str, timeout: float) -> str:
-        session, loop = self._onvif, self._loop
+        session = self._onvif
         uris = dict(session.snapshot_uris) if session is not None else {}
-        if not uris and session is not None and loop is not None and session.cam is not None:
+        if not uris and session is not None and session.cam is not None:
+            cam = session.cam
             try:
-                asyncio.run_coroutine_threadsafe(session._snapshot_uris(session.cam), loop).result(timeout)
+                session.ask(lambda: session._snapshot_uris(cam), timeout)     # between two pulls
             except Exception as e:  # noqa: BLE001
                 raise CommandError("device_timeout", f"GetSnapshotUri failed: {self._describe(e)}") from None
             uris = dict(session.snapshot_uris)

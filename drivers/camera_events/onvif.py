@@ -2,7 +2,8 @@
 
 The setup calls (GetServices/GetCapabilities, CreatePullPointSubscription, GetProfiles,
 GetSnapshotUri), Renew and Unsubscribe go through onvif-zeep-async. The hot path,
-PullMessages in a long-poll loop, is a fixed SOAP envelope POSTed with httpx and read with
+PullMessages in a long-poll loop, is a fixed SOAP envelope POSTed with a synchronous keep-alive
+``httpx.Client`` in the device's thread (the async client cost ~4 ms CPU a POST) and read with
 the stdlib XML parser (:func:`read_pull_response`): zeep's parse of every answer cost
 ~0.6 % of a core per camera at one event a second (bench/camera.py section 6). WS-Security
 UsernameToken (password digest) is built here (:func:`wsse_header`) for those requests and
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextvars
 import datetime as dt
 import hashlib
 import os
 import re
+import socket
 import ssl
+import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -230,7 +235,10 @@ def _duration_s(d) -> float | None:
 
 
 class PullPointSession:
-    """One subscription's life, run in the driver's own event loop (one thread per device).
+    """One subscription's life, run in the driver's device thread (one thread per device):
+    :meth:`run` drives its own event loop for the zeep calls (setup, Renew, Unsubscribe) and
+    pulls with a synchronous keep-alive ``httpx.Client`` between them (an async httpx POST cost
+    ~4 ms of CPU each; bench/camera.py section 6). :meth:`abort` (any thread) ends it promptly.
     ``verify``: an ``ssl.SSLContext`` (https, verified) or False (tls_verify = false)."""
 
     def __init__(self, host: str, port: int, username: str, password: str, *, pull_timeout_s: float,
@@ -249,47 +257,106 @@ class PullPointSession:
         self.snapshot_uris: dict[str, str] = {}     # video source token -> URI
         self.renewals = 0
         self.pulls = 0
+        self.aborted = False
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None       # the zeep call running now, if any
+        self._sock: socket.socket | None = None      # the PullMessages connection's socket
+        self._asks: list[tuple[Callable, concurrent.futures.Future]] = []   # coroutines other threads asked for
 
-    async def run(self) -> None:
-        import httpx
-        from onvif import ONVIFCamera
-        if isinstance(self.verify, ssl.SSLContext):
-            tls_context(self.verify)          # the library's connectors below verify with it
-        self.cam = cam = ONVIFCamera(self.host, self.port, self.username, self.password, no_cache=True)
-        t = self.connect_timeout_s
-        http = httpx.AsyncClient(verify=self.verify, timeout=httpx.Timeout(
-            connect=t, read=self.pull_timeout_s + t * 2, write=t, pool=t))
-        try:
-            await asyncio.wait_for(cam.update_xaddrs(), self.connect_timeout_s * 3)
-            events = await cam.create_events_service()
-            term = f"PT{int(self.subscription_s)}S"
-            res = await asyncio.wait_for(events.CreatePullPointSubscription({"InitialTerminationTime": term}),
-                                         self.connect_timeout_s * 2)
-            ref = res.SubscriptionReference
-            address = ref.Address._value_1
-            cam.xaddrs[PULLPOINT_NS] = address
-            self.subscription = sub = await cam.create_subscription_service("PullPointSubscription")
-            params = _reference_parameters(ref)
-            left = _duration_s(res) or self.subscription_s
-            renew_at = asyncio.get_running_loop().time() + left
-            self.on_bytes()
-            self.on_connected()
+    # ---- other threads ---------------------------------------------------
+    def abort(self) -> None:
+        """End :meth:`run` soon: cancel the zeep call running now, shut the pull's socket (a
+        blocked long-poll returns). Any thread."""
+        with self._lock:
+            self.aborted = True
+            loop, task, sock = self._loop, self._task, self._sock
+        if sock is not None:
+            _shutdown(sock)
+        if loop is not None and task is not None:
             try:
-                await self._snapshot_uris(cam)
-            except Exception:          # snapshots are asked again on demand
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:       # the loop already ended
                 pass
-            loop = asyncio.get_running_loop()
+
+    def ask(self, coro_fn: Callable, timeout: float):
+        """Run ``coro_fn()`` in the session's loop between two pulls (any other thread); its result."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self.aborted or self._loop is None:
+                raise RuntimeError("the ONVIF session is not running")
+            self._asks.append((coro_fn, fut))
+        return fut.result(timeout)
+
+    # ---- the device thread -----------------------------------------------
+    def _call(self, coro):
+        """Run one coroutine in the session's loop (cancelled by :meth:`abort`)."""
+        loop = self._loop
+        task = loop.create_task(coro)
+        with self._lock:
+            self._task = task
+            if self.aborted:
+                task.cancel()
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            with self._lock:
+                self._task = None
+
+    def _answer_asks(self) -> None:
+        with self._lock:
+            asks, self._asks = self._asks, []
+        for coro_fn, fut in asks:
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(self._call(coro_fn()))
+            except BaseException as e:  # noqa: BLE001 - handed to the asking thread
+                fut.set_exception(e)
+                if isinstance(e, asyncio.CancelledError) and self.aborted:
+                    raise
+
+    def _trace(self, event: str, info: dict) -> None:
+        """httpcore's trace: note the pull connection's socket (a new one after a reconnect)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._sock = sock
+                aborted = self.aborted
+            if aborted and sock is not None:
+                _shutdown(sock)
+
+    def run(self) -> None:
+        """The subscription until an error (raised) or :meth:`abort` (returns, or CancelledError)."""
+        import httpx
+        loop = asyncio.new_event_loop()
+        t = self.connect_timeout_s
+        http = httpx.Client(verify=self.verify, timeout=httpx.Timeout(
+            connect=t, read=self.pull_timeout_s + t * 2, write=t, pool=t))
+        with self._lock:
+            self._loop = loop
+        try:
+            address, params, renew_at = self._call(self._setup())
+            term = f"PT{int(self.subscription_s)}S"
             headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{PULL_ACTION}"'}
-            while True:
+            ext = {"trace": self._trace}
+            timeout_s = self.pull_timeout_s
+            while not self.aborted:
+                if self._asks:
+                    self._answer_asks()
                 # Renew while more than one long-poll is left (the device may drop us at TerminationTime)
-                if renew_at - loop.time() < self.pull_timeout_s + self.connect_timeout_s:
-                    r = await asyncio.wait_for(sub.Renew(term), self.connect_timeout_s * 2)
+                if renew_at - time.monotonic() < timeout_s + t:
+                    r = self._call(asyncio.wait_for(self.subscription.Renew(term), t * 2))
                     self.renewals += 1
-                    renew_at = loop.time() + (_duration_s(r) or self.subscription_s)
-                body = pull_messages_request(address, self.username, self.password, self.pull_timeout_s, 100,
-                                             params)
-                resp = await asyncio.wait_for(http.post(address, content=body, headers=headers),
-                                              self.pull_timeout_s + self.connect_timeout_s * 2)
+                    renew_at = time.monotonic() + (_duration_s(r) or self.subscription_s)
+                body = pull_messages_request(address, self.username, self.password, timeout_s, 100, params)
+                try:
+                    resp = http.post(address, content=body, headers=headers, extensions=ext)
+                except httpx.HTTPError:
+                    if self.aborted:
+                        return
+                    raise
                 self.pulls += 1
                 self.on_bytes()
                 try:
@@ -299,16 +366,54 @@ class PullPointSession:
                 if resp.status_code != 200:
                     raise SoapFault(f"PullMessages: HTTP {resp.status_code}")
                 if pulled.left_s is not None:
-                    renew_at = loop.time() + pulled.left_s
+                    renew_at = time.monotonic() + pulled.left_s
                 for why in pulled.bad:
                     self.on_bad(f"unreadable notification: {why}")
                 if pulled.signals:
                     self.on_signals(pulled.signals)
         finally:
+            with self._lock:
+                self.aborted = True
+                self._sock = None
+                asks, self._asks = self._asks, []
+            for _, fut in asks:
+                fut.cancel()
             try:
-                await http.aclose()
+                http.close()
             finally:
-                await self.close()
+                try:
+                    loop.run_until_complete(self.close())
+                finally:
+                    with self._lock:
+                        self._loop = None
+                    loop.close()
+
+    async def _setup(self) -> tuple[str, str, float]:
+        """Services, subscription, snapshot URIs -> (subscription address, its reference
+        parameters as headers, when to renew on the monotonic clock)."""
+        from onvif import ONVIFCamera
+        if isinstance(self.verify, ssl.SSLContext):
+            tls_context(self.verify)          # the library's connectors below verify with it
+        self.cam = cam = ONVIFCamera(self.host, self.port, self.username, self.password, no_cache=True)
+        await asyncio.wait_for(cam.update_xaddrs(), self.connect_timeout_s * 3)
+        events = await cam.create_events_service()
+        term = f"PT{int(self.subscription_s)}S"
+        res = await asyncio.wait_for(events.CreatePullPointSubscription({"InitialTerminationTime": term}),
+                                     self.connect_timeout_s * 2)
+        ref = res.SubscriptionReference
+        address = ref.Address._value_1
+        cam.xaddrs[PULLPOINT_NS] = address
+        self.subscription = await cam.create_subscription_service("PullPointSubscription")
+        params = _reference_parameters(ref)
+        left = _duration_s(res) or self.subscription_s
+        renew_at = time.monotonic() + left
+        self.on_bytes()
+        self.on_connected()
+        try:
+            await self._snapshot_uris(cam)
+        except Exception:          # snapshots are asked again on demand
+            pass
+        return address, params, renew_at
 
     async def close(self) -> None:
         cam, sub, self.subscription, self.cam = self.cam, self.subscription, None, None
@@ -331,6 +436,13 @@ class PullPointSession:
                 uri = await cam.get_snapshot_uri(p.token)
                 if uri:
                     self.snapshot_uris[src] = uri
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _reference_parameters(ref) -> str:
