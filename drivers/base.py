@@ -109,10 +109,15 @@ class Driver(ABC):
         """online | offline | error. Emits a device event only on change."""
         with self._health_lock:
             changed = state != self.health.state or (state == "error" and error != self.health.error)
+            # still offline, but now we know better why (a watchdog's "no frames" first, then the
+            # source's own "no such file"): the log says so; the journal keeps one offline event
+            new_reason = not changed and state == "offline" and error and error != self.health.error
             if state == "online" and self.health.state in ("offline", "error"):
                 self.health.reconnects += 1
             self.health.state = state
             self.health.error = error
+        if new_reason:
+            self.ctx.log.warning("%s still offline: %s", self.device_id, error)
         if changed and state in ("online", "offline", "error"):
             if state == "online":
                 self.ctx.log.info("%s online", self.device_id)

@@ -194,6 +194,7 @@ class CameraDriver(Driver):
         self._want_frame = False
         self._last_frame_mono = time.monotonic()
         self._last_error: str | None = None
+        self._offline_why: str | None = None     # the reason of the offline state last reported
         self._snap_n = 0
         self._hog = None
         self._faces_changed = False
@@ -391,8 +392,14 @@ class CameraDriver(Driver):
         step = max(0.05, min(1.0, self.cfg.offline_s / 4))
         while not self.stop_event.wait(step):
             silent = time.monotonic() - self._last_frame_mono
+            why = self._last_error or "no frames"
+            if silent >= self.cfg.offline_s and self.health.state == "offline" and why != self._offline_why:
+                # offline before the first open finished (models still loading): the source's own
+                # reason arrives later; say it (one log line, no second device.offline)
+                self._offline_why = why
+                self.set_state("offline", f"{why} (no frame for {silent:.0f} s)")
             if silent >= self.cfg.offline_s and self.health.state != "offline":
-                why = self._last_error or "no frames"
+                self._offline_why = why
                 self.set_state("offline", f"{why} (no frame for {silent:.0f} s)")
                 if not self._video_lost:
                     self._video_lost = True
