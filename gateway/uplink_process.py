@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from drivers.common.child import ChildSupervisor, ParentLink, Stop
+from drivers.common.child import ChildSupervisor, ParentLink, Stop, SupervisedChildView
 from gateway.events import Event, topic_for
 from gateway.uplink import RESEND_MAX
 
@@ -121,7 +121,7 @@ class _Props:
         self.UserProperty = d.get("UserProperty")
 
 
-class UplinkProcess:
+class UplinkProcess(SupervisedChildView):
     """Same interface as :class:`gateway.uplink.Uplink`, the work done in a child."""
 
     def __init__(self, config, journal_path, on_delivered: Callable[[list[int]], None],
@@ -154,15 +154,6 @@ class UplinkProcess:
                                         "connects": 0, "last_error": None}
         self.last_committed = 0
         self._acked_since_status = 0
-
-    @property
-    def process(self):
-        """The current (or last) child: pid, is_alive(), exitcode (drivers/common/child.py ChildHandle)."""
-        return self._child.process
-
-    @property
-    def restarts(self) -> int:
-        return self._child.restarts
 
     # ---- the Uplink interface ---------------------------------------------------
     @property

@@ -393,12 +393,10 @@ class CameraDriver(Driver):
         while not self.stop_event.wait(step):
             silent = time.monotonic() - self._last_frame_mono
             why = self._last_error or "no frames"
-            if silent >= self.cfg.offline_s and self.health.state == "offline" and why != self._offline_why:
-                # offline before the first open finished (models still loading): the source's own
-                # reason arrives later; say it (one log line, no second device.offline)
-                self._offline_why = why
-                self.set_state("offline", f"{why} (no frame for {silent:.0f} s)")
-            if silent >= self.cfg.offline_s and self.health.state != "offline":
+            # Once offline, only a better reason is reported again: offline before the first open
+            # finished (models still loading) says "no frames", the source's own reason arrives
+            # later (set_state logs it once; no second device.offline).
+            if silent >= self.cfg.offline_s and (self.health.state != "offline" or why != self._offline_why):
                 self._offline_why = why
                 self.set_state("offline", f"{why} (no frame for {silent:.0f} s)")
                 if not self._video_lost:

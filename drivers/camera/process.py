@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.base import CommandError, Driver
-from drivers.common.child import ChildSupervisor, ParentLink, Request, Stop
+from drivers.common.child import ChildSupervisor, ParentLink, Request, Stop, SupervisedChildView
 from drivers.common.child import describe_exit as _describe_exit
 
 HEALTH_S = 0.5            # child health report period
@@ -83,7 +83,7 @@ def describe_exit(code: int | None) -> str:
 
 
 # ---- the parent side ----------------------------------------------------------
-class CameraProcess(Driver):
+class CameraProcess(SupervisedChildView, Driver):
     kind = "camera"
 
     def __init__(self, cfg: Any, ctx: Any):
@@ -104,19 +104,6 @@ class CameraProcess(Driver):
         self._base = {"frames_ok": 0, "frames_bad": 0, "counters": {}}
         self._child_health = {"frames_ok": 0, "frames_bad": 0, "counters": {}}
         self.stats: dict[str, Any] = {}     # the running child's CameraStats, as last reported
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def process(self):
-        """The current (or last) child: pid, is_alive(), exitcode (drivers/common/child.py ChildHandle)."""
-        return self._child.process
-
-    @property
-    def restarts(self) -> int:
-        return self._child.restarts
 
     # ---- lifecycle -------------------------------------------------------------
     def start(self) -> None:

@@ -156,6 +156,26 @@ class ChildHandle:
             self._popen.kill()
 
 
+class SupervisedChildView:
+    """What an owner of a :class:`ChildSupervisor` (kept in ``self._child``) shows of its
+    child: the camera process and the uplink process both expose these."""
+
+    _child: "ChildSupervisor"
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    @property
+    def process(self):
+        """The current (or last) child: pid, is_alive(), exitcode (:class:`ChildHandle`)."""
+        return self._child.process
+
+    @property
+    def restarts(self) -> int:
+        return self._child.restarts
+
+
 class ChildSupervisor:
     """Runs ``entry`` in a child, restarts it when it dies, relays what it says.
 
