@@ -88,35 +88,35 @@ class DeviceContext:
     def person_for(self, tag_or_card: str) -> str | None:
         return self.d.core.state.tag_owner.get(tag_or_card)
 
-    @property
-    def vital_signs_bounds(self) -> tuple[float, float]:
-        """[rules.vital_signs_abnormal] low_bpm/high_bpm (read live: a reload applies): the
-        zone reader sends tag.status at once when a heart rate crosses one of them."""
+    def _rules(self) -> dict:
+        """Every rule's settings, defaults filled in, for the config in force now (a reload
+        applies). Cached per config object: the zone reader asks on every tag record, and
+        validating the whole [rules] table each time would be work on the hot path."""
         from rules.catalog import rule_settings
         cfg = self.d.config
-        cached = getattr(self, "_vital_cache", None)
+        cached = getattr(self, "_rules_cache", None)
         if cached is None or cached[0] is not cfg:
-            s = rule_settings(cfg.rules)["vital_signs_abnormal"]
-            cached = self._vital_cache = (cfg, (float(s.low_bpm), float(s.high_bpm)))
+            cached = self._rules_cache = (cfg, rule_settings(cfg.rules))
         return cached[1]
 
     @property
+    def vital_signs_bounds(self) -> tuple[float, float]:
+        """[rules.vital_signs_abnormal] low_bpm/high_bpm: the zone reader sends tag.status at
+        once when a heart rate crosses one of them."""
+        s = self._rules()["vital_signs_abnormal"]
+        return float(s.low_bpm), float(s.high_bpm)
+
+    @property
     def missed_intervals(self) -> int:
-        """[rules.device_offline] missed_intervals (read live: a reload applies): a driver with
-        a heartbeat (the zone reader's stations) declares a device offline after this many
-        silent intervals. Drivers never import the rules; this is how the setting reaches them."""
-        from rules.catalog import rule_settings
-        cfg = self.d.config
-        cached = getattr(self, "_missed_cache", None)
-        if cached is None or cached[0] is not cfg:
-            cached = self._missed_cache = (cfg, int(rule_settings(cfg.rules)["device_offline"].missed_intervals))
-        return cached[1]
+        """[rules.device_offline] missed_intervals: a driver with a heartbeat (the zone reader's
+        stations) declares a device offline after this many silent intervals. Drivers never
+        import the rules; this is how the setting reaches them."""
+        return int(self._rules()["device_offline"].missed_intervals)
 
     @property
     def low_battery_below_pct(self) -> float:
         """[rules.tag_low_battery] below_pct: the zone reader sends a battery crossing it at once."""
-        from rules.catalog import rule_settings
-        return float(rule_settings(self.d.config.rules)["tag_low_battery"].below_pct)
+        return float(self._rules()["tag_low_battery"].below_pct)
 
     def present_tags(self) -> list[tuple[str, str, float]]:
         """(tag, room, since) of every tag the journal says is in a room now (what
