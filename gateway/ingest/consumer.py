@@ -101,7 +101,7 @@ class Ingest:
                        "bisections": 0, "resend_limited": 0}
         self.center_log = RateLimitedLog(log)
         self._all_tokens, self._all_refill = float(RESEND_ALL_BURST), 0.0
-        self._repair_start = 0
+        self._repair_start = [0, 0]       # round-robin position of the gap pass and the probe pass
         # Pinned keys {center: {key_id: raw}} and keys seen after the pin (not accepted).
         self.keys: dict[str, dict[str, bytes]] = {}
         self.changed_keys: dict[str, set[str]] = {}
@@ -719,7 +719,9 @@ class Ingest:
         why = safe_text(why)
         self.center_log(logging.WARNING, center or "(invalid id)", "rejected",
                         f"rejected a message on {safe_text(topic, 200)}: {why}")
-        b.rejected.append((center, seq if isinstance(seq, int) and 0 <= seq <= SEQ_MAX else None,
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= SEQ_MAX:
+            seq = None                       # what a BIGINT column takes, nothing else
+        b.rejected.append((center, seq,
                            safe_text(topic, 1000), why, text, encoding, size, now))
 
     # ---- gap repair ---------------------------------------------------------------------
@@ -750,8 +752,7 @@ class Ingest:
         centers or one center's gap storm cannot turn ingest into a request cannon."""
         ch.resend_tokens = min(RESEND_CENTER_BURST, ch.resend_tokens + (now - ch.resend_refill) * RESEND_CENTER_PER_S)
         ch.resend_refill = now
-        self._all_tokens = min(RESEND_ALL_BURST, self._all_tokens + (now - self._all_refill) * RESEND_ALL_PER_S)
-        self._all_refill = now
+        self._refill(now)
         if ch.resend_tokens < 1 or self._all_tokens < 1:
             self.counts["resend_limited"] += 1
             return False
@@ -787,22 +788,47 @@ class Ingest:
             self._repair_tick(now)
 
     def _repair_tick(self, now: float) -> None:
-        # Round robin from where the last tick stopped: with the overall budget spent,
-        # the next tick starts with the centers this one did not reach.
+        # Gaps and conflicts of centers that sent events first, then the probes of centers
+        # only seen (5,000 fake centers on state topics must not hold back a real gap).
+        # Each pass is round robin from where the last tick's budget ran out.
         names = list(self.chains)
-        if not names:
-            return
-        self._repair_start %= len(names)
-        order = names[self._repair_start:] + names[:self._repair_start]
-        for i, center in enumerate(order):
-            ch = self.chains[center]
-            if not self._repair_center(center, ch, now):
-                self._repair_start = (self._repair_start + i) % len(names)
+        for phase in (0, 1):
+            if not names or self._all_tokens < 1 and not self._refill(now):
                 return
-        self._repair_start = 0
+            start = self._repair_start[phase] % len(names)
+            order = names[start:] + names[:start]
+            for i, center in enumerate(order):
+                ch = self.chains[center]
+                done = self._repair_center(center, ch, now) if phase == 0 else self._probe_center(center, ch, now)
+                if not done:
+                    self._repair_start[phase] = start + i
+                    break
+            else:
+                self._repair_start[phase] = 0
+
+    def _refill(self, now: float) -> bool:
+        self._all_tokens = min(RESEND_ALL_BURST, self._all_tokens + (now - self._all_refill) * RESEND_ALL_PER_S)
+        self._all_refill = now
+        return self._all_tokens >= 1
+
+    def _probe_center(self, center: str, ch: CenterChain, now: float) -> bool:
+        """A center seen (any topic, retained state included) or quiet: is there anything
+        after what is stored? Answered not_found when there is nothing. False when the
+        overall budget is spent."""
+        if ch.pending or ch.arbitrate:
+            return True
+        quiet = now - max(ch.last_event_mono, ch.last_probe)
+        if not (ch.probe_due or (self.o.tail_probe_s and quiet >= self.o.tail_probe_s)):
+            return True
+        if not self._resend_allowed(ch, now):
+            return self._all_tokens >= 1
+        ch.probe_due = False
+        ch.last_probe = now
+        self.request_resend(center, ch.row.contiguous_seq + 1, ch.row.contiguous_seq + RESEND_MAX)
+        return True
 
     def _repair_center(self, center: str, ch: CenterChain, now: float) -> bool:
-        """False when the overall budget is spent (stop this tick)."""
+        """Conflicts to arbitrate and gaps to fill. False when the overall budget is spent."""
         for seq in sorted(ch.arbitrate):
             if not self._resend_allowed(ch, now):
                 return self._all_tokens >= 1
@@ -813,15 +839,6 @@ class Ingest:
         gaps = ch.gaps(limit=50)
         if not gaps:
             ch.repair_backoff = 0.0
-            quiet = now - max(ch.last_event_mono, ch.last_probe)
-            if ch.probe_due or (self.o.tail_probe_s and quiet >= self.o.tail_probe_s):
-                # Seen (any topic, retained state included) or quiet: is there anything
-                # after what is stored? Answered not_found when there is nothing.
-                if not self._resend_allowed(ch, now):
-                    return self._all_tokens >= 1
-                ch.probe_due = False
-                ch.last_probe = now
-                self.request_resend(center, ch.row.contiguous_seq + 1, ch.row.contiguous_seq + RESEND_MAX)
             return True
         for lo, _ in gaps:
             ch.gap_seen.setdefault(lo, now)
@@ -850,7 +867,6 @@ class Ingest:
         ch.repair_at = now + ch.repair_backoff
         ch.last_probe = now
         return self._all_tokens >= 1
-
 
     def _merge_peer_rows(self, ch: CenterChain) -> None:
         """Events another member of the share group stored: they fill our gaps. Their
