@@ -471,7 +471,8 @@ class Ingest:
                 self._reject(b, center, env["seq"], topic, why, payload, now)
                 continue
             ch = self.chain(center)
-            ch.probe_due = False if ch.row.max_seq else ch.probe_due
+            if ch.row.max_seq:
+                ch.probe_due = False     # live events: gap repair finds what is missing below them
             seq = env["seq"]
             known = ch.known(seq)
             if known == "":
@@ -664,9 +665,9 @@ class Ingest:
         else:
             why = (f"seq {seq} arrived again with another id {env['id']}; neither links further yet: kept the "
                    "first, asked the gateway to re-send it")
-            if len(ch.candidates) < CANDIDATES_MAX:
+            if len(ch.candidates) < CANDIDATES_MAX:      # bounded: a forger can send many
                 ch.candidates[seq] = (env, data_json)
-            ch.arbitrate.add(seq)
+                ch.arbitrate.add(seq)
         self.center_log(logging.WARNING, center, "seq conflict", why)
         self._reject(b, center, seq, topic, why, payload, now)
 

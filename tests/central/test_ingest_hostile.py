@@ -247,3 +247,11 @@ def test_a_database_of_the_previous_release_gets_the_new_columns_on_open(tmp_pat
     st = ing.store.status()[0]
     assert (st["center"], st["rejected"], st["contiguous_seq"], st["conflicts"]) == ("c-old", 2, 2, 0)
     assert query(f"sqlite:///{db}", "SELECT payload_encoding FROM rejected ORDER BY rowid") == [("utf-8",), ("base64",)]
+
+
+def test_docs_central_schema_sql_is_the_generated_ddl():
+    from pathlib import Path
+    from gateway.ingest.schema import HEADER, ddl
+    doc = Path(__file__).resolve().parents[2] / "docs" / "central-schema.sql"
+    assert doc.read_text() == HEADER + ddl("postgresql"), \
+        "stale: python -m gateway.ingest.schema > docs/central-schema.sql"
