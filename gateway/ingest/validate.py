@@ -40,6 +40,10 @@ def _no_constant(name: str):
     raise _NotJson(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
+# Built once: json.loads with a keyword option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def parse_payload(payload: bytes):
     """(value, None) or (None, reason)."""
     try:
@@ -47,7 +51,7 @@ def parse_payload(payload: bytes):
     except UnicodeDecodeError as e:
         return None, f"payload is not UTF-8 (byte {e.start})"
     try:
-        return json.loads(text, parse_constant=_no_constant), None
+        return _DECODER.decode(text), None
     except RecursionError:
         return None, "payload is not JSON: nested too deeply"
     except ValueError as e:

@@ -255,3 +255,24 @@ def test_docs_central_schema_sql_is_the_generated_ddl():
     doc = Path(__file__).resolve().parents[2] / "docs" / "central-schema.sql"
     assert doc.read_text() == HEADER + ddl("postgresql"), \
         "stale: python -m gateway.ingest.schema > docs/central-schema.sql"
+
+
+def test_a_database_outage_is_retried_not_mistaken_for_a_bad_message(tmp_path, postgres):
+    """PostgreSQL stops under the writer: the batch is retried until it is back, for
+    everyone alike; nothing is split off as a bad message, nothing lost."""
+    import threading
+    ing = make(postgres.url)
+    a, b = good_chain("c-good-a", 60), good_chain("c-good-b", 60)
+    ing._commit([m(*message(e)) for e in a[:20] + b[:20]])
+    postgres.stop_only()
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (ing._commit([m(*message(e)) for e in a[20:] + b[20:]]), done.set()),
+                         daemon=True)
+    t.start()
+    assert not done.wait(2.0), "wrote into a stopped database?"
+    postgres.start()
+    assert done.wait(60), "the writer did not resume after the database came back"
+    for c in ("c-good-a", "c-good-b"):
+        assert query(postgres.url, "SELECT COUNT(*) FROM events WHERE center = ?", c) == [(60,)]
+    assert query(postgres.url, "SELECT COUNT(*) FROM rejected") == [(0,)]
+    assert ing.counts["bisections"] == 0
