@@ -199,7 +199,8 @@ class Ingest:
     def _on_message(self, client, userdata, msg):
         # msg.topic decodes strictly: a broker that let invalid UTF-8 through must not
         # raise inside paho's network thread.
-        topic = bytes(msg._topic).decode("utf-8", "replace")
+        raw = getattr(msg, "_topic", None)
+        topic = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else msg.topic
         self.q.put((topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain)))
 
     def start(self) -> None:

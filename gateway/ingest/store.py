@@ -326,13 +326,22 @@ class PgStore(Store):
                                 "AND table_schema = current_schema()", (table,))
         return {r[0] for r in cur.fetchall()}
 
+    # SQLSTATE classes that are the server failing, not the statement's data: connection
+    # exception, insufficient resources (disk full, out of memory, too many connections),
+    # operator intervention (shutdown), system error (I/O). Class 54 (program limit
+    # exceeded, e.g. an index row too large) is an OperationalError in psycopg but the
+    # data's fault: retrying it would hold every center forever.
+    OUTAGE_CLASSES = ("08", "53", "57", "58")
+
     def is_outage(self, exc: BaseException) -> bool:
         import psycopg
         if self.conn.closed or self.conn.broken:
             return True
-        # OperationalError covers a lost connection, admin shutdown, disk full (class 53)
-        # and too many connections; DataError / IntegrityError / ProgrammingError are the data's.
-        return isinstance(exc, (psycopg.OperationalError, psycopg.errors.InsufficientResources))
+        state = getattr(exc, "sqlstate", None)
+        if state:
+            return state[:2] in self.OUTAGE_CLASSES
+        # no SQLSTATE: raised by the driver itself (a lost connection is OperationalError)
+        return isinstance(exc, psycopg.OperationalError)
 
     def reconnect(self) -> None:
         import psycopg

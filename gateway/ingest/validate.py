@@ -19,6 +19,7 @@ from gateway.events import parse_ts
 SEQ_MAX = 2 ** 63 - 1
 CENTER_RE = re.compile(r"[a-z0-9-]{1,64}\Z")                       # issue 30 item 7
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")          # UUIDv7 / ULID and friends
+ALARM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")            # gateway/event_schemas.py
 HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){1,3}\Z")
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)\Z")
@@ -98,8 +99,8 @@ def envelope_problem(env, topic_center: str | None = None) -> str | None:
             return f"{k}: not 64 lower-case hex digits"
     if env["type"].startswith("alarm."):
         d = env["data"]
-        if not isinstance(d.get("alarm_id"), str):
-            return "data.alarm_id: an alarm event needs a string alarm_id"
+        if not isinstance(d.get("alarm_id"), str) or not ALARM_ID_RE.match(d["alarm_id"]):
+            return "data.alarm_id: an alarm event needs an alarm_id of [A-Za-z0-9_.:-], at most 128"
         for k in ALARM_TEXT_FIELDS:
             v = d.get(k)
             if v is not None and not isinstance(v, str):

@@ -260,8 +260,19 @@ def test_docs_central_schema_sql_is_the_generated_ddl():
 def test_a_database_outage_is_retried_not_mistaken_for_a_bad_message(tmp_path, postgres):
     """PostgreSQL stops under the writer: the batch is retried until it is back, for
     everyone alike; nothing is split off as a bad message, nothing lost."""
+    import secrets
     import threading
     ing = make(postgres.url)
+    # And the reverse: a limit error that psycopg files under OperationalError (an index
+    # row too large, SQLSTATE 54000) is the data's, to be isolated, not an outage.
+    err = None
+    try:
+        ing.store.conn.execute("INSERT INTO alarms (center, alarm_id, code, state, last_seq, last_ts, data) "
+                               "VALUES ('c', %s, 'x', 'raised', 1, 't', '{}')", (secrets.token_hex(5000),))
+    except Exception as e:
+        err = e
+    ing.store.conn.rollback()
+    assert err is not None and err.sqlstate.startswith("54") and not ing.store.is_outage(err), err
     a, b = good_chain("c-good-a", 60), good_chain("c-good-b", 60)
     ing._commit([m(*message(e)) for e in a[:20] + b[:20]])
     postgres.stop_only()
