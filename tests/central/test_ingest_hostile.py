@@ -152,7 +152,7 @@ def test_logs_about_one_center_are_rate_limited(tmp_path, caplog):
     evs = good_chain("c-a", 300)
     other = good_chain("c-a", 300, t0=1_800_000_000.0)
     with caplog.at_level(logging.INFO, logger="casegate.ingest"):
-        # every second event from another chain: 150 broken links, 150 conflicts later
+        # every second event from another chain: every link broken; then 500 payloads not JSON
         ing._commit([m(*message(e if e.seq % 2 else other[e.seq - 1])) for e in evs])
         ing._commit([m("casegate/c-a/events/card/swiped", b"{bad") for _ in range(500)])
     lines = [r.getMessage() for r in caplog.records if "c-a" in r.getMessage()]

@@ -13,7 +13,6 @@ ingest` as a real process, SQLite and a real PostgreSQL.
 from __future__ import annotations
 
 import base64
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -93,10 +92,8 @@ def test_a_hostile_center_between_two_good_ones(tmp_path, mosquitto, db_url):
             pub.send(*message(e))
         for e in a[60:] + b[60:]:                    # after all of it: still storing
             pub.send(*message(e))
-        t_sent = time.monotonic()
         wait_until(lambda: all(status(db_url).get(c, {}).get("contiguous_seq") == 80 for c in ("c-good-a", "c-good-b"))
                    or status(db_url), 10, "every good event stored within 10 s")
-        assert time.monotonic() - t_sent <= 10.5
         assert ing.proc.poll() is None, "the consumer exited:\n" + ing.logs()
         pg = not db_url.startswith("sqlite")
         want = [x for x in bad if x[4] == "both" or pg]
