@@ -641,6 +641,10 @@ class Ingest:
         previous event's hash. Undecided: the stored one stays, the newcomer waits as a
         candidate and the gateway is asked to re-send the seq and its successor."""
         center, seq = ch.row.center, env["seq"]
+        held = ch.candidates.get(seq)
+        if held is not None and held[0]["id"] == env["id"]:
+            self._dup(ch)                # the candidate again (a re-send): already held, already asked
+            return
         ch.row.conflicts += 1
         self._dirty.add(center)
         text = canonical_parts(env["id"], seq, env["ts"], center, env["type"], env["source"], data_json)

@@ -13,6 +13,7 @@ ingest` as a real process, SQLite and a real PostgreSQL.
 from __future__ import annotations
 
 import base64
+import json
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -152,3 +153,49 @@ def test_ingest_started_after_the_gateways_converges_without_traffic(tmp_path, m
     check_database(db, gateways)
     # The convergence came from the first-sight probe, not from new traffic or the tail probe.
     assert "re-sending seq 1.." in ing.logs()
+
+
+def test_forged_events_that_pre_empt_seqs_give_way_to_the_gateways(tmp_path, mosquitto):
+    """Issue 30 item 7 end to end: a real gateway journals events slowly; a hostile client
+    (a child process) answers each of its first five events with a forged, well-hashed
+    event at the next seq, ahead of the gateway's own. Ingest keeps what links into the
+    chain and asks the gateway to arbitrate: at the end the database is the journal,
+    every forged event is in rejected, and the chain is ok."""
+    import subprocess
+    import sys
+    from daemon_util import ROOT
+    db = f"sqlite:///{tmp_path / 'central.db'}"
+    gateways = start_centers(tmp_path, mosquitto.port, ["c-forged"])
+    ing = IngestProcess(tmp_path, mosquitto.port, db).start()
+    forger = load = None
+    try:
+        # Ingest subscribed (it stored the retained state) before the first forgery.
+        wait_until(lambda: "c-forged" in status(db) or "not yet", 30, "ingest has seen the center")
+        forger = subprocess.Popen([sys.executable, str(ROOT / "tests" / "central" / "hostile_forger.py"),
+                                   str(mosquitto.port), "c-forged", "5"], stdout=subprocess.PIPE, text=True)
+        assert forger.stdout.readline().strip() == "ready"
+        load = RequestLoad(mosquitto.port, ["c-forged"], rate=2).start()
+        forged = [forger.stdout.readline().split() for _ in range(5)]
+        assert all(f and f[0] == "forged" for f in forged), forged
+        last = max(int(f[1]) for f in forged)
+        forged_ids = [f[2] for f in forged]
+        # The gateway's own events past the last forged seq settle every conflict.
+        wait_until(lambda: max(journal_ids(gateways["c-forged"].state_dir)) >= last + 2 or "not yet", 30,
+                   "the gateway went on past the forged seqs")
+        load.stop()
+        gateways["c-forged"].stop()
+        wait_until(lambda: stored_all(db, gateways), 60, "the journal in the database")
+    finally:
+        if load:
+            load.stop()
+        if forger:
+            forger.kill()
+            forger.wait(10)
+        ing.stop()
+        for g in gateways.values():
+            g.stop()
+    check_database(db, gateways)                     # every seq: the journal's id, hashes, links
+    rejected_ids = {json.loads(p)["id"] for t, why, p in rejected_rows(db)}
+    assert set(forged_ids) <= rejected_ids, (forged_ids, rejected_ids)
+    st = status(db)["c-forged"]
+    assert st["chain"] == "ok" and st["conflicts"] >= 5, st
