@@ -500,7 +500,7 @@ class Ingest:
             ch.last_event_mono = time.monotonic()
             ch.row.lag_s = round((now.timestamp() - parse_ts(env["ts"])), 3)
             ch.row.last_received_at = now
-            if env["type"].startswith("alarm."):
+            if env["type"].startswith("alarm.") and env["data"].get("alarm_id") is not None:
                 d = env["data"]
                 key = (center, d["alarm_id"])
                 old = b.alarms.get(key)

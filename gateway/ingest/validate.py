@@ -23,7 +23,7 @@ ALARM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")            # gateway/event
 HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){1,3}\Z")
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)\Z")
-SOURCE_MAX = 256
+SOURCE_MAX = 4096
 # Columns of table ``alarms`` that ingest fills from an alarm event's data.
 ALARM_TEXT_FIELDS = ("alarm_id", "code", "severity", "room", "since")
 
@@ -92,15 +92,18 @@ def envelope_problem(env, topic_center: str | None = None) -> str | None:
     except (ValueError, OverflowError) as e:
         return f"ts: {_short(ascii(env['ts']), 80)} is not a time ({e})"
     s = env["source"]
-    if not s or len(s) > SOURCE_MAX or not s.isprintable():
-        return f"source: {_short(ascii(s), 80)} is empty, longer than {SOURCE_MAX} or has control characters"
+    # Not stricter than this: a genuine source is "mqtt:<client id>", and an MQTT client id
+    # may be long and hold any character; a genuine event refused here would be a gap forever.
+    if not s or len(s) > SOURCE_MAX or "\x00" in s or not _encodable(s):
+        return f"source: {_short(ascii(s), 80)} is empty, longer than {SOURCE_MAX}, holds U+0000 or a lone surrogate"
     for k in ("prev", "hash"):
         if not HEX64_RE.match(env[k]):
             return f"{k}: not 64 lower-case hex digits"
-    if env["type"].startswith("alarm."):
+    if env["type"].startswith("alarm.") and env["data"].get("alarm_id") is not None:
+        # One row per alarm_id in table alarms (alarm.shelved / unshelved carry none).
         d = env["data"]
-        if not isinstance(d.get("alarm_id"), str) or not ALARM_ID_RE.match(d["alarm_id"]):
-            return "data.alarm_id: an alarm event needs an alarm_id of [A-Za-z0-9_.:-], at most 128"
+        if not isinstance(d["alarm_id"], str) or not ALARM_ID_RE.match(d["alarm_id"]):
+            return "data.alarm_id: must be an alarm id of [A-Za-z0-9_.:-], at most 128"
         for k in ALARM_TEXT_FIELDS:
             v = d.get(k)
             if v is not None and not isinstance(v, str):
@@ -119,6 +122,14 @@ def data_problem(data_json: str, nul_ok: bool) -> str | None:
     if not nul_ok and "\\u0000" in data_json and _has_nul(json.loads(data_json)):
         return "data: a string holds U+0000, which PostgreSQL cannot store in text or jsonb"
     return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _has_nul(v) -> bool:

@@ -287,3 +287,24 @@ def test_a_database_outage_is_retried_not_mistaken_for_a_bad_message(tmp_path, p
         assert query(postgres.url, "SELECT COUNT(*) FROM events WHERE center = ?", c) == [(60,)]
     assert query(postgres.url, "SELECT COUNT(*) FROM rejected") == [(0,)]
     assert ing.counts["bisections"] == 0
+
+
+def test_genuine_events_at_the_edges_of_validation_are_stored(tmp_path):
+    """What validation must not refuse: an alarm event without alarm_id (alarm.shelved), a
+    long MQTT client id as source, control characters and U+0000 in data (SQLite)."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    ing = make(url)
+    drafts = [Draft("alarm.shelved", {"code": "door_open", "scope": "door-1", "until": "2026-12-06T12:00:00.000Z",
+                                      "reason": "维修", "by": "o-1"}, "mqtt:duty"),
+              Draft("person.registered", {"person": "v-1", "role": "visitor", "name": "访客\t\u0001"},
+                    "mqtt:" + "client-" * 100),
+              Draft("card.swiped", {"card": "AB\x00CD", "reader": "r", "room": "x", "person": None}, "card-1")]
+    prev, evs = "0" * 64, []
+    for i, d in enumerate(drafts, 1):
+        ev = seal(d, i, "c-a", prev, 1_790_000_000.0 + i)
+        prev = ev.hash
+        evs.append(ev)
+    ing._commit([m(*message(e)) for e in evs])
+    assert query(url, "SELECT COUNT(*) FROM rejected") == [(0,)]
+    st = ing.store.status()[0]
+    assert st["contiguous_seq"] == 3 and st["chain"] == "ok"
