@@ -366,6 +366,7 @@ class Ingest:
         topic, payload, _, _, _ = msgs[0]
         b = Batch()
         center = self._center_of(topic)
+        center = center if center and center_problem(center) is None else None
         with self._lock:
             self._reject(b, center, None, topic, f"{where} refused it: {type(e).__name__}: {str(e).strip()}",
                          payload, utcnow())
