@@ -55,16 +55,35 @@ CREATE TABLE IF NOT EXISTS chains (
     last_received_at TIMESTAMPTZ,
     lag_s           DOUBLE PRECISION,          -- received_at - ts of the newest event
     duplicates      BIGINT NOT NULL DEFAULT 0,
-    resend_requests BIGINT NOT NULL DEFAULT 0
+    resend_requests BIGINT NOT NULL DEFAULT 0,
+    conflicts       BIGINT NOT NULL DEFAULT 0, -- a seq that came with two ids (the one that links is kept)
+    signature       TEXT,                      -- ok | bad at <seq> | unknown key | key changed; NULL: none seen
+    signed_seq      BIGINT                     -- seq of the newest chain.signed that verified
 );
 
--- messages that could not be stored as events (bad JSON, wrong center, a seq already
--- taken by another id): kept for the investigation, counted in --status
+-- messages that could not be stored as events (not an envelope, wrong or invalid center,
+-- what the database cannot hold, a seq already taken by another id): kept for the
+-- investigation, counted per center in --status, never retried
 CREATE TABLE IF NOT EXISTS rejected (
-    center      TEXT,
+    center      TEXT,                          -- NULL when the topic's center id is not [a-z0-9-]{1,64}
     seq         BIGINT,
     topic       TEXT    NOT NULL,
     reason      TEXT    NOT NULL,
-    payload     TEXT    NOT NULL,
-    received_at TIMESTAMPTZ  NOT NULL
+    payload     TEXT    NOT NULL,              -- the bytes as they came: text, or base64 (payload_encoding)
+    received_at TIMESTAMPTZ  NOT NULL,
+    payload_encoding TEXT NOT NULL DEFAULT 'utf-8',   -- utf-8 | base64 (not UTF-8, or holds NUL)
+    payload_bytes    BIGINT                    -- size as received (kept: the first 1 MiB)
+);
+CREATE INDEX IF NOT EXISTS rejected_center ON rejected (center);
+
+-- each center's Ed25519 public keys (SPEC §8): the pinned one, and any other one seen,
+-- which is stored and reported (chains.signature = key changed), never accepted
+CREATE TABLE IF NOT EXISTS center_keys (
+    center      TEXT    NOT NULL,
+    key_id      TEXT    NOT NULL,              -- first 16 hex of sha256(raw key)
+    public_key  TEXT    NOT NULL,              -- base64 raw 32 bytes
+    state       TEXT    NOT NULL,              -- pinned | changed (seen after another was pinned)
+    source      TEXT    NOT NULL,              -- identity (P/state/identity) | keys-dir (--keys)
+    first_seen  TIMESTAMPTZ  NOT NULL,
+    PRIMARY KEY (center, key_id)
 );

@@ -11,22 +11,15 @@ from __future__ import annotations
 
 from gateway.events import GENESIS, canonical_parts, chain_hash, dump_data
 from gateway.ingest.store import ChainRow
+from gateway.ingest.validate import envelope_problem as _envelope_problem
 
-REQUIRED = {"id": str, "seq": int, "ts": str, "center": str, "type": str, "source": str, "data": dict,
-            "prev": str, "hash": str}
+CANDIDATES_MAX = 64        # conflicting candidates kept per center until the chain arbitrates
+UNVERIFIED_MAX = 64        # chain.signed events waiting for their center's key
 
 
 def envelope_problem(env) -> str | None:
-    """Why a payload is not an event envelope (SPEC §2), or None."""
-    if not isinstance(env, dict):
-        return "payload is not a JSON object"
-    for k, t in REQUIRED.items():
-        v = env.get(k)
-        if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-            return f"{k}: missing or not a {t.__name__}"
-    if env["seq"] < 1:
-        return "seq: must be >= 1"
-    return None
+    """Why a payload is not an event envelope (SPEC §2), or None (see validate.py)."""
+    return _envelope_problem(env)
 
 
 class CenterChain:
@@ -38,6 +31,22 @@ class CenterChain:
         self.repair_backoff = 0.0
         self.last_probe = 0.0
         self.last_event_mono = 0.0
+        # Issue 30 item 7: seq -> (envelope, data JSON) of the losing side of a seq conflict
+        # nobody could decide yet; the first later event that links to it wins the seq.
+        self.candidates: dict[int, tuple[dict, str]] = {}
+        self.arbitrate: set[int] = set()      # seqs to ask the gateway for again (events/resend)
+        # Issue 25: a center seen on any topic is asked for what follows its stored position.
+        self.probe_due = True
+        self.unverified: list[dict] = []      # chain.signed envelopes whose key is not known yet
+        self.resend_tokens = 0.0              # per-center repair budget (token bucket)
+        self.resend_refill = 0.0
+
+    def hash_at(self, seq: int) -> str | None:
+        """The stored hash at seq when memory knows it (pending, or the verified head)."""
+        if seq == self.row.contiguous_seq:
+            return self.row.head_hash
+        p = self.pending.get(seq)
+        return p[2] if p else None
 
     # ---- facts --------------------------------------------------------------------
     def known(self, seq: int) -> str | None:
@@ -92,6 +101,13 @@ class CenterChain:
                          if seq > 1 else "the first event's prev is not 64 zeros")
         self._advance()
         return ok, later_bad
+
+    def replace(self, seq: int, env: dict) -> None:
+        """Another candidate takes seq (a seq conflict it won)."""
+        if seq in self.pending:
+            self.pending[seq] = (env["id"], env["prev"], env["hash"])
+        elif seq == self.row.contiguous_seq:
+            self.row.head_hash = env["hash"]
 
     def _advance(self) -> None:
         row = self.row

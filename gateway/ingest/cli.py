@@ -30,6 +30,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     sp.add_argument("--reorder-wait-s", type=float, default=2.0, help="wait this long before repairing a gap")
     sp.add_argument("--tail-probe-s", type=float, default=30.0,
                     help="ask a quiet center for anything after its last seq this often (0: never)")
+    sp.add_argument("--keys", metavar="DIR", default=env("CASEGATE_INGEST_KEYS", ""),
+                    help="pinned Ed25519 keys: one <center>.pub per center holding the base64 raw public key "
+                         "(as P/state/identity publishes it); otherwise a key is pinned on first sight")
     sp.add_argument("--password-file", default="")
     sp.add_argument("--ca-file", default="")
     sp.add_argument("--cert-file", default="")
@@ -66,10 +69,14 @@ def cmd_ingest(args) -> int:
         elif not rows:
             print("no center has sent anything yet")
         else:
-            table("casegate ingest", ["center", "last seq", "gaps open", "missing", "chain", "lag", "duplicates"],
-                  [[r["center"], r["last_seq"], r["gaps_open"], r["missing"], r["chain"],
-                    "-" if r["lag_s"] is None else f"{r['lag_s']:.1f} s", r["duplicates"]] for r in rows])
-        bad = any(r["chain"] != "ok" for r in rows)
+            table("casegate ingest", ["center", "last seq", "gaps open", "missing", "chain", "signature", "lag",
+                                      "duplicates", "rejected"],
+                  [[r["center"], r["last_seq"], r["gaps_open"], r["missing"], r["chain"], r["signature"] or "-",
+                    "-" if r["lag_s"] is None else f"{r['lag_s']:.1f} s", r["duplicates"], r["rejected"]]
+                   for r in rows])
+        # A broken chain, a bad signature or a changed key makes monitoring notice.
+        bad = any(r["chain"] != "ok" or (r["signature"] or "").startswith("bad at")
+                  or r["signature"] == "key changed" for r in rows)
         return EXIT_FAILED if bad else EXIT_OK
     from gateway.daemon import setup_logging
     setup_logging(args.log_level)
@@ -78,7 +85,8 @@ def cmd_ingest(args) -> int:
                          topic_prefix=args.topic_prefix, client_id=args.client_id, share=args.share,
                          session_expiry_s=args.session_expiry_s, reorder_wait_s=args.reorder_wait_s,
                          tail_probe_s=args.tail_probe_s, password_file=args.password_file,
-                         ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+                         ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+                         keys_dir=args.keys)
     try:
         return run(opts)
     except (StoreError, ValueError, OSError) as e:

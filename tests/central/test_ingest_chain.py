@@ -109,6 +109,8 @@ def test_a_missing_link_is_found_even_when_the_events_came_in_reverse(tmp_path):
 
 
 def test_same_seq_with_another_id_is_rejected_not_stored(tmp_path):
+    """The stored seq 3 links into the verified chain (seq 4's prev is its hash); the
+    newcomer does not: it is rejected, counted as a conflict, and the chain stays ok."""
     db = tmp_path / "c.db"
     a = chain("c-a", 5)
     b = chain("c-a", 5, start_ts=1_800_000_000.0)
@@ -116,8 +118,10 @@ def test_same_seq_with_another_id_is_rejected_not_stored(tmp_path):
     feed(ing, [msg(e) for e in a])
     feed(ing, [msg(b[2])])
     assert rows(db, "SELECT id FROM events WHERE seq = 3") == [(a[2].id,)]
-    assert rows(db, "SELECT seq, reason FROM rejected")[0][0] == 3
-    assert ing.store.status()[0]["chain"] == "broken at 3"
+    seq, reason = rows(db, "SELECT seq, reason FROM rejected")[0]
+    assert seq == 3 and "does not link" in reason
+    st = ing.store.status()[0]
+    assert st["chain"] == "ok" and st["conflicts"] == 1 and st["rejected"] == 1
 
 
 def test_bad_payloads_are_counted_drops(tmp_path):
@@ -130,8 +134,11 @@ def test_bad_payloads_are_counted_drops(tmp_path):
                ("casegate/c-a/events/card/swiped", b'{"seq": "1"}', 0, 0, False),
                ("casegate/c-a/events/card/swiped", json.dumps(other).encode(), 0, 0, False)])
     assert [r[0] for r in rows(db, "SELECT reason FROM rejected ORDER BY rowid")] == [
-        "payload is not JSON", "id: missing or not a str", "envelope center 'c-b' is not the topic's center 'c-a'"]
+        "payload is not UTF-8 (byte 0)", "id: missing or not a str", "envelope center 'c-b' is not the topic's center 'c-a'"]
     assert rows(db, "SELECT COUNT(*) FROM events") == [(0,)]
+    # The raw bytes as they came: base64 when they are not UTF-8 text.
+    assert rows(db, "SELECT payload, payload_encoding, payload_bytes FROM rejected ORDER BY rowid")[0] == (
+        "/3tub3QganNvbg==", "base64", 10)
 
 
 def test_restart_resumes_from_the_database(tmp_path):
