@@ -21,6 +21,15 @@ class Grace(RuleSettings):
     grace_s: float = Field(default=30, ge=0)
 
 
+class Spells(RuleSettings):
+    """A grace-timed legal rule's flapping window (DOMAIN v3 "Flapping"): spells of the
+    condition within ``window_s`` add up to ``grace_s`` (rules.engine.Engine.hold), so a
+    condition broken off for a few seconds at a time (a band unbound 55 s / bound 5 s, a
+    recorder stopped 55 s of every 60 s) still raises."""
+    window_s: float = Field(default=300, ge=0)      # spells within this window add up to grace_s
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
+
+
 class LoneInterrogation(RuleSettings):
     grace_s: float = Field(default=30, ge=0)
     window_s: float = Field(default=300, ge=0)      # absences within this window add up to grace_s (0 = each alone)
@@ -61,7 +70,7 @@ class ConsecutiveSummons(RuleSettings):
     min_gap_h: float = Field(default=12, ge=12)           # registered again sooner than this after leaving
 
 
-class SuspectUntracked(RuleSettings):
+class SuspectUntracked(Spells):
     grace_s: float = Field(default=60, ge=0)              # a suspect in the center without a bound tag
 
 
@@ -74,21 +83,21 @@ class RestOverdue(RuleSettings):
     break_min: float = Field(default=30, gt=0)
 
 
-class FemaleSearch(RuleSettings):
+class FemaleSearch(Spells):
     grace_s: float = Field(default=10, ge=0)    # people walk in one after another
 
 
-class NotRecorded(RuleSettings):
+class NotRecorded(Spells):
     grace_s: float = Field(default=60, ge=0)
     # the recorder system re-sends its state; silent longer than this = not recording (0: never stale)
     stale_s: float = Field(default=120, ge=0)
 
 
-class FemaleMinor(RuleSettings):
+class FemaleMinor(Spells):
     grace_s: float = Field(default=10, ge=0)    # people walk in one after another
 
 
-class MixedWaiting(RuleSettings):
+class MixedWaiting(Spells):
     grace_s: float = Field(default=30, ge=0)    # a suspect led through a waiting room is not held there
 
 
@@ -101,12 +110,12 @@ class CameraTamper(RuleSettings):
     room_types: list[str] = ["interrogation", "waiting"]
 
 
-class MinorGuardian(RuleSettings):
+class MinorGuardian(Spells):
     grace_s: float = Field(default=10, ge=0)
-    guardian_kinds: list[str] = ["guardian", "appropriate_adult"]
+    guardian_kinds: list[str] = ["guardian"]   # 法定代理人/合适成年人 (DOMAIN v3)
 
 
-class Collusion(RuleSettings):
+class Collusion(Spells):
     grace_s: float = Field(default=5, ge=0)
 
 
@@ -126,7 +135,7 @@ class SignalLost(RuleSettings):
     after_s: float = Field(default=60, gt=0)
 
 
-class VitalSigns(RuleSettings):
+class VitalSigns(Spells):
     low_bpm: float = 45
     high_bpm: float = 130
     grace_s: float = Field(default=30, ge=0)
@@ -260,8 +269,13 @@ def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
     """Validate ``[rules.*]``; raise ValueError naming ``rules.<code>.<key>``."""
     from rules.validation import KeyPathError as _KeyError
     from rules.validation import format_validation_error
+    from rules.legal_bounds import REASON_KEY, violations
     out: dict[str, RuleSettings] = {}
     for code, table in raw.items():
+        if code == REASON_KEY:          # [rules] legal_disabled_reason (DOMAIN v3), not an alarm code
+            if not isinstance(table, str):
+                raise _KeyError(f"rules.{code}", "must be a string (who approved disabling a legal alarm, and why)")
+            continue
         spec = CATALOG.get(code)
         if spec is None:
             raise _KeyError(f"rules.{code}", "unknown alarm code")
@@ -273,6 +287,12 @@ def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
             first = format_validation_error("", e)[0].removeprefix(": ")
             path, _, reason = first.partition(": ")
             raise _KeyError(f"rules.{code}.{path}", reason) from None
+    # legal alarms within the law's bounds (DOMAIN v3): every problem named, with its article
+    problems = violations(raw, {**{c: s.settings() for c, s in CATALOG.items()}, **out})
+    if problems:
+        err = _KeyError(*problems[0])
+        err.more = [_KeyError(path, reason) for path, reason in problems[1:]]
+        raise err
     return out
 
 
