@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rules import citations as _citations
+
 
 class RuleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -192,18 +194,22 @@ def _l(*basis: str) -> dict[str, Any]:
     return {"legal": True, "legal_basis": basis}
 
 
+# DOMAIN v3 citations, one article per entry (rules/citations.py cites per case type / person)
+_LIMITS = tuple(dict.fromkeys(a for k in ("criminal", "administrative", "administrative_before_2026", "inquiry")
+                              for a in _citations.TIME_LIMIT[k]))
+_ATTEND = _citations.ATTENDANCE + _citations.ATTENDANCE_CRIMINAL
+
+
 CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("lone_interrogation", "critical", "单人讯问", "Interrogation with fewer than two investigators", LoneInterrogation,
               **_l(f"{CRIM} 第118条", f"{PROC} 第202条", f"{ADMIN} 第52条", f"{PSAL} 第108条")),
-    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended, **_l(*_ATTEND)),
     AlarmSpec("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress", OfficerLeft),
+    # the time-limit codes cite per case type (rules/citations.py); here: every article they may cite
     AlarmSpec("detention_warning", "major", "超时预警", "Detention time limit approaching", RuleSettings,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
+              **_l(*_LIMITS, *_citations.TRANSFER)),
     AlarmSpec("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
+              **_l(*_LIMITS)),
     AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
     AlarmSpec("custody_transfer_overdue", "critical", "送押超时", "Detained person not transferred within 24 h",
@@ -211,24 +217,21 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("consecutive_summons", "major", "连续传唤", "Suspect summoned again within 12 h of leaving",
               ConsecutiveSummons, **_l(f"{CRIM} 第119条", f"{PROC} 第200条", f"{ADMIN} 第69条")),
     AlarmSpec("suspect_untracked", "critical", "轨迹缺失", "Suspect in the center without a bound tag",
-              SuspectUntracked, **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+              SuspectUntracked, **_l(*_ATTEND)),
     AlarmSpec("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
               **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+              **_l(*_ATTEND)),
     AlarmSpec("procedure_skipped", "major", "未按流程", "Interrogation before mandatory procedure steps", ProcedureSkipped),
     AlarmSpec("belongings_forgotten", "minor", "物品遗忘", "Belongings left in the locker at checkout", RuleSettings),
     AlarmSpec("belongings_overdue", "minor", "暂存超时", "Belongings held too long", BelongingsOverdue),
-    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
-    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第201条")),
+    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings, **_l(*_ATTEND)),
+    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings, **_l(*_ATTEND)),
     AlarmSpec("tag_low_battery", "warning", "低电压", "Tag battery low", LowBattery),
     AlarmSpec("tag_signal_lost", "major", "信号丢失", "Tag signal lost", SignalLost),
     AlarmSpec("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
-    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless, **_l(*_ATTEND)),
     AlarmSpec("headcount_mismatch", "minor", "人数不符", "Camera headcount differs from tag count", Grace),
     AlarmSpec("door_held_open", "warning", "门未关", "Door held open", DoorHeldOpen),
     AlarmSpec("locker_open_too_long", "minor", "柜门未关", "Locker compartment left open", LockerOpenTooLong),
@@ -241,7 +244,7 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
               **_l(f"{CRIM} 第132条", f"{CRIM} 第139条", f"{PROC} 第217条", f"{PROC} 第225条",
                    f"{ADMIN} 第84条", f"{PSAL} 第103条")),
     AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
-              **_l(f"{CRIM} 第281条", f"{PROC} 第323-324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
+              **_l(f"{CRIM} 第281条", f"{PROC} 第323条", f"{PROC} 第324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
     AlarmSpec("interrogation_not_recorded", "critical", "未同步录音录像",
               "Questioning in a room that is not recording", NotRecorded,
               **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
@@ -259,9 +262,9 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
               **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
     # A fake base station could feed presence that hides a lone interrogation or an
-    # unattended suspect: it protects the presence record those two alarms stand on.
-    AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    # unattended suspect: it protects the presence record those two alarms stand on. It is
+    # facility evidence of a legal alarm's blindness, and no article speaks to it (DOMAIN v3).
+    AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings, **_l()),
 ]}
 
 

@@ -129,10 +129,10 @@ def test_catalog_legal_marks_match_domain():
     for code, spec in CATALOG.items():
         if code in marks:
             assert spec.legal == marks[code], code
-        if spec.legal:
+        if spec.legal and code != "station_impostor":     # DOMAIN v3: station_impostor cites nothing
             assert spec.legal_basis, code
-        for cite in spec.legal_basis:      # "<law> 第<N>条" or 第<N>-<M>条 (law/README.md)
-            assert re.fullmatch(r"\S+ 第\d+(-\d+)?条", cite), cite
+        for cite in spec.legal_basis:      # DOMAIN v3: one article per entry, "<law> 第<N>条", no ranges
+            assert re.fullmatch(r"\S+ 第\d+条", cite), cite
 
 
 def _suffix(k: int):
@@ -218,8 +218,9 @@ def test_every_alarm_code_published_with_its_legal_basis(tmp_path, mosquitto, su
     assert set(seen) >= set(CATALOG)
     for code, p in seen.items():
         spec = CATALOG[code]
-        assert p["data"]["legal_basis"] == list(spec.legal_basis), code
-        if spec.legal:
+        # per case type / person (rules/citations.py): always articles the catalog lists for the code
+        assert set(p["data"]["legal_basis"]) <= set(spec.legal_basis), code
+        if spec.legal and code != "station_impostor":
             assert p["data"]["legal_basis"], code
 
 
