@@ -55,21 +55,22 @@ class OfficerLeft(RuleSettings):
 
 class DetentionTimeout(RuleSettings):
     # Default limits per case type when a person has no limit_h; a center may be
-    # stricter than the law but never looser (the maxima are the law's, DOMAIN v2).
-    criminal_h: float = Field(default=12, gt=0, le=24)          # 传唤/拘传: 12 h, 24 h approved
-    administrative_h: float = Field(default=8, gt=0, le=24)     # 询问查证: 8 h, 12 h, 24 h
-    inquiry_h: float = Field(default=12, gt=0, le=48)           # 继续盘问: 12 h, 24 h, 48 h approved
-    vulnerable_inquiry_h: float = Field(default=4, gt=0, le=4)  # 继续盘问 of vulnerable persons: 4 h
+    # stricter than the law but never looser: at most the law's base limits (DOMAIN v3,
+    # rules/legal_bounds.py, which names the article); longer ones per person, approved.
+    criminal_h: float = Field(default=12, gt=0)          # 传唤/拘传: 12 h (24 h approved, per person)
+    administrative_h: float = Field(default=8, gt=0)     # 询问查证: 8 h (12 h, 24 h per person)
+    inquiry_h: float = Field(default=12, gt=0)           # 继续盘问: 12 h (24 h, 48 h approved, per person)
+    vulnerable_inquiry_h: float = Field(default=4, gt=0)  # 继续盘问 of vulnerable persons: 4 h
     warn_before_min: list[float] = [60, 30]
 
 
 class CustodyTransfer(RuleSettings):
-    limit_h: float = Field(default=24, gt=0, le=24)       # 拘留 -> 看守所 within 24 h (刑诉 art. 85)
+    limit_h: float = Field(default=24, gt=0)              # 拘留 -> 看守所 within 24 h (刑诉 art. 85; ≤ 24: legal_bounds)
     warn_before_min: float = Field(default=120, ge=0)     # detention_warning this long before
 
 
 class ConsecutiveSummons(RuleSettings):
-    min_gap_h: float = Field(default=12, ge=12)           # registered again sooner than this after leaving
+    min_gap_h: float = Field(default=12, gt=0)            # registered again sooner than this after leaving (≥ 12: legal_bounds)
 
 
 class SuspectUntracked(Spells):

@@ -19,6 +19,8 @@ problem naming the key and the article it rests on. The bounds:
   rest or a break ≥ 30 min);
 * ``detention_timeout`` defaults ≤ the law's base limits: criminal 12, administrative 8,
   inquiry 12, vulnerable inquiry 4 (longer limits only per person, approved);
+* ``custody_transfer_overdue.limit_h`` ≤ 24 (刑事诉讼法 art. 85); ``consecutive_summons.min_gap_h``
+  ≥ 12 (刑事诉讼法 art. 119: no consecutive summons as disguised detention);
 * ``evidence_handover_overdue.limit_h`` ≤ 24 (行政程序规定 art. 190);
 * ``minor_without_guardian.guardian_kinds`` ⊆ [guardian] (法定代理人/合适成年人; a lawyer
   is none);
@@ -119,6 +121,16 @@ def violations(raw: dict[str, Any], settings: dict[str, Any]) -> list[tuple[str,
                 out.append((f"rules.detention_timeout.{key}",
                             f"a center default may not exceed the law's base limit of {limit:g} h "
                             f"({_cite(basis)}; longer limits only per person with an approver), got {v:g}"))
+    s = settings.get("custody_transfer_overdue")
+    if s is not None and s.limit_h > 24:
+        out.append(("rules.custody_transfer_overdue.limit_h",
+                    f"at most 24 h from detention to the detention house ({CRIM} 第85条、{PROC} 第126条), "
+                    f"got {s.limit_h:g}"))
+    s = settings.get("consecutive_summons")
+    if s is not None and s.min_gap_h < 12:
+        out.append(("rules.consecutive_summons.min_gap_h",
+                    f"at least 12 h (不得以连续传唤的形式变相拘禁: {CRIM} 第119条、{PROC} 第200条), "
+                    f"got {s.min_gap_h:g}"))
     s = settings.get("evidence_handover_overdue")
     if s is not None and s.limit_h > 24:
         out.append(("rules.evidence_handover_overdue.limit_h",
