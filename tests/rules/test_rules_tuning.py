@@ -148,8 +148,9 @@ def test_flapping_conditions_add_up_within_the_window(i):
 
 
 def test_without_the_window_the_flapping_recorder_would_never_raise():
-    """The window is what raises (the test can fail): grace 60 s and a window of exactly 60 s -
-    the smallest the bounds allow - still adds the 55-s spells; each spell alone would not."""
+    """程序规定 art. 208 (全程不间断, no selective recording): the window is what raises (the test
+    can fail): grace 60 s and a window of exactly 60 s - the smallest the bounds allow - still adds
+    the 55-s spells; each spell alone would not."""
     c = FLAP[3]
     s = Scenario(make_config({"interrogation_not_recorded": {"window_s": 60}}))
     s.run(c.steps)
@@ -164,7 +165,8 @@ def test_without_the_window_the_flapping_recorder_would_never_raise():
 
 @pytest.mark.parametrize("i", [0, 2, 3], ids=[FLAP[i].id for i in (0, 2, 3)])
 def test_flapping_through_replay_input_cli_equals_live(tmp_path, i):
-    """The issue's three flapping patterns through ``casegate replay --input`` as a real subprocess."""
+    """The issue's three flapping patterns (继续盘问规定 arts. 29, 30; 程序规定 art. 208) through
+    ``casegate replay --input`` as a real subprocess: the same alarms as live."""
     c = FLAP[i]
     s = run(c)
     cfg = tmp_path / "replay.toml"
@@ -183,7 +185,8 @@ def test_flapping_through_replay_input_cli_equals_live(tmp_path, i):
 def test_a_checkpoint_between_two_spells_keeps_them(i):
     """Restart = checkpoint + tail (SPEC §7): a checkpoint taken after the first spell of a
     flapping pattern (its spells are engine state, rules.engine memo[code]["_spells"]) gives
-    the same state and the same alarms as a full replay; DOMAIN v3 flapping."""
+    the same state and the same alarms as a full replay; DOMAIN v3 flapping (继续盘问规定 arts. 29,
+    30; 程序规定 art. 208)."""
     c = FLAP[i]
     steps = flatten(c.steps)
     start = FIRST_RAISE[i] - 10          # after the first spell ended, before the second began
@@ -359,7 +362,9 @@ def test_a_legal_setting_outside_the_bounds_is_refused_naming_key_and_article(ru
 
 
 def test_within_the_bounds_is_accepted():
-    """Stricter than the law is always allowed; the limits themselves too (DOMAIN v3)."""
+    """Stricter than the law is always allowed, the law's own limits too (DOMAIN v3: 治安管理处罚法
+    2025 art. 108 for the administrative relaxation, 刑事诉讼法 art. 119 / 继续盘问规定 arts. 10-11
+    for the limits); disabling needs a reason that says something."""
     make_config({"lone_interrogation": {"relaxed_case_types": ["administrative"], "grace_s": 300, "window_s": 300},
                  "rest_overdue": {"limit_h": 4, "break_min": 30},
                  "detention_timeout": {"criminal_h": 12, "administrative_h": 8, "inquiry_h": 12,
