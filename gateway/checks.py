@@ -142,7 +142,7 @@ def check_legal_rules_enabled(cfg: Config) -> list[Finding]:
         if getattr(spec, "legal", False) and not s.enabled:
             # DOMAIN v3: legal alarms may be tuned, not disabled, except with a stated reason
             # ([rules] legal_disabled_reason; config validation refuses it without one), said out loud.
-            out.append(Finding(WARN, f"rules.{code}", f"legal alarm disabled: {code} ({'; '.join(spec.legal_basis)}); "
+            out.append(Finding(WARN, f"rules.{code}", f"legal alarm disabled: {code} ({'; '.join(spec.legal_basis) or 'DOMAIN v3'}); "
                                                       f"reason: {reason}",
                                f"remove enabled = false from [rules.{code}] unless the oversight department "
                                "approved it"))
