@@ -134,12 +134,16 @@ def check_rule_references(cfg: Config) -> list[Finding]:
 
 def check_legal_rules_enabled(cfg: Config) -> list[Finding]:
     from rules.catalog import CATALOG, rule_settings
+    from rules.legal_bounds import disabled_legal
     out = []
+    _, reason = disabled_legal(cfg.rules)
     for code, s in rule_settings(cfg.rules).items():
         spec = CATALOG[code]
         if getattr(spec, "legal", False) and not s.enabled:
-            # DOMAIN: legal alarms may be tuned, not disabled; allowed, but said out loud.
-            out.append(Finding(WARN, f"rules.{code}", f"legal alarm disabled: {code} ({'; '.join(spec.legal_basis)})",
+            # DOMAIN v3: legal alarms may be tuned, not disabled, except with a stated reason
+            # ([rules] legal_disabled_reason; config validation refuses it without one), said out loud.
+            out.append(Finding(WARN, f"rules.{code}", f"legal alarm disabled: {code} ({'; '.join(spec.legal_basis) or 'DOMAIN v3'}); "
+                                                      f"reason: {reason}",
                                f"remove enabled = false from [rules.{code}] unless the oversight department "
                                "approved it"))
     return out

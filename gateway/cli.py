@@ -266,6 +266,9 @@ def cmd_status(args) -> int:
             print(f"         {ast['unacknowledged']} unacknowledged ({ast['cleared_unacknowledged']} cleared), "
                   f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
         _status_start_clock(data)
+        off = data.get("legal_disabled")
+        if off:                       # DOMAIN v3: legal alarms switched off by the config, and why
+            print(f"LEGAL ALARMS DISABLED {', '.join(off['codes'])} · reason: {off['reason']}")
         _devices_table(data["devices"], cfg)
     return EXIT_OK if healthy else EXIT_FAILED
 

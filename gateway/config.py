@@ -169,7 +169,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     rooms: list[RoomConfig] = []
     devices: list[DeviceConfig] = []
-    rules: dict[str, dict[str, Any]] = {}
+    rules: dict[str, Any] = {}      # [rules.<code>] tables, and [rules] legal_disabled_reason (DOMAIN v3)
     alarms: AlarmsConfig = AlarmsConfig()
 
     @model_validator(mode="after")

@@ -127,6 +127,11 @@ class DeviceContext:
         return self.d.core.call(snap).result(10).value
 
 
+def _legal_disabled(cfg):
+    from gateway.legal_disabled import legal_disabled
+    return legal_disabled(cfg)
+
+
 def _warn_legal_disabled(settings) -> None:
     """DOMAIN: a legal alarm may be tuned, not disabled; the log says so at every start."""
     from rules.catalog import CATALOG
@@ -208,6 +213,7 @@ class Daemon:
         self.core.start()
         self.core.submit(Draft("gateway.started", {"version": __version__,
                                                    "config_hash": cfg.config_hash()}))
+        self._journal_legal_disabled("start")
         self._start_control_socket()
         self._start_metrics()
         for dev in cfg.devices:
@@ -424,7 +430,15 @@ class Daemon:
                 self._start_driver(dev)
         log.info("configuration reloaded (%d devices)", len(self.drivers))
         _warn_legal_disabled(self.engine.settings)
+        self._journal_legal_disabled("reload")
         return None
+
+    def _journal_legal_disabled(self, trigger: str) -> None:
+        """DOMAIN v3: legal alarms disabled by the config are journaled at every start and reload."""
+        from gateway.legal_disabled import legal_disabled_draft
+        d = legal_disabled_draft(self.config, trigger)
+        if d is not None:
+            self.core.submit(d)
 
     # ---- helpers used by request handlers --------------------------------------
     def device_config(self, dev_id: str):
@@ -718,6 +732,7 @@ class Daemon:
             "start": self.core.replay_info,
             "clock": self._clock_status(),
             "checkpoint": self._checkpoint_status(),
+            "legal_disabled": _legal_disabled(self.config),
         }
 
     def _with_maintenance(self, devs: list[dict]) -> list[dict]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gateway.checks import (FAIL, OK, WARN, Finding, _mode_allows, check_file_readable,
+from gateway.checks import (FAIL, OK, WARN, Finding, _mode_allows, check_file_readable, check_legal_rules_enabled,
                             check_rule_references, device_files, secret_files, serial_ports)
 from gateway.config import Config, ConfigError, load_config
 
@@ -312,6 +312,7 @@ def run_checks(config_file: str, probes: Probes | None = None, user: str | None 
                 for p in e.problems]
     out = [Finding(OK, "config", f"{config_file}: valid (center {cfg.center.id})")]
     out += check_rule_references(cfg)
+    out += check_legal_rules_enabled(cfg)       # DOMAIN v3: a disabled legal alarm is reported, with its reason
     uid, who = service_uid(user)
     out += check_storage(cfg, uid, who, probes)
     status = daemon_status(cfg) if daemon_status else None

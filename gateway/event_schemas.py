@@ -32,6 +32,14 @@ class GatewayStopped(Data):
     reason: str
 
 
+class ConfigLegalDisabled(Data):                 # v3: legal alarms the config switches off (DOMAIN v3)
+    codes: list[str]
+    reason: str                                  # [rules] legal_disabled_reason
+    trigger: Literal["start", "reload"]
+    legal_basis: dict[str, list[str]] = {}
+    config_hash: Optional[str] = None
+
+
 # ---- persons -------------------------------------------------------------------------
 Role = Literal["suspect", "officer", "staff", "visitor"]
 CaseType = Literal["criminal", "administrative", "inquiry"]
@@ -283,6 +291,7 @@ class AlarmUnshelved(Data):                    # v2
 
 EVENT_DATA: dict[str, type[Data]] = {
     "gateway.started": GatewayStarted, "gateway.stopped": GatewayStopped,
+    "config.legal_disabled": ConfigLegalDisabled,
     "person.registered": PersonRegistered, "person.updated": PersonUpdated, "person.rest": PersonRest,
     "person.checkout_approved": PersonCheckoutApproved, "person.left": PersonLeft,
     "wristband.bound": Wristband, "wristband.unbound": Wristband,

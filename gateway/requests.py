@@ -510,7 +510,7 @@ class Handlers:
         if spec is None:
             raise RequestError("bad_request", f"code: unknown alarm code {a.code!r}")
         if spec.legal:
-            basis = "; ".join(spec.legal_basis)
+            basis = "; ".join(spec.legal_basis) or "DOMAIN v3"      # station_impostor cites no article
             raise RequestError("forbidden", f"{a.code} is a legal alarm ({basis}) and can never be shelved")
         self._officer(core, a.by, "shelving an alarm", present=False)
         max_h = self.d.config.alarms.max_shelve_h

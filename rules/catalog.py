@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rules import citations as _citations
+
 
 class RuleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -19,6 +21,15 @@ class RuleSettings(BaseModel):
 
 class Grace(RuleSettings):
     grace_s: float = Field(default=30, ge=0)
+
+
+class Spells(RuleSettings):
+    """A grace-timed legal rule's flapping window (DOMAIN v3 "Flapping"): spells of the
+    condition within ``window_s`` add up to ``grace_s`` (rules.engine.Engine.hold), so a
+    condition broken off for a few seconds at a time (a band unbound 55 s / bound 5 s, a
+    recorder stopped 55 s of every 60 s) still raises."""
+    window_s: float = Field(default=300, ge=0)      # spells within this window add up to grace_s
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
 
 
 class LoneInterrogation(RuleSettings):
@@ -44,24 +55,25 @@ class OfficerLeft(RuleSettings):
 
 class DetentionTimeout(RuleSettings):
     # Default limits per case type when a person has no limit_h; a center may be
-    # stricter than the law but never looser (the maxima are the law's, DOMAIN v2).
-    criminal_h: float = Field(default=12, gt=0, le=24)          # 传唤/拘传: 12 h, 24 h approved
-    administrative_h: float = Field(default=8, gt=0, le=24)     # 询问查证: 8 h, 12 h, 24 h
-    inquiry_h: float = Field(default=12, gt=0, le=48)           # 继续盘问: 12 h, 24 h, 48 h approved
-    vulnerable_inquiry_h: float = Field(default=4, gt=0, le=4)  # 继续盘问 of vulnerable persons: 4 h
+    # stricter than the law but never looser: at most the law's base limits (DOMAIN v3,
+    # rules/legal_bounds.py, which names the article); longer ones per person, approved.
+    criminal_h: float = Field(default=12, gt=0)          # 传唤/拘传: 12 h (24 h approved, per person)
+    administrative_h: float = Field(default=8, gt=0)     # 询问查证: 8 h (12 h, 24 h per person)
+    inquiry_h: float = Field(default=12, gt=0)           # 继续盘问: 12 h (24 h, 48 h approved, per person)
+    vulnerable_inquiry_h: float = Field(default=4, gt=0)  # 继续盘问 of vulnerable persons: 4 h
     warn_before_min: list[float] = [60, 30]
 
 
 class CustodyTransfer(RuleSettings):
-    limit_h: float = Field(default=24, gt=0, le=24)       # 拘留 -> 看守所 within 24 h (刑诉 art. 85)
+    limit_h: float = Field(default=24, gt=0)              # 拘留 -> 看守所 within 24 h (刑诉 art. 85; ≤ 24: legal_bounds)
     warn_before_min: float = Field(default=120, ge=0)     # detention_warning this long before
 
 
 class ConsecutiveSummons(RuleSettings):
-    min_gap_h: float = Field(default=12, ge=12)           # registered again sooner than this after leaving
+    min_gap_h: float = Field(default=12, gt=0)            # registered again sooner than this after leaving (≥ 12: legal_bounds)
 
 
-class SuspectUntracked(RuleSettings):
+class SuspectUntracked(Spells):
     grace_s: float = Field(default=60, ge=0)              # a suspect in the center without a bound tag
 
 
@@ -74,21 +86,21 @@ class RestOverdue(RuleSettings):
     break_min: float = Field(default=30, gt=0)
 
 
-class FemaleSearch(RuleSettings):
+class FemaleSearch(Spells):
     grace_s: float = Field(default=10, ge=0)    # people walk in one after another
 
 
-class NotRecorded(RuleSettings):
+class NotRecorded(Spells):
     grace_s: float = Field(default=60, ge=0)
     # the recorder system re-sends its state; silent longer than this = not recording (0: never stale)
     stale_s: float = Field(default=120, ge=0)
 
 
-class FemaleMinor(RuleSettings):
+class FemaleMinor(Spells):
     grace_s: float = Field(default=10, ge=0)    # people walk in one after another
 
 
-class MixedWaiting(RuleSettings):
+class MixedWaiting(Spells):
     grace_s: float = Field(default=30, ge=0)    # a suspect led through a waiting room is not held there
 
 
@@ -101,12 +113,12 @@ class CameraTamper(RuleSettings):
     room_types: list[str] = ["interrogation", "waiting"]
 
 
-class MinorGuardian(RuleSettings):
+class MinorGuardian(Spells):
     grace_s: float = Field(default=10, ge=0)
-    guardian_kinds: list[str] = ["guardian", "appropriate_adult"]
+    guardian_kinds: list[str] = ["guardian"]   # 法定代理人/合适成年人 (DOMAIN v3)
 
 
-class Collusion(RuleSettings):
+class Collusion(Spells):
     grace_s: float = Field(default=5, ge=0)
 
 
@@ -126,7 +138,7 @@ class SignalLost(RuleSettings):
     after_s: float = Field(default=60, gt=0)
 
 
-class VitalSigns(RuleSettings):
+class VitalSigns(Spells):
     low_bpm: float = 45
     high_bpm: float = 130
     grace_s: float = Field(default=30, ge=0)
@@ -183,18 +195,22 @@ def _l(*basis: str) -> dict[str, Any]:
     return {"legal": True, "legal_basis": basis}
 
 
+# DOMAIN v3 citations, one article per entry (rules/citations.py cites per case type / person)
+_LIMITS = tuple(dict.fromkeys(a for k in ("criminal", "administrative", "administrative_before_2026", "inquiry")
+                              for a in _citations.TIME_LIMIT[k]))
+_ATTEND = _citations.ATTENDANCE + _citations.ATTENDANCE_CRIMINAL
+
+
 CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("lone_interrogation", "critical", "单人讯问", "Interrogation with fewer than two investigators", LoneInterrogation,
               **_l(f"{CRIM} 第118条", f"{PROC} 第202条", f"{ADMIN} 第52条", f"{PSAL} 第108条")),
-    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended, **_l(*_ATTEND)),
     AlarmSpec("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress", OfficerLeft),
+    # the time-limit codes cite per case type (rules/citations.py); here: every article they may cite
     AlarmSpec("detention_warning", "major", "超时预警", "Detention time limit approaching", RuleSettings,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
+              **_l(*_LIMITS, *_citations.TRANSFER)),
     AlarmSpec("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第78-80条", f"{PROC} 第200条", f"{PSAL} 第97条",
-                   f"{POLICE} 第9条", f"{INQ} 第10-11条")),
+              **_l(*_LIMITS)),
     AlarmSpec("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
     AlarmSpec("custody_transfer_overdue", "critical", "送押超时", "Detained person not transferred within 24 h",
@@ -202,24 +218,21 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     AlarmSpec("consecutive_summons", "major", "连续传唤", "Suspect summoned again within 12 h of leaving",
               ConsecutiveSummons, **_l(f"{CRIM} 第119条", f"{PROC} 第200条", f"{ADMIN} 第69条")),
     AlarmSpec("suspect_untracked", "critical", "轨迹缺失", "Suspect in the center without a bound tag",
-              SuspectUntracked, **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+              SuspectUntracked, **_l(*_ATTEND)),
     AlarmSpec("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
               **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
     AlarmSpec("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+              **_l(*_ATTEND)),
     AlarmSpec("procedure_skipped", "major", "未按流程", "Interrogation before mandatory procedure steps", ProcedureSkipped),
     AlarmSpec("belongings_forgotten", "minor", "物品遗忘", "Belongings left in the locker at checkout", RuleSettings),
     AlarmSpec("belongings_overdue", "minor", "暂存超时", "Belongings held too long", BelongingsOverdue),
-    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
-    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings,
-              **_l(f"{CRIM} 第119条", f"{PROC} 第201条")),
+    AlarmSpec("wristband_tamper", "critical", "手环防拆", "Wristband tampered", RuleSettings, **_l(*_ATTEND)),
+    AlarmSpec("sos", "critical", "一键求助", "SOS button pressed", RuleSettings, **_l(*_ATTEND)),
     AlarmSpec("tag_low_battery", "warning", "低电压", "Tag battery low", LowBattery),
     AlarmSpec("tag_signal_lost", "major", "信号丢失", "Tag signal lost", SignalLost),
     AlarmSpec("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns,
               **_l(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条")),
-    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    AlarmSpec("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless, **_l(*_ATTEND)),
     AlarmSpec("headcount_mismatch", "minor", "人数不符", "Camera headcount differs from tag count", Grace),
     AlarmSpec("door_held_open", "warning", "门未关", "Door held open", DoorHeldOpen),
     AlarmSpec("locker_open_too_long", "minor", "柜门未关", "Locker compartment left open", LockerOpenTooLong),
@@ -232,7 +245,7 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
               **_l(f"{CRIM} 第132条", f"{CRIM} 第139条", f"{PROC} 第217条", f"{PROC} 第225条",
                    f"{ADMIN} 第84条", f"{PSAL} 第103条")),
     AlarmSpec("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
-              **_l(f"{CRIM} 第281条", f"{PROC} 第323-324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
+              **_l(f"{CRIM} 第281条", f"{PROC} 第323条", f"{PROC} 第324条", f"{ADMIN} 第75条", f"{PSAL} 第98条")),
     AlarmSpec("interrogation_not_recorded", "critical", "未同步录音录像",
               "Questioning in a room that is not recording", NotRecorded,
               **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
@@ -250,9 +263,9 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
               **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
     # A fake base station could feed presence that hides a lone interrogation or an
-    # unattended suspect: it protects the presence record those two alarms stand on.
-    AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings,
-              **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    # unattended suspect: it protects the presence record those two alarms stand on. It is
+    # facility evidence of a legal alarm's blindness, and no article speaks to it (DOMAIN v3).
+    AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings, **_l()),
 ]}
 
 
@@ -260,8 +273,13 @@ def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
     """Validate ``[rules.*]``; raise ValueError naming ``rules.<code>.<key>``."""
     from rules.validation import KeyPathError as _KeyError
     from rules.validation import format_validation_error
+    from rules.legal_bounds import REASON_KEY, violations
     out: dict[str, RuleSettings] = {}
     for code, table in raw.items():
+        if code == REASON_KEY:          # [rules] legal_disabled_reason (DOMAIN v3), not an alarm code
+            if not isinstance(table, str):
+                raise _KeyError(f"rules.{code}", "must be a string (who approved disabling a legal alarm, and why)")
+            continue
         spec = CATALOG.get(code)
         if spec is None:
             raise _KeyError(f"rules.{code}", "unknown alarm code")
@@ -273,6 +291,12 @@ def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
             first = format_validation_error("", e)[0].removeprefix(": ")
             path, _, reason = first.partition(": ")
             raise _KeyError(f"rules.{code}.{path}", reason) from None
+    # legal alarms within the law's bounds (DOMAIN v3): every problem named, with its article
+    problems = violations(raw, {**{c: s.settings() for c, s in CATALOG.items()}, **out})
+    if problems:
+        err = _KeyError(*problems[0])
+        err.more = [_KeyError(path, reason) for path, reason in problems[1:]]
+        raise err
     return out
 
 

@@ -58,7 +58,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 from gateway.events import Draft, Event, format_ts
-from rules import alarm_states, families  # noqa: F401  (registers every rule)
+from rules import alarm_states, citations, families  # noqa: F401  (registers every rule)
 from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
 from rules.catalog import CATALOG, rule_settings
 from rules.state import State
@@ -533,10 +533,11 @@ class Engine:
     def _data(self, code: str, aid: str, since: str, facts: Facts) -> dict[str, Any]:
         spec = CATALOG[code]
         zh, en = facts.text()
+        basis = citations.basis_for(self, code, facts.persons, facts.details) if spec.legal else None
         return {"alarm_id": aid, "code": code, "severity": spec.severity, "room": facts.room,
                 "persons": list(facts.persons), "since": since,
                 "message": {"zh": f"{spec.zh}：{zh}", "en": f"{spec.en}: {en}"},
-                "details": facts.details, "legal_basis": list(spec.legal_basis), "snapshot": None}
+                "details": facts.details, "legal_basis": list(spec.legal_basis if basis is None else basis), "snapshot": None}
 
     def _raise(self, key: Key, t: float, facts: Facts, since_epoch: float | None = None) -> Draft:
         code, subject = key

@@ -17,6 +17,7 @@ class KeyPathError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.more: list[KeyPathError] = []
 
 
 _FRIENDLY = {
@@ -57,6 +58,8 @@ def format_validation_error(file: str, err: ValidationError, skip: frozenset[str
         if isinstance(ctx_err, KeyPathError):
             sub = ctx_err.path
             out.append(f"{file}: {sub}: {ctx_err.reason}")
+            for more in getattr(ctx_err, "more", ()):       # further problems found in one pass
+                out.append(f"{file}: {more.path}: {more.reason}")
             continue
         kind = e.get("type", "")
         reason = _FRIENDLY.get(kind)

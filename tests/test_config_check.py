@@ -94,7 +94,7 @@ def test_procedure_skipped_naming_a_room_type_the_center_lacks(tmp_path):
 
 
 def test_thresholds_in_effect_are_printed(tmp_path):
-    cfg = config(tmp_path, extra="[rules.lone_interrogation]\ngrace_s = 12\n"
+    cfg = config(tmp_path, extra='[rules]\nlegal_disabled_reason = "test: the alarm under test would interleave (approved by the lead)"\n' "[rules.lone_interrogation]\ngrace_s = 12\n"
                                   "[rules.unattended_suspect]\nenabled = false\n")
     r = cli("config", "check", config=cfg, env={"COLUMNS": "250"})
     assert r.returncode == 0, r.stderr

@@ -30,21 +30,21 @@ def wait_for(pred, timeout=30):
 
 
 def test_limit_change_by_sighup_and_restart_give_one_alarm_at_arrival_plus_limit(tmp_path, mosquitto):
-    cfg = write_config(tmp_path, mosquitto.port, RULES.format(h=12))
+    cfg = write_config(tmp_path, mosquitto.port, RULES.format(h=8))
     d = DaemonProcess(cfg).start()
     c = Central(mosquitto.port)
     try:
         d.wait_status(lambda s: s["uplink"]["connected"])
-        arrived = int(time.time()) - 8 * 3600 - 60          # arrived 8 h 1 min ago
+        arrived = int(time.time()) - 6 * 3600 - 60          # arrived 6 h 1 min ago
         assert c.request("person/register", person="s1", role="suspect", case_type="administrative",
                          arrived_at=format_ts(arrived))["ok"]
         time.sleep(2)
-        assert alarm_events(d, "detention_timeout") == []   # 12 h for administrative cases here
-        # the center goes back to the law's default of 8 h: SIGHUP
-        cfg.write_text(cfg.read_text().replace(RULES.format(h=12), RULES.format(h=8)))
+        assert alarm_events(d, "detention_timeout") == []   # the law's 8 h for administrative cases
+        # the center shortens its default to 6 h (never longer than the law's 8 h, DOMAIN v3): SIGHUP
+        cfg.write_text(cfg.read_text().replace(RULES.format(h=8), RULES.format(h=6)))
         d.proc.send_signal(signal.SIGHUP)
         (dt,) = wait_for(lambda: alarm_events(d, "detention_timeout"))
-        assert dt["data"]["since"] == format_ts(arrived + 8 * 3600)      # exactly arrived_at + limit
+        assert dt["data"]["since"] == format_ts(arrived + 6 * 3600)      # exactly arrived_at + limit
         assert dt["data"]["details"]["arrived_at"] == format_ts(arrived)
         assert "+08:00" in dt["data"]["message"]["zh"]
         # a restart under the same config re-derives the same alarm: nothing new, nothing cleared

@@ -69,7 +69,9 @@ grace_s = 0
 [rules.suspect_motionless]
 after_s = 2
 [rules.interrogation_not_recorded]
-grace_s = 3600      # no recorder here: its (critical) alarm would take a second snapshot
+enabled = false     # no recorder here: its (critical) alarm would take a second snapshot
+[rules]
+legal_disabled_reason = "test: the alarm under test would interleave (approved by the lead)"
 """)
     sub = subscriber_factory(mosquitto.port, [f"{P}/alarms/#", f"{P}/events/camera/#"])
     d = DaemonProcess(cfg).start()
@@ -128,6 +130,8 @@ def test_face_enrolled_over_mqtt_is_recognised_and_headcount_mismatch(tmp_path, 
     video = write_synthetic_video(tmp_path / "int1.avi", 4, 10, "face_moving")
     zport = free_port()
     cfg = config(tmp_path, mosquitto.port, zport, video, """
+[rules]
+legal_disabled_reason = "test: the alarm under test would interleave (approved by the lead)"
 [rules.lone_interrogation]
 enabled = false
 [rules.headcount_mismatch]

@@ -95,7 +95,8 @@ def floors(speed: float) -> dict[str, dict[str, float]]:
     def f(default: float, wall_s: float) -> float:
         return float(max(default, round(wall_s * speed)))
     return {
-        "unattended_suspect": {"grace_s": f(60, 1.0)},
+        # a legal alarm's grace stays within the law's bound (rules/legal_bounds.py: ≤ 300 s) at any speed
+        "unattended_suspect": {"grace_s": min(f(60, 1.0), 300.0)},
         "tag_signal_lost": {"after_s": f(60, 2.0)},
         "locker_unauthorized_open": {"window_s": f(30, 2.0)},
         "locker_open_too_long": {"limit_s": f(60, 1.5)},

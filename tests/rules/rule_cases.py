@@ -92,7 +92,7 @@ case("lone_interrogation", "relaxation does not cover criminal cases",
      [team(), into(100, INT, "S1", "O1")], 300, [(R, 130)],
      {"lone_interrogation": {"relaxed_case_types": ["administrative"]}})
 case("lone_interrogation", "disabled", [team(), into(100, INT, "S1", "O1")], 3000, [],
-     {"lone_interrogation": {"enabled": False}})
+     {"lone_interrogation": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"})
 case("lone_interrogation", "grace from config",
      [team(), into(100, INT, "S1", "O1")], 300, [(R, 110)], {"lone_interrogation": {"grace_s": 10}})
 
@@ -154,7 +154,7 @@ case("detention_warning", "fractional hours from config",
 case("detention_timeout", "left in time", DET + [(5 * H, "person.left", {"person": "S1"})], 30 * H, [])
 case("detention_warning", "left in time", DET + [(5 * H, "person.left", {"person": "S1"})], 30 * H, [])
 case("detention_timeout", "officers have no limit", [register(0, "O1", "officer")], 30 * H, [])
-case("detention_warning", "disabled", DET, 13 * H, [], {"detention_warning": {"enabled": False}})
+case("detention_warning", "disabled", DET, 13 * H, [], {"detention_warning": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"})
 
 # ---- rest_overdue ---------------------------------------------------------------------------------
 case("rest_overdue", "4 h continuous",
@@ -190,8 +190,8 @@ case("minor_without_guardian", "no guardian",
 case("minor_without_guardian", "guardian walks in with them",
      [MINOR, arrive(0, "G1", "visitor", visitor_kind="guardian", **{"for": "M1"}),
       into(100, INT, "M1", "O1", "O2", "G1")], 3000, [])
-case("minor_without_guardian", "appropriate adult",
-     [MINOR, arrive(0, "A1", "visitor", visitor_kind="appropriate_adult", **{"for": "M1"}),
+case("minor_without_guardian", "appropriate adult (visitor_kind guardian, DOMAIN: 法定代理人/合适成年人)",
+     [MINOR, arrive(0, "A1", "visitor", visitor_kind="guardian", **{"for": "M1"}),
       into(100, INT, "M1", "O1", "O2", "A1")], 3000, [])
 case("minor_without_guardian", "a lawyer is no guardian",
      [MINOR, arrive(0, "L1", "visitor", visitor_kind="lawyer"), into(100, INT, "M1", "O1", "O2", "L1")],
@@ -635,9 +635,9 @@ case("lone_interrogation", "a tag flapping between two stations",
 case("lone_interrogation", "absences further apart than the window",
      [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
       leave(600, "O2", INT), enter(625, "O2", INT)], 800, [])
-case("lone_interrogation", "each absence alone with window_s = 0",
+case("lone_interrogation", "absences further apart than window_s = grace_s (the smallest window allowed)",
      [team(), into(100, INT, "S1", "O1", "O2"), leave(200, "O2", INT), enter(225, "O2", INT),
-      leave(230, "O2", INT), enter(255, "O2", INT)], 400, [], {"lone_interrogation": {"window_s": 0}})
+      leave(260, "O2", INT), enter(285, "O2", INT)], 400, [], {"lone_interrogation": {"window_s": 30}})
 case("unattended_suspect", "attendant out 50 s, back 5 s, out again adds up",
      [team(), into(100, "waiting-1", "S1", "O1"), leave(200, "O1", "waiting-1"), enter(250, "O1", "waiting-1"),
       leave(255, "O1", "waiting-1"), enter(400, "O1", "waiting-1")], 500, [(R, 265), (C, 400)])

@@ -85,7 +85,14 @@ def to_toml(cfg: dict) -> str:
         for item in cfg.get(key) or ():
             out.append(f"[[{key}]]")
             out += [f"{k} = {val(v)}" for k, v in item.items()]
-    for code, table in (cfg.get("rules") or {}).items():
+    rules = cfg.get("rules") or {}
+    plain = {k: v for k, v in rules.items() if not isinstance(v, dict)}   # [rules] legal_disabled_reason
+    if plain:
+        out.append("[rules]")
+        out += [f"{k} = {val(v)}" for k, v in plain.items()]
+    for code, table in rules.items():
+        if not isinstance(table, dict):
+            continue
         out.append(f"[rules.{code}]")
         out += [f"{k} = {val(v)}" for k, v in table.items()]
     return "\n".join(out) + "\n"

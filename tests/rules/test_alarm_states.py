@@ -14,7 +14,7 @@ INT = "interrogation-1"
 def cfg(alarms: dict | None = None, rules: dict | None = None):
     # The lone interrogations here happen in an unrecorded room: interrogation_not_recorded
     # (its own escalations) would interleave with the lone_interrogation ones under test.
-    rules = {"interrogation_not_recorded": {"enabled": False}, **(rules or {})}
+    rules = {"interrogation_not_recorded": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test", **(rules or {})}
     return parse_config({"center": {"id": "test-center"}, "rooms": ROOMS, "devices": DEVICES,
                          "rules": rules, "alarms": alarms or {}})
 

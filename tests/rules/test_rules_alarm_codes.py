@@ -27,8 +27,9 @@ def test_case(c):
         d = e.data
         assert set(d) == {"alarm_id", "code", "severity", "room", "persons", "since", "message",
                           "details", "legal_basis", "snapshot"}
-        assert d["legal_basis"] == list(CATALOG[d["code"]].legal_basis)
-        if CATALOG[d["code"]].legal:
+        # cited per case type / person (rules/citations.py), always from the code's catalog list
+        assert set(d["legal_basis"]) <= set(CATALOG[d["code"]].legal_basis)
+        if CATALOG[d["code"]].legal and d["code"] != "station_impostor":   # DOMAIN v3: it cites nothing
             assert d["legal_basis"], d["code"]
         assert d["severity"] == CATALOG[d["code"]].severity
         assert d["snapshot"] is None
@@ -42,7 +43,7 @@ def test_case(c):
     # escalations (unacknowledged critical alarms, rules/alarm_states.py) name their alarm
     for typ, _, d in s.lifecycle("alarm.escalated"):
         assert CATALOG[d["code"]].severity == "critical" and d["level"] >= 1 and d["unacked_s"] > 0
-        assert d["alarm_id"].startswith(d["code"] + ":") and d["legal_basis"] == list(CATALOG[d["code"]].legal_basis)
+        assert d["alarm_id"].startswith(d["code"] + ":") and set(d["legal_basis"]) <= set(CATALOG[d["code"]].legal_basis)
 
 
 def test_every_code_has_a_positive_and_a_negative_case():

@@ -69,7 +69,7 @@ def test_live_timer_restart_and_reconcile(tmp_path):
     assert [e for e in journal_events(cfg) if e.source == "rules"] == [e for e in evs if e.source == "rules"]
 
     # restart with the rule disabled: the journaled alarm is cleared
-    cfg3 = config(tmp_path, {"unattended_suspect": {"enabled": False}})
+    cfg3 = config(tmp_path, {"unattended_suspect": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"})
     j3, eng3, core3 = start(cfg3, clock)
     assert wait_for(lambda: any(e.type == "alarm.cleared" for e in journal_events(cfg3)))
     core3.stop()

@@ -79,12 +79,12 @@ def produced(s: Scenario) -> list[tuple]:
 
 
 # ---- the clock ---------------------------------------------------------------------------------
-SPAN_CFG_B = {"detention_timeout": {"administrative_h": 12}}
+SPAN_CFG_B = {"detention_timeout": {"administrative_h": 7}}   # a center default ≤ 8 h (DOMAIN v3 bounds)
 
 
 def span() -> Scenario:
     """Arrived at 00:00, registered at 01:00 (administrative, 8 h default), a room change at
-    02:00, restart at 03:00, reload to administrative_h = 12 at 04:00, case type changed to
+    02:00, restart at 03:00, reload to administrative_h = 7 at 04:00, case type changed to
     criminal with an approved 24 h at 05:00, re-registered at 06:00 (same stay)."""
     s = Scenario(derive=True)
     s.run([register(1 * H, "S1", "suspect", case_type="administrative", arrived_at="2026-11-26T00:00:00Z"),
@@ -95,7 +95,7 @@ def span() -> Scenario:
     restart(s, s.config)
     assert s.engine.armed("detention_timeout", "S1") == T0 + 8 * H
     reload(s, make_config(SPAN_CFG_B), 4 * H)
-    assert s.engine.armed("detention_timeout", "S1") == T0 + 12 * H
+    assert s.engine.armed("detention_timeout", "S1") == T0 + 7 * H
     s.run([upd(5 * H, "S1", case_type="criminal", limit_h=24, reason="转为刑事案件，批准延长")])
     s.run([register(6 * H, "S1", "suspect", case_type="criminal", limit_h=24)])
     s.run([move(7 * H, "S1", INT, "waiting-1"), move(7 * H, "O1", INT, "waiting-1")])

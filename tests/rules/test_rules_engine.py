@@ -138,7 +138,7 @@ def test_update_when_persons_change():
 def test_reconfigure_clears_disabled_rules():
     s = Scenario().run(arrive(0, "S1", "suspect") + [enter(10, "S1", "exit")])
     (a,) = s.active("unauthorized_exit")
-    drafts = s.engine.reconfigure(make_config({"unauthorized_exit": {"enabled": False}}))
+    drafts = s.engine.reconfigure(make_config({"unauthorized_exit": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"}))
     assert [(d.type, d.data["alarm_id"]) for d in drafts] == [("alarm.cleared", a["alarm_id"])]
     s.run(move(20, "S1", "exit", "corridor"))            # no more evaluation
     assert s.active("unauthorized_exit") == []
@@ -167,16 +167,18 @@ def test_rules_config_validation():
     assert "rules.no_such_alarm" in str(e.value)
     cfg = make_config({"rest_overdue": {"break_min": 45}, "minor_without_guardian": {"grace_s": 0},
                        "female_search_without_female_staff": {"grace_s": 5},
-                       "detention_timeout": {"criminal_h": 24}})
+                       "detention_timeout": {"criminal_h": 10}})
     st = rule_settings(cfg.rules)
-    assert st["rest_overdue"].break_min == 45 and st["detention_timeout"].criminal_h == 24
+    assert st["rest_overdue"].break_min == 45 and st["detention_timeout"].criminal_h == 10
     assert set(st) == set(CATALOG)
 
 
 def test_detention_defaults_stay_within_the_law():
-    """A center may be stricter than the law, never looser (DOMAIN v2 legal limits)."""
+    """A center may be stricter than the law, never looser (DOMAIN v3: center defaults ≤ the law's
+    base limits, 刑事诉讼法 art. 119, 治安管理处罚法 2025 art. 97, 继续盘问规定 arts. 10-11)."""
     for key, value in (("criminal_h", 24.5), ("administrative_h", 25), ("inquiry_h", 49),
-                       ("vulnerable_inquiry_h", 5)):
+                       ("vulnerable_inquiry_h", 5), ("criminal_h", 24), ("administrative_h", 12),
+                       ("inquiry_h", 24)):
         with pytest.raises(ConfigError) as e:
             make_config({"detention_timeout": {key: value}})
         assert f"rules.detention_timeout.{key}" in str(e.value)

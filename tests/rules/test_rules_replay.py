@@ -88,7 +88,7 @@ def test_restart_same_config_reconciles_nothing():
 def test_restart_with_rule_disabled_clears_it():
     s = live(LONE, until=200)
     (a,) = s.active("lone_interrogation")
-    cfg = make_config({"lone_interrogation": {"enabled": False}})
+    cfg = make_config({"lone_interrogation": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"})
     eng, journaled, drafts = restart(s.journal, cfg)
     assert [(d.type, d.data["alarm_id"]) for d in drafts] == [("alarm.cleared", a["alarm_id"])]
     assert drafts[0].data["details"]["reconciled"] is True
@@ -96,7 +96,7 @@ def test_restart_with_rule_disabled_clears_it():
 
 def test_restart_with_rule_enabled_raises_it_once():
     s = live(LONE + [(300, "door.closed", {"door": "d", "room": "corridor"})],
-             {"lone_interrogation": {"enabled": False}})
+             {"lone_interrogation": {"enabled": False}, "legal_disabled_reason": "test: switched off for this test"})
     assert s.active("lone_interrogation") == []
     cfg = make_config()
     eng, journaled, drafts = restart(s.journal, cfg)
