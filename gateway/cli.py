@@ -75,7 +75,7 @@ KNOWN_EVENT_TYPES = (
     "camera.face_recognized", "camera.face_unknown", "camera.still", "camera.snapshot", "camera.motion",
     "camera.tampered", "face.enrolled", "recording.started", "recording.stopped",
     "identification.started", "identification.ended", "device.online", "device.offline",
-    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped",
+    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped", "clock.sync",
     "alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated", "alarm.shelved",
     "alarm.unshelved", "journal.shed",
 )
