@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from drivers.registry import has
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, format_ts, parse_local_ts
+from gateway.events import Draft, format_ts
 
 log = logging.getLogger("casegate.requests")
 
@@ -311,11 +311,11 @@ def _time_arg(name: str, text: str, tz: str | None, now: float) -> float:
     """An RFC 3339 time from a request; without an offset it is the center's
     local time (SPEC §2). A time more than 5 min ahead of the gateway's clock
     is refused (a typo in the date would silently shorten a legal limit)."""
+    from gateway.localtime import parse_given
     try:
-        epoch = parse_local_ts(text, tz)
-    except (ValueError, AttributeError):
-        raise RequestError("bad_request", f"{name}: not an RFC 3339 time, e.g. 2026-11-28T09:30:00+08:00 "
-                                          f"(without an offset it is read in {tz or 'UTC'})")
+        epoch = parse_given(text, tz)
+    except ValueError as e:
+        raise RequestError("bad_request", f"{name}: {e}")
     if epoch > now + 300:
         raise RequestError("bad_request", f"{name}: {text} is in the future")
     return epoch
@@ -554,6 +554,7 @@ class Handlers:
     def custody_order(self, core: Core, a: CustodyOrder, src: str):
         # SPEC §2: a time without an offset is in the center's timezone; the
         # event carries it as RFC 3339 UTC so no consumer has to guess.
+        from gateway.localtime import parse_given
         tz = core.state.timezone
         times = {}
         for name in ("expires", "due"):
@@ -561,7 +562,7 @@ class Handlers:
             if text is None:
                 continue
             try:
-                times[name] = format_ts(parse_local_ts(text, tz))
+                times[name] = format_ts(parse_given(text, tz))
             except ValueError:
                 raise RequestError("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
                                                   f"read in {tz}, or with an offset)")
