@@ -276,8 +276,12 @@ def _status_start_clock(data: dict) -> None:
     if clk:
         sync = {True: "synchronised", False: "NOT synchronised", None: "sync unknown"}[clk.get("synchronised")]
         line = f"clock    {sync} ({clk.get('source')})"
+        if clk.get("unsynchronised_for_s"):
+            line += f" for {clk['unsynchronised_for_s']:.0f} s"
         if clk.get("steps"):
             line += f" · {clk['steps']} wall-clock step(s) journaled"
+            if clk.get("corrections"):
+                line += f" ({clk['corrections']} correction(s) of an unsynchronised clock)"
         if clk.get("journal_ahead_s"):
             line += f" · journal time {clk['journal_ahead_s']:.0f} s ahead of the wall clock"
         print(line)

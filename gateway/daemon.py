@@ -312,6 +312,8 @@ class Daemon:
                 last_wd = time.monotonic()
             if self.uplink:
                 self.uplink.set_gateway_error(self.core.error)
+                if hasattr(self.clock, "synchronised"):          # SPEC §7 v3: in state/gateway
+                    self.uplink.set_clock_synchronised(self.clock.synchronised)
             if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
@@ -663,7 +665,8 @@ class Daemon:
                      "room_types": {r.id: r.type for r in self.config.rooms},
                      "room_names": {r.id: r.name for r in self.config.rooms},
                      "devices": self.devices(),
-                     "uplink": self.uplink_status()})
+                     "uplink": self.uplink_status(),
+                     "clock": self._clock_status()})
         return {"ok": True, "data": data}
 
     def metrics_snapshot(self) -> dict:
@@ -690,6 +693,7 @@ class Daemon:
             "checkpoint_age_s": (time.time() - ckpt) if ckpt else None,
             "uptime_s": time.time() - self.started,
             "journal_error": bool(self.core.error),
+            "clock": self._clock_status(),
         }
 
     def status(self) -> dict:

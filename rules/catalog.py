@@ -253,6 +253,8 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     # unattended suspect: it protects the presence record those two alarms stand on.
     AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings,
               **_l(f"{PROC} 第202条", f"{ADMIN} 第72条")),
+    # v3 (SPEC §7): the gateway's clock not synchronised for [clock] unsynced_alarm_s (rules/clock.py)
+    AlarmSpec("clock_unsynchronised", "major", "时钟未同步", "Clock not synchronised", RuleSettings),
 ]}
 
 

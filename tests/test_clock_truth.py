@@ -261,3 +261,29 @@ def test_without_the_correction_the_power_cut_timeout_is_ten_hours_late(tmp_path
     c.run(10 * H)
     when, _ = c.alarm("detention_timeout")
     assert when - (arrived + CRIMINAL_H * H) == pytest.approx(10 * H, abs=120)
+
+
+def test_unsynchronised_start_raises_clock_unsynchronised(tmp_path):
+    clk = Clocks(synced=False)
+    c = Center(tmp_path, clk)
+    (sync,) = [e.data for e in c.events() if e.type == "clock.sync"]
+    assert sync["synchronised"] is False
+    c.run(290)
+    assert c.alarm("clock_unsynchronised") is None
+    c.run(20)
+    when, ev = c.alarm("clock_unsynchronised")
+    assert when - T0 == pytest.approx(300, abs=1) and ev.data["severity"] == "major"
+    clk.synced = True                                      # NTP reached, no step needed
+    c.run(15)
+    assert c.alarm("clock_unsynchronised", "alarm.cleared") is not None
+    assert stepped(c) == []
+    assert_replay_equal(c, tmp_path)
+
+
+def test_synchronised_start_raises_nothing_and_says_so(tmp_path):
+    clk = Clocks(synced=True)
+    c = Center(tmp_path, clk)
+    c.run(3600)
+    assert [e.data["synchronised"] for e in c.events() if e.type == "clock.sync"] == [True]
+    assert c.alarm("clock_unsynchronised") is None
+    assert c.tb.status()["synchronised"] is True
