@@ -480,8 +480,10 @@ class Core:
             self._seal_apply(Draft("clock.stepped", step, "gateway"), batch)
         # v3: the sync state is a fact (where an unsynchronised window begins and
         # ends, for corrections and clock_unsynchronised); journaled when it changes.
+        # A journal without clock.sync was kept on a synchronised clock (v2): nothing to say then.
         synced = getattr(self.clock, "synchronised", _NO_SYNC)
-        if synced is not _NO_SYNC and synced != getattr(self.engine, "clock_synced", synced):
+        known = getattr(self.engine, "clock_synced", synced)
+        if synced is not _NO_SYNC and synced != known and not (known is None and synced is True):
             self._seal_apply(Draft("clock.sync", {"synchronised": synced, "source": self.clock.sync_source()},
                                    "gateway"), batch)
 
