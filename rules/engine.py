@@ -298,6 +298,8 @@ class Engine:
                 self.clock_shift = round(float(ahead), 3)
                 self._stepped_out = self._rebase(rebase, ev)
                 self.journal_ahead = float(ahead)
+                # what fell due within the jump is noticed now, stamped now: journal ts in order
+                self.now = max(self.now, round(ev.epoch - self.clock_shift, 3))
                 return
         if jump:
             self.clock_shift = round(self.clock_shift + jump, 3)

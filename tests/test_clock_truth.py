@@ -127,6 +127,8 @@ def replayed(c: Center, tmp: Path):
 
 
 def assert_replay_equal(c: Center, tmp: Path) -> None:
+    times = [e.epoch for e in c.events()]
+    assert times == sorted(times), "journal ts went backwards"
     live = [r for r in alarm_rows(e for e in c.events() if e.source == "rules")]
     assert list(alarm_rows(replayed(c, tmp))) == live
 
@@ -287,3 +289,33 @@ def test_synchronised_start_raises_nothing_and_says_so(tmp_path):
     assert [e.data for e in c.events() if e.type == "clock.sync"] == []     # nothing to say
     assert c.alarm("clock_unsynchronised") is None
     assert c.tb.status()["synchronised"] is True
+
+
+def test_time_base_tells_a_correction_from_an_error():
+    clk = Clocks(synced=False)
+    tb = TimeBase(clk.wall, clk.mono, step_s=2.0, synced=clk.sync)
+    clk.run(10)
+    clk.w += H
+    clk.synced = True                     # NTP steps and says synchronised in one go
+    assert tb.check_step()["kind"] == "correction"
+    clk.run(10)
+    clk.w += H
+    assert tb.check_step()["kind"] == "error"        # synchronised since: an error
+
+    clk = Clocks(synced=False)
+    tb = TimeBase(clk.wall, clk.mono, step_s=2.0, synced=clk.sync)
+    clk.synced = True
+    clk.run(5)
+    assert tb.check_step() is None and tb.synchronised is True     # the flag came first
+    clk.run(20)
+    clk.w += H                                                      # ... the step 20 s later
+    assert tb.check_step()["kind"] == "correction" and tb.corrections == 1
+
+    clk = Clocks(synced=False)
+    tb = TimeBase(clk.wall, clk.mono, step_s=2.0, synced=clk.sync)
+    clk.synced = True
+    clk.run(5)
+    assert tb.check_step() is None
+    clk.run(120)
+    clk.w += H                                                      # 2 min after sync: not its correction
+    assert tb.check_step()["kind"] == "error"
