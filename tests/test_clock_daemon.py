@@ -28,3 +28,25 @@ def test_sync_state_in_status_state_gateway_and_journal(tmp_path, mosquitto, sub
         assert [e["data"]["synchronised"] for e in evs] == ([False] if host is False else [])
     finally:
         d.stop()
+
+
+def test_person_add_arrived_at_without_offset_is_the_centers_local_time(tmp_path):
+    """issue 22: a time typed from a 传唤证 has no offset; it is Beijing time (the default
+    [center] timezone), not UTC (which would put it 8 h later: "in the future")."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.events import parse_ts
+    d = DaemonProcess(write_config(tmp_path, None)).start()
+    try:
+        d.wait_status(lambda s: s["journal"]["last_seq"] >= 1)
+        arrived = int(time.time()) - 2 * 3600
+        typed = (datetime.fromtimestamp(arrived, timezone.utc) + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S")
+        r = cli("person", "add", "sus-6", "--role", "suspect", "--case-type", "criminal", "--arrived-at", typed,
+                config=d.config)
+        assert r.returncode == 0, r.stderr
+        (ev,) = [json.loads(x) for x in cli("events", "--json", "--type", "person.registered",
+                                            config=d.config).stdout.splitlines() if x.strip()]
+        assert parse_ts(ev["data"]["arrived_at"]) == arrived
+    finally:
+        d.stop()
