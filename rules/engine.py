@@ -88,30 +88,36 @@ TimerKey = tuple[str, str, str]  # (code, subject, kind)
 REBASE_MARGIN_S = 600.0
 
 
-def _shifted(obj: Any, lo: float, hi: float, by: float) -> Any:
+def _shifted(obj: Any, lo: float, hi: float, by: float, seen: set[int] | None = None) -> Any:
     """``obj`` with every float time in [lo, hi] moved ``by`` (dicts, lists and
-    dataclass/plain objects in place; tuples rebuilt). Times are epochs (~1.8e9):
-    no count or duration falls in such a window."""
+    dataclass/plain objects in place, each once; tuples rebuilt). Times are epochs
+    (~1.8e9): no count or duration falls in such a window. Set members and dict
+    keys are left alone (hashes)."""
     if isinstance(obj, float):
         return round(obj + by, 3) if lo <= obj <= hi else obj
-    if isinstance(obj, (str, int, bool, type(None))):
+    if isinstance(obj, (str, int, bool, type(None), set, frozenset)):
         return obj
     if isinstance(obj, tuple):
-        new = tuple(_shifted(x, lo, hi, by) for x in obj)
+        new = tuple(_shifted(x, lo, hi, by, seen) for x in obj)
         return type(obj)(*new) if hasattr(obj, "_fields") else new
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
     if isinstance(obj, list):
-        obj[:] = [_shifted(x, lo, hi, by) for x in obj]
+        obj[:] = [_shifted(x, lo, hi, by, seen) for x in obj]
         return obj
     if isinstance(obj, dict):
         for k, v in obj.items():
-            obj[k] = _shifted(v, lo, hi, by)
-        return obj
-    if isinstance(obj, (set, frozenset)):
+            obj[k] = _shifted(v, lo, hi, by, seen)
         return obj
     names = getattr(type(obj), "__slots__", None) or list(getattr(obj, "__dict__", {}))
     for name in ([names] if isinstance(names, str) else names):
         if hasattr(obj, name):
-            setattr(obj, name, _shifted(getattr(obj, name), lo, hi, by))
+            try:
+                setattr(obj, name, _shifted(getattr(obj, name), lo, hi, by, seen))
+            except (AttributeError, TypeError):       # frozen / read-only: not a fold's time
+                pass
     return obj
 
 
@@ -296,7 +302,11 @@ class Engine:
             rebase = round(jump - ahead + self.clock_shift, 3)
             if rebase > 0:
                 self.clock_shift = round(float(ahead), 3)
-                self._stepped_out = self._rebase(rebase, ev)
+                try:
+                    self._stepped_out = self._rebase(rebase, ev)
+                except Exception:             # a rule's odd bookkeeping must not stop the writer
+                    self.errors += 1
+                    log.exception("clock correction: re-basing seq %s failed", ev.seq)
                 self.journal_ahead = float(ahead)
                 # what fell due within the jump is noticed now, stamped now: journal ts in order
                 self.now = max(self.now, round(ev.epoch - self.clock_shift, 3))
