@@ -42,9 +42,9 @@ from gateway.events import format_ts
 
 # A step seen this soon after the clock became synchronised is still that sync's
 # correction: the sync flag and the step reach us in either order (timesyncd
-# steps then says synchronised; our probe result is cached for up to 10 s).
+# steps then says synchronised; the writer reads the flag at most once a second).
 CORRECTION_WINDOW_S = 60.0
-# The sync flag is read at most this often by check_step (15 µs a read, measured;
+# The sync flag is read at most this often by check_step (6-15 µs a read, measured;
 # the writer calls check_step once per batch, hundreds of times a second under load).
 SYNC_POLL_S = 1.0
 
