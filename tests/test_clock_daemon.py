@@ -11,8 +11,8 @@ P = "casegate/t-center"
 
 
 def test_sync_state_in_status_state_gateway_and_journal(tmp_path, mosquitto, subscriber_factory):
-    from gateway.timebase import clock_synchronised
-    host = clock_synchronised(max_age_s=0)["synchronised"]
+    from gateway.timebase import TimeBase
+    host = TimeBase().synchronised            # what the daemon's own time base reads
     sub = subscriber_factory(mosquitto.port, [f"{P}/state/gateway"])
     d = DaemonProcess(write_config(tmp_path, mosquitto.port)).start()
     try:
