@@ -742,6 +742,7 @@ class Daemon:
         status = getattr(self.clock, "status", None)
         if status is not None:
             out.update(status())
+            out["source"] = self.clock.sync_source()      # the probe the state above came from
         return out
 
     def _checkpoint_status(self) -> dict | None:
