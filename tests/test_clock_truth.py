@@ -127,10 +127,14 @@ def replayed(c: Center, tmp: Path):
 
 
 def assert_replay_equal(c: Center, tmp: Path) -> None:
+    """replay --input --verify = live; and journal replay, checkpoint + tail at every
+    clock.stepped = full replay (the v2 helper, tests/test_clock_steps.py)."""
+    from test_clock_steps import check_journal_and_replay
     times = [e.epoch for e in c.events()]
     assert times == sorted(times), "journal ts went backwards"
     live = [r for r in alarm_rows(e for e in c.events() if e.source == "rules")]
     assert list(alarm_rows(replayed(c, tmp))) == live
+    check_journal_and_replay(c)
 
 
 def assert_timeout_on_time(c: Center, arrived_true: float) -> dict:
