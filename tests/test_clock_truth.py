@@ -178,6 +178,37 @@ def test_power_cut_boot_with_shutdown_time_then_ntp_corrects(tmp_path):
     assert_replay_equal(c, tmp_path)
 
 
+def test_power_cut_then_a_restart_before_ntp_corrects(tmp_path):
+    """The same power cut, but casegate is restarted while still unsynchronised (the window
+    is rebuilt from the journal), then NTP corrects: still on time."""
+    clk = Clocks()
+    clk.run(9 * H)
+    c = Center(tmp_path, clk)
+    c.register("S1")
+    arrived = clk.true
+    c.run(1 * H)
+    c.stop()
+    clk.down(10 * H, rtc_keeps_time=False)
+    clk.synced = False
+    c = Center(tmp_path, clk)
+    c.register("S2")                                 # default 到案 on the wrong clock
+    arrived2 = clk.true
+    c.run(60)
+    c.stop()
+    clk.down(30)
+    c = Center(tmp_path, clk)
+    c.run(30)
+    clk.w = clk.true
+    clk.synced = True
+    c.run(2 * H)
+    assert_timeout_on_time(c, arrived)
+    c.run(12 * H)
+    raised = [(c.seen[e.seq], e) for e in c.events() if e.type == "alarm.raised"
+              and e.data["code"] == "detention_timeout" and e.data["persons"] == ["S2"]]
+    assert raised and abs(raised[0][0] - (arrived2 + CRIMINAL_H * H)) <= 60
+    assert_replay_equal(c, tmp_path)
+
+
 def test_bogus_day_jump_while_synchronised_is_an_error_and_default_arrival_is_true_time(tmp_path):
     """+1 day while synchronised (an error, v2), put right 100 s later; a suspect registered
     meanwhile with the default 到案 is journaled with the true time and timed from it."""
