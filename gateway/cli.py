@@ -75,7 +75,7 @@ KNOWN_EVENT_TYPES = (
     "camera.face_recognized", "camera.face_unknown", "camera.still", "camera.snapshot", "camera.motion",
     "camera.tampered", "face.enrolled", "recording.started", "recording.stopped",
     "identification.started", "identification.ended", "device.online", "device.offline",
-    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped",
+    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped", "clock.sync",
     "alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated", "alarm.shelved",
     "alarm.unshelved", "journal.shed",
 )
@@ -279,8 +279,12 @@ def _status_start_clock(data: dict) -> None:
     if clk:
         sync = {True: "synchronised", False: "NOT synchronised", None: "sync unknown"}[clk.get("synchronised")]
         line = f"clock    {sync} ({clk.get('source')})"
+        if clk.get("unsynchronised_for_s"):
+            line += f" for {clk['unsynchronised_for_s']:.0f} s"
         if clk.get("steps"):
             line += f" · {clk['steps']} wall-clock step(s) journaled"
+            if clk.get("corrections"):
+                line += f" ({clk['corrections']} correction(s) of an unsynchronised clock)"
         if clk.get("journal_ahead_s"):
             line += f" · journal time {clk['journal_ahead_s']:.0f} s ahead of the wall clock"
         print(line)
@@ -311,14 +315,17 @@ def cmd_devices(args) -> int:
     return EXIT_OK if all(d.get("state") == "online" for d in devs) else EXIT_FAILED
 
 
-def _ts_arg(text: str | None) -> str | None:
+def _ts_arg(text: str | None, cfg: Config | None = None) -> str | None:
+    """A time flag as RFC 3339 UTC; without an offset it is the center's local time
+    (``[center] timezone``, SPEC §3 v3), as a person reads it off a form or a table."""
     if not text:
         return None
-    from gateway.events import format_ts, parse_ts
+    from gateway.events import format_ts
+    from gateway.localtime import parse_given
     try:
-        return format_ts(parse_ts(text))
-    except ValueError:
-        raise CliError(f"not a time: {text!r} (use RFC 3339, e.g. 2026-11-26T20:30:00Z)", EXIT_USAGE)
+        return format_ts(parse_given(text, cfg.center.timezone if cfg is not None else None))
+    except ValueError as e:
+        raise CliError(f"not a time: {e}", EXIT_USAGE)
 
 
 def cmd_events(args) -> int:
@@ -328,7 +335,7 @@ def cmd_events(args) -> int:
     types = args.type or None
     if types:
         _check_event_types(conn, types)
-    since = _ts_arg(args.since)
+    since = _ts_arg(args.since, cfg)
     evs = list(iter_events(conn, types=types, since_ts=since))
     if args.limit:
         evs = evs[-args.limit:]
@@ -424,7 +431,7 @@ def _alarm_stats(args, cfg, conn) -> int:
     from gateway.alarm_stats import CHATTER_RAISES, FLOOD_ALARMS, STATS_TYPES, compute
     from gateway.events import format_duration, format_local, parse_ts
     from gateway.journal import iter_events
-    since = _ts_arg(args.since)
+    since = _ts_arg(args.since, cfg)
     row = conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
     until = parse_ts(row[0]) if row else None      # still-active alarms stand until the journal's end
     st = compute(iter_events(conn, types=STATS_TYPES, since_ts=since),
@@ -475,7 +482,7 @@ def cmd_trace(args) -> int:
     from rules.replay import trace
     cfg, _ = get_config(args)
     conn = open_reader(journal_path(cfg))
-    since = _ts_arg(args.since)
+    since = _ts_arg(args.since, cfg)
     types = ["presence.entered", "presence.left", "person.registered", "person.left",
              "wristband.bound", "wristband.unbound"]
     evs = _with_archive(cfg, iter_events(conn, types=types, since_ts=since), types, since)
@@ -576,12 +583,19 @@ def cmd_journal_verify(args) -> int:
     return EXIT_OK if r.ok else EXIT_FAILED
 
 
-def read_event_file(path: str, center: str, verify: bool = False) -> list:
+def read_event_file(path: str, center: str, verify: bool = False, tz: str | None = None,
+                    counts: dict | None = None) -> list:
     """Events from a JSON Lines file (SPEC §5 ``replay --input``): full envelopes
     as published on MQTT or bare {ts, type, source, data}. Each gets its place
     in a fresh chain; with ``verify`` the envelopes' own seq/prev/hash must hold.
-    Bad lines are a usage error naming FILE:LINE."""
+    Bad lines are a usage error naming FILE:LINE. A line whose ``id`` came before
+    is a duplicate (SPEC §3: a re-sent event keeps its id) and is dropped, counted
+    in ``counts["duplicates"]``; a time a person gave without an offset in the
+    data (``arrived_at`` ...) is read in ``tz``, as the live gateway reads it."""
     from gateway.events import Draft, GENESIS, parse_ts, seal, verify_envelope
+    from gateway.localtime import normalise_given_times
+    seen_ids: set[str] = set()
+    dropped = 0
     try:
         fh = open(path, encoding="utf-8")
     except OSError as e:
@@ -605,6 +619,12 @@ def read_event_file(path: str, center: str, verify: bool = False) -> list:
                 epoch = parse_ts(ts)
             except ValueError:
                 raise CliError(f"{path}:{n}: ts {ts!r} is not an RFC 3339 time", EXIT_USAGE)
+            eid = obj.get("id")
+            if isinstance(eid, str):
+                if eid in seen_ids:
+                    dropped += 1
+                    continue
+                seen_ids.add(eid)
             if verify:
                 if "hash" not in obj or "seq" not in obj:
                     raise CliError(f"{path}:{n}: --verify needs full envelopes (seq, prev, hash)", EXIT_USAGE)
@@ -616,10 +636,13 @@ def read_event_file(path: str, center: str, verify: bool = False) -> list:
                     raise SystemExit(EXIT_FAILED)
                 vprev, last_seq = obj["hash"], obj["seq"]
             kw = {"id": obj["id"]} if isinstance(obj.get("id"), str) else {}
+            normalise_given_times(typ, data, tz)
             d = Draft(typ, data, str(obj.get("source") or "input"), epoch, **kw)
             ev = seal(d, len(out) + 1, center, prev, epoch)
             prev = ev.hash
             out.append(ev)
+    if counts is not None:
+        counts["duplicates"] = dropped
     return out
 
 
@@ -632,10 +655,10 @@ def cmd_replay(args) -> int:
     if getattr(args, "input", None):
         return _replay_input(args, cfg)
     conn = open_reader(journal_path(cfg))
-    evs = iter_events(conn, since_ts=_ts_arg(args.since), until_ts=_ts_arg(args.until))
+    evs = iter_events(conn, since_ts=_ts_arg(args.since, cfg), until_ts=_ts_arg(args.until, cfg))
     # After pruning, replay from the start is still the proof: archived ranges are read back.
-    until = _ts_arg(args.until)
-    evs = (e for e in _with_archive(cfg, evs, None, _ts_arg(args.since)) if until is None or e.ts <= until)
+    until = _ts_arg(args.until, cfg)
+    evs = (e for e in _with_archive(cfg, evs, None, _ts_arg(args.since, cfg)) if until is None or e.ts <= until)
     alarms = replay(evs, cfg)
     kinds, open_ids = [], set()
     for a in alarms:        # a re-sent alarm.raised of an active alarm is an update
@@ -657,10 +680,22 @@ def cmd_replay(args) -> int:
 def _replay_input(args, cfg) -> int:
     """SPEC §5 v2: the rule output and derived events the live daemon would have
     journaled from a file of events, under this config."""
-    from gateway.events import format_local
+    from gateway.events import format_local, parse_ts
     from rules.replay import replay_input
-    evs = read_event_file(args.input, cfg.center.id, verify=args.verify)
-    out = replay_input(evs, cfg)
+    counts: dict = {}
+    evs = read_event_file(args.input, cfg.center.id, verify=args.verify, tz=cfg.center.timezone, counts=counts)
+    if counts.get("duplicates"):
+        print(f"{args.input}: dropped {counts['duplicates']} duplicate events (an id seen before; "
+              f"SPEC §3: a re-sent event keeps its id)", file=sys.stderr)
+    # deadlines fire up to --until: by default the last input time; "now" = as of now
+    if (args.until or "").strip().lower() == "now":
+        import time as _time
+        until = _time.time()
+    elif args.until:
+        until = parse_ts(_ts_arg(args.until, cfg))
+    else:
+        until = max((e.epoch for e in evs), default=None)
+    out = replay_input(evs, cfg, until=until)
     if args.json:
         for e in out:
             sys.stdout.write(json.dumps({"id": e.id, "ts": e.ts, "center": e.center, "type": e.type,
@@ -769,7 +804,7 @@ def cmd_person_add(args) -> int:
     req = _drop_none({"person": args.person, "role": args.role, "name": args.name, "gender": args.gender,
                       "minor": args.minor, "age": args.age, "vulnerable": args.vulnerable,
                       "case_id": args.case_id, "case_type": args.case_type, "limit_h": args.limit_h,
-                      "arrived_at": _ts_arg(args.arrived_at), "visitor_kind": args.visitor_kind,
+                      "arrived_at": _ts_arg(args.arrived_at, cfg), "visitor_kind": args.visitor_kind,
                       "for": args.for_person})
     return daemon_request(cfg, "person/register", req, args.json,
                           lambda d: f"registered {args.person} as {args.role}")
@@ -779,7 +814,7 @@ def cmd_person_update(args) -> int:
     cfg, _ = get_config(args)
     req = _drop_none({"person": args.person, "by": args.by, "reason": args.reason,
                       "case_type": args.case_type, "limit_h": args.limit_h, "case_id": args.case_id,
-                      "detained_at": _ts_arg(args.detained_at), "vulnerable": args.vulnerable})
+                      "detained_at": _ts_arg(args.detained_at, cfg), "vulnerable": args.vulnerable})
     return daemon_request(cfg, "person/update", req, args.json, lambda d: f"updated {args.person}")
 
 
@@ -914,7 +949,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("replay", "re-run the rules over the journal and print the alarms", cmd_replay)
     sp.add_argument("--since")
-    sp.add_argument("--until")
+    sp.add_argument("--until", help="RFC 3339 (no offset: the center's local time); with --input deadlines "
+                                    "fire up to it: default the last input time, `now` = as of now")
     sp.add_argument("--input", metavar="FILE.jsonl",
                     help="replay a file of events (envelopes or bare {ts,type,source,data}) instead of the journal")
     sp.add_argument("--config", dest="replay_config", metavar="PATH", help="the config to replay under")
@@ -965,7 +1001,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--case-id")
     sp.add_argument("--case-type", choices=["criminal", "administrative"])
     sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
-    sp.add_argument("--arrived-at", help="到案时间, RFC 3339 (default: now)")
+    sp.add_argument("--arrived-at", help="到案时间, RFC 3339; without an offset the center's local time (default: now)")
     sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
     sp.add_argument("--for", dest="for_person", help="the person a visitor is here for")
     sp.add_argument("--json", action="store_true")
@@ -977,7 +1013,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--case-type", choices=["criminal", "administrative"])
     sp.add_argument("--limit-h", type=float)
     sp.add_argument("--case-id")
-    sp.add_argument("--detained-at", help="RFC 3339")
+    sp.add_argument("--detained-at", help="RFC 3339; without an offset the center's local time")
     sp.add_argument("--vulnerable", action="store_true")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_update)

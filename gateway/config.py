@@ -162,6 +162,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class ClockConfig(Strict):
+    # v3 (SPEC §7): unsynchronised this long raises clock_unsynchronised (rules/clock.py)
+    unsynced_alarm_s: float = Field(default=300, gt=0)
+
+
 class Config(Strict):
     center: CenterConfig = CenterConfig()
     storage: StorageConfig = StorageConfig()
@@ -171,6 +176,7 @@ class Config(Strict):
     devices: list[DeviceConfig] = []
     rules: dict[str, Any] = {}      # [rules.<code>] tables, and [rules] legal_disabled_reason (DOMAIN v3)
     alarms: AlarmsConfig = AlarmsConfig()
+    clock: ClockConfig = ClockConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self):

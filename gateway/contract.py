@@ -47,6 +47,8 @@ class StateGateway(BaseModel):
     version: Optional[str] = None
     started: Optional[str] = None
     error: Optional[str] = None
+    # v3 (SPEC §7): the system clock's sync state (null = cannot tell)
+    clock_synchronised: Optional[bool] = None
 
 
 class StateDevice(BaseModel):

@@ -35,6 +35,9 @@ PRUNE_EVERY_S = 3600.0      # a pruning pass scans the old part of the journal: 
 PRUNE_MAX_EVENTS = 50_000   # per pass: the writer waits meanwhile (~1 s per 20,000 events archived)
 
 
+_NO_SYNC = object()     # a clock without a sync state (a plain function in tests)
+
+
 class RequestError(Exception):
     """A command refused; ``code`` is one of SPEC §3's error codes."""
 
@@ -286,10 +289,11 @@ class Core:
         floor = getattr(self.clock, "floor", None)
         if floor is not None:
             row = self.journal.conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-            step = floor(parse_ts(row[0])) if row else None
+            # the lead journal time had on the wall clock is kept: the downtime counts
+            step = floor(parse_ts(row[0]), getattr(self.engine, "journal_ahead", 0.0)) if row else None
             if step:
                 log.warning("wall clock is %.3f s behind the journal's last event: journal time goes on "
-                            "from there (clock.stepped)", -step["delta_s"])
+                            "from there (clock.stepped, %s)", -step["delta_s"], step.get("kind"))
                 drafts.append(Draft("clock.stepped", step, "gateway"))
         drafts += reconcile(self.engine, journaled_active)
         drafts += self.engine.advance(self.clock())
@@ -463,8 +467,10 @@ class Core:
             return
         step = check()
         if step:
-            log.warning("wall clock stepped by %+.3f s (%s -> %s); journal time %s",
+            log.warning("wall clock stepped by %+.3f s (%s -> %s, %s); journal time %s",
                         step["delta_s"], step["from"], step["to"],
+                        "a correction: the clock was unsynchronised and is synchronised now"
+                        if step.get("kind") == "correction" else "an error: the clock was synchronised",
                         f"jumps {step['journal_jump_s']:+.3f} s" if step["journal_jump_s"]
                         else f"keeps running, {step['journal_ahead_s']:.3f} s ahead of the wall clock")
             # What fell due before the step fires first, stamped at its deadline (before
@@ -472,6 +478,14 @@ class Core:
             for d in self.engine.advance(self.clock() - step["journal_jump_s"]):
                 self._seal_apply(d, batch)
             self._seal_apply(Draft("clock.stepped", step, "gateway"), batch)
+        # v3: the sync state is a fact (where an unsynchronised window begins and
+        # ends, for corrections and clock_unsynchronised); journaled when it changes.
+        # A journal without clock.sync was kept on a synchronised clock (v2): nothing to say then.
+        synced = getattr(self.clock, "synchronised", _NO_SYNC)
+        known = getattr(self.engine, "clock_synced", synced)
+        if synced is not _NO_SYNC and synced != known and not (known is None and synced is True):
+            self._seal_apply(Draft("clock.sync", {"synchronised": synced, "source": self.clock.sync_source()},
+                                   "gateway"), batch)
 
     def _notify_done(self, done: list) -> None:
         if done:

@@ -318,6 +318,8 @@ class Daemon:
                 last_wd = time.monotonic()
             if self.uplink:
                 self.uplink.set_gateway_error(self.core.error)
+                if hasattr(self.clock, "synchronised"):          # SPEC §7 v3: in state/gateway
+                    self.uplink.set_clock_synchronised(self.clock.synchronised)
             if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
@@ -677,7 +679,8 @@ class Daemon:
                      "room_types": {r.id: r.type for r in self.config.rooms},
                      "room_names": {r.id: r.name for r in self.config.rooms},
                      "devices": self.devices(),
-                     "uplink": self.uplink_status()})
+                     "uplink": self.uplink_status(),
+                     "clock": self._clock_status()})
         return {"ok": True, "data": data}
 
     def metrics_snapshot(self) -> dict:
@@ -704,6 +707,7 @@ class Daemon:
             "checkpoint_age_s": (time.time() - ckpt) if ckpt else None,
             "uptime_s": time.time() - self.started,
             "journal_error": bool(self.core.error),
+            "clock": self._clock_status(),
         }
 
     def status(self) -> dict:
@@ -753,6 +757,7 @@ class Daemon:
         status = getattr(self.clock, "status", None)
         if status is not None:
             out.update(status())
+            out["source"] = self.clock.sync_source()      # the probe the state above came from
         return out
 
     def _checkpoint_status(self) -> dict | None:

@@ -9,7 +9,6 @@ os.access() says yes to everything.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
 import shutil
@@ -33,17 +32,10 @@ CERT_WARN_DAYS = 30
 
 
 def clock_synchronised() -> bool | None:
-    """The kernel's NTP state via adjtimex(2) (what timedatectl reports): False when the
-    clock is marked unsynchronised (TIME_ERROR), None when it cannot be asked."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        buf = ctypes.create_string_buffer(512)       # struct timex, modes = 0: read only
-        state = libc.adjtimex(buf)
-    except (OSError, AttributeError):
-        return None
-    if state < 0:
-        return None
-    return state != 5                                 # TIME_ERROR
+    """The sync state the daemon itself acts on (gateway/timebase.py: timedatectl's
+    NTPSynchronized, else the kernel's adjtimex STA_UNSYNC/TIME_ERROR); None = cannot tell."""
+    from gateway.timebase import clock_synchronised as probe
+    return probe(max_age_s=0)["synchronised"]
 
 
 @dataclass
@@ -274,8 +266,10 @@ def check_clock(probes: Probes) -> list[Finding]:
                         "timedatectl status; install chrony or systemd-timesyncd")]
     if not synced:
         return [Finding(FAIL, "clock", "system clock is NOT synchronised (NTP)",
-                        "timedatectl set-ntp true (or configure chrony); detention limits and "
-                        "alarm times depend on it")]
+                        "timedatectl set-ntp true (or configure chrony) and give the box an RTC with a battery; "
+                        "detention limits are timed by this clock: casegate raises clock_unsynchronised "
+                        "after [clock] unsynced_alarm_s and re-bases its times when NTP corrects it "
+                        "(docs/operations.md \"Time\")")]
     return [Finding(OK, "clock", "synchronised (NTP)")]
 
 

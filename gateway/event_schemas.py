@@ -236,6 +236,17 @@ class ClockStepped(Data):                      # v2
     from_: Any = Field(alias="from")
     to: Any
     delta_s: float
+    # v3 (SPEC §7): "correction" = an unsynchronised clock brought to synchronised
+    # time, "error" = a step while synchronised; absent in v2 journals (= error)
+    kind: Optional[Literal["correction", "error"]] = None
+    journal_jump_s: Optional[float] = None
+    journal_ahead_s: Optional[float] = None
+
+
+class ClockSync(Data):                         # v3
+    # the system clock's sync state changed (kernel / time-sync service), SPEC §7
+    synchronised: Optional[bool]
+    source: Str = None
 
 
 class JournalShed(Data):
@@ -309,7 +320,7 @@ EVENT_DATA: dict[str, type[Data]] = {
     "identification.started": Identification, "identification.ended": Identification,
     "device.online": Device, "device.offline": Device, "device.error": Device,
     "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
-    "clock.stepped": ClockStepped, "journal.shed": JournalShed,
+    "clock.stepped": ClockStepped, "clock.sync": ClockSync, "journal.shed": JournalShed,
     "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
     "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
 }

@@ -57,6 +57,13 @@ class DaemonCollector(Collector):
         for a in s["alarms"]:
             alarms.add_metric([a["code"], a["severity"]], a["count"])
         yield alarms
+        clock = s.get("clock") or {}
+        if clock.get("synchronised") is not None:         # absent when it cannot be told
+            yield _gauge("casegate_clock_synchronised", "1 while the system clock is synchronised (NTP)",
+                         int(bool(clock["synchronised"])))
+        if "steps" in clock:
+            yield _counter("casegate_clock_steps", "Wall-clock steps journaled (clock.stepped) since start",
+                           clock.get("steps") or 0)
         # Absent until checkpoints exist (issue 12): a missing series, not a fake 0 age.
         if s.get("checkpoint_age_s") is not None:
             yield _gauge("casegate_checkpoint_age_seconds", "Seconds since the last state checkpoint",

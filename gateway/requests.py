@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from drivers.registry import has
 from gateway.core import CommitResult, Core, RequestError
-from gateway.events import Draft, format_ts, parse_local_ts
+from gateway.events import Draft, format_ts
 
 log = logging.getLogger("casegate.requests")
 
@@ -311,19 +311,21 @@ def _time_arg(name: str, text: str, tz: str | None, now: float) -> float:
     """An RFC 3339 time from a request; without an offset it is the center's
     local time (SPEC §2). A time more than 5 min ahead of the gateway's clock
     is refused (a typo in the date would silently shorten a legal limit)."""
-    from datetime import datetime
-    from gateway.events import zone
+    from gateway.localtime import parse_given
     try:
-        t = text.strip()
-        dt = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith("Z") else t)
-    except (ValueError, AttributeError):
-        raise RequestError("bad_request", f"{name}: not an RFC 3339 time, e.g. 2026-11-28T09:30:00+08:00")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone(tz))
-    epoch = round(dt.timestamp() * 1000) / 1000
+        epoch = parse_given(text, tz)
+    except ValueError as e:
+        raise RequestError("bad_request", f"{name}: {e}")
     if epoch > now + 300:
         raise RequestError("bad_request", f"{name}: {text} is in the future")
     return epoch
+
+
+def _true_now(core: Core) -> float:
+    """The best estimate of true time now (SPEC §7 v3): journal time less the
+    wall-clock errors the rules know of; a default 到案 is stamped with it."""
+    fn = getattr(core.engine, "true_now", None)
+    return fn(core.clock()) if fn is not None else core.clock()
 
 
 def _check_limit(case_type: str | None, limit_h: float | None, vulnerable: bool) -> None:
@@ -365,7 +367,7 @@ class Handlers:
             raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry "
                                               "(it decides the legal time limit)")
         tz = core.config.center.timezone
-        now = core.clock()
+        now = _true_now(core)
         arrived = _time_arg("arrived_at", a.arrived_at, tz, now) if a.arrived_at else None
         _check_limit(a.case_type, a.limit_h, a.vulnerable)
         data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
@@ -417,7 +419,7 @@ class Handlers:
                 changes[k] = getattr(a, k)
         if "detained_at" in given:
             tz = core.config.center.timezone
-            changes["detained_at"] = (format_ts(_time_arg("detained_at", a.detained_at, tz, core.clock()))
+            changes["detained_at"] = (format_ts(_time_arg("detained_at", a.detained_at, tz, _true_now(core)))
                                       if a.detained_at else None)
         if not changes:
             raise RequestError("bad_request", "nothing to update: give case_type, limit_h, case_id, "
@@ -438,7 +440,7 @@ class Handlers:
         self._person(core, a.person)
         self._person(core, a.by)
         tz = core.config.center.timezone
-        now = core.clock()
+        now = _true_now(core)
         start = _time_arg("from", a.from_, tz, now)
         end = _time_arg("to", a.to, tz, now) if a.to else None
         if end is not None and end < start:
@@ -552,6 +554,7 @@ class Handlers:
     def custody_order(self, core: Core, a: CustodyOrder, src: str):
         # SPEC §2: a time without an offset is in the center's timezone; the
         # event carries it as RFC 3339 UTC so no consumer has to guess.
+        from gateway.localtime import parse_given
         tz = core.state.timezone
         times = {}
         for name in ("expires", "due"):
@@ -559,7 +562,7 @@ class Handlers:
             if text is None:
                 continue
             try:
-                times[name] = format_ts(parse_local_ts(text, tz))
+                times[name] = format_ts(parse_given(text, tz))
             except ValueError:
                 raise RequestError("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
                                                   f"read in {tz}, or with an offset)")

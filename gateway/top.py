@@ -65,8 +65,13 @@ def render(data: dict | None, error: str | None, now: float | None = None):
     else:
         uplink = Text(f"uplink DISCONNECTED {up.get('broker', '')} · backlog {up.get('backlog', '?')}"
                       + (f" · {up['last_error']}" if up.get("last_error") else ""), style="bold red")
+    clock = data.get("clock") or {}
+    synced = clock.get("synchronised")
+    clock_text = ("", "") if synced is True or not clock else (
+        ("   clock NOT synchronised (NTP): detention times may be off", "bold red") if synced is False
+        else ("   clock sync unknown", "yellow"))
     header = Text.assemble((f"{data.get('center_name') or ''} {data.get('center', '')}", "bold"),
-                           f"  {format_local(now, tz)} ({tz})   ", uplink)
+                           f"  {format_local(now, tz)} ({tz})   ", uplink, clock_text)
 
     alarms = sort_alarms(data.get("active") or [])
     unacked = sum(1 for a in alarms if not a.get("acknowledged"))

@@ -112,6 +112,7 @@ class Uplink:
         self._acked: set[int] = set()
         self._retained: dict[str, str] = {}
         self._gateway_error: str | None = None
+        self._clock_synchronised: bool | None | str = "unset"   # SPEC §7 v3, in state/gateway
         self._refill_asked = False    # an ack already woke the sender for this refill
         self._draining = False        # stop() is waiting for in-flight messages
         self._pub_lock = threading.Lock()   # held from _take to the last publish of that batch
@@ -221,6 +222,13 @@ class Uplink:
         if error == self._gateway_error:
             return
         self._gateway_error = error
+        self._publish_gateway_state()
+
+    def set_clock_synchronised(self, synchronised: bool | None) -> None:
+        """The system clock's sync state, shown in state/gateway (SPEC §7 v3)."""
+        if synchronised == self._clock_synchronised:
+            return
+        self._clock_synchronised = synchronised
         self._publish_gateway_state()
 
     def publish_retained(self, suffix: str, payload: dict) -> None:
@@ -542,6 +550,8 @@ class Uplink:
                                    "version": self.version, "started": self.started}
         if self._gateway_error:
             payload["error"] = self._gateway_error
+        if self._clock_synchronised != "unset":
+            payload["clock_synchronised"] = self._clock_synchronised
         text = json.dumps(payload, separators=(",", ":"))
         topic = f"{self.prefix}/state/gateway"
         self._retained[topic] = text

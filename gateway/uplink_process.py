@@ -68,6 +68,11 @@ class GatewayError:
 
 
 @dataclass
+class GatewayClock:
+    synchronised: bool | None
+
+
+@dataclass
 class Retained:
     suffix: str
     payload: dict
@@ -149,6 +154,7 @@ class UplinkProcess(SupervisedChildView):
             healthy_run_s=HEALTHY_RUN_S, linger_s=2.0)
         self._retained: dict[str, dict] = {}       # replayed to a restarted child
         self._gateway_error: str | None = None
+        self._clock_synchronised: bool | None | str = "unset"
         self._status: dict[str, Any] = {"connected": False, "broker": f"{self.mq.host}:{self.mq.port}",
                                         "backlog": 0, "inflight": 0, "published": 0, "delivered": 0,
                                         "connects": 0, "last_error": None}
@@ -219,6 +225,11 @@ class UplinkProcess(SupervisedChildView):
             self._gateway_error = error
             self._send(GatewayError(error))
 
+    def set_clock_synchronised(self, synchronised: bool | None) -> None:
+        if synchronised != self._clock_synchronised:
+            self._clock_synchronised = synchronised
+            self._send(GatewayClock(synchronised))
+
     def publish_retained(self, suffix: str, payload: dict) -> None:
         self._retained[suffix] = payload
         self._send(Retained(suffix, payload))
@@ -249,6 +260,8 @@ class UplinkProcess(SupervisedChildView):
         # A restarted child starts from the journal; give it what it cannot read there.
         if self._gateway_error:
             self._send(GatewayError(self._gateway_error))
+        if self._clock_synchronised != "unset":
+            self._send(GatewayClock(self._clock_synchronised))
         for suffix, payload in self._retained.items():
             self._send(Retained(suffix, payload))
 
@@ -413,6 +426,8 @@ def child_main(link: ParentLink, config, journal_path: str, version: str, starte
                 up.resend(msg.from_seq, msg.to_seq)
             elif cls is GatewayError:
                 up.set_gateway_error(msg.error)
+            elif cls is GatewayClock:
+                up.set_clock_synchronised(msg.synchronised)
             elif cls is Retained:
                 up.publish_retained(msg.suffix, msg.payload)
             elif cls is Respond:

@@ -266,6 +266,8 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
     # unattended suspect: it protects the presence record those two alarms stand on. It is
     # facility evidence of a legal alarm's blindness, and no article speaks to it (DOMAIN v3).
     AlarmSpec("station_impostor", "critical", "基站冒用", "Base station impostor", RuleSettings, **_l()),
+    # v3 (SPEC §7): the gateway's clock not synchronised for [clock] unsynced_alarm_s (rules/clock.py)
+    AlarmSpec("clock_unsynchronised", "major", "时钟未同步", "Clock not synchronised", RuleSettings),
 ]}
 
 

@@ -38,6 +38,20 @@ keeps running on the monotonic clock. Times that rules write into alarm
 *details/messages* are rule time; ``journal_time(t)`` converts (they differ
 only after a forward step).
 
+v3 corrections (SPEC §7 "v3 time"). ``clock.sync`` events say when the clock
+became unsynchronised; the engine notes that point (rule time, timer count).
+A ``clock.stepped`` with ``kind = "correction"`` then says the wall clock was
+wrong all that while and is right now: rule time jumps with journal time
+(``clock_shift`` becomes the journal's lead on the now-true wall clock), and
+what the engine recorded from journal time during the window -- state times,
+rule bookkeeping, alarm-book times, timers armed in the window -- is re-based
+by the same jump (``_rebase``: times in [window start, now + REBASE_MARGIN_S]),
+then deadlines derived from absolute times (到案 + limit) are re-derived from
+the state (the rules' on_reconfigure hooks). A fold of the journal, so replay
+and a checkpoint + tail do exactly what live did. A backward correction is
+not re-based (rule time never goes back): the window's times stay on the
+clock's footing, as in v2.
+
 Alarms. One alarm per (code, subject) at a time, kept in ``self.alarms``.
 ``alarm_id`` = ``<code>:<16 hex of sha256(code|subject|since)>``, ``since``
 being the RFC 3339 time the alarm was raised (for a time-based rule: its
@@ -69,6 +83,48 @@ Key = tuple[str, str]            # (code, subject)
 TimerKey = tuple[str, str, str]  # (code, subject, kind)
 
 
+# A correction re-bases times up to this far past the engine's clock: the window's
+# own short deadlines (grace periods, escalation steps) armed from its times.
+REBASE_MARGIN_S = 600.0
+
+
+def _shifted(obj: Any, lo: float, hi: float, by: float, seen: set[int] | None = None) -> Any:
+    """``obj`` with every float time in [lo, hi] moved ``by`` (dicts, lists and
+    dataclass/plain objects in place, each once; tuples rebuilt). Times are epochs
+    (~1.8e9): no count or duration falls in such a window. Set members and dict
+    keys are left alone (hashes)."""
+    if isinstance(obj, float):
+        return round(obj + by, 3) if lo <= obj <= hi else obj
+    if isinstance(obj, (str, int, bool, type(None), set, frozenset)):
+        return obj
+    if isinstance(obj, tuple):
+        new = tuple(_shifted(x, lo, hi, by, seen) for x in obj)
+        return type(obj)(*new) if hasattr(obj, "_fields") else new
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
+    if isinstance(obj, list):
+        obj[:] = [_shifted(x, lo, hi, by, seen) for x in obj]
+        return obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = _shifted(v, lo, hi, by, seen)
+        return obj
+    names = getattr(type(obj), "__slots__", None) or list(getattr(obj, "__dict__", {}))
+    for name in ([names] if isinstance(names, str) else names):
+        if hasattr(obj, name):
+            try:
+                setattr(obj, name, _shifted(getattr(obj, name), lo, hi, by, seen))
+            except (AttributeError, TypeError):       # frozen / read-only: not a fold's time
+                pass
+    return obj
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def alarm_id(code: str, subject: str, since: str) -> str:
     h = hashlib.sha256(f"{code}|{subject}|{since}".encode()).hexdigest()[:16]
     return f"{code}:{h}"
@@ -79,6 +135,10 @@ class Engine:
         self.state = State()
         self.now = 0.0
         self.clock_shift = 0.0           # sum of forward journal-time jumps (clock.stepped)
+        self.journal_ahead = 0.0         # journal time - wall clock after the last clock.stepped
+        self.clock_synced: bool | None = None     # the last clock.sync's state
+        self.unsynced_from: tuple[float, int] | None = None   # (rule time, timer count) it went unsynced
+        self._stepped_out: list[Draft] = []
         self.alarms: dict[Key, dict[str, Any]] = {}
         self.by_id: dict[str, Key] = {}
         self._last_id: dict[Key, str] = {}
@@ -180,12 +240,17 @@ class Engine:
     def apply(self, ev: Event) -> list[Draft]:
         if ev.type == "clock.stepped":
             self._clock_stepped(ev)
+        elif ev.type == "clock.sync":
+            self._clock_sync(ev)
         if self.clock_shift:
             ev = ev._replace(epoch=round((ev.epoch - self.clock_shift) * 1000) / 1000)
         t = ev.epoch
         heap = self._heap
         due = self.book.due
         out = self._advance(t) if (heap and heap[0][0] <= t) or (due is not None and due <= t) else []
+        if self._stepped_out:
+            out.extend(self._stepped_out)
+            self._stepped_out = []
         if t > self.now:
             self.now = t
         else:
@@ -228,8 +293,66 @@ class Engine:
     def _clock_stepped(self, ev: Event) -> None:
         d = ev.data if isinstance(ev.data, dict) else {}
         jump = d.get("journal_jump_s")
-        if isinstance(jump, (int, float)) and not isinstance(jump, bool) and jump > 0:
-            self.clock_shift = round(self.clock_shift + float(jump), 3)
+        jump = float(jump) if _number(jump) and jump > 0 else 0.0
+        ahead = d.get("journal_ahead_s")
+        if not (_number(ahead) and ahead >= 0):
+            ahead = None
+        if d.get("kind") == "correction" and ahead is not None:
+            # after the correction journal time - true time = the journal's lead on the wall clock
+            rebase = round(jump - ahead + self.clock_shift, 3)
+            if rebase > 0:
+                self.clock_shift = round(float(ahead), 3)
+                try:
+                    self._stepped_out = self._rebase(rebase, ev)
+                except Exception:             # a rule's odd bookkeeping must not stop the writer
+                    self.errors += 1
+                    log.exception("clock correction: re-basing seq %s failed", ev.seq)
+                self.journal_ahead = float(ahead)
+                # what fell due within the jump is noticed now, stamped now: journal ts in order
+                self.now = max(self.now, round(ev.epoch - self.clock_shift, 3))
+                return
+        if jump:
+            self.clock_shift = round(self.clock_shift + jump, 3)
+        if ahead is not None:
+            self.journal_ahead = float(ahead)
+
+    def _clock_sync(self, ev: Event) -> None:
+        d = ev.data if isinstance(ev.data, dict) else {}
+        synced = d.get("synchronised")
+        if synced is False and self.clock_synced is not False:
+            self.unsynced_from = (max(self.now, ev.epoch - self.clock_shift), self._n)
+        elif synced is True:
+            self.unsynced_from = None
+        self.clock_synced = synced if isinstance(synced, bool) else None
+
+    def _rebase(self, by: float, ev: Event) -> list[Draft]:
+        """A correction: what was timed during the unsynchronised window moves ``by``
+        forward (see the module docstring). Returns the re-derived alarms' drafts."""
+        window = self.unsynced_from
+        if window is None:
+            return []
+        lo, n0 = window
+        hi = self.now + REBASE_MARGIN_S
+        self.state = _shifted(self.state, lo, hi, by)
+        self.memo = _shifted(self.memo, lo, hi, by)
+        self.book = _shifted(self.book, lo, hi, by)
+        for tk, (dl, n) in list(self.timers.items()):
+            if n > n0 and dl >= lo:
+                self.timers[tk] = (round(dl + by, 3), n)
+        self._heap = [(dl, n, tk) for tk, (dl, n) in self.timers.items()]
+        heapify(self._heap)
+        alarm_states.reschedule(self)
+        self.unsynced_from = (round(lo + by, 3), self._n)
+        t = round(ev.epoch - self.clock_shift, 3)
+        out: list[Draft] = []
+        for code, fn in ON_RECONFIGURE.items():
+            if code in self.enabled:
+                out.extend(fn(self, t))
+        return out
+
+    def true_now(self, journal_now: float) -> float:
+        """Journal time now -> the best estimate of true time now (= rule time): a default 到案."""
+        return round((journal_now - self.clock_shift) * 1000) / 1000 if self.clock_shift else journal_now
 
     def journal_time(self, t: float) -> float:
         """Rule time -> journal time (what people and the envelope see)."""

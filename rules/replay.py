@@ -117,13 +117,16 @@ def replay(events: Iterable[Event], config) -> list[Event]:
     return r.produced
 
 
-def replay_input(events: Iterable[Event], config) -> list[Event]:
+def replay_input(events: Iterable[Event], config, until: float | None = None) -> list[Event]:
     """``casegate replay --input``: re-run a file of events; return what the live
-    daemon would have journaled from them (alarms and derived events)."""
+    daemon would have journaled from them (alarms and derived events), with the
+    deadlines due up to journal time ``until`` fired (the live timer's ticks)."""
     from rules.engine import Engine
     r = Replayer(Engine(config), config.center.id, derive=True)
     for ev in events:
         r.feed(ev)
+    if until is not None:
+        r.tick(until)          # fires each due deadline at its own time (Engine.advance)
     return r.produced
 
 

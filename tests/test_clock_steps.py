@@ -53,7 +53,8 @@ class Center:
     def __init__(self, tmp: Path, clocks: Clocks, config=None):
         self.clocks = clocks
         self.config = config or make_config()
-        self.tb = TimeBase(clocks.wall, clocks.mono, step_s=2.0)
+        # synchronised throughout: every step here is an error (v2), whatever this host's clock says
+        self.tb = TimeBase(clocks.wall, clocks.mono, step_s=2.0, synced=lambda: True)
         self.journal = Journal(tmp / "journal.db", "normal")
         self.core = Core(self.config, self.journal, Engine(self.config), clock=self.tb)
         self.core.rebuild()
@@ -225,7 +226,7 @@ def test_clock_set_back_while_down_is_journaled_at_start(tmp_path):
 
 def test_time_base_unit():
     clk = Clocks()
-    tb = TimeBase(clk.wall, clk.mono, step_s=2.0)
+    tb = TimeBase(clk.wall, clk.mono, step_s=2.0, synced=lambda: True)
     clk.run(5)
     assert tb() == T0 + 5 and tb.check_step() is None
     clk.step(1.5)                              # within the threshold: no step
@@ -245,3 +246,13 @@ def test_clock_synchronised_answers_or_says_unknown():
     assert r["synchronised"] in (True, False, None)
     assert r["source"] in ("timedatectl", "adjtimex", "unknown")
     assert (r["synchronised"] is None) == (r["source"] == "unknown")
+
+
+def test_steps_while_synchronised_are_errors():
+    """v3 names the v2 behaviour: a step of a synchronised clock is kind "error"."""
+    clk = Clocks()
+    tb = TimeBase(clk.wall, clk.mono, step_s=2.0, synced=lambda: True)
+    clk.step(DAY)
+    assert tb.check_step()["kind"] == "error"
+    clk.step(-DAY)
+    assert tb.check_step()["kind"] == "error"

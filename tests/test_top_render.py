@@ -52,3 +52,11 @@ def test_screen_shows_local_times_states_and_people():
 def test_no_daemon_is_said_and_retried():
     lines = text(None, "no daemon on /var/lib/casegate/casegate.sock")
     assert any("no daemon: no daemon on" in x for x in lines) and any("retrying" in x for x in lines)
+
+
+def test_header_says_when_the_clock_is_not_synchronised():
+    base = {"center": "c1", "timezone": "Asia/Shanghai", "active": [], "rooms": {}, "devices": [],
+            "uplink": {"disabled": True}}
+    assert not any("NOT synchronised" in x for x in text(dict(base, clock={"synchronised": True})))
+    assert any("clock NOT synchronised" in x for x in text(dict(base, clock={"synchronised": False})))
+    assert any("clock sync unknown" in x for x in text(dict(base, clock={"synchronised": None})))

@@ -524,6 +524,15 @@ case("device_offline", "one zone base station offline then back",
 case("device_offline", "error is not offline",
      [(100, "device.error", {"device": "cam-int1", "error": "crc"})], 300, [])
 
+# ---- clock_unsynchronised (issue 22: [clock] unsynced_alarm_s, default 300) -------------------------------
+case("clock_unsynchronised", "unsynchronised 300 s, then synchronised",
+     [(100, "clock.sync", {"synchronised": False, "source": "adjtimex"}),
+      (900, "clock.sync", {"synchronised": True, "source": "adjtimex"})], 1000, [(R, 400), (C, 900)])
+case("clock_unsynchronised", "synchronised again within 300 s; unknown raises nothing",
+     [(100, "clock.sync", {"synchronised": False, "source": "adjtimex"}),
+      (350, "clock.sync", {"synchronised": True, "source": "adjtimex"}),
+      (400, "clock.sync", {"synchronised": None, "source": "unknown"})], 2000, [])
+
 # ---- station_impostor (zone reader: one station device = "<zone id>/<dev_id>") ---------------------------
 ZS = "zone-stations/861694034205896"
 IMPOSTOR = {"device": ZS, "station": "861694034205896", "impostor": True, "kind": "second_peer",
