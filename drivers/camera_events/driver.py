@@ -508,6 +508,7 @@ class CameraEventsDriver(Driver):
                         for chunk in r.iter_bytes():
                             dl.check(what)
                             yield chunk
+                        dl.check(what)           # a socket shut at the deadline may read as a clean end
                     try:
                         return write(chunks(), cap)
                     except NotAJpeg:

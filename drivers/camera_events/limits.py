@@ -90,31 +90,40 @@ def parse_xml(data: bytes, what: str, max_bytes: int = MAX_SOAP, max_depth: int 
 
 
 class RateLimit:
-    """A token bucket of parts per second; :meth:`take` is False when one must be dropped."""
+    """A token bucket of parts per second; :meth:`take` is False when one must be dropped.
+    :meth:`over_for`: for how many whole seconds in a row parts were dropped."""
 
     def __init__(self, rate: float = EVENT_RATE, burst: float = EVENT_BURST):
         self.rate, self.burst = rate, burst
         self.tokens = burst
         self.at = time.monotonic()
-        self.dropping_since: float | None = None
+        self._second = int(self.at)
+        self._dropped_this_second = False
+        self._seconds_over = 0
+
+    def _tick(self, now: float) -> None:
+        sec = int(now)
+        if sec != self._second:
+            if self._dropped_this_second and sec == self._second + 1:
+                self._seconds_over += 1
+            else:
+                self._seconds_over = 0
+            self._second, self._dropped_this_second = sec, False
 
     def take(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
+        self._tick(now)
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.dropping_since = None
             return True
-        if self.dropping_since is None:
-            self.dropping_since = now
+        self._dropped_this_second = True
         return False
 
     def over_for(self, now: float | None = None) -> float:
-        """How long every part beyond the rate has been dropped (0 when not dropping)."""
-        if self.dropping_since is None:
-            return 0.0
-        return (time.monotonic() if now is None else now) - self.dropping_since
+        self._tick(time.monotonic() if now is None else now)
+        return float(self._seconds_over)
 
 
 class Deadline:

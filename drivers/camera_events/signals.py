@@ -22,6 +22,9 @@ class Signal:
     image: bytes | None = None
 
 
+MAX_JUNK_LINES = 1024      # lines between two parts (real cameras send one or two blank ones)
+
+
 class Multipart:
     """Incremental reader of a multipart HTTP body (``multipart/mixed``, ``x-mixed-replace``).
 
@@ -36,9 +39,9 @@ class Multipart:
     the search for the next newline resumes, so a part made of newlines costs O(bytes), not
     O(bytes x lines)); consumed bytes leave the buffer once per feed. A part above
     ``max_part``, a header line above ``max_line``, more than ``max_headers`` headers or more
-    than ``max_junk`` bytes outside any part since the last good one sets :attr:`violation`
-    (the reason; the driver cuts the stream) and the reader resynchronises on the next
-    delimiter.
+    than ``max_junk`` bytes (or MAX_JUNK_LINES lines) outside any part since the last good
+    one sets :attr:`violation` (the reason) and the reader parses nothing more: the driver
+    cuts the stream.
     """
 
     SEEK, HEADERS, BODY_LEN, BODY_DELIM, SKIP = range(5)
@@ -61,6 +64,8 @@ class Multipart:
         self.max_part, self.max_line, self.max_headers, self.max_junk = max_part, max_line, max_headers, max_junk
         self.junk_bytes = 0
         self._junk_since_part = 0
+        self._junk_lines = 0
+        self._header_lines = 0
         self.oversize = 0
         self.violation: str | None = None
 
@@ -79,15 +84,20 @@ class Multipart:
     def _junk(self, n: int, raw: int | None = None) -> None:
         self.junk_bytes += n
         self._junk_since_part += n if raw is None else raw
+        self._junk_lines += 1
         if self._junk_since_part > self.max_junk:
             self._violate(f"more than {self.max_junk} bytes outside any part")
+        elif self._junk_lines > MAX_JUNK_LINES:      # each line costs a Python step: few between parts
+            self._violate(f"more than {MAX_JUNK_LINES} lines outside any part")
 
     def feed(self, data: bytes) -> list[tuple[dict[str, str], bytes]]:
         buf = self._buf
         buf += data
         out: list[tuple[dict[str, str], bytes]] = []
-        while self._step(out):
+        while self.violation is None and self._step(out):
             pass
+        if self.violation is not None:               # the stream is to be cut: read no further
+            self._pos = self._scan = len(buf)
         if self._pos:                               # once per feed: amortised O(bytes)
             del buf[:self._pos]
             self._scan -= self._pos
@@ -112,7 +122,7 @@ class Multipart:
                 self._discarding = False
                 self._junk(len(bytes(buf[self._pos:nl]).strip()))
             elif self._is_delim(self._pos, nl):
-                self._state, self._headers = self.HEADERS, {}
+                self._state, self._headers, self._header_lines = self.HEADERS, {}, 0
             elif nl > self._pos:                     # blank lines between parts are not junk (but bounded)
                 self._junk(len(bytes(buf[self._pos:nl]).strip()), nl + 1 - self._pos)
             else:
@@ -129,6 +139,11 @@ class Multipart:
                     self._pos = self._scan = len(buf)
                 return False
             line_start = self._pos
+            self._header_lines += 1
+            if self._header_lines > self.max_headers + 8:     # blank lines and repeated delimiters too
+                self._violate(f"a part with more than {self.max_headers} header lines")
+                self._state = self.SEEK
+                return True
             if nl - line_start > self.max_line:
                 self._violate(f"a part header line longer than {self.max_line} bytes")
                 self._state = self.SEEK
@@ -230,6 +245,7 @@ class Multipart:
         self._headers = {}
         self._state = self.SEEK
         self._junk_since_part = 0
+        self._junk_lines = 0
 
 
 def boundary_of(content_type: str) -> str | None:
