@@ -560,8 +560,10 @@ class CameraEventsDriver(Driver):
                 self._snap_n += 1
                 n = self._snap_n
             camera = self.cfg.camera_id(ch)
+            # the configured bound holds whatever the caller allows (a request's 10 s, an alarm's 5 s)
+            limit = min(timeout, self.cfg.snapshot_timeout_s) if timeout else self.cfg.snapshot_timeout_s
             path = self.fetch_snapshot(
-                ch, timeout or self.cfg.snapshot_timeout_s,
+                ch, limit,
                 lambda chunks, cap: write_snapshot_stream(self.snapshot_dir, camera, reason, n, ts, chunks, cap))
         finally:
             self._snapshot_busy.release()
