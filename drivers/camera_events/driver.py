@@ -35,7 +35,8 @@ from drivers.base import CommandError, Driver
 from drivers.common.snapshots import NotAJpeg, SnapshotTooLarge, write_snapshot_stream
 from drivers.camera_events import dahua, hikvision
 from drivers.camera_events.limits import (
-    MAX_HEADERS, MAX_JUNK, MAX_LINE, MAX_PART, RATE_CUT_S, Deadline, LimitError, RateLimit, check_origin)
+    MAX_HEADERS, MAX_JUNK, MAX_LINE, MAX_PART, RATE_CUT_S, Deadline, LimitError, RateLimit, check_origin,
+    trace_into)
 from drivers.camera_events.signals import HEARTBEAT, IGNORED, MOTION, TAMPER_KINDS, Multipart, Signal, boundary_of
 
 HTTP_VENDORS = {"hikvision": hikvision, "dahua": dahua}
@@ -240,14 +241,26 @@ class CameraEventsDriver(Driver):
                             timeout=httpx.Timeout(connect=t, read=self.cfg.offline_s, write=t, pool=t))
 
     def _http_session(self) -> None:
+        import httpx
         vendor = HTTP_VENDORS[self.cfg.vendor]
         with self._client() as client:
             resp = None
-            for path in vendor.STREAM_PATHS:
-                resp = client.send(client.build_request("GET", self.cfg.url + path), stream=True)
-                if resp.status_code != 404:
-                    break
-                resp.close()
+            # the answer's status line and headers within one deadline (a camera dripping its
+            # headers never sends a part, so the watchdog's offline would not cut it)
+            headers_within = self.cfg.connect_timeout_s * 2
+            with Deadline(headers_within) as dl:
+                for path in vendor.STREAM_PATHS:
+                    try:
+                        resp = client.send(client.build_request("GET", self.cfg.url + path,
+                                                                extensions={"trace": trace_into(dl)}), stream=True)
+                    except httpx.HTTPError:
+                        if dl.expired:
+                            raise StreamError(f"no answer from {self.cfg.url} within {headers_within:g} s "
+                                              "(status line and headers)") from None
+                        raise
+                    if resp.status_code != 404:
+                        break
+                    resp.close()
             self._response = resp
             try:
                 if resp.status_code == 401:
@@ -485,7 +498,8 @@ class CameraEventsDriver(Driver):
         with Deadline(timeout) as dl:
             url = self._snapshot_url(channel, dl.left() or 0.01)
             try:
-                with self._client() as client, client.stream("GET", url, timeout=max(0.01, dl.left())) as r:
+                with self._client() as client, client.stream("GET", url, timeout=max(0.01, dl.left()),
+                                                             extensions={"trace": trace_into(dl)}) as r:
                     stream = r.extensions.get("network_stream")
                     dl.watch(stream.get_extra_info("socket") if stream is not None else None)
                     if r.status_code == 401:

@@ -11,6 +11,7 @@ prints ``URL <url>`` once it listens on 127.0.0.1 and serves until stdin closes.
 * ``lines``: a Hikvision stream of endless short lines (never a part) as fast as it goes
 * ``newlines``: one part header, then a body of newlines without end (quadratic-scan bait)
 * ``drip``: the stream headers, then one byte a second (no heartbeat ever)
+* ``slowhead``: the status line and headers, one byte a second
 * ``names``: valid parts, each with a new eventType, as fast as it goes (and heartbeats)
 * ``hugepart``: a part announcing Content-Length 1 GB, then its bytes
 * ``bomb``: billion-laughs XML parts
@@ -66,9 +67,19 @@ class HostileHikvision(HikvisionSimulator):
     def handle_get(self, h: _Handler) -> None:
         path = urlparse(h.path).path
         stream = path.endswith("alertStream")
+        m = self.mode
+        if m == "slowhead":                          # the status line, a byte a second
+            h.close_connection = True
+            try:
+                for b in b"HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary=boundary\r\n" * 100:
+                    h.wfile.write(bytes([b]))
+                    h.wfile.flush()
+                    time.sleep(1.0)
+            except OSError:
+                pass
+            return
         if not h._authorized():
             return
-        m = self.mode
         if stream and m == "lines":
             _stream_head(h)
             return _write_forever(h, b"x\r\n" * 4096)

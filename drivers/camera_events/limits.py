@@ -175,6 +175,18 @@ class Deadline:
             raise LimitError(f"{what} took longer than {self.seconds:g} s in all")
 
 
+def trace_into(deadline: Deadline, also=None):
+    """An httpx ``trace`` extension that hands each new connection's socket to ``deadline``
+    (so a camera dripping its status line or headers is cut too), then to ``also(event, info)``."""
+    def trace(event: str, info: dict) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            deadline.watch(stream.get_extra_info("socket") if stream is not None else None)
+        if also is not None:
+            also(event, info)
+    return trace
+
+
 def read_capped(resp, deadline: Deadline, max_bytes: int, what: str) -> bytes:
     """The body of a streamed httpx response, at most ``max_bytes``, within ``deadline``."""
     stream = resp.extensions.get("network_stream")

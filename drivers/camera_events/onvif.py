@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 from xml.sax.saxutils import escape
 
-from drivers.camera_events.limits import MAX_SOAP, Deadline, LimitError, check_origin, parse_xml, read_capped
+from drivers.camera_events.limits import (
+    MAX_SOAP, Deadline, LimitError, check_origin, parse_xml, read_capped, trace_into)
 from drivers.camera_events.signals import COVERED, IGNORED, MOTION, Signal
 
 NS = {"tt": "http://www.onvif.org/ver10/schema", "wsnt": "http://docs.oasis-open.org/wsn/b-2",
@@ -380,7 +381,6 @@ class PullPointSession:
             address, params, renew_at = self._call(self._setup())
             term = f"PT{int(self.subscription_s)}S"
             headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{PULL_ACTION}"'}
-            ext = {"trace": self._trace}
             timeout_s = self.pull_timeout_s
             while not self.aborted:
                 if self._asks:
@@ -393,13 +393,17 @@ class PullPointSession:
                 body = pull_messages_request(address, self.username, self.password, timeout_s, 100, params)
                 # one deadline for the whole long-poll (not per read: a byte every few seconds
                 # would hold it forever), at most MAX_SOAP bytes
+                dl = Deadline(timeout_s + t * 2)
+                dl.watch(self._sock)                      # a kept-alive connection: no connect to trace
                 try:
-                    with Deadline(timeout_s + t * 2) as dl, \
-                            http.stream("POST", address, content=body, headers=headers, extensions=ext) as resp:
+                    with dl, http.stream("POST", address, content=body, headers=headers,
+                                         extensions={"trace": trace_into(dl, self._trace)}) as resp:
                         content = read_capped(resp, dl, MAX_SOAP, "PullMessages")
                 except httpx.HTTPError:
                     if self.aborted:
                         return
+                    if dl.expired:
+                        raise LimitError(f"PullMessages took longer than {dl.seconds:g} s in all") from None
                     raise
                 self.pulls += 1
                 try:

@@ -69,6 +69,18 @@ def test_a_byte_a_second_is_not_a_heartbeat(tmp_path):
             drv.stop(2.0)
 
 
+def test_headers_dripped_a_byte_a_second_are_cut_at_the_deadline(tmp_path):
+    with HostileProcess("slowhead") as cam:
+        drv, ctx = make(cam, tmp_path, connect_timeout_s=1, offline_s=30)
+        drv.start()
+        try:
+            # each attempt is cut after 2 s (connect_timeout_s x 2) instead of lasting ~80 s
+            assert wait(lambda: drv.health.counters.get("disconnects", 0) >= 2, 15), drv.health
+            assert "within 2 s (status line and headers)" in drv._last_error
+        finally:
+            drv.stop(2.0)
+
+
 def test_invented_event_names_share_one_counter_and_the_rate_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(driver_mod, "RATE_CUT_S", 2.0)
     with HostileProcess("names") as cam:
