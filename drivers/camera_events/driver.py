@@ -549,7 +549,8 @@ class CameraEventsDriver(Driver):
         if not uris and session is not None and session.cam is not None:
             cam = session.cam
             try:
-                session.ask(lambda: session._snapshot_uris(cam), timeout)     # between two pulls
+                # between two pulls, and never longer than asked (the pulls wait meanwhile)
+                session.ask(lambda: asyncio.wait_for(session._snapshot_uris(cam), timeout), timeout + 1)
             except Exception as e:  # noqa: BLE001
                 raise CommandError("device_timeout", f"GetSnapshotUri failed: {self._describe(e)}") from None
             uris = dict(session.snapshot_uris)

@@ -458,7 +458,7 @@ class PullPointSession:
         self.on_bytes()
         self.on_connected()
         try:
-            await self._snapshot_uris(cam)
+            await asyncio.wait_for(self._snapshot_uris(cam), self.connect_timeout_s * 3)
         except LimitError:         # a snapshot URI on another host: the device is misconfigured or hostile
             raise
         except Exception:          # snapshots are asked again on demand
