@@ -35,7 +35,7 @@ from drivers.base import CommandError, Driver
 from drivers.common.snapshots import NotAJpeg, SnapshotTooLarge, write_snapshot_stream
 from drivers.camera_events import dahua, hikvision
 from drivers.camera_events.limits import (
-    MAX_HEADERS, MAX_JUNK, MAX_LINE, MAX_PART, RATE_CUT_S, Deadline, LimitError, RateLimit, check_origin,
+    MAX_HEADERS, MAX_JUNK, MAX_LINE, MAX_PART, RATE_CUT_S, RATE_PAUSE_S, Deadline, LimitError, RateLimit, check_origin,
     trace_into)
 from drivers.camera_events.signals import HEARTBEAT, IGNORED, MOTION, TAMPER_KINDS, Multipart, Signal, boundary_of
 
@@ -121,6 +121,7 @@ class CameraEventsDriver(Driver):
         self._room_still = {r: False for r in rooms}
         self.stats = {"parts": 0, "signals": 0, "heartbeats": 0, "images": 0, "connects": 0}
         self._rate = RateLimit()
+        self._dropped = 0                           # parts dropped over the rate, this driver's life
         self._snapshot_busy = threading.Lock()      # at most one snapshot in flight per camera
         self._unknown_logged: set[str] = set()      # the first few unknown event names, logged once
 
@@ -280,8 +281,13 @@ class CameraEventsDriver(Driver):
                 self._rate = RateLimit()
                 junk = 0
                 for chunk in resp.iter_raw():
+                    dropped = self._dropped
                     for headers, body in parts.feed(chunk):
                         self._stream_part(vendor, headers, body)
+                    if self._dropped != dropped:
+                        # over the rate: read slower (TCP pushes back on the camera) so that a
+                        # flood costs a bounded share of a core until it is cut (bench/hostile_camera.py)
+                        self.stop_event.wait(RATE_PAUSE_S)
                     if parts.junk_bytes != junk:
                         self.frame_bad("junk_bytes", parts.junk_bytes - junk)
                         junk = parts.junk_bytes
@@ -302,6 +308,7 @@ class CameraEventsDriver(Driver):
         decodes is what keeps the device online (not the bytes around it)."""
         self.stats["parts"] += 1
         if not self._rate.take():
+            self._dropped += 1
             self.count("rate_limited")
             return
         try:

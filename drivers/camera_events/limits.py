@@ -36,6 +36,7 @@ MAX_XML_DEPTH = 40                 # SOAP envelopes nest ~12 deep
 EVENT_RATE = 50.0
 EVENT_BURST = 200.0
 RATE_CUT_S = 10.0
+RATE_PAUSE_S = 0.05                # while over the rate, read a chunk at most every 50 ms
 
 
 class LimitError(Exception):
