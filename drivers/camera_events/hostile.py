@@ -17,7 +17,9 @@ prints ``URL <url>`` once it listens on 127.0.0.1 and serves until stdin closes.
 * ``bomb``: billion-laughs XML parts
 * ``bigsnap``: a good stream; the snapshot answer is 500 MB of JPEG-looking bytes
 * ``dripsnap``: a good stream; the snapshot answer drips a byte every 2 s
+* ``snapredirect``: a good stream; the snapshot answer redirects to 127.0.0.2:ELSEWHERE_PORT
 * ``onvif_flood``: ONVIF; every SOAP answer is an endless body
+* ``onvif_redirect``: ONVIF; every SOAP request is redirected (307) to 127.0.0.2:ELSEWHERE_PORT
 * ``onvif_elsewhere``: ONVIF; the PullPoint address names 127.0.0.2:ELSEWHERE_PORT
 * ``onvif_snap_elsewhere``: ONVIF; the snapshot URI names 127.0.0.2:ELSEWHERE_PORT
 """
@@ -59,9 +61,10 @@ def _stream_head(h: _Handler, ctype: str = "multipart/mixed; boundary=boundary")
 
 
 class HostileHikvision(HikvisionSimulator):
-    def __init__(self, mode: str, **kw):
+    def __init__(self, mode: str, elsewhere_port: int = 0, **kw):
         super().__init__(heartbeat_s=1, **kw)
         self.mode = mode
+        self.elsewhere_port = elsewhere_port
         self._n = itertools.count()
 
     def handle_get(self, h: _Handler) -> None:
@@ -124,6 +127,13 @@ class HostileHikvision(HikvisionSimulator):
                 pass
             h.close_connection = True
             return
+        if not stream and m == "snapredirect":
+            self.snapshots += 1
+            h.send_response(302)
+            h.send_header("Location", f"http://127.0.0.2:{self.elsewhere_port}/picture.jpg")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if not stream and m == "dripsnap":
             self.snapshots += 1
             h.send_response(200)
@@ -147,6 +157,14 @@ class HostileOnvif(OnvifSimulator):
         self.elsewhere = f"http://127.0.0.2:{elsewhere_port}"
 
     def handle_post(self, h: _Handler) -> None:
+        if self.mode == "onvif_redirect":
+            n = int(h.headers.get("Content-Length", "0") or 0)
+            h.rfile.read(n)
+            h.send_response(307)                     # 307: a client that follows re-sends the body (the token)
+            h.send_header("Location", f"{self.elsewhere}{urlparse(h.path).path}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if self.mode == "onvif_flood":
             n = int(h.headers.get("Content-Length", "0") or 0)
             h.rfile.read(n)
@@ -168,7 +186,7 @@ class HostileOnvif(OnvifSimulator):
 def make(mode: str, elsewhere_port: int = 0):
     if mode.startswith("onvif"):
         return HostileOnvif(mode, elsewhere_port)
-    return HostileHikvision(mode)
+    return HostileHikvision(mode, elsewhere_port)
 
 
 class HostileProcess:

@@ -165,8 +165,10 @@ def test_onvif_answer_without_end_is_cut(tmp_path):
 
 
 @pytest.mark.parametrize("mode,what", [("onvif_elsewhere", "PullPoint subscription address"),
-                                       ("onvif_snap_elsewhere", "snapshot URI")])
-def test_onvif_addresses_on_another_host_get_no_credentials(mode, what, tmp_path):
+                                       ("onvif_snap_elsewhere", "snapshot URI"),
+                                       ("onvif_redirect", None),
+                                       ("snapredirect", None)])
+def test_addresses_on_another_host_get_no_credentials(mode, what, tmp_path):
     thief = socket.socket()
     thief.bind(("127.0.0.2", 0))
     thief.listen(8)
@@ -176,9 +178,17 @@ def test_onvif_addresses_on_another_host_get_no_credentials(mode, what, tmp_path
             drv, ctx = make(cam, tmp_path)
             drv.start()
             try:
-                assert wait(lambda: any(what in e and "127.0.0.2" in e for e in errors(ctx)), 20), ctx.events
-                with pytest.raises(CommandError):
+                if what:
+                    assert wait(lambda: any(what in e and "127.0.0.2" in e for e in errors(ctx)), 20), ctx.events
+                elif mode == "onvif_redirect":       # setup fails on the 307 (never followed), again and again
+                    assert wait(lambda: drv.health.counters.get("disconnects", 0) >= 2, 20), (ctx.events, drv.health)
+                else:
+                    assert wait(lambda: events(ctx, "device.online"), 10)
+                with pytest.raises(CommandError) as e:
                     drv.command("camera/snapshot", {}, 3)
+                if mode == "snapredirect":
+                    assert e.value.code == "device_refused" and "redirect to" in e.value.message \
+                        and "not followed" in e.value.message
             finally:
                 drv.stop(2.0)
         with pytest.raises(socket.timeout):
