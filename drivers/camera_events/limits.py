@@ -13,6 +13,7 @@ A device that exceeds a limit gets a :class:`LimitError`; the driver reports it 
 """
 from __future__ import annotations
 
+import heapq
 import socket
 import threading
 import time
@@ -127,6 +128,47 @@ class RateLimit:
         return float(self._seconds_over)
 
 
+class _Deadlines:
+    """One thread for every :class:`Deadline` of the process (an ONVIF camera makes one per
+    pull, every second or so: a timer thread each would cost a thread start per pull)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, "Deadline"]] = []
+        self._n = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, dl: "Deadline") -> None:
+        with self._cond:
+            self._n += 1
+            heapq.heappush(self._heap, (dl.end, self._n, dl))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="camera-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    if not self._cond.wait(60):
+                        self._thread = None          # idle a minute: end; add() starts another
+                        return
+                end, _, dl = self._heap[0]
+                left = end - time.monotonic()
+                if dl.done:
+                    heapq.heappop(self._heap)
+                    continue
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+            dl._fire()
+
+
+_DEADLINES = _Deadlines()
+
+
 class Deadline:
     """One wall-clock deadline for a whole exchange: when it passes, the socket is shut (a
     blocked read returns) and :attr:`expired` is set. ``with Deadline(s) as dl: dl.watch(sock)``."""
@@ -135,17 +177,17 @@ class Deadline:
         self.seconds = seconds
         self.end = time.monotonic() + seconds
         self.expired = False
+        self.done = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> "Deadline":
-        self._timer.start()
+        _DEADLINES.add(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._timer.cancel()
+        with self._lock:            # after this no shut: the connection may be kept alive
+            self.done = True
 
     def left(self) -> float:
         return max(0.0, self.end - time.monotonic())
@@ -159,8 +201,10 @@ class Deadline:
 
     def _fire(self) -> None:
         with self._lock:
+            if self.done:
+                return
             self.expired = True
-        self._shut()
+            self._shut()
 
     def _shut(self) -> None:
         sock = self._sock

@@ -229,3 +229,25 @@ def test_multipart_lines_between_parts_are_bounded():
     mp = Multipart("boundary")                      # a real camera's blank lines between parts are fine
     part = b"--boundary\r\nContent-Length: 2\r\n\r\nok\r\n\r\n"
     assert len(mp.feed(part * 3000)) == 3000 and mp.violation is None
+
+
+def test_deadline_shuts_a_blocked_read_and_spares_a_finished_exchange():
+    from drivers.camera_events.limits import Deadline, LimitError
+    a, b = socket.socketpair()
+    c, c2 = socket.socketpair()
+    try:
+        with Deadline(0.2) as done:              # finished in time: its socket is kept (keep-alive)
+            done.watch(c)
+        with Deadline(0.4) as dl:
+            dl.watch(a)
+            a.settimeout(5)
+            assert a.recv(10) == b""             # blocked with nothing to read: shut at the deadline
+        assert dl.expired and not done.expired
+        with pytest.raises(LimitError, match="in all"):
+            dl.check("the exchange")
+        c2.sendall(b"still")
+        c.settimeout(5)
+        assert c.recv(10) == b"still"
+    finally:
+        for s in (a, b, c, c2):
+            s.close()
