@@ -159,3 +159,27 @@ poll_ms = 100
                 c.c.loop_stop()
             d.stop()
             board.stop()
+
+
+def test_a_500_mb_snapshot_answer_is_refused_without_holding_it(tmp_path, mosquitto):
+    """28.1: the red team's 500 MB snapshot answer took the daemon to 640 MB RSS and kept it;
+    now it is streamed to disk up to snapshot_max_mb, refused, removed."""
+    with HostileProcess("bigsnap") as cam:
+        cfg = write_config(tmp_path, mosquitto.port, ROOMS + camera_device(
+            cam, password(tmp_path), snapshot_timeout_s=20, offline_s=10))
+        d = DaemonProcess(cfg).start()
+        c = None
+        try:
+            d.wait_status(lambda s: s["uplink"]["connected"])
+            base = rss_mb(d.proc.pid)
+            c = Central(mosquitto.port)
+            r = c.request("camera/snapshot", camera="cam-int1", timeout=30)
+            assert r["ok"] is False and r["error"]["code"] == "device_refused", r
+            assert "snapshot_max_mb = 8" in r["error"]["message"]
+            assert rss_mb(d.proc.pid) - base < 100, (base, rss_mb(d.proc.pid))
+            assert ping(d, 1.0)["ok"]
+            assert not list((d.state_dir / "snapshots").glob("*"))      # nothing half-written left
+        finally:
+            if c:
+                c.c.loop_stop()
+            d.stop()
