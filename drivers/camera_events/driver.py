@@ -5,7 +5,9 @@ with digest auth; ONVIF: a PullPoint loop in its own asyncio loop) and feeds dec
 signals to the channel state below. The watchdog ends active-only events after
 ``active_expiry_s``, reports stillness, and declares the device offline after
 ``offline_s`` without a valid event or heartbeat (bytes that parse as nothing do not count:
-a byte a second is not a heartbeat), aborting a stream that went silent without closing. Reconnects back off 5, 10, 15 ... s up to 300 s; a stream that lived
+a byte a second is not a heartbeat), aborting a stream that went silent without closing.
+What a camera sends is bounded before it is parsed (limits.py); a camera that breaks a bound
+is a ``device.error`` naming it. Reconnects back off 5, 10, 15 ... s up to 300 s; a stream that lived
 ``healthy_s`` resets the steps.
 
 Journal volume is bounded: ``camera.motion`` / ``camera.tampered`` go out only when a
