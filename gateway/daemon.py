@@ -16,13 +16,13 @@ import socket
 import socketserver
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway import __version__
 from drivers.registry import has
 from gateway.config import Config, ConfigError, load_config
 from gateway.core import Core, RequestError
+from gateway.device_pools import KeyedPools
 from gateway.events import Draft, Event, format_ts
 from gateway.journal import Journal, journal_stats
 
@@ -167,7 +167,9 @@ class Daemon:
         # add before start(). Must not block.
         self.extra_listeners: list = []
         self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
-        self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
+        # per camera, two waiting at most: a camera that drips its answer delays only its own
+        # alarms' pictures (gateway/device_pools.py)
+        self._snapshot_pool = KeyedPools("alarm-snapshot", workers=1, max_queued=2)
         self.uplink_error: str | None = None             # why the uplink could not start (secrets)
 
     # ---- start ---------------------------------------------------------------
@@ -386,7 +388,7 @@ class Daemon:
                 log.warning("device %s did not stop cleanly: %s", dev_id, e)
         if self.router:
             self.router.stop()
-        self._snapshot_pool.shutdown(wait=False, cancel_futures=True)
+        self._snapshot_pool.shutdown()
         self.core.submit(Draft("gateway.stopped", {"reason": reason}))
         self.core.stop()
         if self.uplink:
@@ -548,7 +550,8 @@ class Daemon:
         self._snapshots_asked[aid] = None
         while len(self._snapshots_asked) > 1000:      # alarm ids are unique; only bound memory
             del self._snapshots_asked[next(iter(self._snapshots_asked))]
-        self._snapshot_pool.submit(self._take_alarm_snapshot, cams, aid, alarm["room"])
+        if not self._snapshot_pool.submit(cams[0], self._take_alarm_snapshot, cams, aid, alarm["room"]):
+            log.warning("no snapshot for alarm %s: camera %s already has alarm pictures waiting", aid, cams[0])
 
     def _take_alarm_snapshot(self, cams: list[str], aid: str, room: str | None = None) -> None:
         for cam in cams:        # the first camera of the room that delivers a frame

@@ -26,7 +26,7 @@ import logging
 import queue
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from drivers.registry import has
 from gateway.core import CommitResult, Core, RequestError
+from gateway.device_pools import KeyedPools
 from gateway.events import Draft, format_ts
 
 log = logging.getLogger("casegate.requests")
@@ -792,7 +793,8 @@ class RequestRouter:
         self.max_bytes = max_bytes
         self.handlers = Handlers(daemon)
         self._q: "queue.Queue[tuple[Request, Args] | None]" = queue.Queue(maxsize=10_000)
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="device-cmd")
+        # per device: a slow camera never holds up a locker/open (gateway/device_pools.py)
+        self._pool = KeyedPools("device-cmd", workers=1, max_queued=8)
         self._inflight: set[str] = set()
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="requests", daemon=True)
@@ -806,7 +808,7 @@ class RequestRouter:
     def stop(self) -> None:
         self._q.put(None)
         self._worker.join(3)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def dispatch(self, command: str, payload: bytes, *, path: str, source: str,
                  reply: Callable[[Request, dict], None] | None = None,
@@ -917,7 +919,13 @@ class RequestRouter:
                 if rid in self._inflight:
                     return  # the first copy will answer
                 self._inflight.add(rid)
-            self._pool.submit(self._device, req, args)
+            key = getattr(args, "locker", None) or getattr(args, "camera", None) or req.command
+            if not self._pool.submit(str(key), self._device, req, args):
+                with self._lock:
+                    self._inflight.discard(rid)
+                self.counts["failed"] += 1
+                self._reply(req, fail(rid, RequestError("busy", f"{key} has too many commands waiting; "
+                                                               "retry when they are done")))
             return
         fn = getattr(self.handlers, spec.handler)
         self.answer(req, lambda core: fn(core, args, src), store=spec.stored)

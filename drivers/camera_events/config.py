@@ -24,7 +24,8 @@ class CameraEventsConfig(DeviceBase):
     reconnect_max_s: float = Field(default=300, gt=0)  # ... capped here
     healthy_s: float = Field(default=60, ge=0)        # a stream that lived this long resets the backoff
     connect_timeout_s: float = Field(default=5, gt=0)  # TCP connect and HTTP answer
-    snapshot_timeout_s: float = Field(default=5, gt=0)
+    snapshot_timeout_s: float = Field(default=5, gt=0)   # the whole answer, not per read
+    snapshot_max_mb: float = Field(default=8, gt=0)   # a bigger answer is refused (streamed to disk meanwhile)
     pull_timeout_s: float = Field(default=5, gt=0)    # ONVIF PullMessages long-poll (Timeout)
     subscription_s: float = Field(default=60, gt=0)   # ONVIF InitialTerminationTime / Renew
     ca_file: str = ""                                 # https: PEM certificate(s) to trust (the camera's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from drivers.camera_events.limits import MAX_XML_PART
 from drivers.camera_events.signals import COVERED, HEARTBEAT, IGNORED, MOTION, MOVED, VIDEO_LOST, Signal
 
 STREAM_PATHS = ("/cgi-bin/eventManager.cgi?action=attach&codes=[All]&heartbeat=5",)
@@ -56,6 +57,8 @@ def decode_part(headers: dict[str, str], body: bytes) -> list[Signal]:
     ctype = headers.get("content-type", "text/plain").lower()
     if ctype.startswith("image/"):
         return [Signal("", IGNORED, False, "image", image=body)]
+    if len(body) > MAX_XML_PART:                 # an event record is a few hundred bytes
+        raise ValueError(f"event part of {len(body)} bytes, more than {MAX_XML_PART}")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -4,8 +4,10 @@ The session thread holds the vendor's event stream (Hikvision/Dahua: a streaming
 with digest auth; ONVIF: a PullPoint loop in its own asyncio loop) and feeds decoded
 signals to the channel state below. The watchdog ends active-only events after
 ``active_expiry_s``, reports stillness, and declares the device offline after
-``offline_s`` without a byte (heartbeats count), aborting a stream that went silent
-without closing. Reconnects back off 5, 10, 15 ... s up to 300 s; a stream that lived
+``offline_s`` without a valid event or heartbeat (bytes that parse as nothing do not count:
+a byte a second is not a heartbeat), aborting a stream that went silent without closing.
+What a camera sends is bounded before it is parsed (limits.py); a camera that breaks a bound
+is a ``device.error`` naming it. Reconnects back off 5, 10, 15 ... s up to 300 s; a stream that lived
 ``healthy_s`` resets the steps.
 
 Journal volume is bounded: ``camera.motion`` / ``camera.tampered`` go out only when a
@@ -32,8 +34,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from drivers.base import CommandError, Driver
-from drivers.common.snapshots import write_snapshot
+from drivers.common.snapshots import NotAJpeg, SnapshotTooLarge, write_snapshot_stream
 from drivers.camera_events import dahua, hikvision
+from drivers.camera_events.limits import (
+    MAX_HEADERS, MAX_JUNK, MAX_LINE, MAX_PART, RATE_CUT_S, RATE_PAUSE_S, Deadline, LimitError, RateLimit, check_origin,
+    trace_into)
 from drivers.camera_events.signals import HEARTBEAT, IGNORED, MOTION, TAMPER_KINDS, Multipart, Signal, boundary_of
 
 HTTP_VENDORS = {"hikvision": hikvision, "dahua": dahua}
@@ -103,7 +108,7 @@ class CameraEventsDriver(Driver):
         self.snapshot_dir = Path(ctx.storage_dir) / "snapshots"
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
-        self._last_bytes = time.monotonic()
+        self._last_bytes = time.monotonic()     # the last valid event or heartbeat (not any byte)
         self._connected = False
         self._sock: socket.socket | None = None
         self._response = None
@@ -117,6 +122,10 @@ class CameraEventsDriver(Driver):
         self._room_motion_at = {r: time.monotonic() for r in rooms}
         self._room_still = {r: False for r in rooms}
         self.stats = {"parts": 0, "signals": 0, "heartbeats": 0, "images": 0, "connects": 0}
+        self._rate = RateLimit()
+        self._dropped = 0                           # parts dropped over the rate, this driver's life
+        self._snapshot_busy = threading.Lock()      # at most one snapshot in flight per camera
+        self._unknown_logged: set[str] = set()      # the first few unknown event names, logged once
 
     # ---- lifecycle -----------------------------------------------------
     def start(self) -> None:
@@ -182,7 +191,7 @@ class CameraEventsDriver(Driver):
                 else:
                     self._http_session()
                 why = "stream ended"
-            except AuthError as e:
+            except (AuthError, LimitError) as e:     # a wrong password, a bound exceeded: device.error
                 why = str(e)
                 self.set_state("error", why)
             except Exception as e:  # noqa: BLE001 - any failure: offline (an untrusted certificate: error), then reconnect
@@ -235,14 +244,26 @@ class CameraEventsDriver(Driver):
                             timeout=httpx.Timeout(connect=t, read=self.cfg.offline_s, write=t, pool=t))
 
     def _http_session(self) -> None:
+        import httpx
         vendor = HTTP_VENDORS[self.cfg.vendor]
         with self._client() as client:
             resp = None
-            for path in vendor.STREAM_PATHS:
-                resp = client.send(client.build_request("GET", self.cfg.url + path), stream=True)
-                if resp.status_code != 404:
-                    break
-                resp.close()
+            # the answer's status line and headers within one deadline (a camera dripping its
+            # headers never sends a part, so the watchdog's offline would not cut it)
+            headers_within = self.cfg.connect_timeout_s * 2
+            with Deadline(headers_within) as dl:
+                for path in vendor.STREAM_PATHS:
+                    try:
+                        resp = client.send(client.build_request("GET", self.cfg.url + path,
+                                                                extensions={"trace": trace_into(dl)}), stream=True)
+                    except httpx.HTTPError:
+                        if dl.expired:
+                            raise StreamError(f"no answer from {self.cfg.url} within {headers_within:g} s "
+                                              "(status line and headers)") from None
+                        raise
+                    if resp.status_code != 404:
+                        break
+                    resp.close()
             self._response = resp
             try:
                 if resp.status_code == 401:
@@ -256,28 +277,51 @@ class CameraEventsDriver(Driver):
                 self._sock = stream.get_extra_info("socket") if stream is not None else None
                 if self.stop_event.is_set():
                     return
-                parts = Multipart(boundary_of(resp.headers.get("content-type", "")) or vendor.DEFAULT_BOUNDARY)
+                parts = Multipart(boundary_of(resp.headers.get("content-type", "")) or vendor.DEFAULT_BOUNDARY,
+                                  max_part=MAX_PART, max_line=MAX_LINE, max_headers=MAX_HEADERS, max_junk=MAX_JUNK)
                 self._connected_now()
+                self._rate = RateLimit()
                 junk = 0
                 for chunk in resp.iter_raw():
-                    self._last_bytes = time.monotonic()
+                    dropped = self._dropped
                     for headers, body in parts.feed(chunk):
-                        self.stats["parts"] += 1
-                        try:
-                            signals = vendor.decode_part(headers, body)
-                        except ValueError as e:
-                            self.frame_bad("unparseable_part")
-                            self.ctx.log.debug("%s: dropped part: %s", self.device_id, e)
-                            continue
-                        self.frame_ok()
-                        self.handle(signals)
-                    if parts.junk_bytes != junk or parts.oversize:
+                        self._stream_part(vendor, headers, body)
+                    if self._dropped != dropped:
+                        # over the rate: read slower (TCP pushes back on the camera) so that a
+                        # flood costs a bounded share of a core until it is cut (bench/hostile_camera.py)
+                        self.stop_event.wait(RATE_PAUSE_S)
+                    if parts.junk_bytes != junk:
                         self.frame_bad("junk_bytes", parts.junk_bytes - junk)
                         junk = parts.junk_bytes
+                    if parts.violation:
+                        self.count("oversize" if parts.oversize else "limit_exceeded")
+                        raise LimitError(f"the camera's event stream broke a bound: {parts.violation}; "
+                                         "reconnecting with backoff (check the camera's firmware)")
+                    if self._rate.over_for() >= RATE_CUT_S:
+                        raise LimitError(f"the camera sent more than {self._rate.rate:g} events a second for "
+                                         f"{RATE_CUT_S:g} s (the excess was dropped); reconnecting with backoff")
                     if self.stop_event.is_set():
                         return
             finally:
                 resp.close()
+
+    def _stream_part(self, vendor, headers: dict[str, str], body: bytes) -> None:
+        """One part of an HTTP event stream: rate-limited, decoded, handled; a part that
+        decodes is what keeps the device online (not the bytes around it)."""
+        self.stats["parts"] += 1
+        if not self._rate.take():
+            self._dropped += 1
+            self.count("rate_limited")
+            return
+        try:
+            signals = vendor.decode_part(headers, body)
+        except ValueError as e:
+            self.frame_bad("unparseable_part")
+            self.ctx.log.debug("%s: dropped part: %s", self.device_id, e)
+            return
+        self._last_bytes = time.monotonic()
+        self.frame_ok()
+        self.handle(signals)
 
     def _onvif_session(self) -> None:
         from drivers.camera_events.onvif import PullPointSession
@@ -288,7 +332,8 @@ class CameraEventsDriver(Driver):
             pull_timeout_s=self.cfg.pull_timeout_s, subscription_s=self.cfg.subscription_s,
             connect_timeout_s=self.cfg.connect_timeout_s,
             on_bytes=self._touch, on_connected=self._connected_now, on_signals=self._onvif_signals,
-            on_bad=self._onvif_bad, verify=self._verify if self._verify is not None else self._tls())
+            on_bad=self._onvif_bad, verify=self._verify if self._verify is not None else self._tls(),
+            url=self.cfg.url)
         self._onvif = session
         try:
             if self.stop_event.is_set():
@@ -297,7 +342,7 @@ class CameraEventsDriver(Driver):
         except asyncio.CancelledError:
             pass
         except Exception as e:
-            if tls_failure(e) is not None:
+            if isinstance(e, LimitError) or tls_failure(e) is not None:
                 raise
             text = f"{e} {getattr(e, 'subcodes', '')}".lower()
             if any(w in text for w in ("401", "unauthorized", "not authorized", "notauthorized", "authenticat")):
@@ -361,7 +406,13 @@ class CameraEventsDriver(Driver):
                 self.stats["images"] += 1
                 continue
             if sig.kind == IGNORED:
-                self.count(f"ignored:{sig.source}")
+                # one counter whatever the camera calls it: a camera inventing names must not
+                # grow the counters (devices output, metrics); the first few names are logged
+                self.count("ignored_event")
+                if len(self._unknown_logged) < 8 and sig.source not in self._unknown_logged:
+                    self._unknown_logged.add(sig.source)
+                    self.ctx.log.info("%s: ignoring event type %r (not motion or tamper)", self.device_id,
+                                      sig.source[:80])
                 continue
             ch = self.resolve_channel(sig.channel)
             if ch is None:
@@ -438,28 +489,68 @@ class CameraEventsDriver(Driver):
                     self._abort_stream()           # silent without closing: drop it and reconnect
 
     # ---- snapshots -----------------------------------------------------
-    def fetch_jpeg(self, channel: str, timeout: float) -> bytes:
-        import httpx
+    def _snapshot_url(self, channel: str, timeout: float) -> str:
         if self.cfg.vendor == "onvif":
             url = self._onvif_snapshot_uri(channel, timeout)
         else:
             url = self.cfg.url + HTTP_VENDORS[self.cfg.vendor].snapshot_path(channel)
         try:
-            with self._client() as client:
-                r = client.get(url, timeout=timeout)
-        except httpx.HTTPError as e:
-            bad_cert = tls_failure(e)
-            if bad_cert is not None:
-                raise CommandError("device_refused", f"snapshot from {self.device_id}: "
-                                                     f"{self._untrusted(bad_cert)}") from None
-            raise CommandError("device_timeout", f"snapshot from {self.device_id}: {self._describe(e)}") from None
-        if r.status_code == 401:
-            raise CommandError("device_refused", f"snapshot from {self.device_id}: "
-                                                 f"{auth_error(r.headers.get('www-authenticate', ''))}")
-        if r.status_code != 200 or not r.content.startswith(b"\xff\xd8"):
-            raise CommandError("device_refused", f"snapshot from {self.device_id}: HTTP {r.status_code}, "
-                                                 f"{r.headers.get('content-type', 'no content type')} (not a JPEG)")
-        return r.content
+            return check_origin(url, self.cfg.url, "the snapshot URI")
+        except LimitError as e:          # never reached: the session checks the URIs it is given
+            raise CommandError("device_refused", f"snapshot from {self.device_id}: {e}") from None
+
+    def fetch_snapshot(self, channel: str, timeout: float, write) -> Any:
+        """GET the channel's picture and hand its chunks to ``write(chunks)`` (which streams them
+        to disk); one deadline of ``timeout`` s for the whole answer, redirects not followed."""
+        import httpx
+        what = f"snapshot from {self.device_id}"
+        with Deadline(timeout) as dl:
+            url = self._snapshot_url(channel, dl.left() or 0.01)
+            try:
+                with self._client() as client, client.stream("GET", url, timeout=max(0.01, dl.left()),
+                                                             extensions={"trace": trace_into(dl)}) as r:
+                    stream = r.extensions.get("network_stream")
+                    dl.watch(stream.get_extra_info("socket") if stream is not None else None)
+                    if r.status_code == 401:
+                        raise CommandError("device_refused", f"{what}: "
+                                                             f"{auth_error(r.headers.get('www-authenticate', ''))}")
+                    if 300 <= r.status_code < 400:
+                        raise CommandError("device_refused", f"{what}: HTTP {r.status_code} redirect to "
+                                                             f"{r.headers.get('location', '?')[:200]!r} not followed "
+                                                             "(pictures are fetched only from the configured url)")
+                    ctype = r.headers.get("content-type", "no content type")
+                    if r.status_code != 200:
+                        raise CommandError("device_refused", f"{what}: HTTP {r.status_code}, {ctype} (not a JPEG)")
+                    cap = int(self.cfg.snapshot_max_mb * (1 << 20))
+                    length = r.headers.get("content-length", "")
+                    if length.strip().isdigit() and int(length) > cap:
+                        raise SnapshotTooLarge(f"larger than {self.cfg.snapshot_max_mb:g} MB "
+                                               f"({int(length)} bytes announced)")
+
+                    def chunks():
+                        for chunk in r.iter_bytes():
+                            dl.check(what)
+                            yield chunk
+                        dl.check(what)           # a socket shut at the deadline may read as a clean end
+                    try:
+                        return write(chunks(), cap)
+                    except NotAJpeg:
+                        raise CommandError("device_refused", f"{what}: HTTP 200, {ctype} (not a JPEG)") from None
+            except SnapshotTooLarge as e:
+                self.count("snapshot_too_large")
+                raise CommandError("device_refused", f"{what}: {e}, the limit of snapshot_max_mb = "
+                                                     f"{self.cfg.snapshot_max_mb:g}; refused") from None
+            except LimitError as e:
+                self.count("snapshot_deadline")
+                raise CommandError("device_timeout", str(e)) from None
+            except httpx.HTTPError as e:
+                bad_cert = tls_failure(e)
+                if bad_cert is not None:
+                    raise CommandError("device_refused", f"{what}: {self._untrusted(bad_cert)}") from None
+                if dl.expired:
+                    self.count("snapshot_deadline")
+                    raise CommandError("device_timeout", f"{what} took longer than {timeout:g} s in all") from None
+                raise CommandError("device_timeout", f"{what}: {self._describe(e)}") from None
 
     def _onvif_snapshot_uri(self, channel: str, timeout: float) -> str:
         session = self._onvif
@@ -467,7 +558,8 @@ class CameraEventsDriver(Driver):
         if not uris and session is not None and session.cam is not None:
             cam = session.cam
             try:
-                session.ask(lambda: session._snapshot_uris(cam), timeout)     # between two pulls
+                # between two pulls, and never longer than asked (the pulls wait meanwhile)
+                session.ask(lambda: asyncio.wait_for(session._snapshot_uris(cam), timeout), timeout + 1)
             except Exception as e:  # noqa: BLE001
                 raise CommandError("device_timeout", f"GetSnapshotUri failed: {self._describe(e)}") from None
             uris = dict(session.snapshot_uris)
@@ -482,13 +574,23 @@ class CameraEventsDriver(Driver):
                  timeout: float | None = None) -> str:
         """Fetch the channel's picture, write it as a 0600 JPEG under snapshots/, emit camera.snapshot."""
         ch = channel or next(iter(self.cfg.channels))
-        jpeg = self.fetch_jpeg(ch, timeout or self.cfg.snapshot_timeout_s)
-        ts = time.time()
-        with self._health_lock:
-            self._snap_n += 1
-            n = self._snap_n
-        camera = self.cfg.camera_id(ch)
-        path = write_snapshot(self.snapshot_dir, camera, reason, n, ts, jpeg)
+        if not self._snapshot_busy.acquire(blocking=False):      # at most one in flight per camera
+            self.count("snapshot_busy")
+            raise CommandError("busy", f"{self.device_id} is already taking a snapshot; "
+                                       "retry when it is done (at most one at a time per camera)")
+        try:
+            ts = time.time()
+            with self._health_lock:
+                self._snap_n += 1
+                n = self._snap_n
+            camera = self.cfg.camera_id(ch)
+            # the configured bound holds whatever the caller allows (a request's 10 s, an alarm's 5 s)
+            limit = min(timeout, self.cfg.snapshot_timeout_s) if timeout else self.cfg.snapshot_timeout_s
+            path = self.fetch_snapshot(
+                ch, limit,
+                lambda chunks, cap: write_snapshot_stream(self.snapshot_dir, camera, reason, n, ts, chunks, cap))
+        finally:
+            self._snapshot_busy.release()
         data = {"camera": camera, "room": self.cfg.channels[ch], "file": str(path), "reason": reason}
         if alarm_id:
             data["alarm_id"] = alarm_id

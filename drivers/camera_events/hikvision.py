@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from drivers.camera_events.limits import MAX_XML_PART, parse_xml
 from drivers.camera_events.signals import COVERED, HEARTBEAT, IGNORED, MOTION, VIDEO_LOST, Signal
 
 STREAM_PATHS = ("/ISAPI/Event/notification/alertStream", "/Event/notification/alertStream")
@@ -37,10 +38,7 @@ def _text(root: ET.Element, name: str) -> str | None:
 
 def parse_alert(xml: bytes) -> list[Signal]:
     """One ``<EventNotificationAlert>`` -> its signal (ValueError if it is not one)."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
-        raise ValueError(f"bad XML: {e}") from None
+    root = parse_xml(xml, "EventNotificationAlert", MAX_XML_PART)     # bounded, no DTD/entities
     if root.tag.rpartition("}")[2] != "EventNotificationAlert":
         raise ValueError(f"not an EventNotificationAlert: <{root.tag.rpartition('}')[2]}>")
     etype = (_text(root, "eventType") or "").lower()

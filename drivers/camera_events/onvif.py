@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 from xml.sax.saxutils import escape
 
+from drivers.camera_events.limits import (
+    MAX_SOAP, Deadline, LimitError, check_origin, parse_xml, read_capped, trace_into)
 from drivers.camera_events.signals import COVERED, IGNORED, MOTION, Signal
 
 NS = {"tt": "http://www.onvif.org/ver10/schema", "wsnt": "http://docs.oasis-open.org/wsn/b-2",
@@ -74,10 +76,7 @@ def _items(el: ET.Element | None) -> dict[str, str]:
 def parse_message(topic: str, message: ET.Element | bytes) -> list[Signal]:
     """One notification (its topic and its ``tt:Message``) -> its signal."""
     if isinstance(message, (bytes, str)):
-        try:
-            message = ET.fromstring(message)
-        except ET.ParseError as e:
-            raise ValueError(f"bad tt:Message XML: {e}") from None
+        message = parse_xml(message if isinstance(message, bytes) else message.encode(), "tt:Message")
     if message.tag.rpartition("}")[2] != "Message":
         found = message.find(".//tt:Message", NS)
         if found is None:
@@ -101,10 +100,7 @@ def parse_message(topic: str, message: ET.Element | bytes) -> list[Signal]:
 
 def parse_pull_response(xml: bytes) -> list[Signal]:
     """A whole PullMessagesResponse envelope -> the signals of its notifications."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
-        raise ValueError(f"bad SOAP XML: {e}") from None
+    root = parse_xml(xml, "SOAP answer")        # bounded (MAX_SOAP, depth), no DTD/entities
     out: list[Signal] = []
     for nm in root.iter(f"{{{NS['wsnt']}}}NotificationMessage"):
         topic = nm.find("wsnt:Topic", NS)
@@ -150,10 +146,7 @@ def read_pull_response(xml: bytes) -> PullResult:
     """A PullMessagesResponse envelope -> its signals, the notifications that could not be
     read (each named, the others still count) and the subscription's time left.
     Raises ValueError for XML that is not an envelope, SoapFault for a fault."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
-        raise ValueError(f"bad SOAP XML: {e}") from None
+    root = parse_xml(xml, "SOAP answer")        # bounded (MAX_SOAP, depth), no DTD/entities
     fault = soap_fault(root)
     if fault is not None:
         raise SoapFault(fault)
@@ -206,6 +199,51 @@ def pull_messages_request(address: str, username: str, password: str, timeout_s:
 _SSL: contextvars.ContextVar[ssl.SSLContext | None] = contextvars.ContextVar("camera_events_onvif_ssl",
                                                                               default=None)
 _patched = False
+# The configured camera's url: every zeep POST of this thread's session goes there or nowhere
+# (set in the session thread's context, which each of its tasks copies).
+_ORIGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("camera_events_onvif_origin", default=None)
+_bounded = False
+
+
+def bound_zeep_posts() -> None:
+    """onvif-zeep-async's transport reads every answer whole and follows redirects (aiohttp's
+    default): a hostile device answered setup with gigabytes (issue 28: RSS 1.93 GB in
+    11.5 s), or sent us to another host with the WS-Security token. Its POSTs now go only to
+    the session's camera (:data:`_ORIGIN`), never follow a redirect, and read at most
+    ``MAX_SOAP`` bytes; the session's ClientTimeout (total) stays the deadline."""
+    global _bounded
+    if _bounded:
+        return
+    from onvif import zeep_aiohttp
+    cls = zeep_aiohttp.AIOHTTPTransport
+    if not hasattr(cls, "_post_internal"):
+        raise RuntimeError("onvif-zeep-async no longer has AIOHTTPTransport._post_internal: answers cannot be bounded")
+
+    async def _post_internal(self, address, message, headers):
+        allowed = _ORIGIN.get()
+        if allowed is not None:
+            check_origin(str(address), allowed, "ONVIF service address")
+        headers = dict(headers or {})
+        headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        response = await self.session.post(address, data=data, headers=headers, proxy=self.proxy,
+                                           timeout=self._client_timeout, allow_redirects=False)
+        try:
+            if response.content_length is not None and response.content_length > MAX_SOAP:
+                raise LimitError(f"ONVIF answer from {address}: {response.content_length} bytes announced, "
+                                 f"more than {MAX_SOAP}")
+            buf = bytearray()
+            async for chunk in response.content.iter_chunked(64 << 10):
+                buf += chunk
+                if len(buf) > MAX_SOAP:
+                    raise LimitError(f"ONVIF answer from {address}: more than {MAX_SOAP} bytes")
+        except BaseException:
+            response.close()
+            raise
+        return response, bytes(buf)
+
+    cls._post_internal = _post_internal
+    _bounded = True
 
 
 def tls_context(ctx: ssl.SSLContext) -> None:
@@ -245,8 +283,9 @@ class PullPointSession:
                  subscription_s: float, connect_timeout_s: float,
                  on_bytes: Callable[[], None], on_connected: Callable[[], None],
                  on_signals: Callable[[list[Signal]], None], on_bad: Callable[[str], None],
-                 verify: ssl.SSLContext | bool = False):
+                 verify: ssl.SSLContext | bool = False, url: str | None = None):
         self.host, self.port, self.username, self.password = host, port, username, password
+        self.url = url or (host if "://" in host else f"http://{host}:{port}")   # the configured camera
         self.pull_timeout_s = pull_timeout_s
         self.subscription_s = subscription_s
         self.connect_timeout_s = connect_timeout_s
@@ -334,13 +373,14 @@ class PullPointSession:
         t = self.connect_timeout_s
         http = httpx.Client(verify=self.verify, timeout=httpx.Timeout(
             connect=t, read=self.pull_timeout_s + t * 2, write=t, pool=t))
+        bound_zeep_posts()
+        _ORIGIN.set(self.url)                  # this thread's tasks copy it (zeep POSTs checked)
         with self._lock:
             self._loop = loop
         try:
             address, params, renew_at = self._call(self._setup())
             term = f"PT{int(self.subscription_s)}S"
             headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{PULL_ACTION}"'}
-            ext = {"trace": self._trace}
             timeout_s = self.pull_timeout_s
             while not self.aborted:
                 if self._asks:
@@ -351,20 +391,28 @@ class PullPointSession:
                     self.renewals += 1
                     renew_at = time.monotonic() + (_duration_s(r) or self.subscription_s)
                 body = pull_messages_request(address, self.username, self.password, timeout_s, 100, params)
+                # one deadline for the whole long-poll (not per read: a byte every few seconds
+                # would hold it forever), at most MAX_SOAP bytes
+                dl = Deadline(timeout_s + t * 2)
+                dl.watch(self._sock)                      # a kept-alive connection: no connect to trace
                 try:
-                    resp = http.post(address, content=body, headers=headers, extensions=ext)
+                    with dl, http.stream("POST", address, content=body, headers=headers,
+                                         extensions={"trace": trace_into(dl, self._trace)}) as resp:
+                        content = read_capped(resp, dl, MAX_SOAP, "PullMessages")
                 except httpx.HTTPError:
                     if self.aborted:
                         return
+                    if dl.expired:
+                        raise LimitError(f"PullMessages took longer than {dl.seconds:g} s in all") from None
                     raise
                 self.pulls += 1
-                self.on_bytes()
                 try:
-                    pulled = read_pull_response(resp.content)
+                    pulled = read_pull_response(content)
                 except ValueError as e:
                     raise SoapFault(f"PullMessages: HTTP {resp.status_code}, {e}") from None
                 if resp.status_code != 200:
                     raise SoapFault(f"PullMessages: HTTP {resp.status_code}")
+                self.on_bytes()                # a valid answer (an empty one after Timeout too) is the heartbeat
                 if pulled.left_s is not None:
                     renew_at = time.monotonic() + pulled.left_s
                 for why in pulled.bad:
@@ -401,7 +449,7 @@ class PullPointSession:
         res = await asyncio.wait_for(events.CreatePullPointSubscription({"InitialTerminationTime": term}),
                                      self.connect_timeout_s * 2)
         ref = res.SubscriptionReference
-        address = ref.Address._value_1
+        address = check_origin(str(ref.Address._value_1), self.url, "the PullPoint subscription address")
         cam.xaddrs[PULLPOINT_NS] = address
         self.subscription = await cam.create_subscription_service("PullPointSubscription")
         params = _reference_parameters(ref)
@@ -410,7 +458,9 @@ class PullPointSession:
         self.on_bytes()
         self.on_connected()
         try:
-            await self._snapshot_uris(cam)
+            await asyncio.wait_for(self._snapshot_uris(cam), self.connect_timeout_s * 3)
+        except LimitError:         # a snapshot URI on another host: the device is misconfigured or hostile
+            raise
         except Exception:          # snapshots are asked again on demand
             pass
         return address, params, renew_at
@@ -435,7 +485,7 @@ class PullPointSession:
             if src and src not in self.snapshot_uris:
                 uri = await cam.get_snapshot_uri(p.token)
                 if uri:
-                    self.snapshot_uris[src] = uri
+                    self.snapshot_uris[src] = check_origin(str(uri), self.url, "the snapshot URI")
 
 
 def _shutdown(sock: socket.socket) -> None:
