@@ -129,6 +129,11 @@ class MetricsConfig(Strict):
         return v
 
 
+class SigningConfig(Strict):
+    """[signing] (SPEC §8 v3): signed chain heads with the device key in <storage.dir>/keys/."""
+    every_s: float = Field(default=60, gt=0)    # journal chain.signed this often while the journal advanced
+
+
 class RoomConfig(Strict):
     id: str = Field(pattern=ID_PATTERN)
     type: Literal[ROOM_TYPES]  # type: ignore[valid-type]
@@ -171,6 +176,7 @@ class Config(Strict):
     devices: list[DeviceConfig] = []
     rules: dict[str, dict[str, Any]] = {}
     alarms: AlarmsConfig = AlarmsConfig()
+    signing: SigningConfig = SigningConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self):

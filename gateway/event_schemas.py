@@ -236,6 +236,13 @@ class JournalShed(Data):
     to_seq: int
 
 
+class ChainSigned(Data):                       # v3 (SPEC §8)
+    seq: int = Field(description="seq of the head covered: the event right before this one")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="first 16 hex of sha256 of the raw public key")
+    sig: str = Field(description="base64 Ed25519 signature over UTF-8 '<center>|<seq>|<hash>'")
+
+
 # ---- alarms ---------------------------------------------------------------------------------
 class Message(Data):
     zh: str
@@ -300,7 +307,7 @@ EVENT_DATA: dict[str, type[Data]] = {
     "identification.started": Identification, "identification.ended": Identification,
     "device.online": Device, "device.offline": Device, "device.error": Device,
     "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
-    "clock.stepped": ClockStepped, "journal.shed": JournalShed,
+    "clock.stepped": ClockStepped, "journal.shed": JournalShed, "chain.signed": ChainSigned,
     "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
     "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
 }
