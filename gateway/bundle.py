@@ -46,6 +46,9 @@ FILES = ("events.jsonl", "chain.jsonl", "signatures.jsonl", "report.html", "READ
 REGISTRY_TYPES = ("person.registered", "person.updated", "custody.ordered")
 # Whose data an event carries: the fields naming persons (SPEC §2).
 PERSON_FIELDS = ("person", "for", "by", "approved_by")
+# Events that belong to a case without naming its persons: recorders of the rooms they are in,
+# escalations and stills of their alarms; and the signatures.
+CANDIDATE_TYPES = ("recording.started", "recording.stopped", "alarm.escalated", "camera.snapshot", SIGNED_TYPE)
 
 
 class BundleError(Exception):
@@ -61,7 +64,10 @@ Row = tuple
 class Source:
     center: str
     registry: Callable[[], Iterable[tuple[int, str, dict]]]     # (seq, type, data) of REGISTRY_TYPES, seq order
-    rows: Callable[[int], Iterator[Row]]                        # every row from a seq on, seq order, shed too
+    # rows from a seq on, in seq order, whose data text contains one of the needles (quoted ids)
+    # or whose type is one of the types given; a superset is fine (the builder decides)
+    candidates: Callable[[int, list[str], tuple[str, ...]], Iterator[Row]]
+    links: Callable[[int, int], Iterator[tuple[int, str, str]]]     # (seq, prev, hash) of every seq in a range
     public_key: bytes | None = None                             # raw 32 bytes, when the origin knows it
     snapshot: Callable[[str], bytes | None] = lambda path: None
     origin: str = "journal"
@@ -205,38 +211,26 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
     await_stop: set[str] = set()               # rooms a case person left while their recorder ran
     included_seqs: set[int] = set()
     signatures: list[dict] = []
-    chain_tmp = tempfile.TemporaryFile(mode="w+b")
-    sig_offsets: list[tuple[int, int]] = []    # (chain.signed seq, chain file length after its line)
-    prev_hash: str | None = None
-    last_seq: int | None = None
-    first_chain: int | None = None
 
     def include(env: dict) -> None:
         if env["seq"] not in included_seqs:
             included_seqs.add(env["seq"])
             included.append(env)
 
-    for row in source.rows(sel.first_seq):
-        seq, typ, data, prev, h = row[0], row[4], row[6], row[7], row[8]
-        if prev is None:                      # elided in the journal: the previous row's hash
-            prev = prev_hash
-        if last_seq is not None and seq != last_seq + 1:
-            raise BundleError(f"the {source.origin} has no seq {last_seq + 1}..{seq - 1} (pruned without its "
-                              f"archive?): the chain cannot be shown from seq {first_chain}")
-        if first_chain is None:
-            first_chain = seq
-        chain_tmp.write(f'{{"seq":{seq},"prev":"{prev}","hash":"{h}"}}\n'.encode())
-        prev_hash, last_seq = h, seq
-        if typ == SIGNED_TYPE:
-            env = _envelope((seq, row[1], row[2], row[3], typ, row[5], data, prev, h))
-            signatures.append(env)
-            sig_offsets.append((seq, chain_tmp.tell()))
-            continue
+    # Candidates: a superset the origin finds fast (its database scans the data text for the
+    # quoted ids); the decisions below are made on the parsed event.
+    needles = sorted({json.dumps(x, ensure_ascii=False) for x in
+                      list(persons) + list(sel.items) + list(sel.orders) + [case_id]})
+    for row in source.candidates(sel.first_seq, needles, CANDIDATE_TYPES):
+        seq, typ, data = row[0], row[4], row[6]
         if data is None or (len(row) > 9 and row[9]):
             continue                          # shed telemetry: its payload is gone, only the link remains
+        if typ == SIGNED_TYPE:
+            signatures.append(_envelope(row))
+            continue
         text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
         if typ.startswith("recording."):
-            env = _envelope((seq, row[1], row[2], row[3], typ, row[5], data, prev, h))
+            env = _envelope(row)
             room = env["data"].get("room") if isinstance(env["data"], dict) else None
             if isinstance(room, str):
                 last_rec[room] = env
@@ -245,16 +239,12 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
                     await_stop.discard(room)
             continue
         if case_pat is None or not case_pat.search(text):
-            if typ == "alarm.escalated" and alarm_ids and '"alarm_id"' in text:
-                env = _envelope((seq, row[1], row[2], row[3], typ, row[5], data, prev, h))
-                if env["data"].get("alarm_id") in alarm_ids:
-                    include(env)
-            elif typ == "camera.snapshot" and alarm_ids:
-                env = _envelope((seq, row[1], row[2], row[3], typ, row[5], data, prev, h))
-                if env["data"].get("alarm_id") in alarm_ids:
+            if typ in ("alarm.escalated", "camera.snapshot") and alarm_ids:
+                env = _envelope(row)
+                if isinstance(env["data"], dict) and env["data"].get("alarm_id") in alarm_ids:
                     include(env)
             continue
-        env = _envelope((seq, row[1], row[2], row[3], typ, row[5], data, prev, h))
+        env = _envelope(row)
         d = env["data"] if isinstance(env["data"], dict) else {}
         refs = _refs(d)
         item = str(d.get("item", "")).upper()
@@ -262,9 +252,6 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
             typ == "custody.ordered" and d.get("case_id") == case_id) or (
             typ == "locker.unlock_requested" and str(d.get("order")) in sel.orders) or (
             typ.startswith("identification.") and d.get("case_id") == case_id)
-        if typ == "person.registered" and d.get("for") in persons and d.get("person"):
-            ours = True
-            persons.add(d["person"])
         if not ours:
             continue
         if refs & set(sel.others) or (other_ids is not None and other_ids.search(text)) or (
@@ -291,15 +278,31 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
         raise BundleError(f"case {case_id!r}: nothing to export")
     included.sort(key=lambda e: e["seq"])
     last_included = included[-1]["seq"]
-    covering = next(((s, off) for s, off in sig_offsets if s > last_included), None)
-    if covering is None:
-        chain_tmp.close()
+    signed_seq = next((s["seq"] for s in signatures if s["seq"] > last_included), None)
+    if signed_seq is None:
         raise BundleError(f"no chain.signed covers seq {last_included} yet: the gateway signs its head every "
                           f"[signing] every_s while the journal advances and at stop; wait for the next one "
                           f"and export again")
-    signed_seq, chain_len = covering
     signatures = [s for s in signatures if s["seq"] <= signed_seq]
-    chain_tmp.truncate(chain_len)
+    # The links: every seq from the first included event to the covering signature.
+    first_chain = included[0]["seq"]
+    chain_tmp = tempfile.TemporaryFile(mode="w+b")
+    expect = first_chain
+    out_lines: list[str] = []
+    for seq, prev, h in source.links(first_chain, signed_seq):
+        if seq != expect:
+            chain_tmp.close()
+            raise BundleError(f"the {source.origin} has no seq {expect}..{seq - 1} (pruned without its archive?): "
+                              f"the chain cannot be shown from seq {first_chain} to {signed_seq}")
+        out_lines.append(f'{{"seq":{seq},"prev":"{prev}","hash":"{h}"}}\n')
+        if len(out_lines) >= 10_000:
+            chain_tmp.write("".join(out_lines).encode())
+            out_lines = []
+        expect = seq + 1
+    chain_tmp.write("".join(out_lines).encode())
+    if expect != signed_seq + 1:
+        chain_tmp.close()
+        raise BundleError(f"the {source.origin} ends at seq {expect - 1}, before the signature at seq {signed_seq}")
     head_sig = signatures[-1]
     key_id = head_sig["data"].get("key_id")
     pub = source.public_key

@@ -7,6 +7,7 @@ beside a running daemon; it never writes to the journal.
 from __future__ import annotations
 
 import heapq
+import json
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -70,7 +71,7 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
     """A bundle Source over a gateway's journal + archive/ (read-only)."""
     from gateway.archive import FILE_RE, archive_dir, archive_files, iter_with_archive, read_envelopes
     from gateway.bundle import REGISTRY_TYPES, Source
-    from gateway.journal import iter_events, open_reader
+    from gateway.journal import EVENT_COLUMNS, iter_events, open_reader
     from gateway.signing import read_public
     conn = open_reader(journal_path)
     adir = archive_dir(storage_dir)
@@ -79,35 +80,67 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
         for ev in iter_with_archive(iter_events(conn, types=REGISTRY_TYPES), adir, REGISTRY_TYPES):
             yield ev.seq, ev.type, ev.data
 
-    def journal_rows(from_seq: int) -> Iterator[tuple]:
-        cur = conn.execute("SELECT seq, id, ts, center, type, source, data, prev, hash, shed FROM events "
-                           "WHERE seq >= ? ORDER BY seq", (from_seq,))
-        prev_hash = None
-        while True:
-            rows = cur.fetchmany(10_000)
-            if not rows:
-                return
-            for r in rows:
-                if r[7] is None:
-                    if prev_hash is None:
-                        got = conn.execute("SELECT hash FROM events WHERE seq = ?", (r[0] - 1,)).fetchone()
-                        prev_hash = got[0] if got else None
-                    r = r[:7] + (prev_hash,) + r[8:]
-                prev_hash = r[8]
+    def archived(from_seq: int, to_seq: int | None = None) -> Iterator[list]:
+        its = [read_envelopes(p) for p in archive_files(adir) if int(FILE_RE.match(p.name).group(2)) >= from_seq
+               and (to_seq is None or int(FILE_RE.match(p.name).group(1)) <= to_seq)]
+        return heapq.merge(*its, key=lambda e: e["seq"]) if its else iter(())
+
+    def candidates(from_seq: int, needles: list[str], types: tuple[str, ...]) -> Iterator[tuple]:
+        wanted = set(types)
+
+        def from_archive():
+            for env in archived(from_seq):
+                if env["seq"] < from_seq or env.get("shed"):
+                    continue
+                text = json.dumps(env.get("data"), ensure_ascii=False)
+                if env["type"] in wanted or any(n in text for n in needles):
+                    yield (env["seq"], env["id"], env["ts"], env["center"], env["type"], env["source"],
+                           env.get("data"), env["prev"], env["hash"], 0)
+
+        def from_journal():
+            # the database scans the data text (C speed); only the hits are read into Python
+            cond = " OR ".join(["type IN (" + ",".join("?" * len(types)) + ")"] +
+                               ["instr(data, ?) > 0"] * len(needles))
+            cur = conn.execute(f"SELECT {EVENT_COLUMNS}, shed FROM events WHERE seq >= ? AND shed = 0 "
+                               f"AND ({cond}) ORDER BY seq", (from_seq, *types, *needles))
+            while True:
+                rows = cur.fetchmany(5000)
+                if not rows:
+                    return
+                yield from rows
+
+        last = 0
+        for r in heapq.merge(from_archive(), from_journal(), key=lambda r: r[0]):
+            if r[0] != last:       # archived twice, or archived and still in the journal: one row
+                last = r[0]
                 yield r
 
-    def archive_rows(path: Path, from_seq: int) -> Iterator[tuple]:
-        for env in read_envelopes(path):
-            if env["seq"] >= from_seq:
-                yield (env["seq"], env["id"], env["ts"], env["center"], env["type"], env["source"],
-                       env.get("data"), env["prev"], env["hash"], 1 if env.get("shed") else 0)
+    def links(from_seq: int, to_seq: int) -> Iterator[tuple[int, str, str]]:
+        def from_journal():
+            cur = conn.execute("SELECT seq, prev, hash FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                               (from_seq, to_seq))
+            prev_hash = None
+            while True:
+                rows = cur.fetchmany(20_000)
+                if not rows:
+                    return
+                for seq, prev, h in rows:
+                    if prev is None:        # elided: the row before's hash (stored wherever that row is absent)
+                        if prev_hash is None:
+                            got = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()
+                            prev_hash = got[0] if got else None
+                        prev = prev_hash
+                    prev_hash = h
+                    yield seq, prev, h
 
-    def rows(from_seq: int) -> Iterator[tuple]:
-        files = [p for p in archive_files(adir) if int(FILE_RE.match(p.name).group(2)) >= from_seq]
+        def from_archive():
+            for env in archived(from_seq, to_seq):
+                if from_seq <= env["seq"] <= to_seq:
+                    yield env["seq"], env["prev"], env["hash"]
+
         last = 0
-        for r in heapq.merge(*(archive_rows(p, from_seq) for p in files), journal_rows(from_seq),
-                             key=lambda r: r[0]):
-            if r[0] != last:           # archived twice, or archived and still in the journal: one row
+        for r in heapq.merge(from_archive(), from_journal(), key=lambda r: r[0]):
+            if r[0] != last:
                 last = r[0]
                 yield r
 
@@ -123,7 +156,7 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
         except OSError:
             return None
 
-    return Source(center, registry, rows, read_public(storage_dir), snapshot, "journal"), conn
+    return Source(center, registry, candidates, links, read_public(storage_dir), snapshot, "journal"), conn
 
 
 def cmd_case_export(args) -> int:

@@ -394,3 +394,30 @@ def test_report_renders_with_a_timeline_per_person(day, tmp_path):
     sa1 = re.search(r"<svg[^>]*data-person=\"SA1\".*?</svg>", dom, re.S).group(0)
     assert "刑事诉讼法 第119条" in sa1 and "12 h" in sa1          # the detention clock against its limit
     assert "100%" in dom and "0%" in dom                           # recording coverage per interrogation
+
+
+# ---- a real daemon: identity on MQTT, the head signed at stop ----------------------------------
+
+def test_daemon_publishes_its_identity_and_signs_its_head_at_stop(tmp_path, mosquitto):
+    from brokers import Subscriber
+    from central.contract_util import problems
+    from daemon_util import DaemonProcess, write_config
+    sub = Subscriber(mosquitto.port, ["casegate/t-center/state/identity", "casegate/t-center/events/chain/#"])
+    toml = write_config(tmp_path, mosquitto.port, extra="[signing]\nevery_s = 0.2\n")
+    d = DaemonProcess(toml).start()
+    try:
+        msg = sub.wait_for(lambda m: m.topic.endswith("/state/identity"), timeout=30)
+        ident = json.loads(msg.payload)
+        assert problems(msg.topic, ident) == []
+        shown = json.loads(cli("keys", "show", "--json", config=toml, check=True).stdout)
+        assert ident == {"center": "t-center", "key_id": shown["key_id"], "public_key": shown["public_key"]}
+        signed = sub.wait_for(lambda m: m.topic == "casegate/t-center/events/chain/signed", timeout=30)
+        env = json.loads(signed.payload)
+        assert problems(signed.topic, env) == []
+        assert verify_head("t-center", env["data"], load_public_key(shown["public_key"])) is None
+    finally:
+        assert d.terminate() == 0
+    conn = open_reader(tmp_path / "state" / "journal.db")
+    last = conn.execute("SELECT seq, type, data FROM events ORDER BY seq DESC LIMIT 2").fetchall()
+    assert last[0][1] == "chain.signed" and last[1][1] == "gateway.stopped"
+    assert json.loads(last[0][2])["seq"] == last[1][0]

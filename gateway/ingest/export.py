@@ -25,12 +25,10 @@ def central_source(store, center: str, public_key: bytes | None = None) -> Sourc
                                           f"AND type IN ({types}) ORDER BY seq", (center, *REGISTRY_TYPES)):
             yield seq, typ, json.loads(data) if isinstance(data, (str, bytes)) else data
 
-    def rows(from_seq: int) -> Iterator[tuple]:
-        sql = (f"SELECT seq, id, ts, center, type, source, {data_col}, prev, hash, 0 FROM events "
-               f"WHERE center = {p} AND seq >= {p} ORDER BY seq")
+    def stream(sql: str, args: tuple) -> Iterator[tuple]:
         cur = store.conn.cursor(name="casegate_bundle") if pg else store.conn.cursor()
         try:
-            cur.execute(sql, (center, from_seq))
+            cur.execute(sql, args)
             while True:
                 batch = cur.fetchmany(10_000)
                 if not batch:
@@ -39,6 +37,18 @@ def central_source(store, center: str, public_key: bytes | None = None) -> Sourc
         finally:
             cur.close()
             store.conn.commit()
+
+    def candidates(from_seq: int, needles: list[str], types: tuple[str, ...]) -> Iterator[tuple]:
+        # the database scans the data text; jsonb's text form keeps every string quoted as JSON
+        find = "strpos(data::text, %s) > 0" if pg else "instr(data, ?) > 0"
+        cond = " OR ".join([f"type IN ({','.join([p] * len(types))})"] + [find] * len(needles))
+        yield from stream(f"SELECT seq, id, ts, center, type, source, {data_col}, prev, hash, 0 FROM events "
+                          f"WHERE center = {p} AND seq >= {p} AND ({cond}) ORDER BY seq",
+                          (center, from_seq, *types, *needles))
+
+    def links(from_seq: int, to_seq: int) -> Iterator[tuple[int, str, str]]:
+        yield from stream(f"SELECT seq, prev, hash FROM events WHERE center = {p} AND seq >= {p} AND seq <= {p} "
+                          f"ORDER BY seq", (center, from_seq, to_seq))
 
     if public_key is None:
         got = store._rows(f"SELECT payload FROM state WHERE center = {p} AND topic = {p}", (center, "identity"))
@@ -50,7 +60,7 @@ def central_source(store, center: str, public_key: bytes | None = None) -> Sourc
                 public_key = load_public_key(payload["public_key"])
             except (ValueError, KeyError, TypeError):
                 public_key = None
-    return Source(center, registry, rows, public_key, origin="central database")
+    return Source(center, registry, candidates, links, public_key, origin="central database")
 
 
 def cmd_ingest_export(args, center: str, case_id: str) -> int:
