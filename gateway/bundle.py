@@ -161,6 +161,15 @@ def _envelope(row: Row) -> dict:
             "data": data, "prev": prev, "hash": h}
 
 
+def _line(env: dict) -> str:
+    """One envelope a line, its data in canonical form (sorted keys): the same bytes whatever
+    the origin (PostgreSQL's jsonb reorders keys)."""
+    return (json.dumps({k: env[k] for k in ("id", "seq", "ts", "center", "type", "source")}, ensure_ascii=False,
+                       separators=(",", ":"))[:-1]
+            + ',"data":' + json.dumps(env["data"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            + f',"prev":"{env["prev"]}","hash":"{env["hash"]}"}}\n')
+
+
 def _ranges(seqs: list[int]) -> list[list[int]]:
     out: list[list[int]] = []
     for s in seqs:
@@ -332,10 +341,8 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
     from gateway.case_report import render
     report = render(meta, included, sel, snapshots, room_names or {}, room_types or {})
     files: dict[str, bytes] = {
-        "events.jsonl": "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n"
-                                for e in included).encode(),
-        "signatures.jsonl": "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n"
-                                    for e in signatures).encode(),
+        "events.jsonl": "".join(map(_line, included)).encode(),
+        "signatures.jsonl": "".join(map(_line, signatures)).encode(),
         "report.html": report.encode(),
         "README.txt": README.format(case=case_id, center=source.center, key_id=key_id).encode(),
     }

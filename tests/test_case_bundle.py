@@ -308,27 +308,30 @@ def test_verify_api_on_a_good_bundle(day):
 
 # ---- from the central database after the gateway pruned ----------------------------------------
 
-def _central_db(day, path: Path) -> str:
+def _central_db(day, url: str) -> str:
+    """The day's events stored as `casegate ingest` stores them (docs/central-schema.sql)."""
     from gateway.ingest.store import Store
-    url = f"sqlite:///{path}"
     store = Store.open(url)
     store.migrate()
     conn = open_reader(day["state"] / "journal.db")
     from gateway.journal import iter_events
+    at = "2026-12-06T06:00:00.000+00:00"
     rows = [(e.center, e.seq, e.id, e.ts, e.type, e.source, json.dumps(e.data, ensure_ascii=False), e.prev,
-             e.hash, 1, "2026-12-06T06:00:00.000+00:00") for e in iter_events(conn)]
-    store.conn.executemany("INSERT INTO events (center, seq, id, ts, type, source, data, prev, hash, chain_ok, "
-                           "received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+             e.hash, True, at) for e in iter_events(conn)]
     ident = {"center": "t-center", "key_id": day["export"]["key_id"], "public_key": public_key(day)}
-    store.conn.execute("INSERT INTO state (center, topic, payload, received_at) VALUES (?,?,?,?)",
-                       ("t-center", "identity", json.dumps(ident), "2026-12-06T06:00:00.000+00:00"))
+    cast = "::jsonb" if store.dialect == "postgresql" else ""
+    cur = store.conn.cursor()
+    cur.executemany(f"INSERT INTO events (center, seq, id, ts, type, source, data, prev, hash, chain_ok, "
+                    f"received_at) VALUES (?,?,?,?,?,?,?{cast},?,?,?,?)".replace("?", store.p), rows)
+    cur.execute(f"INSERT INTO state (center, topic, payload, received_at) VALUES (?,?,?{cast},?)".replace(
+        "?", store.p), ("t-center", "identity", json.dumps(ident), at))
     store.conn.commit()
     store.close()
     return url
 
 
 def test_the_same_bundle_from_the_central_database_after_pruning(day, tmp_path):
-    url = _central_db(day, tmp_path / "central.db")
+    url = _central_db(day, f"sqlite:///{tmp_path / 'central.db'}")
     # the gateway prunes the whole day (archived), then loses the archive too
     state = tmp_path / "state"
     shutil.copytree(day["state"], state)
@@ -353,6 +356,16 @@ def test_the_same_bundle_from_the_central_database_after_pruning(day, tmp_path):
         assert read_zip_member(from_archive, name) == original, name
         assert read_zip_member(central, name) == original, name
     assert json.loads(read_zip_member(central, "manifest.json"))["public_key"] == public_key(day)
+
+
+def test_the_same_bundle_from_postgresql(day, tmp_path, postgres):
+    url = _central_db(day, postgres.url)
+    central = tmp_path / "central.zip"
+    r = cli("ingest", "export", "t-center", CASE_A, "--db", url, "--out", central, config=day["toml"])
+    assert r.returncode == 0, r.stderr
+    for name in ("events.jsonl", "chain.jsonl", "signatures.jsonl"):
+        assert read_zip_member(central, name) == read_zip_member(day["zip"], name), name
+    assert verify_fast(central, public_key(day)).returncode == 0
 
 
 # ---- report.html in a real browser ------------------------------------------------------------
