@@ -471,7 +471,7 @@ def test_journal_verify_ok_on_live_journal(center):
 # ---- journal verify on a tampered journal -------------------------------------------------------------
 def _small_journal(tmp_path) -> Path:
     cfg = write_config(tmp_path, None)
-    for _ in range(2):                       # gateway.started + gateway.stopped, twice
+    for _ in range(2):                       # gateway.started + gateway.stopped + chain.signed, twice
         d = DaemonProcess(cfg).start()
         assert d.terminate() == 0
     return cfg
@@ -480,7 +480,7 @@ def _small_journal(tmp_path) -> Path:
 def test_journal_verify_names_the_tampered_seq(tmp_path):
     cfg = _small_journal(tmp_path)
     ok = cli("journal", "verify", config=cfg)
-    assert ok.returncode == 0 and ok.stdout.startswith("journal OK: 4 events, seq 1..4")
+    assert ok.returncode == 0 and ok.stdout.startswith("journal OK: 6 events, seq 1..6")
     db = tmp_path / "state" / "journal.db"
     with sqlite3.connect(db) as c:
         c.execute("""UPDATE events SET data = '{"reason":"nothing happened"}' WHERE seq = 2""")

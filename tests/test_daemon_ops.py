@@ -46,8 +46,8 @@ def test_status_without_mqtt_and_restart_replays(tmp_path):
     d.start()
     try:
         st = d.status()
-        # gateway.started, gateway.stopped, gateway.started: seq continues across restarts
-        assert st["journal"]["last_seq"] == 3
+        # gateway.started, gateway.stopped, chain.signed (SPEC §8), gateway.started: seq continues
+        assert st["journal"]["last_seq"] == 4
     finally:
         d.stop()
     assert cli("journal", "verify", config=cfg).returncode == 0
