@@ -434,3 +434,21 @@ def test_daemon_publishes_its_identity_and_signs_its_head_at_stop(tmp_path, mosq
     last = conn.execute("SELECT seq, type, data FROM events ORDER BY seq DESC LIMIT 2").fetchall()
     assert last[0][1] == "chain.signed" and last[1][1] == "gateway.stopped"
     assert json.loads(last[0][2])["seq"] == last[1][0]
+
+
+def test_export_waits_for_a_signature_over_the_case(day, tmp_path):
+    """An event of the case after the last chain.signed: export refuses and says what to do."""
+    from gateway.bundle import BundleError, export_case
+    from gateway.case_cli import journal_source
+    from gateway.events import Draft, seal
+    state = tmp_path / "state"
+    shutil.copytree(day["state"], state)
+    j = Journal(state / "journal.db")
+    j.append([seal(Draft("person.rest", {"person": "SA1", "kind": "rest", "from": "2026-12-06T06:00:00Z",
+                                         "by": "O1"}, "test"), j.last_seq + 1, "t-center", j.last_hash, time.time())])
+    j.close()
+    source, conn = journal_source(state, state / "journal.db", "t-center")
+    with pytest.raises(BundleError, match=r"no chain.signed covers seq \d+ yet.*every_s"):
+        export_case(source, CASE_A, tmp_path / "x.zip")
+    conn.close()
+    assert not (tmp_path / "x.zip").exists()
