@@ -192,6 +192,9 @@ def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_
                          article, loc, room_label, is_interrogation))
     inter = [(r, a, b) for r, a, b in stays if is_interrogation(r)]
     if inter:
+        out.append("<p class='muted'>录制比例按录音录像设备报告的开始/停止计算;设备停止报告时规则视为未录制(见报警)。"
+                   "Recorded share from the recorder's start/stop reports; a recorder that stops reporting counts "
+                   "as not recording for the alarms.</p>")
         out.append("<table><tr><th>讯问/询问 Interrogation</th><th>开始 from</th><th>结束 to</th><th>时长 duration</th>"
                    "<th>同步录音录像 recorded</th></tr>")
         for r, a, b in inter:
@@ -309,12 +312,18 @@ def _alarms(events: list[dict], loc, room_label) -> str:
     if not alarms:
         out.append("<p>无 none</p>")
         return "".join(out)
+    from rules.catalog import CATALOG
+    out.append("<p class='muted'>报警由网关按法律规定自动产生;确认表示值班民警已知悉,消除表示情况已结束。Alarms are raised "
+               "automatically where the law is not met; acknowledged = an officer took note, cleared = the situation "
+               "ended.</p>")
     out.append("<table><tr><th>报警 Alarm</th><th>房间 room</th><th>发生 raised</th><th>确认 acknowledged (by)</th>"
                "<th>消除 cleared</th><th>法律依据 legal basis</th></tr>")
     for aid, a in sorted(alarms.items(), key=lambda kv: kv[1]["raised"] or ""):
         msg = a["message"] if isinstance(a["message"], dict) else {}
         acks = "<br>".join(f"{_e(loc(t))} {_e(by)}{' — ' + _e(note) if note else ''}" for t, by, note in a["acks"])
-        out.append(f"<tr><td><b>{_e(a['code'])}</b> ({_e(a['severity'])})<br>{_e(msg.get('zh'))}<br>"
+        spec = CATALOG.get(a["code"])
+        title = f"{spec.zh} {spec.en}" if spec else a["code"]
+        out.append(f"<tr><td><b>{_e(title)}</b> ({_e(a['severity'])}, {_e(a['code'])})<br>{_e(msg.get('zh'))}<br>"
                    f"<span class='muted'>{_e(msg.get('en'))}</span>"
                    f"{'<br>升级 escalated to level ' + str(a['escalated']) if a['escalated'] else ''}</td>"
                    f"<td>{_e(room_label(a['room']) if a['room'] else '-')}</td><td>{_e(loc(a['raised']))}</td>"
