@@ -85,6 +85,10 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
                and (to_seq is None or int(FILE_RE.match(p.name).group(1)) <= to_seq)]
         return heapq.merge(*its, key=lambda e: e["seq"]) if its else iter(())
 
+    def has_archive(from_seq: int, to_seq: int | None = None) -> bool:
+        return any(int(FILE_RE.match(p.name).group(2)) >= from_seq and (
+            to_seq is None or int(FILE_RE.match(p.name).group(1)) <= to_seq) for p in archive_files(adir))
+
     def candidates(from_seq: int, needles: list[str], types: tuple[str, ...]) -> Iterator[tuple]:
         wanted = set(types)
 
@@ -109,6 +113,9 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
                     return
                 yield from rows
 
+        if not has_archive(from_seq):
+            yield from from_journal()
+            return
         last = 0
         for r in heapq.merge(from_archive(), from_journal(), key=lambda r: r[0]):
             if r[0] != last:       # archived twice, or archived and still in the journal: one row
@@ -138,6 +145,9 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
                 if from_seq <= env["seq"] <= to_seq:
                     yield env["seq"], env["prev"], env["hash"]
 
+        if not has_archive(from_seq, to_seq):
+            yield from from_journal()
+            return
         last = 0
         for r in heapq.merge(from_archive(), from_journal(), key=lambda r: r[0]):
             if r[0] != last:
