@@ -164,6 +164,11 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         raise CliError(str(e), EXIT_USAGE)
     _check_storage_dir(cfg)
+    from gateway.signing import KeyFileError, load_or_create
+    try:
+        load_or_create(cfg.storage_dir, cfg.center.id)      # SPEC §8: the device key, made at the first start
+    except (KeyFileError, OSError) as e:
+        raise CliError(f"device key: {e}", EXIT_USAGE)
     setup_logging(args.log_level)
     return run(cfg, path)
 

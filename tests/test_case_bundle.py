@@ -452,3 +452,15 @@ def test_export_waits_for_a_signature_over_the_case(day, tmp_path):
         export_case(source, CASE_A, tmp_path / "x.zip")
     conn.close()
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_a_damaged_device_key_stops_run_with_how_to_fix(tmp_path):
+    from daemon_util import write_config
+    toml = write_config(tmp_path, None)
+    keys = tmp_path / "state" / "keys"
+    keys.mkdir(parents=True)
+    (keys / "device.key").write_text("not a key\n")
+    r = cli("run", config=toml, timeout=60)
+    assert r.returncode == 2 and "device.key: cannot read the device key" in r.stderr \
+        and "restore it from the backup" in r.stderr, r.stderr
+    assert (keys / "device.key").read_text() == "not a key\n"          # never silently replaced
