@@ -71,6 +71,7 @@ class Source:
     public_key: bytes | None = None                             # raw 32 bytes, when the origin knows it
     snapshot: Callable[[str], bytes | None] = lambda path: None
     origin: str = "journal"
+    canonical_data: bool = False      # data text is already canonical JSON (the journal's): written as is
 
 
 @dataclass
@@ -161,13 +162,14 @@ def _envelope(row: Row) -> dict:
             "data": data, "prev": prev, "hash": h}
 
 
-def _line(env: dict) -> str:
+def _line(env: dict, data_text: str | None = None) -> str:
     """One envelope a line, its data in canonical form (sorted keys): the same bytes whatever
-    the origin (PostgreSQL's jsonb reorders keys)."""
+    the origin (PostgreSQL's jsonb reorders keys). ``data_text``: the data already canonical."""
+    if data_text is None:
+        data_text = json.dumps(env["data"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return (json.dumps({k: env[k] for k in ("id", "seq", "ts", "center", "type", "source")}, ensure_ascii=False,
                        separators=(",", ":"))[:-1]
-            + ',"data":' + json.dumps(env["data"], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            + f',"prev":"{env["prev"]}","hash":"{env["hash"]}"}}\n')
+            + ',"data":' + data_text + f',"prev":"{env["prev"]}","hash":"{env["hash"]}"}}\n')
 
 
 def _ranges(seqs: list[int]) -> list[list[int]]:
@@ -221,7 +223,11 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
     included_seqs: set[int] = set()
     signatures: list[dict] = []
 
-    def include(env: dict) -> None:
+    raw_data: dict[int, str] = {}             # seq -> canonical data text, when the origin keeps it so
+
+    def include(env: dict, text: str | None = None) -> None:
+        if source.canonical_data and isinstance(text, str):
+            raw_data[env["seq"]] = text
         if env["seq"] not in included_seqs:
             included_seqs.add(env["seq"])
             included.append(env)
@@ -267,7 +273,7 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
                 other_names is not None and other_names.search(text)):
             withheld += 1                     # names a person of another case: only its link leaves
             continue
-        include(env)
+        include(env, data)
         if typ.startswith("alarm.") and d.get("alarm_id"):
             alarm_ids.add(d["alarm_id"])
         room = d.get("room")
@@ -341,7 +347,7 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
     from gateway.case_report import render
     report = render(meta, included, sel, snapshots, room_names or {}, room_types or {})
     files: dict[str, bytes] = {
-        "events.jsonl": "".join(map(_line, included)).encode(),
+        "events.jsonl": "".join(_line(e, raw_data.get(e["seq"])) for e in included).encode(),
         "signatures.jsonl": "".join(map(_line, signatures)).encode(),
         "report.html": report.encode(),
         "README.txt": README.format(case=case_id, center=source.center, key_id=key_id).encode(),

@@ -166,7 +166,8 @@ def journal_source(storage_dir: Path, journal_path: Path, center: str):
         except OSError:
             return None
 
-    return Source(center, registry, candidates, links, read_public(storage_dir), snapshot, "journal"), conn
+    return Source(center, registry, candidates, links, read_public(storage_dir), snapshot, "journal",
+                  canonical_data=True), conn
 
 
 def cmd_case_export(args) -> int:

@@ -434,6 +434,9 @@ def test_daemon_publishes_its_identity_and_signs_its_head_at_stop(tmp_path, mosq
     last = conn.execute("SELECT seq, type, data FROM events ORDER BY seq DESC LIMIT 2").fetchall()
     assert last[0][1] == "chain.signed" and last[1][1] == "gateway.stopped"
     assert json.loads(last[0][2])["seq"] == last[1][0]
+    # the signature at stop went out before the uplink stopped (central gets the signed head)
+    sub.wait_for(lambda m: m.topic.endswith("/chain/signed") and json.loads(m.payload)["seq"] == last[0][0],
+                 timeout=10)
 
 
 def test_export_waits_for_a_signature_over_the_case(day, tmp_path):
