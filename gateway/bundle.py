@@ -366,21 +366,26 @@ def export_case(source: Source, case_id: str, out: str | os.PathLike, *, timezon
     manifest = dict(meta, files=dict(sorted(digests.items())))
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        z.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
-        for name in ("README.txt", "report.html", "events.jsonl", "signatures.jsonl"):
-            z.writestr(name, files[name])
-        chain_tmp.seek(0)
-        with z.open("chain.jsonl", "w", force_zip64=True) as f:
-            while True:
-                chunk = chain_tmp.read(1 << 20)
-                if not chunk:
-                    break
-                f.write(chunk)
-        for name, blob in sorted(snapshots.items()):
-            z.writestr(name, blob)
-    chain_tmp.close()
-    os.replace(tmp, out)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            z.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
+            for name in ("README.txt", "report.html", "events.jsonl", "signatures.jsonl"):
+                z.writestr(name, files[name])
+            chain_tmp.seek(0)
+            with z.open("chain.jsonl", "w", force_zip64=True) as f:
+                while True:
+                    chunk = chain_tmp.read(1 << 20)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+            for name, blob in sorted(snapshots.items()):
+                z.writestr(name, blob)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)          # never a half-written bundle under either name
+        raise
+    finally:
+        chain_tmp.close()
     return ExportResult(out, len(included), withheld, included[0]["seq"], signed_seq, key_id)
 
 

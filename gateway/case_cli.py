@@ -185,6 +185,8 @@ def cmd_case_export(args) -> int:
                           room_types={r.id: r.type for r in cfg.rooms})
     except BundleError as e:
         return _fail(str(e))
+    except OSError as e:
+        return _fail(f"--out {args.out}: cannot write it ({e.strerror or e})")
     finally:
         conn.close()
     return report_export(res, args.case_id, args.json, emit_json)

@@ -95,6 +95,8 @@ def cmd_ingest_export(args, center: str, case_id: str) -> int:
                           center_name=name, room_names=room_names, room_types=room_types)
     except BundleError as e:
         return _fail(str(e), EXIT_FAILED)
+    except OSError as e:
+        return _fail(f"--out {args.out}: cannot write it ({e.strerror or e})", EXIT_FAILED)
     finally:
         store.close()
     return report_export(res, case_id, args.json, emit_json)
