@@ -531,6 +531,7 @@ def verify_bundle(path: str | os.PathLike, key: bytes | None = None) -> VerifyRe
 
         seqs: list[int] = []
         prev_seq = 0
+        case_named = False         # the manifest's case label is unsigned: an event must name the case
         for i, env in ev_lines:
             if env is None:
                 problems.append((prev_seq + 1, "data changed", f"events.jsonl line {i} is not JSON"))
@@ -542,6 +543,10 @@ def verify_bundle(path: str | os.PathLike, key: bytes | None = None) -> VerifyRe
                 problems.append((seq, "order", f"events.jsonl line {i}: seq {seq} after seq {prev_seq}"))
             prev_seq = max(prev_seq, seq)
             seqs.append(seq)
+            d = env.get("data") if isinstance(env.get("data"), dict) else {}
+            changes = d.get("changes") if isinstance(d.get("changes"), dict) else {}
+            if manifest.get("case") is not None and manifest.get("case") in (d.get("case_id"), changes.get("case_id")):
+                case_named = True
         try:
             listed = _expand(manifest.get("seqs"))
         except (ValueError, TypeError, IndexError):
@@ -604,6 +609,8 @@ def verify_bundle(path: str | os.PathLike, key: bytes | None = None) -> VerifyRe
         if problems:
             seq, reason, detail = min(problems, key=lambda p: p[0])
             return bad(seq, reason, detail)
+        if not case_named:
+            return bad(None, "manifest", f"no event of the bundle names case {manifest.get('case')!r}")
         # the files themselves, as the manifest lists them
         files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
         for name in FILES:

@@ -301,6 +301,15 @@ def test_a_file_changed_outside_the_chain_fails_the_manifest(day, tmp_path):
     assert r.returncode == 1 and r.stdout.startswith("bad at the bundle: manifest (report.html"), r.stdout
 
 
+def test_a_bundle_relabelled_as_another_case_fails_the_manifest(day, tmp_path):
+    z = _copy(day, tmp_path)
+    m = json.loads(read_zip_member(z, "manifest.json"))
+    m["case"] = "C-2026-999"
+    rewrite_zip(z, {"manifest.json": json.dumps(m).encode()})
+    r = verify_fast(z, public_key(day))
+    assert r.returncode == 1 and "no event of the bundle names case 'C-2026-999'" in r.stdout, r.stdout
+
+
 def test_verify_api_on_a_good_bundle(day):
     res = verify_bundle(day["zip"], load_public_key(public_key(day)))
     assert res.ok and res.warning is None
