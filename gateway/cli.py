@@ -164,6 +164,11 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         raise CliError(str(e), EXIT_USAGE)
     _check_storage_dir(cfg)
+    from gateway.signing import KeyFileError, load_or_create
+    try:
+        load_or_create(cfg.storage_dir, cfg.center.id)      # SPEC §8: the device key, made at the first start
+    except (KeyFileError, OSError) as e:
+        raise CliError(f"device key: {e}", EXIT_USAGE)
     setup_logging(args.log_level)
     return run(cfg, path)
 
@@ -976,6 +981,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="print one screen and exit (also when not a terminal)")
     from gateway.ingest.cli import add_parser as add_ingest_parser
     add_ingest_parser(sub)          # casegate ingest (SPEC §6), gateway/ingest/
+    from gateway.case_cli import add_parsers as add_case_parsers
+    add_case_parsers(sub)           # casegate case export|verify, keys show (SPEC §8), gateway/case_cli.py
 
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")

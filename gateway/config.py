@@ -129,6 +129,11 @@ class MetricsConfig(Strict):
         return v
 
 
+class SigningConfig(Strict):
+    """[signing] (SPEC §8 v3): signed chain heads with the device key in <storage.dir>/keys/."""
+    every_s: float = Field(default=60, gt=0)    # journal chain.signed this often while the journal advanced
+
+
 class RoomConfig(Strict):
     id: str = Field(pattern=ID_PATTERN)
     type: Literal[ROOM_TYPES]  # type: ignore[valid-type]
@@ -177,6 +182,7 @@ class Config(Strict):
     rules: dict[str, Any] = {}      # [rules.<code>] tables, and [rules] legal_disabled_reason (DOMAIN v3)
     alarms: AlarmsConfig = AlarmsConfig()
     clock: ClockConfig = ClockConfig()
+    signing: SigningConfig = SigningConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self):

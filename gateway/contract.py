@@ -83,6 +83,14 @@ class StateAlarms(BaseModel):
     active: list[AlarmState]
 
 
+class StateIdentity(BaseModel):
+    """P/state/identity (v3, SPEC §8): the center's public key for verifying chain.signed."""
+    model_config = ConfigDict(extra="allow")
+    center: str
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
+
+
 ErrorCode = Literal["bad_request", "unknown_command", "not_found", "conflict", "forbidden", "busy",
                     "device_timeout", "device_refused", "no_face", "several_faces"]
 
@@ -111,7 +119,8 @@ def _schemas() -> dict[str, Any]:
     from gateway.requests import COMMANDS
     models: list[tuple[type[BaseModel], str]] = [(Envelope, "validation"), (StateGateway, "validation"),
                                                  (StateDevice, "validation"), (StateOccupancy, "validation"),
-                                                 (StateAlarms, "validation"), (Response, "validation")]
+                                                 (StateAlarms, "validation"), (StateIdentity, "validation"),
+                                                 (Response, "validation")]
     models += [(m, "validation") for m in dict.fromkeys(EVENT_DATA.values())]
     models += [(c.model, "validation") for c in COMMANDS.values()]
     keys, top = models_json_schema(models, ref_template=REF, by_alias=True)
@@ -152,7 +161,8 @@ def build() -> dict[str, Any]:
         messages[key] = _msg(t, _type_key(t), f"a {t} event (SPEC §2)")
         (alarm_msgs if t.startswith("alarm.") else event_msgs)[key] = {"$ref": f"#/components/messages/{key}"}
     for name, model in (("StateGateway", StateGateway), ("StateDevice", StateDevice),
-                        ("StateOccupancy", StateOccupancy), ("StateAlarms", StateAlarms), ("Response", Response)):
+                        ("StateOccupancy", StateOccupancy), ("StateAlarms", StateAlarms),
+                        ("StateIdentity", StateIdentity), ("Response", Response)):
         messages[name] = _msg(name, name, (model.__doc__ or name).strip().splitlines()[0])
     channels: dict[str, Any] = {
         "events": {"address": "casegate/{center}/events/{domain}/{action}",
@@ -175,6 +185,9 @@ def build() -> dict[str, Any]:
         "stateAlarms": {"address": "casegate/{center}/state/alarms", "parameters": {"center": center},
                         "description": "retained; active and cleared-unacknowledged alarms",
                         "messages": {"StateAlarms": {"$ref": "#/components/messages/StateAlarms"}}},
+        "stateIdentity": {"address": "casegate/{center}/state/identity", "parameters": {"center": center},
+                          "description": "retained; the key that signs chain.signed (SPEC §8)",
+                          "messages": {"StateIdentity": {"$ref": "#/components/messages/StateIdentity"}}},
     }
     operations: dict[str, Any] = {
         "publishEvents": {"action": "send", "channel": {"$ref": "#/channels/events"}},
@@ -183,6 +196,7 @@ def build() -> dict[str, Any]:
         "publishStateDevice": {"action": "send", "channel": {"$ref": "#/channels/stateDevice"}},
         "publishStateOccupancy": {"action": "send", "channel": {"$ref": "#/channels/stateOccupancy"}},
         "publishStateAlarms": {"action": "send", "channel": {"$ref": "#/channels/stateAlarms"}},
+        "publishStateIdentity": {"action": "send", "channel": {"$ref": "#/channels/stateIdentity"}},
     }
     for command, model in ((name, c.model) for name, c in COMMANDS.items()):
         cid = "".join(w.capitalize() for w in command.replace("/", "_").split("_"))
@@ -226,7 +240,8 @@ def schema_name_for(topic: str, payload: Any, prefix: str = "casegate") -> str |
         t = payload.get("type") if isinstance(payload, dict) else None
         return _type_key(t) if t in EVENT_DATA else "Envelope"
     if kind == "state":
-        return {"gateway": "StateGateway", "occupancy": "StateOccupancy", "alarms": "StateAlarms"}.get(
+        return {"gateway": "StateGateway", "occupancy": "StateOccupancy", "alarms": "StateAlarms",
+                "identity": "StateIdentity"}.get(
             rest[0] if rest else "", "StateDevice" if rest and rest[0] == "devices" else None)
     if kind == "response":
         return "Response"

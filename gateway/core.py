@@ -228,6 +228,50 @@ class Core:
     def state(self):
         return self.engine.state
 
+    # ---- signed chain heads (SPEC §8, gateway/signing.py) -----------------------------
+    signer = None                 # a gateway.signing.Signer once enable_signing() ran
+    sign_every_s = 60.0
+    _signed_seq = 0               # seq of the newest chain.signed: the journal "advanced" past it?
+    _sign_mono = float("-inf")
+
+    def enable_signing(self, signer, every_s: float) -> None:
+        """Journal ``chain.signed`` every ``every_s`` while the journal advanced, at each
+        checkpoint and at stop. Call before start()."""
+        self.signer = signer
+        self.sign_every_s = every_s
+        self._sign_mono = time.monotonic()
+        row = self.journal.conn.execute(
+            "SELECT seq FROM events WHERE type = 'chain.signed' ORDER BY seq DESC LIMIT 1").fetchone()
+        self._signed_seq = row[0] if row else 0
+
+    def sign_head(self) -> Event | None:
+        """Journal one ``chain.signed`` over the journal's head, unless nothing came after
+        the last one (a signature does not count as the journal advancing, else an idle
+        gateway would sign its own signatures forever). The caller is the writer (or the
+        writer has stopped). The event is sealed directly, never folded: rules and
+        replay ignore it (rules/replay.py)."""
+        signer = self.signer
+        seq, h = self.journal.last_seq, self.journal.last_hash
+        if signer is None or seq == 0 or seq == self._signed_seq:
+            return None
+        ev = seal(Draft("chain.signed", signer.sign_head(seq, h), "gateway"), seq + 1, self.center, h,
+                  self.clock())
+        self._commit([ev], (), [])
+        self.committed_events += 1
+        self._signed_seq = ev.seq
+        self._sign_mono = time.monotonic()
+        for fn in self._listeners:
+            try:
+                fn([ev])
+            except Exception:
+                log.exception("listener failed")
+        return ev
+
+    def _maybe_sign(self) -> None:
+        if self.signer is not None and time.monotonic() - self._sign_mono >= self.sign_every_s:
+            self._sign_mono = time.monotonic()
+            self.sign_head()
+
     # ---- start-up ----------------------------------------------------------
     def enable_checkpoints(self, store) -> None:
         """Checkpoint the folded state periodically and at stop (gateway/checkpoint.py)."""
@@ -349,6 +393,11 @@ class Core:
                 # the tail after the last periodic checkpoint (slower, nothing lost)
                 log.warning("core: the writer did not finish within %.0f s; no checkpoint at stop", timeout)
                 return
+        if self.signer is not None:
+            try:
+                self.sign_head()       # the head at stop (SPEC §8)
+            except Exception:
+                log.exception("core: could not sign the head at stop")
         if self.checkpoints is not None:
             self.checkpoints.wait()
             self.checkpoint_now()
@@ -362,6 +411,8 @@ class Core:
         seq, h = self.journal.last_seq, self.journal.last_hash
         if store is None or seq == 0:
             return False
+        if self.signer is not None and self.sign_head() is not None:   # SPEC §8: at each checkpoint
+            seq, h = self.journal.last_seq, self.journal.last_hash
         t0 = time.perf_counter()
         try:
             blob = snapshot(self.engine)
@@ -396,6 +447,7 @@ class Core:
             items = [i for i in items if i is not None]
             try:
                 self._process(items)
+                self._maybe_sign()
             except Exception:  # a bug must not kill the only writer
                 log.exception("core: batch failed")
             if stopping and not len(self._q):

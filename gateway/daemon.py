@@ -190,6 +190,9 @@ class Daemon:
         self.core.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg,
                                                      cfg.storage.checkpoint_keep))
         self.core.on_replay_progress = self._replay_progress
+        from gateway.signing import load_or_create
+        self.signer = load_or_create(cfg.storage_dir, cfg.center.id)      # SPEC §8: created at first start
+        self.core.enable_signing(self.signer, cfg.signing.every_s)
         n = self.core.rebuild()
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         from gateway.requests import RequestRouter
@@ -205,6 +208,7 @@ class Daemon:
                                  on_request=self._on_request, version=__version__,
                                  started=format_ts(self.started))
             self.core.add_listener(self.uplink.on_committed)
+            self.uplink.publish_retained("state/identity", self.signer.identity())
         self.core.add_listener(self._on_committed)
         for fn in self.extra_listeners:
             self.core.add_listener(fn)

@@ -255,6 +255,13 @@ class JournalShed(Data):
     to_seq: int
 
 
+class ChainSigned(Data):                       # v3 (SPEC §8)
+    seq: int = Field(description="seq of the head covered: the event right before this one")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="first 16 hex of sha256 of the raw public key")
+    sig: str = Field(description="base64 Ed25519 signature over UTF-8 '<center>|<seq>|<hash>'")
+
+
 # ---- alarms ---------------------------------------------------------------------------------
 class Message(Data):
     zh: str
@@ -321,6 +328,7 @@ EVENT_DATA: dict[str, type[Data]] = {
     "device.online": Device, "device.offline": Device, "device.error": Device,
     "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
     "clock.stepped": ClockStepped, "clock.sync": ClockSync, "journal.shed": JournalShed,
+    "chain.signed": ChainSigned,
     "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
     "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
 }

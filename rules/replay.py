@@ -21,6 +21,9 @@ from gateway.events import GENESIS, Draft, Event, parse_ts, seal
 DERIVED_TYPES = frozenset({"person.left"})
 # Rule output: regenerated, never trusted (acknowledgements and shelving are inputs).
 RULE_TYPES = frozenset({"alarm.raised", "alarm.cleared", "alarm.escalated"})
+# Proofs about the journal, not facts of the center (SPEC §8 chain.signed): never folded,
+# live (gateway.core seals them without the engine) or in replay.
+UNFOLDED_TYPES = frozenset({"chain.signed"})
 
 
 def regenerated(ev: Event) -> bool:
@@ -76,6 +79,8 @@ class Replayer:
     def feed(self, ev: Event) -> list[Event]:
         """Apply one journaled event; return the rule events it caused (sealed, applied)."""
         eng = self.engine
+        if ev.type in UNFOLDED_TYPES:
+            return []
         if ev.source == "rules" or (self.derive and regenerated(ev)):
             drafts = eng.advance(ev.epoch)
         else:

@@ -473,7 +473,7 @@ def test_journal_verify_ok_on_live_journal(center):
 # ---- journal verify on a tampered journal -------------------------------------------------------------
 def _small_journal(tmp_path) -> Path:
     cfg = write_config(tmp_path, None)
-    for _ in range(2):                       # gateway.started + gateway.stopped, twice
+    for _ in range(2):                       # gateway.started + gateway.stopped + chain.signed, twice
         d = DaemonProcess(cfg).start()
         assert d.terminate() == 0
     return cfg
@@ -484,7 +484,7 @@ def test_journal_verify_names_the_tampered_seq(tmp_path):
     ok = cli("journal", "verify", config=cfg)
     db = tmp_path / "state" / "journal.db"
     with sqlite3.connect(db) as c:        # + clock.sync on a host whose clock is not synchronised
-        n = 4 + c.execute("SELECT COUNT(*) FROM events WHERE type = 'clock.sync'").fetchone()[0]
+        n = 6 + c.execute("SELECT COUNT(*) FROM events WHERE type = 'clock.sync'").fetchone()[0]
     assert ok.returncode == 0 and ok.stdout.startswith(f"journal OK: {n} events, seq 1..{n}")
     with sqlite3.connect(db) as c:
         c.execute("""UPDATE events SET data = '{"reason":"nothing happened"}' WHERE seq = 2""")

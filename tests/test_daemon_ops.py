@@ -46,9 +46,9 @@ def test_status_without_mqtt_and_restart_replays(tmp_path):
     d.start()
     try:
         st = d.status()
-        # gateway.started, gateway.stopped, gateway.started: seq continues across restarts
-        # (+ clock.sync once when this host's clock is not synchronised, SPEC §7 v3)
-        assert st["journal"]["last_seq"] == 3 + (st["clock"]["synchronised"] is False)
+        # gateway.started, gateway.stopped, chain.signed (SPEC §8), gateway.started: seq continues
+        # across restarts (+ clock.sync once when this host's clock is not synchronised, SPEC §7 v3)
+        assert st["journal"]["last_seq"] == 4 + (st["clock"]["synchronised"] is False)
     finally:
         d.stop()
     assert cli("journal", "verify", config=cfg).returncode == 0

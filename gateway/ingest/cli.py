@@ -38,6 +38,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     sp.add_argument("--cert-file", default="")
     sp.add_argument("--key-file", default="")
     sp.add_argument("--log-level", default=env("CASEGATE_LOG_LEVEL", "INFO"))
+    # casegate ingest export <center> <case_id> --db URL --out FILE.zip (SPEC §8; gateway/ingest/export.py)
+    sp.add_argument("export", nargs="*", metavar="export CENTER CASE_ID",
+                    help="build a case bundle from the database instead of consuming")
+    sp.add_argument("--out", metavar="FILE.zip", help="export: the bundle to write")
+    sp.add_argument("--key", metavar="PUBKEY", help="export: the center's public key (default: its P/state/identity)")
+    sp.add_argument("--timezone", default="Asia/Shanghai", help="export: the center's timezone for the report "
+                    "(or give the center's config with casegate --config)")
     sp.set_defaults(fn=cmd_ingest)
     return sp
 
@@ -56,6 +63,13 @@ def cmd_ingest(args) -> int:
     from gateway.cli import emit_json, table
     from gateway.ingest.consumer import IngestOptions, run, status
     from gateway.ingest.store import StoreError
+    if args.export:
+        if len(args.export) != 3 or args.export[0] != "export":
+            return _fail("usage: casegate ingest export <center> <case_id> --db URL --out FILE.zip", EXIT_USAGE)
+        if not args.db:
+            return _fail("ingest export needs --db URL", EXIT_USAGE)
+        from gateway.ingest.export import cmd_ingest_export
+        return cmd_ingest_export(args, args.export[1], args.export[2])
     if not args.db:
         return _fail("ingest needs --db postgresql://user@host/db or sqlite:///path.db "
                      "(or $CASEGATE_INGEST_DB)", EXIT_USAGE)
