@@ -169,7 +169,8 @@ class _Submit:
 class _Call:
     fn: Callable[["Core"], tuple[Any, list[Draft]]]
     future: Receipt
-    request: tuple[str, str] | None = None  # (request_id, command) for idempotency
+    # (request_id, command) or (request_id, command, asked key) for idempotency
+    request: tuple | None = None
 
 
 @dataclass
@@ -197,6 +198,8 @@ class Core:
         self._pending_delivered: list[int] = []
         self._delivered_lock = threading.Lock()
         self.requests_done: dict[str, str] = {}   # request_id -> response JSON
+        # request_id -> (command, asked key): who asked what (gateway/requests.py asked_key)
+        self.requests_asked: dict[str, tuple[str, str | None]] = {}
         self.error: str | None = None              # last storage error, None when healthy
         self.started_at = clock()
         self.committed_events = 0
@@ -282,6 +285,7 @@ class Core:
         if self.checkpoints is not None and counted.n >= 1000:
             self._ckpt_due = True
         self.requests_done = self.journal.load_requests()
+        self.requests_asked = self.journal.load_request_keys()
         drafts: list[Draft] = []
         floor = getattr(self.clock, "floor", None)
         if floor is not None:
@@ -317,7 +321,7 @@ class Core:
         return self.submit(Draft(type, data, source, ts))
 
     def call(self, fn: Callable[["Core"], tuple[Any, list[Draft]]],
-             request: tuple[str, str] | None = None) -> Receipt:
+             request: tuple | None = None) -> Receipt:
         """Run ``fn(core)`` in the writer thread; it returns (value, drafts) or
         raises RequestError. The receipt resolves to CommitResult after COMMIT."""
         f = Receipt(self._done_cv)
@@ -400,7 +404,7 @@ class Core:
 
     def _process(self, items: list) -> None:
         batch: list[Event] = []
-        req_rows: list[tuple[str, str, str, str]] = []
+        req_rows: list[tuple] = []
         done: list[tuple[Receipt, Any, int, int]] = []   # receipt, value, batch index range
         self._check_clock(batch)
         ticks = self.engine.advance(self.clock())
@@ -426,9 +430,11 @@ class Core:
                 if item.request is not None and isinstance(value, str):
                     # value is the response JSON; stored in the same transaction
                     # as the events, so a re-sent request_id never acts twice.
-                    rid, cmd = item.request
+                    rid, cmd = item.request[:2]
+                    asked = item.request[2] if len(item.request) > 2 else None
                     self.requests_done[rid] = value
-                    req_rows.append((rid, cmd, value, format_ts(self.clock())))
+                    self.requests_asked[rid] = (cmd, asked)
+                    req_rows.append((rid, cmd, value, format_ts(self.clock()), asked))
                 done.append((item.future, CommitResult(value), start, len(batch)))
         with self._delivered_lock:
             delivered, self._pending_delivered = self._pending_delivered, []

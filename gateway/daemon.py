@@ -590,7 +590,7 @@ class Daemon:
                     # face/enroll carries a base64 photo: the line may be megabytes.
                     line = self.rfile.readline(CONTROL_MAX_LINE)
                     req = json.loads(line)
-                    resp = daemon.control(req)
+                    resp = daemon.control(req, peer=_socket_peer(self.connection))
                 except Exception as e:
                     resp = {"ok": False, "error": {"code": "bad_request", "message": str(e)}}
                 self.wfile.write((json.dumps(resp, ensure_ascii=False, default=str) + "\n").encode())
@@ -606,7 +606,7 @@ class Daemon:
         os.chmod(path, 0o660)
         threading.Thread(target=self._ctl.serve_forever, name="control", daemon=True).start()
 
-    def control(self, req: dict) -> dict:
+    def control(self, req: dict, peer: str | None = None) -> dict:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, "data": self.status()}
@@ -619,17 +619,17 @@ class Daemon:
                 return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
             return {"ok": True, "data": snap["active"]}
         if cmd == "request":
-            return self.control_request(req.get("command"), req.get("args"))
+            return self.control_request(req.get("command"), req.get("args"), peer=peer)
         if cmd in CONTROL_ALIASES:
             command, keys = CONTROL_ALIASES[cmd]
-            return self.control_request(command, {k: req[k] for k in keys if req.get(k) is not None})
+            return self.control_request(command, {k: req[k] for k in keys if req.get(k) is not None}, peer=peer)
         if cmd == "metrics":
             return {"ok": True, "data": self.metrics_snapshot()}
         if cmd == "top":
             return self.top_snapshot()
         return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
 
-    def control_request(self, command: Any, args: Any) -> dict:
+    def control_request(self, command: Any, args: Any, peer: str | None = None) -> dict:
         """A P/request/<command> arriving on the control socket (casegate ack, person add,
         band bind, face enroll, ...): the same RequestRouter.dispatch as over MQTT, so its
         validation, idempotency and journal events are exactly those of the MQTT command;
@@ -639,7 +639,8 @@ class Daemon:
             return fail(None, RequestError("bad_request", "request needs a command and an args object"))
         args = dict(args)
         args.setdefault("request_id", f"cli-{time.time_ns()}")
-        return self.router.call(command, args, path="control", source="cli", timeout=60)
+        # peer: the socket's peer user, whose request_ids are its own (idempotency)
+        return self.router.call(command, args, path="control", source="cli", timeout=60, client=peer)
 
     def top_snapshot(self) -> dict:
         """What `casegate top` draws: occupancy with roles and names, active alarms
@@ -753,6 +754,18 @@ class Daemon:
             h = drv.health.as_dict() if drv is not None else {"state": "disabled" if not dev.enabled else "failed"}
             out.append({"id": dev.id, "driver": dev.driver, **h})
         return out
+
+
+def _socket_peer(conn) -> str | None:
+    """``cli:uid=<n>`` of the control socket's peer (SO_PEERCRED): the client whose
+    request_ids it may reuse (gateway/requests.py asked_key)."""
+    import struct
+    try:
+        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                               struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return None
+    return f"cli:uid={uid}"
 
 
 def setup_logging(level: str = "INFO") -> None:

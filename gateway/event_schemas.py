@@ -281,6 +281,12 @@ class AlarmUnshelved(Data):                    # v2
     by: Str = None
 
 
+class RequestRefused(Data):                     # v3 (SPEC §3)
+    command: str
+    code: str
+    by: Str = None
+
+
 EVENT_DATA: dict[str, type[Data]] = {
     "gateway.started": GatewayStarted, "gateway.stopped": GatewayStopped,
     "person.registered": PersonRegistered, "person.updated": PersonUpdated, "person.rest": PersonRest,
@@ -303,4 +309,5 @@ EVENT_DATA: dict[str, type[Data]] = {
     "clock.stepped": ClockStepped, "journal.shed": JournalShed,
     "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
     "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
+    "request.refused": RequestRefused,
 }
