@@ -169,6 +169,7 @@ class Daemon:
     def start(self) -> None:
         from rules.engine import Engine
         cfg = self.config
+        self._start_phase("opening the journal")
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         self.engine = Engine(cfg)
@@ -183,7 +184,9 @@ class Daemon:
         self.core.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg,
                                                      cfg.storage.checkpoint_keep))
         self.core.on_replay_progress = self._replay_progress
+        self.core.on_start_phase = self._start_phase
         n = self.core.rebuild()
+        self._start_phase("starting the uplink, the control socket and the devices")
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         from gateway.requests import RequestRouter
         # One router for every path (MQTT, control socket, demo): it exists with MQTT
@@ -252,6 +255,11 @@ class Daemon:
     # Each report extends systemd's start timeout by this much from now: a replay
     # that keeps making progress is never killed, one that hangs is (after 30 s).
     REPLAY_EXTEND_S = 30.0
+
+    def _start_phase(self, what: str) -> None:
+        """Every phase of a start extends systemd's start timeout from now (issue 28 item 3):
+        a start that keeps making progress is never killed, one that hangs in a phase is."""
+        sd_notify(f"EXTEND_TIMEOUT_USEC={int(self.REPLAY_EXTEND_S * 1e6)}\nSTATUS=starting: {what}")
 
     def _replay_progress(self, done: int, total: int, elapsed: float) -> None:
         """A long start (full replay of a big journal): tell systemd we are alive."""
