@@ -687,7 +687,7 @@ class Daemon:
         for a in list(self.core.state.active_alarms.values()):
             key = (str(a.get("code")), str(a.get("severity")))
             alarms[key] = alarms.get(key, 0) + 1
-        ckpt = getattr(self, "last_checkpoint_ts", None)    # set by checkpoints once they exist
+        ckpt = self._checkpoint_written_at()
         return {
             "last_seq": self.journal.last_seq, "journal_events": st.get("events"),
             "journal_bytes": st.get("bytes"),
@@ -748,6 +748,25 @@ class Daemon:
         if status is not None:
             out.update(status())
         return out
+
+    def _checkpoint_written_at(self) -> float | None:
+        """When the newest checkpoint was written (this run's, else the newest file's, as
+        after a restart): casegate_checkpoint_age_seconds (issue 30 item 4)."""
+        from gateway.events import parse_ts
+        store = getattr(self.core, "checkpoints", None)
+        if store is None:
+            return None
+        created = (store.last or {}).get("created")
+        if created:
+            try:
+                return parse_ts(created)
+            except ValueError:
+                pass
+        try:
+            files = store.files()
+            return max(p.stat().st_mtime for _, p in files) if files else None
+        except OSError:
+            return None
 
     def _checkpoint_status(self) -> dict | None:
         store = self.core.checkpoints
