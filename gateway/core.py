@@ -560,7 +560,9 @@ class Core:
 
     def _maintenance(self) -> None:
         now = self.clock()
-        if now - self._last_maintenance < MAINTENANCE_EVERY_S:
+        if now - self._last_maintenance < MAINTENANCE_EVERY_S and not (
+                self._said_no_checkpoint and self.checkpoint_seq is not None and self.checkpoint_seq() is not None):
+            # (pruning waited for the first checkpoint: it is there now, no need to wait 30 s)
             return
         self._last_maintenance = now
         self.maintain(now)
@@ -570,6 +572,7 @@ class Core:
     checkpoint_seq: Callable[[], int | None] | None = None
     _last_prune = float("-inf")
     _said_no_checkpoint = False
+    _said_next_prune = False
 
     def prune_retained(self, now: float, force: bool = False) -> int:
         """Archive and remove what ``retain_days`` allows and no open matter needs.
@@ -577,19 +580,31 @@ class Core:
         Only events below the newest checkpoint's seq: without a checkpoint the
         folded state lives only in the full journal, so nothing is pruned."""
         from gateway.archive import Keeper, OpenMatters, archive_dir, latest_checkpoint_seq
+        if self._last_prune == float("-inf"):
+            # the hourly cadence goes on across restarts (issue 30 item 8): a daemon restarted
+            # more often than hourly used to spend its slot before any checkpoint, and never prune
+            last = self.journal.get_meta("last_prune")
+            if last is not None and float(last) <= now + PRUNE_EVERY_S:
+                self._last_prune = float(last)
         if not force and now - self._last_prune < PRUNE_EVERY_S:
+            if not self._said_next_prune:
+                self._said_next_prune = True
+                log.info("retention: the last pruning pass was %.0f s ago; the next in %.0f s (hourly, "
+                         "across restarts)", now - self._last_prune, PRUNE_EVERY_S - (now - self._last_prune))
             return 0
-        self._last_prune = now
         st = self.config.storage
         fn = self.checkpoint_seq or (lambda: latest_checkpoint_seq(st.dir))
         keep_from = fn()
-        if keep_from is None:
+        if keep_from is None:    # waits for the first checkpoint, without using up the slot
             if not self._said_no_checkpoint:
                 self._said_no_checkpoint = True
                 log.info("retention: no checkpoint of the folded state yet, so nothing is pruned "
                          "(a restart replays the whole journal and needs every event)")
             return 0
         self._said_no_checkpoint = False
+        self._last_prune = now
+        self._said_next_prune = True          # said only at a start that finds its slot used
+        self.journal.set_meta("last_prune", repr(now))
         acked = {e.data.get("alarm_id") for e in
                  iter_events(self.journal.conn, types=["alarm.acknowledged"]) if e.data}
         keeper = Keeper(OpenMatters.from_state(self.engine.state), acked)

@@ -172,6 +172,8 @@ class Daemon:
         self._start_phase("opening the journal")
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
+        from gateway.archive import clean_archive_at_start
+        clean_archive_at_start(cfg.storage_dir, self.journal.conn)     # an interrupted pruning pass's leftovers
         self.engine = Engine(cfg)
         if self.clock is time.time:
             # Journal time from a monotonic base: wall-clock steps are journaled

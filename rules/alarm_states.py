@@ -382,15 +382,15 @@ def _fire_one(engine, d: float, t: float, limit: float, horizon: float | None = 
             every = float(setting(cfg, "escalate_every_s"))
             # the highest level due by the horizon (a late timer jumps, it does not burst)
             level = 1 + int((horizon - rec["since"] - after) // every)
-            level = due = max(level, rec["level"] + 1)
+            level = max(level, rec["level"] + 1)
             cap = int(setting(cfg, "escalate_max_level"))
             if cap:
                 level = min(level, cap)
             if level <= rec["level"]:           # capped (a reload lowered it): nothing more
                 rec["next_esc"] = None
                 return []
-            # stamped when the level reached was due (a capped late one: when it is announced)
-            at = max(min(rec["since"] + after + (due - 1) * every, limit), engine.now)
+            # stamped when that level fell due (never after this tick, never back in time)
+            at = max(min(rec["since"] + after + (level - 1) * every, limit), engine.now)
             rec["level"] = level
             book._schedule(rec, cfg)
             return [_escalated(engine, rec, level, at)]
