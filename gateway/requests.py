@@ -38,7 +38,9 @@ from gateway.events import Draft, format_ts, parse_local_ts
 
 log = logging.getLogger("casegate.requests")
 
-ID = r"^[A-Za-z0-9_.-]{1,64}$"
+# Ids name files (a person's face, a camera's snapshots, a device's state topic): never
+# ".", "..", a hidden name or one a command line reads as an option (issue 28 item 4).
+ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 # An MQTT account named in P/client/<account>/request/...: a topic level the broker's ACL
 # ties to the account's user name (docs/security.md §3a).
 CLIENT_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
@@ -216,7 +218,7 @@ def _describe(err: ValidationError) -> str:
         msg = "required" if e["type"] == "missing" else e["msg"]
         if e["type"] == "string_pattern_mismatch":
             # Operators type these ids by hand (casegate ack --by ...): say what an id is.
-            msg = f"not a valid id {e.get('input')!r} (letters, digits, '_', '.', '-')"
+            msg = f"not a valid id {e.get('input')!r} (letters, digits, '_', '.', '-'; not starting with '.' or '-')"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
