@@ -218,7 +218,7 @@ def _describe(err: ValidationError) -> str:
         msg = "required" if e["type"] == "missing" else e["msg"]
         if e["type"] == "string_pattern_mismatch":
             # Operators type these ids by hand (casegate ack --by ...): say what an id is.
-            msg = f"not a valid id {e.get('input')!r} (letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+            msg = f"not a valid id {e.get('input')!r} (letters, digits, '_', '.', '-')"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
