@@ -389,7 +389,8 @@ class Daemon:
         if self.router:
             self.router.stop()
         self._snapshot_pool.shutdown(wait=False, cancel_futures=True)
-        self.core.submit(Draft("gateway.stopped", {"reason": reason}))
+        # bounded: a writer stuck on a full disk must not hold the stop past TimeoutStopSec
+        self.core.submit(Draft("gateway.stopped", {"reason": reason}), timeout=5.0)
         self.core.stop()
         if self.uplink:
             self.uplink.stop(drain_s=3.0)
