@@ -213,6 +213,91 @@ def write_archive(directory: Path, center: str, rows: list[tuple], created: str)
     return final
 
 
+def clean_archive(directory: Path, conn) -> dict[str, list[str]]:
+    """What an interrupted pruning pass leaves, removed at start (issue 30 item 8):
+
+    * ``*.tmp`` — a file being written when the process died (never renamed: no event of
+      it was deleted from the journal);
+    * an archive file whose every event is still in the journal with the same hash — the
+      pass died between the durable archive and the delete; the next pass archives those
+      rows again, and would otherwise leave two files for one range;
+    * an archive file whose events another kept file already holds, hash for hash (such a
+      second pass that completed).
+
+    Only files whose first seq is still in the journal, or whose range another file
+    shares, are read: the start stays O(what is suspect), not O(archive). Returns the
+    names removed per reason."""
+    out: dict[str, list[str]] = {"tmp": [], "still_in_journal": [], "duplicate": []}
+    if not directory.is_dir():
+        return out
+    for p in directory.iterdir():
+        if p.name.endswith(".tmp") and p.name.startswith("journal-"):
+            p.unlink(missing_ok=True)
+            out["tmp"].append(p.name)
+    def order(p: Path) -> tuple[int, int, int]:      # the first of a range before its "-2" copy
+        m = FILE_RE.match(p.name)
+        return int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+    files = sorted(archive_files(directory), key=order)
+    ranges: dict[tuple[int, int], int] = {}
+    for p in files:
+        m = FILE_RE.match(p.name)
+        ranges[(int(m.group(1)), int(m.group(2)))] = ranges.get((int(m.group(1)), int(m.group(2))), 0) + 1
+    kept: dict[tuple[int, int], list[set]] = {}
+    for p in files:
+        m = FILE_RE.match(p.name)
+        lo, hi = int(m.group(1)), int(m.group(2))
+        # a file's first row is one it archived: in the journal still only if the pass died
+        # before its delete (rows kept for open matters lie between, never at the ends)
+        in_journal = conn.execute("SELECT 1 FROM events WHERE seq = ?", (lo,)).fetchone()
+        if in_journal is None and ranges[(lo, hi)] < 2:
+            continue
+        try:
+            links = {(e["seq"], e["hash"]) for e in read_envelopes(p)}
+        except ArchiveError:
+            continue            # damaged: verify --archive names it; never delete evidence here
+        if not links:
+            continue
+        if in_journal is not None:
+            have = {}
+            seqs = sorted(s for s, _ in links)
+            for i in range(0, len(seqs), 500):
+                chunk = seqs[i:i + 500]
+                have.update(conn.execute(f"SELECT seq, hash FROM events WHERE seq IN ({','.join('?' * len(chunk))})",
+                                         chunk).fetchall())
+            if all(have.get(s) == h for s, h in links):
+                p.unlink()
+                out["still_in_journal"].append(p.name)
+                continue
+        if any(links <= other for other in kept.get((lo, hi), [])):
+            p.unlink()
+            out["duplicate"].append(p.name)
+            continue
+        kept.setdefault((lo, hi), []).append(links)
+    if any(out.values()):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return out
+
+
+def clean_archive_at_start(storage_dir: str | os.PathLike, conn) -> dict[str, list[str]]:
+    """:func:`clean_archive` of ``<storage.dir>/archive``, logged (the daemon's start)."""
+    import logging
+    try:
+        out = clean_archive(archive_dir(storage_dir), conn)
+    except OSError as e:
+        logging.getLogger("casegate.archive").error("archive: cleaning leftovers failed: %s", e)
+        return {}
+    for why, names in out.items():
+        if names:
+            logging.getLogger("casegate.archive").warning(
+                "archive: removed %d leftover file(s) of an interrupted pruning pass (%s): %s",
+                len(names), why, ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
+    return out
+
+
 class ArchiveError(Exception):
     def __init__(self, path: Path, message: str):
         super().__init__(f"{path.name}: {message}")

@@ -145,7 +145,7 @@ class AlarmsConfig(Strict):
     """[alarms] (SPEC §1a v2): alarm management as ISA-18.2 does it."""
     escalate_after_s: float = Field(default=120, gt=0)    # an unacknowledged critical alarm -> alarm.escalated level 1
     escalate_every_s: float = Field(default=300, gt=0)    # then level 2, 3, ... until acknowledged
-    escalate_max_level: int = Field(default=0, ge=0)      # stop escalating past this level (0 = until acknowledged)
+    escalate_max_level: int = Field(default=3, ge=0)      # no escalation events past this level (0 = until acknowledged)
     max_shelve_h: float = Field(default=8, gt=0, le=168)  # longest alarm/shelve (facility alarms only)
     max_maintenance_h: float = Field(default=72, gt=0, le=720)  # longest device/maintenance
     max_unacked_cleared: int = Field(default=1000, ge=10)  # cleared-unacknowledged alarms kept standing; oldest dropped (counted)

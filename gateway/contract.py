@@ -203,6 +203,10 @@ def build() -> dict[str, Any]:
         rkey, mkey = f"request{cid}", f"Request.{command}"
         messages[mkey.replace("/", "_")] = _msg(command, model.__name__, f"{command} request", mkey)
         channels[rkey] = {"address": f"casegate/{{center}}/request/{command}", "parameters": {"center": center},
+                          "description": (f"journaled as source mqtt:central; the same request under "
+                                          f"casegate/{{center}}/client/{{account}}/request/{command} is journaled "
+                                          f"as mqtt:<account>, the broker ACL letting each account publish only "
+                                          f"under its own name (docs/security.md §3a)"),
                           "messages": {"request": {"$ref": f"#/components/messages/{mkey.replace('/', '_')}"}}}
         channels[f"response{cid}"] = {"address": f"casegate/{{center}}/response/{command}",
                                       "parameters": {"center": center},
@@ -236,6 +240,8 @@ def schema_name_for(topic: str, payload: Any, prefix: str = "casegate") -> str |
     if parts[:n] != prefix.split("/") or len(parts) < n + 2:
         return None
     kind, rest = parts[n + 1], parts[n + 2:]
+    if kind == "client" and len(rest) >= 3 and rest[1] == "request":    # client/<account>/request/<command>
+        kind, rest = "request", rest[2:]
     if kind in ("events", "alarms"):
         t = payload.get("type") if isinstance(payload, dict) else None
         return _type_key(t) if t in EVENT_DATA else "Envelope"

@@ -172,7 +172,8 @@ class _Submit:
 class _Call:
     fn: Callable[["Core"], tuple[Any, list[Draft]]]
     future: Receipt
-    request: tuple[str, str] | None = None  # (request_id, command) for idempotency
+    # (request_id, command) or (request_id, command, asked key) for idempotency
+    request: tuple | None = None
 
 
 @dataclass
@@ -200,6 +201,8 @@ class Core:
         self._pending_delivered: list[int] = []
         self._delivered_lock = threading.Lock()
         self.requests_done: dict[str, str] = {}   # request_id -> response JSON
+        # request_id -> (command, asked key): who asked what (gateway/requests.py asked_key)
+        self.requests_asked: dict[str, tuple[str, str | None]] = {}
         self.error: str | None = None              # last storage error, None when healthy
         self.started_at = clock()
         self.committed_events = 0
@@ -213,6 +216,9 @@ class Core:
         self.checkpoint_pauses_ms: collections.deque = collections.deque(maxlen=100)
         # Replay progress, called every ~1 s during a long start: (done, total, elapsed_s).
         self.on_replay_progress: Callable[[int, int, float], None] | None = None
+        # Each phase of a start (checkpoint, replay, catch-up): the daemon extends systemd's
+        # start timeout at each, so no long phase is killed (EXTEND_TIMEOUT_USEC).
+        self.on_start_phase: Callable[[str], None] | None = None
         self.replay_info: dict[str, Any] = {}
 
     # ---- wiring ----------------------------------------------------------
@@ -304,6 +310,7 @@ class Core:
         t0 = time.monotonic()
         start_seq = 0
         journaled = None
+        self._phase("loading the newest checkpoint")
         if self.checkpoints is not None:
             from gateway.checkpoint import restore_engine
             loaded = self.checkpoints.load_newest(self._journal_hash)
@@ -315,6 +322,7 @@ class Core:
                 journaled = dict(self.engine.active())
                 log.info("loaded checkpoint %s (seq %d, written %s); replaying seq %d..%d",
                          loaded.path.name, loaded.seq, loaded.created, loaded.seq + 1, self.journal.last_seq)
+        self._phase(f"replaying the journal after seq {start_seq}")
         counted = _Counted(max(0, self.journal.last_seq - start_seq), self.on_replay_progress)
         conn = open_reader(self.journal.path)
         try:
@@ -328,7 +336,9 @@ class Core:
         # A long replay is not repeated by the next start, even after a kill -9.
         if self.checkpoints is not None and counted.n >= 1000:
             self._ckpt_due = True
+        self._phase("catching up on timers due while the gateway was down")
         self.requests_done = self.journal.load_requests()
+        self.requests_asked = self.journal.load_request_keys()
         drafts: list[Draft] = []
         floor = getattr(self.clock, "floor", None)
         if floor is not None:
@@ -341,15 +351,33 @@ class Core:
                 drafts.append(Draft("clock.stepped", step, "gateway"))
         drafts += reconcile(self.engine, journaled_active)
         drafts += self.engine.advance(self.clock())
+        # Past the inbox's bound on purpose: the writer is not running yet, so a bounded put
+        # would wait for nobody (issue 28 item 3: 33,487 catch-up drafts, 20,000 queued, the
+        # rest each blocked 10 s and dropped). What catch-up produces is bounded by the rules
+        # (one escalation per standing alarm, one reconcile event per alarm that changed), and
+        # the writer drains it in MAX_BATCH batches as soon as it starts.
         for d in drafts:
-            self.submit(d)
+            self._q.put_urgent(_Submit(d, Receipt(self._done_cv)))
+        self.replay_info["catch_up_events"] = len(drafts)
         log.info("rebuilt state from %s%d journaled events in %.2f s (last seq %d)",
                  f"checkpoint seq {start_seq} + " if start_seq else "", counted.n, took, self.journal.last_seq)
         return counted.n
 
+    def _phase(self, what: str) -> None:
+        if self.on_start_phase is not None:
+            try:
+                self.on_start_phase(what)
+            except Exception:
+                log.exception("start phase report failed")
+
     # ---- producers -----------------------------------------------------------
-    def submit(self, draft: Draft, block: bool = True, timeout: float | None = 10.0) -> Receipt:
-        """Queue one event; the receipt resolves to the sealed Event after COMMIT."""
+    def submit(self, draft: Draft, block: bool = True, timeout: float | None = None) -> Receipt:
+        """Queue one event; the receipt resolves to the sealed Event after COMMIT.
+
+        A full inbox blocks the producer until the writer has room (back-pressure): an event
+        is never dropped for want of queue space (issue 28 item 3; a 10 s timeout used to
+        turn a slow disk into lost events). ``block=False`` or a timeout: the caller
+        accepts ``busy`` instead."""
         f = Receipt(self._done_cv)
         if threading.current_thread() is self._thread:
             # The writer itself (maintenance): it must never wait for its own queue.
@@ -365,7 +393,7 @@ class Core:
         return self.submit(Draft(type, data, source, ts))
 
     def call(self, fn: Callable[["Core"], tuple[Any, list[Draft]]],
-             request: tuple[str, str] | None = None) -> Receipt:
+             request: tuple | None = None) -> Receipt:
         """Run ``fn(core)`` in the writer thread; it returns (value, drafts) or
         raises RequestError. The receipt resolves to CommitResult after COMMIT."""
         f = Receipt(self._done_cv)
@@ -456,7 +484,7 @@ class Core:
 
     def _process(self, items: list) -> None:
         batch: list[Event] = []
-        req_rows: list[tuple[str, str, str, str]] = []
+        req_rows: list[tuple] = []
         done: list[tuple[Receipt, Any, int, int]] = []   # receipt, value, batch index range
         self._check_clock(batch)
         ticks = self.engine.advance(self.clock())
@@ -482,9 +510,11 @@ class Core:
                 if item.request is not None and isinstance(value, str):
                     # value is the response JSON; stored in the same transaction
                     # as the events, so a re-sent request_id never acts twice.
-                    rid, cmd = item.request
+                    rid, cmd = item.request[:2]
+                    asked = item.request[2] if len(item.request) > 2 else None
                     self.requests_done[rid] = value
-                    req_rows.append((rid, cmd, value, format_ts(self.clock())))
+                    self.requests_asked[rid] = (cmd, asked)
+                    req_rows.append((rid, cmd, value, format_ts(self.clock()), asked))
                 done.append((item.future, CommitResult(value), start, len(batch)))
         with self._delivered_lock:
             delivered, self._pending_delivered = self._pending_delivered, []
@@ -596,7 +626,9 @@ class Core:
 
     def _maintenance(self) -> None:
         now = self.clock()
-        if now - self._last_maintenance < MAINTENANCE_EVERY_S:
+        if now - self._last_maintenance < MAINTENANCE_EVERY_S and not (
+                self._said_no_checkpoint and self.checkpoint_seq is not None and self.checkpoint_seq() is not None):
+            # (pruning waited for the first checkpoint: it is there now, no need to wait 30 s)
             return
         self._last_maintenance = now
         self.maintain(now)
@@ -606,6 +638,7 @@ class Core:
     checkpoint_seq: Callable[[], int | None] | None = None
     _last_prune = float("-inf")
     _said_no_checkpoint = False
+    _said_next_prune = False
 
     def prune_retained(self, now: float, force: bool = False) -> int:
         """Archive and remove what ``retain_days`` allows and no open matter needs.
@@ -613,19 +646,31 @@ class Core:
         Only events below the newest checkpoint's seq: without a checkpoint the
         folded state lives only in the full journal, so nothing is pruned."""
         from gateway.archive import Keeper, OpenMatters, archive_dir, latest_checkpoint_seq
+        if self._last_prune == float("-inf"):
+            # the hourly cadence goes on across restarts (issue 30 item 8): a daemon restarted
+            # more often than hourly used to spend its slot before any checkpoint, and never prune
+            last = self.journal.get_meta("last_prune")
+            if last is not None and float(last) <= now + PRUNE_EVERY_S:
+                self._last_prune = float(last)
         if not force and now - self._last_prune < PRUNE_EVERY_S:
+            if not self._said_next_prune:
+                self._said_next_prune = True
+                log.info("retention: the last pruning pass was %.0f s ago; the next in %.0f s (hourly, "
+                         "across restarts)", now - self._last_prune, PRUNE_EVERY_S - (now - self._last_prune))
             return 0
-        self._last_prune = now
         st = self.config.storage
         fn = self.checkpoint_seq or (lambda: latest_checkpoint_seq(st.dir))
         keep_from = fn()
-        if keep_from is None:
+        if keep_from is None:    # waits for the first checkpoint, without using up the slot
             if not self._said_no_checkpoint:
                 self._said_no_checkpoint = True
                 log.info("retention: no checkpoint of the folded state yet, so nothing is pruned "
                          "(a restart replays the whole journal and needs every event)")
             return 0
         self._said_no_checkpoint = False
+        self._last_prune = now
+        self._said_next_prune = True          # said only at a start that finds its slot used
+        self.journal.set_meta("last_prune", repr(now))
         acked = {e.data.get("alarm_id") for e in
                  iter_events(self.journal.conn, types=["alarm.acknowledged"]) if e.data}
         keeper = Keeper(OpenMatters.from_state(self.engine.state), acked)

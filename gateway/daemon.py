@@ -176,8 +176,11 @@ class Daemon:
     def start(self) -> None:
         from rules.engine import Engine
         cfg = self.config
+        self._start_phase("opening the journal")
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
+        from gateway.archive import clean_archive_at_start
+        clean_archive_at_start(cfg.storage_dir, self.journal.conn)     # an interrupted pruning pass's leftovers
         self.engine = Engine(cfg)
         if self.clock is time.time:
             # Journal time from a monotonic base: wall-clock steps are journaled
@@ -193,7 +196,9 @@ class Daemon:
         from gateway.signing import load_or_create
         self.signer = load_or_create(cfg.storage_dir, cfg.center.id)      # SPEC §8: created at first start
         self.core.enable_signing(self.signer, cfg.signing.every_s)
+        self.core.on_start_phase = self._start_phase
         n = self.core.rebuild()
+        self._start_phase("starting the uplink, the control socket and the devices")
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
         from gateway.requests import RequestRouter
         # One router for every path (MQTT, control socket, demo): it exists with MQTT
@@ -264,6 +269,11 @@ class Daemon:
     # Each report extends systemd's start timeout by this much from now: a replay
     # that keeps making progress is never killed, one that hangs is (after 30 s).
     REPLAY_EXTEND_S = 30.0
+
+    def _start_phase(self, what: str) -> None:
+        """Every phase of a start extends systemd's start timeout from now (issue 28 item 3):
+        a start that keeps making progress is never killed, one that hangs in a phase is."""
+        sd_notify(f"EXTEND_TIMEOUT_USEC={int(self.REPLAY_EXTEND_S * 1e6)}\nSTATUS=starting: {what}")
 
     def _replay_progress(self, done: int, total: int, elapsed: float) -> None:
         """A long start (full replay of a big journal): tell systemd we are alive."""
@@ -393,7 +403,8 @@ class Daemon:
         if self.router:
             self.router.stop()
         self._snapshot_pool.shutdown()
-        self.core.submit(Draft("gateway.stopped", {"reason": reason}))
+        # bounded: a writer stuck on a full disk must not hold the stop past TimeoutStopSec
+        self.core.submit(Draft("gateway.stopped", {"reason": reason}), timeout=5.0)
         self.core.stop()
         if self.uplink:
             self.uplink.stop(drain_s=3.0)
@@ -613,7 +624,7 @@ class Daemon:
                     # face/enroll carries a base64 photo: the line may be megabytes.
                     line = self.rfile.readline(CONTROL_MAX_LINE)
                     req = json.loads(line)
-                    resp = daemon.control(req)
+                    resp = daemon.control(req, peer=_socket_peer(self.connection))
                 except Exception as e:
                     resp = {"ok": False, "error": {"code": "bad_request", "message": str(e)}}
                 self.wfile.write((json.dumps(resp, ensure_ascii=False, default=str) + "\n").encode())
@@ -629,7 +640,7 @@ class Daemon:
         os.chmod(path, 0o660)
         threading.Thread(target=self._ctl.serve_forever, name="control", daemon=True).start()
 
-    def control(self, req: dict) -> dict:
+    def control(self, req: dict, peer: str | None = None) -> dict:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, "data": self.status()}
@@ -642,17 +653,17 @@ class Daemon:
                 return {"ok": False, "error": {"code": "busy", "message": f"journal writer busy: {e}"}}
             return {"ok": True, "data": snap["active"]}
         if cmd == "request":
-            return self.control_request(req.get("command"), req.get("args"))
+            return self.control_request(req.get("command"), req.get("args"), peer=peer)
         if cmd in CONTROL_ALIASES:
             command, keys = CONTROL_ALIASES[cmd]
-            return self.control_request(command, {k: req[k] for k in keys if req.get(k) is not None})
+            return self.control_request(command, {k: req[k] for k in keys if req.get(k) is not None}, peer=peer)
         if cmd == "metrics":
             return {"ok": True, "data": self.metrics_snapshot()}
         if cmd == "top":
             return self.top_snapshot()
         return {"ok": False, "error": {"code": "unknown_command", "message": f"unknown control command {cmd!r}"}}
 
-    def control_request(self, command: Any, args: Any) -> dict:
+    def control_request(self, command: Any, args: Any, peer: str | None = None) -> dict:
         """A P/request/<command> arriving on the control socket (casegate ack, person add,
         band bind, face enroll, ...): the same RequestRouter.dispatch as over MQTT, so its
         validation, idempotency and journal events are exactly those of the MQTT command;
@@ -662,7 +673,8 @@ class Daemon:
             return fail(None, RequestError("bad_request", "request needs a command and an args object"))
         args = dict(args)
         args.setdefault("request_id", f"cli-{time.time_ns()}")
-        return self.router.call(command, args, path="control", source="cli", timeout=60)
+        # peer: the socket's peer user, whose request_ids are its own (idempotency)
+        return self.router.call(command, args, path="control", source="cli", timeout=60, client=peer)
 
     def top_snapshot(self) -> dict:
         """What `casegate top` draws: occupancy with roles and names, active alarms
@@ -702,7 +714,7 @@ class Daemon:
         for a in list(self.core.state.active_alarms.values()):
             key = (str(a.get("code")), str(a.get("severity")))
             alarms[key] = alarms.get(key, 0) + 1
-        ckpt = getattr(self, "last_checkpoint_ts", None)    # set by checkpoints once they exist
+        ckpt = self._checkpoint_written_at()
         return {
             "last_seq": self.journal.last_seq, "journal_events": st.get("events"),
             "journal_bytes": st.get("bytes"),
@@ -767,6 +779,25 @@ class Daemon:
             out["source"] = self.clock.sync_source()      # the probe the state above came from
         return out
 
+    def _checkpoint_written_at(self) -> float | None:
+        """When the newest checkpoint was written (this run's, else the newest file's, as
+        after a restart): casegate_checkpoint_age_seconds (issue 30 item 4)."""
+        from gateway.events import parse_ts
+        store = getattr(self.core, "checkpoints", None)
+        if store is None:
+            return None
+        created = (store.last or {}).get("created")
+        if created:
+            try:
+                return parse_ts(created)
+            except ValueError:
+                pass
+        try:
+            files = store.files()
+            return max(p.stat().st_mtime for _, p in files) if files else None
+        except OSError:
+            return None
+
     def _checkpoint_status(self) -> dict | None:
         store = self.core.checkpoints
         if store is None:
@@ -780,6 +811,18 @@ class Daemon:
             h = drv.health.as_dict() if drv is not None else {"state": "disabled" if not dev.enabled else "failed"}
             out.append({"id": dev.id, "driver": dev.driver, **h})
         return out
+
+
+def _socket_peer(conn) -> str | None:
+    """``cli:uid=<n>`` of the control socket's peer (SO_PEERCRED): the client whose
+    request_ids it may reuse (gateway/requests.py asked_key)."""
+    import struct
+    try:
+        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                               struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return None
+    return f"cli:uid={uid}"
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -307,6 +307,12 @@ class AlarmUnshelved(Data):                    # v2
     by: Str = None
 
 
+class RequestRefused(Data):                     # v3 (SPEC §3)
+    command: str
+    code: str
+    by: Str = None
+
+
 EVENT_DATA: dict[str, type[Data]] = {
     "gateway.started": GatewayStarted, "gateway.stopped": GatewayStopped,
     "config.legal_disabled": ConfigLegalDisabled,
@@ -331,4 +337,5 @@ EVENT_DATA: dict[str, type[Data]] = {
     "chain.signed": ChainSigned,
     "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
     "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
+    "request.refused": RequestRefused,
 }

@@ -129,6 +129,10 @@ class Journal:
         c = self.conn
         c.execute("CREATE TABLE IF NOT EXISTS pruned (from_seq INTEGER PRIMARY KEY, to_seq INTEGER NOT NULL, "
                   "prev TEXT, hash TEXT NOT NULL)")
+        # Idempotency is keyed by what was asked (issue 28 item 2): who asked, the command and
+        # the payload's hash. Rows of an earlier release have none (NULL: command alone decides).
+        if not any(r[1] == "asked" for r in c.execute("PRAGMA table_info(requests)")):
+            c.execute("ALTER TABLE requests ADD COLUMN asked TEXT")
         version = int(self.get_meta("schema") or "1")
         if version >= SCHEMA_VERSION:
             return
@@ -148,7 +152,7 @@ class Journal:
             raise
 
     # ---- writing -------------------------------------------------------
-    def append(self, events: list[Event], requests: Iterable[tuple[str, str, str, str]] = (),
+    def append(self, events: list[Event], requests: Iterable[tuple] = (),
                delivered: Iterable[int] = ()) -> None:
         """One transaction: the events, the request responses, the delivered marks.
 
@@ -171,10 +175,10 @@ class Journal:
                 c.executemany(
                     "INSERT INTO events (seq, id, ts, center, type, source, data, prev, hash) "
                     "VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            reqs = list(requests)
+            reqs = [r if len(r) == 5 else (*r, None) for r in requests]
             if reqs:
-                c.executemany("INSERT OR REPLACE INTO requests (request_id, command, response, ts) "
-                              "VALUES (?,?,?,?)", reqs)
+                c.executemany("INSERT OR REPLACE INTO requests (request_id, command, response, ts, asked) "
+                              "VALUES (?,?,?,?,?)", reqs)
             marks = _ranges(delivered)
             if marks:
                 # PUBACKs arrive almost in seq order: one range update per run.
@@ -210,6 +214,13 @@ class Journal:
         rows = self.conn.execute("SELECT request_id, response FROM requests ORDER BY rowid DESC LIMIT ?",
                                  (limit,)).fetchall()
         return dict(rows)
+
+    def load_request_keys(self, limit: int = 100_000) -> dict[str, tuple[str, str | None]]:
+        """request_id -> (command, asked key or None) of the stored answers (see
+        gateway/requests.py asked_key): a restart keeps idempotency keyed by what was asked."""
+        rows = self.conn.execute("SELECT request_id, command, asked FROM requests ORDER BY rowid DESC LIMIT ?",
+                                 (limit,)).fetchall()
+        return {rid: (cmd, asked) for rid, cmd, asked in rows}
 
     def find_request(self, request_id: str) -> str | None:
         row = self.conn.execute("SELECT response FROM requests WHERE request_id = ?",

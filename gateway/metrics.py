@@ -83,11 +83,16 @@ def _counter(name, doc, value):
 
 
 def start_metrics_server(listen: str, snapshot: Callable[[], dict]):
-    """Serve /metrics on ``host:port`` in a daemon thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
+    """Serve /metrics on ``host:port`` in a daemon thread; returns (server, thread).
+    Bounded connections and an idle timeout (gateway/metrics_server.py), not
+    prometheus-client's thread per connection."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from gateway.metrics_server import MetricsServer
     host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(snapshot))
-    server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    server = MetricsServer(host.strip("[]"), int(port), lambda: (generate_latest(registry), CONTENT_TYPE_LATEST))
+    server.start()
     log.info("metrics on http://%s/metrics", listen)
-    return server, thread
+    return server, server.thread

@@ -39,7 +39,12 @@ from gateway.events import Draft, format_ts
 
 log = logging.getLogger("casegate.requests")
 
-ID = r"^[A-Za-z0-9_.-]{1,64}$"
+# Ids name files (a person's face, a camera's snapshots, a device's state topic): never
+# ".", "..", a hidden name or one a command line reads as an option (issue 28 item 4).
+ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+# An MQTT account named in P/client/<account>/request/...: a topic level the broker's ACL
+# ties to the account's user name (docs/security.md §3a).
+CLIENT_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
 TAG = re.compile(r"^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{10})$")
 MAX_DEPTH = 8
 
@@ -228,6 +233,9 @@ class Request:
     correlation: bytes | None = None
     source: str = "mqtt"                 # the journal's source of what it causes (SPEC §2)
     path: str = "mqtt"                   # how it arrived: one of PATHS
+    # Who asked, for idempotency (asked_key): the broker-proven MQTT account, the control
+    # socket's peer user, the demo's desk; "" = the source.
+    client: str = ""
     # Where its answer goes; None = the router's own respond (P/response/<command>).
     reply: Callable[["Request", dict], None] | None = None
 
@@ -257,6 +265,25 @@ def correlation_key(correlation: bytes | None) -> str | None:
     if text is not None and re.fullmatch(ID, text):
         return text
     return "cd-" + hashlib.sha256(bytes(correlation)).hexdigest()[:40]
+
+
+def asked_key(client: str, command: str, args: Args) -> str:
+    """What a request asked, as the idempotency key of its ``request_id`` (issue 28 item 2):
+    who asked, the command and a hash of its validated arguments (request_id left out; the
+    model's field order and defaults make it canonical, so a re-send with the keys in another
+    order or a field the model ignores is the same request). The stored answer is returned
+    only for the same key; the same request_id with another key is ``conflict``."""
+    body = json.dumps(args.model_dump(mode="json", by_alias=True, exclude={"request_id"}),
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    h = hashlib.sha256(f"{client}\0{command}\0{body}".encode()).hexdigest()[:32]
+    return f"{command}|{h}"
+
+
+class Conflict:
+    """A request_id already answered for another request: refused, never stored."""
+
+    def __init__(self, error: RequestError):
+        self.error = error
 
 
 def parse_request(command: str, payload: bytes, max_bytes: int, correlation: bytes | None = None,
@@ -297,6 +324,17 @@ def parse_request(command: str, payload: bytes, max_bytes: int, correlation: byt
         if "request_id" not in obj:
             msg += " (or send MQTT 5 Correlation Data, which then serves as the request_id)"
         return None, rid, RequestError("bad_request", msg)
+
+
+def refused_data(req: Request, err: RequestError) -> dict:
+    """``request.refused`` [command, code, by?] (SPEC §3 v3), plus the request_id, who
+    asked and why."""
+    data: dict[str, Any] = {"command": req.command, "code": err.code}
+    by = getattr(req.args, "by", None)
+    if isinstance(by, str):
+        data["by"] = by
+    data.update({"request_id": req.request_id, "client": req.client or req.source, "message": err.message})
+    return data
 
 
 def ok(rid: str, data: dict) -> str:
@@ -746,6 +784,7 @@ class TokenBuckets:
     anew for every request still cannot exceed the total. Keys are bounded."""
 
     MAX_KEYS = 1024
+    exhausted = ""        # after a refused take(): "own" (the key's bucket) or "total" (the shared one)
 
     def __init__(self, per_min: float, clock: Callable[[], float] | None = None):
         import time as _time
@@ -758,6 +797,11 @@ class TokenBuckets:
         b[0] = min(cap, b[0] + (now - b[1]) * cap / 60.0)
         b[1] = now
 
+    def left(self, key: str) -> float:
+        """Tokens left in ``key``'s bucket (as of its last refill), rounded down."""
+        b = self.buckets.get(key)
+        return float(int(b[0])) if b is not None else self.per_min
+
     def take(self, key: str, cost: float) -> float:
         """Take ``cost`` tokens for ``key``: 0.0 if granted, else the seconds to wait."""
         now = self.clock()
@@ -769,8 +813,11 @@ class TokenBuckets:
             b = self.buckets[key] = [self.per_min, now]
         self._refill(b, self.per_min, now)
         self._refill(self.total, 2 * self.per_min, now)
-        wait = max((cost - b[0]) * 60.0 / self.per_min, (cost - self.total[0]) * 60.0 / (2 * self.per_min))
+        own = (cost - b[0]) * 60.0 / self.per_min
+        total = (cost - self.total[0]) * 60.0 / (2 * self.per_min)
+        wait = max(own, total)
         if wait > 0:
+            self.exhausted = "own" if own > 0 else "total"
             return wait
         b[0] -= cost
         self.total[0] -= cost
@@ -795,7 +842,7 @@ class RequestRouter:
         self._q: "queue.Queue[tuple[Request, Args] | None]" = queue.Queue(maxsize=10_000)
         # per device: a slow camera never holds up a locker/open (gateway/device_pools.py)
         self._pool = KeyedPools("device-cmd", workers=1, max_queued=8)
-        self._inflight: set[str] = set()
+        self._inflight: dict[str, str] = {}      # request_id -> asked key, of device commands running
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="requests", daemon=True)
         self._worker.start()
@@ -812,13 +859,14 @@ class RequestRouter:
 
     def dispatch(self, command: str, payload: bytes, *, path: str, source: str,
                  reply: Callable[[Request, dict], None] | None = None,
-                 response_topic: str | None = None, correlation: bytes | None = None) -> None:
+                 response_topic: str | None = None, correlation: bytes | None = None,
+                 client: str | None = None) -> None:
         """Validate, rate-limit (RATE_LIMITED_PATHS) and queue one request; ``reply``
         (default: :attr:`respond`) gets its answer once. Never blocks: paho's network
-        thread calls this."""
+        thread calls this. ``client``: who asked, for idempotency (default: ``source``)."""
         args, rid, err = parse_request(command, payload, self.max_bytes, correlation, path)
         req = Request(command if command in COMMANDS else command[:100], args, rid, response_topic,
-                      correlation, source=source, path=path, reply=reply)
+                      correlation, source=source, path=path, reply=reply, client=client or source)
         if err is None and path in RATE_LIMITED_PATHS:
             err = self._rate_limit(req)
         if err is not None:
@@ -828,12 +876,13 @@ class RequestRouter:
             return
         self.submit(req)
 
-    def call(self, command: str, args: dict, *, path: str, source: str, timeout: float) -> dict:
+    def call(self, command: str, args: dict, *, path: str, source: str, timeout: float,
+             client: str | None = None) -> dict:
         """dispatch() and wait for the answer: for callers that answer their own caller
         (the control socket, the demo's desk) rather than a response topic."""
         answer: Future = Future()
         payload = json.dumps(args, ensure_ascii=False).encode()
-        self.dispatch(command, payload, path=path, source=source,
+        self.dispatch(command, payload, path=path, source=source, client=client,
                       reply=lambda req, body: answer.set_result(body))
         try:
             return answer.result(timeout=timeout)
@@ -842,15 +891,27 @@ class RequestRouter:
                         RequestError("busy", f"no answer within {timeout:g} s"))
 
     def on_message(self, prefix: str, msg) -> None:
-        """An MQTT message on P/request/<command> (paho's network thread)."""
-        command = msg.topic[len(prefix) + len("/request/"):]
-        props = getattr(msg, "properties", None)
-        # SPEC §2: source is mqtt:<client>. MQTT does not tell us who published,
-        # so a central system names itself in an MQTT 5 user property "client".
+        """An MQTT message on P/request/<command> or P/client/<account>/request/<command>
+        (paho's network thread).
+
+        SPEC §2: source is mqtt:<client>. MQTT does not tell a subscriber who published, so
+        the identity comes from the topic, which the broker's ACL binds to the account
+        (docs/security.md §3a: an account may publish only under client/<its name>/) —
+        never from what the client says about itself (an MQTT 5 user property is ignored).
+        The SPEC form P/request/<command> carries no identity: its source is
+        ``mqtt:central``, and the ACL grants it to the central platform's account only."""
+        rest = msg.topic[len(prefix) + 1:]
         client = "central"
-        for k, v in (getattr(props, "UserProperty", None) or []) if props else []:
-            if k == "client" and re.fullmatch(ID, v or ""):
-                client = v
+        if rest.startswith("client/"):
+            name, _, rest = rest[len("client/"):].partition("/")
+            if not re.fullmatch(CLIENT_ID, name) or not rest.startswith("request/"):
+                log.info("request on %r ignored: not client/<account>/request/<command>", msg.topic[:200])
+                return
+            client = name
+        if not rest.startswith("request/"):
+            return
+        command = rest[len("request/"):]
+        props = getattr(msg, "properties", None)
         self.dispatch(command, msg.payload, path="mqtt", source=f"mqtt:{client}",
                       response_topic=getattr(props, "ResponseTopic", None) if props else None,
                       correlation=getattr(props, "CorrelationData", None) if props else None)
@@ -861,7 +922,9 @@ class RequestRouter:
     def _rate_limit(self, req: Request) -> RequestError | None:
         """``busy`` for a client over its share of re-published events or heavy requests,
         so that no central client can make the gateway publish millions of messages."""
-        key = f"{req.source}|{req.response_topic or ''}"
+        # A broker-proven account (P/client/<account>/...) is one budget whatever its response
+        # topics; the anonymous SPEC form is told apart by its response topic as before.
+        key = req.source if req.source != "mqtt:central" else f"{req.source}|{req.response_topic or ''}"
         limit = COMMANDS[req.command].limit
         if limit == "resend" and isinstance(req.args, Resend):
             a = req.args
@@ -878,9 +941,16 @@ class RequestRouter:
         if wait <= 0:
             return None
         self.counts["rate_limited"] += 1
-        return RequestError("busy", f"{req.command} from {req.source}: over the limit of {limiter.per_min:g} "
-                                    f"{what} per minute; retry in {max(1, round(wait + 0.5))} s"
-                                    + (" (or ask for a smaller range)" if cost > 1 else ""))
+        retry = f"; retry in {max(1, round(wait + 0.5))} s" + (" (or ask for a smaller range)" if cost > 1 else "")
+        if limiter.exhausted == "total":
+            # Whose budget is spent matters: a client refused because others used up the
+            # shared total must not read it as its own excess.
+            return RequestError("busy", f"{req.command} from {req.source}: all clients together are over their "
+                                        f"shared limit of {2 * limiter.per_min:g} {what} per minute (not "
+                                        f"{req.source}'s own limit of {limiter.per_min:g}; "
+                                        f"{limiter.left(key):g} of it left){retry}")
+        return RequestError("busy", f"{req.command} from {req.source}: over {req.source}'s own limit of "
+                                    f"{limiter.per_min:g} {what} per minute{retry}")
 
     def submit(self, req: Request) -> None:
         try:
@@ -899,51 +969,96 @@ class RequestRouter:
             except Exception:
                 log.exception("request %s failed", req.command)
 
-    def _cached(self, rid: str) -> dict | None:
-        text = self.core.requests_done.get(rid)
-        if text is None:
+    def _asked(self, req: Request, args: Args) -> str:
+        return asked_key(req.client or req.source, req.command, args)
+
+    @staticmethod
+    def _conflict(core: Core, rid: str, asked: str) -> RequestError | None:
+        """``conflict`` if ``rid`` was answered for another request (another client,
+        command or payload). Rows of an earlier release know only their command."""
+        stored = core.requests_asked.get(rid)
+        if stored is None:
             return None
-        return json.loads(text)
+        cmd, key = stored
+        if key == asked or (key is None and asked.startswith(cmd + "|")):
+            return None
+        return RequestError("conflict", f"request_id {rid} was already used for another request (another "
+                                        f"client, command or payload) and is answered only to that one; "
+                                        f"send this request with a new request_id")
+
+    def _refuse(self, req: Request, err: RequestError) -> None:
+        """Answer ``conflict`` and journal it (request.refused, SPEC §3 v3): a request
+        that reused someone else's request_id is on the record, and nothing else changes."""
+        self.counts["failed"] += 1
+        self.counts["conflict"] = self.counts.get("conflict", 0) + 1
+        log.warning("request %s %s from %s refused: %s", req.command, req.request_id, req.client or req.source,
+                    err.message)
+        data = refused_data(req, err)
+        try:    # answered after COMMIT, like every request that journals something
+            self.core.submit(Draft("request.refused", data, req.source), timeout=None).result(timeout=30)
+        except Exception as e:
+            log.error("could not journal request.refused: %r", e)
+        self._reply(req, fail(req.request_id, err))
 
     def _handle(self, req: Request, args: Args) -> None:
         rid = args.request_id
-        cached = self._cached(rid)
-        if cached is not None:
+        asked = self._asked(req, args)
+        text = self.core.requests_done.get(rid)
+        if text is not None:
+            err = self._conflict(self.core, rid, asked)
+            if err is not None:
+                self._refuse(req, err)
+                return
             self.counts["duplicate"] += 1
-            self._reply(req, cached)
+            self._reply(req, json.loads(text))
             return
         src = req.source
         spec = COMMANDS[req.command]
         if spec.pool:
             with self._lock:
-                if rid in self._inflight:
-                    return  # the first copy will answer
-                self._inflight.add(rid)
+                other = self._inflight.get(rid)
+                if other is None:
+                    self._inflight[rid] = asked
+            if other == asked:
+                return  # the first copy will answer
+            if other is not None:
+                self._refuse(req, RequestError("conflict", f"request_id {rid} is in use by another request "
+                                                           f"being carried out; send this one with a new "
+                                                           f"request_id"))
+                return
             key = getattr(args, "locker", None) or getattr(args, "camera", None) or req.command
             if not self._pool.submit(str(key), self._device, req, args):
                 with self._lock:
-                    self._inflight.discard(rid)
+                    self._inflight.pop(rid, None)
                 self.counts["failed"] += 1
                 self._reply(req, fail(rid, RequestError("busy", f"{key} has too many commands waiting; "
                                                                "retry when they are done")))
             return
         fn = getattr(self.handlers, spec.handler)
-        self.answer(req, lambda core: fn(core, args, src), store=spec.stored)
+        self.answer(req, lambda core: fn(core, args, src), store=spec.stored, asked=asked)
 
-    def answer(self, req: Request, fn, store: bool = True) -> dict:
+    def answer(self, req: Request, fn, store: bool = True, asked: str | None = None) -> dict:
         """Run fn(core) in the writer thread; respond after COMMIT."""
         rid = req.request_id
+        if asked is None and req.args is not None:
+            asked = self._asked(req, req.args)
 
         def call(core: Core):
-            # Checked again inside the writer: two copies racing in the queue act once.
+            # Checked again inside the writer: two copies racing in the queue act once,
+            # and a copy of another request with the same id is refused there too.
             if store and rid in core.requests_done:
+                err = self._conflict(core, rid, asked) if asked is not None else None
+                if err is not None:
+                    return Conflict(err), [Draft("request.refused", refused_data(req, err), req.source)]
                 return core.requests_done[rid], []
             value, drafts = fn(core)
             return ok(rid, value), drafts
 
-        fut = self.core.call(call, request=(rid, req.command) if store else None)
+        fut = self.core.call(call, request=(rid, req.command, asked) if store else None)
         try:
             res: CommitResult = fut.result(timeout=30)
+            if isinstance(res.value, Conflict):
+                raise res.value.error
             payload = json.loads(res.value)
             self.counts["ok"] += 1
         except RequestError as e:
@@ -976,9 +1091,10 @@ class RequestRouter:
             if payload["ok"] and spec.stored:
                 # Remember the answer durably so a re-sent unlock does not unlock twice.
                 text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-                self.core.call(lambda core: (text, []), request=(rid, req.command)).result(timeout=30)
+                asked = self._asked(req, args)
+                self.core.call(lambda core: (text, []), request=(rid, req.command, asked)).result(timeout=30)
             self.counts["ok" if payload["ok"] else "failed"] += 1
             self._reply(req, payload)
         finally:
             with self._lock:
-                self._inflight.discard(rid)
+                self._inflight.pop(rid, None)

@@ -267,6 +267,8 @@ class Uplink:
         log.info("connected to %s:%d (MQTT %s)", self.mq.host, self.mq.port,
                  "5" if self.mq.protocol == 5 else "3.1.1")
         client.subscribe(f"{self.prefix}/request/#", qos=1)
+        # requests under the publisher's account name (the broker's ACL proves it: docs/security.md §3a)
+        client.subscribe(f"{self.prefix}/client/+/request/#", qos=1)
         self._publish_gateway_state(force=True)
         for topic, text in list(self._retained.items()):
             client.publish(topic, text, qos=1, retain=True)

@@ -17,10 +17,13 @@ each a journaled event:
   unacknowledged alarm still needs a response, and the oversight department
   wants proof that someone looked at a 40-second lone interrogation.
   A timer fired late (a restart after downtime) jumps straight to the level
-  due by then: one event, not a burst of catch-up levels. ``escalate_max_level``
-  (default 0: no limit) stops it at a level - measured on the scripted rule
-  day (tests/rules/rule_day.py), where nobody acknowledges, the default
-  produces 1,555 escalations.
+  due by then: one event, not a burst of catch-up levels — also when the rule
+  timers of a long downtime fire one by one in the same advance (``fire``'s
+  horizon). ``escalate_max_level`` (default 3, SPEC §1a v3; 0 = no limit)
+  stops it at a level: on the scripted rule day (tests/rules/rule_day.py),
+  where nobody acknowledges, no limit produced 1,555 escalations. The standing
+  alarm keeps its ``since``: state/alarms and ``casegate top`` go on showing
+  how long it is unacknowledged.
 * **Shelving** (``alarm.shelved`` [code, scope, until, reason, by]) of a
   *facility* alarm for at most ``max_shelve_h``: alarms of that code (and
   scope: a room, a device, a door, a subject) are still raised and journaled,
@@ -54,7 +57,7 @@ from rules.catalog import CATALOG
 RECENT_ACKED_MAX = 1000
 # Defaults of [alarms] (gateway.config.AlarmsConfig), for engines built on a
 # config object without the table (rules never import the application).
-DEFAULTS = {"escalate_after_s": 120.0, "escalate_every_s": 300.0, "escalate_max_level": 0, "max_shelve_h": 8.0,
+DEFAULTS = {"escalate_after_s": 120.0, "escalate_every_s": 300.0, "escalate_max_level": 3, "max_shelve_h": 8.0,
             "max_maintenance_h": 72.0, "max_unacked_cleared": 1000}
 # Detail keys that name the equipment an alarm is about: a shelve scope or a
 # device under maintenance matches an alarm through them.
@@ -312,6 +315,25 @@ def fold(engine, ev, t: float) -> list[Draft]:
     return []
 
 
+class _Raised:
+    """A timer's ``alarm.raised`` draft seen as the event it will be (for ``note``)."""
+
+    def __init__(self, draft: Draft, t: float):
+        self.type, self.data, self.epoch, self.ts = draft.type, draft.data, t, None
+
+
+def note_timer_alarms(engine, drafts, t: float) -> None:
+    """An alarm a rule timer raises inside one ``Engine.advance`` is known to the book at
+    once, not only when the writer folds its draft back: over a long gap (a start after
+    downtime), the later catch-up drafts, each folded at its own past time, would
+    otherwise escalate it once per draft (issue 28 item 3). Folding the draft later is
+    then an update of a standing alarm, which keeps its level."""
+    book: AlarmBook = engine.book
+    for d in drafts:
+        if getattr(d, "type", None) == "alarm.raised" and d.data.get("alarm_id") not in book.standing:
+            book.note(_Raised(d, t), engine.config, engine.clock_shift)
+
+
 def reschedule(engine) -> None:
     """A reloaded [alarms] table applies to the escalations still pending."""
     book: AlarmBook = engine.book
@@ -320,8 +342,15 @@ def reschedule(engine) -> None:
     book.recompute_due()
 
 
-def fire(engine, limit: float) -> list[Draft]:
-    """Escalations and expiries due by ``limit``, each at its own time, in time order."""
+def fire(engine, limit: float, horizon: float | None = None) -> list[Draft]:
+    """Escalations and expiries due by ``limit``, each at its own time, in time order.
+
+    ``horizon`` (≥ limit; the end of the whole advance this is part of) decides an
+    escalation's level: one ``Engine.advance`` over a long gap (a restart after a weekend
+    down, whose rule timers fire one after the other in between) escalates each alarm once,
+    to the level due at its end, not once per timer (issue 28 item 3: 3 days down with
+    1,002 standing alarms queued 33,386 catch-up levels)."""
+    horizon = limit if horizon is None else max(limit, horizon)
     book: AlarmBook = engine.book
     out: list[Draft] = []
     rounds = 0
@@ -331,7 +360,7 @@ def fire(engine, limit: float) -> list[Draft]:
             engine.errors += 1
             break
         d = book.due
-        drafts = _fire_one(engine, d, max(d, engine.now), limit)   # never back in time
+        drafts = _fire_one(engine, d, max(d, engine.now), limit, horizon)   # never back in time
         if drafts:
             # a tick with an effect moves the clock (see Engine.advance)
             # (drafts carry journal time; the engine's clock is rule time)
@@ -343,15 +372,16 @@ def fire(engine, limit: float) -> list[Draft]:
     return out
 
 
-def _fire_one(engine, d: float, t: float, limit: float) -> list[Draft]:
+def _fire_one(engine, d: float, t: float, limit: float, horizon: float | None = None) -> list[Draft]:
     book: AlarmBook = engine.book
     cfg = engine.config
+    horizon = limit if horizon is None else horizon
     for aid, rec in book.standing.items():
         if rec["next_esc"] is not None and rec["next_esc"] <= d:
             after = float(setting(cfg, "escalate_after_s"))
             every = float(setting(cfg, "escalate_every_s"))
-            # the highest level due by ``limit`` (a late timer jumps, it does not burst)
-            level = 1 + int((limit - rec["since"] - after) // every)
+            # the highest level due by the horizon (a late timer jumps, it does not burst)
+            level = 1 + int((horizon - rec["since"] - after) // every)
             level = max(level, rec["level"] + 1)
             cap = int(setting(cfg, "escalate_max_level"))
             if cap:
@@ -359,7 +389,8 @@ def _fire_one(engine, d: float, t: float, limit: float) -> list[Draft]:
             if level <= rec["level"]:           # capped (a reload lowered it): nothing more
                 rec["next_esc"] = None
                 return []
-            at = max(rec["since"] + after + (level - 1) * every, engine.now)
+            # stamped when that level fell due (never after this tick, never back in time)
+            at = max(min(rec["since"] + after + (level - 1) * every, limit), engine.now)
             rec["level"] = level
             book._schedule(rec, cfg)
             return [_escalated(engine, rec, level, at)]

@@ -376,7 +376,7 @@ class Engine:
             if self.book.due is not None and self.book.due <= d:
                 # escalations/expiries due first (only before a live timer: a stale
                 # heap entry must not decide how far they go, see alarm_states.fire)
-                out.extend(alarm_states.fire(self, d))
+                out.extend(alarm_states.fire(self, d, now))
             del timers[tk]
             code, subject, kind = tk
             if code not in self.enabled:
@@ -393,6 +393,7 @@ class Engine:
                 # at d, so replay reaches d at the same point (see module docstring).
                 self.now = d
                 out.extend(res)
+                alarm_states.note_timer_alarms(self, res, d)
         if self.book.due is not None and self.book.due <= now:
             out.extend(alarm_states.fire(self, now))
         return out

@@ -96,9 +96,11 @@ def test_requests_happy_path_and_idempotency(daemon, mosquitto, subscriber_facto
         r = c.request("wristband/bind", tag="e3af2232", person="s1")
         assert r["ok"] and r["data"]["tag"] == "E3AF2232"
         before = journal_count(daemon)
-        # the same request_id again: same answer, no second event
+        # the same request again (same request_id, command and payload): same answer, no second
+        # event (another payload under that id is conflict: tests/test_request_idempotency.py)
         c.responses.pop("reg-1")
-        again = c.request("person/register", request_id="reg-1", person="s1", role="suspect")
+        again = c.request("person/register", request_id="reg-1", person="s1", role="suspect", name="张三",
+                          gender="male", case_id="c1", case_type="criminal")
         assert again["ok"] and again["data"] == r_data if (r_data := again["data"]) else False
         assert journal_count(daemon) == before
         r = c.request("person/checkout", person="s1", by="o1")

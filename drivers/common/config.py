@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# Device, camera and room ids name files and topic levels: not ".", "..", hidden or "-x".
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
 # What a device can do, asked by the daemon and the rules instead of its kind:
 CAPABILITIES = {

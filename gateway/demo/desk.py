@@ -89,12 +89,10 @@ class Desk:
         return body.get("data") or {}
 
     def _mqtt(self, command: str, rid: str, args: dict) -> dict:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-        props = Properties(PacketTypes.PUBLISH)
-        props.UserProperty = [("client", DESK)]
-        self.client.publish(f"{self.prefix}/request/{command}", json.dumps({"request_id": rid, **args}),
-                            qos=1, properties=props)
+        # under the desk's name (P/client/<account>/request/...): where a broker ACL proves who
+        # published; a self-declared user property is no identity (docs/security.md §3a)
+        self.client.publish(f"{self.prefix}/client/{DESK}/request/{command}",
+                            json.dumps({"request_id": rid, **args}), qos=1)
         deadline = time.monotonic() + 15.0
         with self._cv:
             while rid not in self.responses:

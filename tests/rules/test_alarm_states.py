@@ -151,7 +151,7 @@ def test_defaults_120_then_every_300_and_only_critical():
 def test_a_late_timer_jumps_to_the_level_due_and_replays_the_same():
     """After downtime the engine is advanced once to "now": one escalation at the
     level due by then (not a burst of missed ones); replay gives the same."""
-    s = Scenario(cfg({"escalate_after_s": 10, "escalate_every_s": 20}))
+    s = Scenario(cfg({"escalate_after_s": 10, "escalate_every_s": 20, "escalate_max_level": 0}))
     lone(s, 100, None)
     made = s.engine.advance(T0 + 1000)           # the gateway was down from 130 to 1000
     assert [(d.type, d.data["level"], d.ts - T0) for d in made] == [("alarm.escalated", 44, 1000.0)]
@@ -291,6 +291,29 @@ def test_escalate_max_level_stops_the_escalation():
     lone(s2, 100, None)
     made = s2.engine.advance(T0 + 1000)          # a late timer never jumps past the cap
     assert [d.data["level"] for d in made] == [2] and s2.engine.next_deadline() != made[0].ts
+
+
+def test_a_long_gap_with_rule_timers_in_it_escalates_each_alarm_once():
+    """Issue 28 item 3: during downtime other rule timers fall due one after the other
+    (here a door held open); the catch-up advance still escalates each alarm once, to the
+    level due at its end, and replay of the journal gives the same."""
+    for cap, level in ((0, 44), (None, 3)):                 # no cap; the default (3)
+        alarms = {"escalate_after_s": 10, "escalate_every_s": 20}
+        if cap is not None:
+            alarms["escalate_max_level"] = cap
+        s = Scenario(cfg(alarms, rules={"door_held_open": {"limit_s": 300}}))
+        lone(s, 100, None)                                   # raised at 130
+        s.run([(131, "door.opened", {"door": "int1-door", "room": INT})])   # its timer: 431, in the gap
+        made = s.engine.advance(T0 + 1000)                  # down from 131 to 1000
+        esc = [(d.data["alarm_id"], d.data["level"]) for d in made if d.type == "alarm.escalated"]
+        assert len(esc) == len({a for a, _ in esc}) == 1 and esc[0][1] == level, esc
+        assert any(d.type == "alarm.raised" and d.data["code"] == "door_held_open" for d in made)
+        for d in made:
+            s._feed(d, T0 + 1000)
+        s.until(1200)
+        after = [d["level"] for _, t, d in s.lifecycle("alarm.escalated") if t > 1000]
+        assert (after[:3] == [45, 46, 47]) if cap == 0 else after == [], after    # then on as before; capped: none
+        assert rows(replay(s.journal, s.config)) == rows(s.alarm_events)
 
 
 # ---- property: lifecycle events interleaved with any rule input replay identically -------------------
