@@ -1,71 +1,33 @@
 """Signed chain heads (SPEC §8): the one place that knows how a ``chain.signed``
-event is checked. Used by ``casegate ingest``; meant for ``casegate case
-verify`` too, so it imports nothing of the application.
+event is checked by ``casegate ingest``, on the primitives of gateway/signing.py
+(which ``casegate case verify`` uses too; neither needs a config).
 
 * key: Ed25519; ``key_id`` = first 16 hex digits of sha256(raw public key);
   published retained on ``P/state/identity`` as ``{center, key_id, public_key}``
   with the raw 32-byte key in base64.
-* ``chain.signed`` data ``{seq, hash, key_id, sig}``: ``sig`` (base64; 128 hex
-  digits accepted too) is Ed25519 over the UTF-8 bytes of
+* ``chain.signed`` data ``{seq, hash, key_id, sig}``: ``sig`` (base64) is Ed25519 over the UTF-8 bytes of
   ``<center>|<seq>|<hash>``, the head it covers: the event just before it.
 * ``--keys DIR``: one file per center, ``<center>.pub``, holding the base64 raw
   public key (what ``public_key`` carries) or a PEM public key.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import re
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-_HEX = re.compile(r"[0-9a-fA-F]+\Z")
+from gateway import signing
+from gateway.signing import key_id_of as key_id  # noqa: F401 (the ingest's name for it)
 
 
 class BadKey(ValueError):
     """A public key or identity that cannot be used; the message says why."""
 
 
-def key_id(raw_public_key: bytes) -> str:
-    return hashlib.sha256(raw_public_key).hexdigest()[:16]
-
-
-def signed_text(center: str, seq: int, head_hash: str) -> bytes:
-    return f"{center}|{seq}|{head_hash}".encode("utf-8")
-
-
 def decode_public_key(text: str) -> bytes:
-    """The raw 32-byte Ed25519 public key from base64 (or PEM)."""
-    text = text.strip()
-    if text.startswith("-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(text.encode("ascii"))
-        except (ValueError, UnicodeEncodeError) as e:
-            raise BadKey(f"not a PEM public key: {e}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise BadKey("the PEM key is not Ed25519")
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    """The raw 32-byte Ed25519 public key from base64 (or PEM): gateway/signing.py reads it."""
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadKey("public_key is not base64") from None
-    if len(raw) != 32:
-        raise BadKey(f"public_key is {len(raw)} bytes; an Ed25519 key is 32")
-    return raw
-
-
-def decode_sig(sig: str) -> bytes | None:
-    if len(sig) == 128 and _HEX.match(sig):
-        return bytes.fromhex(sig)
-    try:
-        raw = base64.b64decode(sig, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return raw if len(raw) == 64 else None
+        return signing.load_public_key(text)
+    except ValueError as e:
+        raise BadKey(str(e)) from None
 
 
 def identity_problem(value, center: str) -> tuple[bytes | None, str | None]:
@@ -86,15 +48,9 @@ def identity_problem(value, center: str) -> tuple[bytes | None, str | None]:
 
 
 def verify_head(raw_public_key: bytes, center: str, seq: int, head_hash: str, sig: str) -> bool:
-    """True when ``sig`` is the key's Ed25519 signature of ``<center>|<seq>|<hash>``."""
-    sig_raw = decode_sig(sig) if isinstance(sig, str) else None
-    if sig_raw is None:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(raw_public_key).verify(sig_raw, signed_text(center, seq, head_hash))
-        return True
-    except (InvalidSignature, ValueError):
-        return False
+    """True when ``sig`` is the key's Ed25519 signature of ``<center>|<seq>|<hash>`` (gateway/signing.py)."""
+    data = {"seq": seq, "hash": head_hash, "key_id": key_id(raw_public_key), "sig": sig}
+    return signing.verify_head(center, data, raw_public_key) is None
 
 
 def check_chain_signed(env: dict, keys: dict[str, bytes]) -> tuple[str, str | None]:
