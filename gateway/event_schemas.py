@@ -51,6 +51,10 @@ class PersonRegistered(Data):
     arrived_at: Optional[Ts] = None
     visitor_kind: Optional[Literal["lawyer", "guardian", "doctor", "other"]] = None
     for_: Str = Field(default=None, alias="for")
+    approver: Optional[bool] = None            # v3: an officer who approves (办案部门负责人)
+    identity: Str = None                       # v3: hash of the ID-card number
+    approved_by: Str = None                    # v3: a first limit above the base one
+    reason: Str = None
 
 
 class PersonChanges(Data):
@@ -66,6 +70,7 @@ class PersonUpdated(Data):                     # v2
     changes: PersonChanges
     by: str
     reason: str
+    approved_by: Str = None                    # v3: lengthening a limit, correcting detained_at
 
 
 class PersonRest(Data):                        # v2
@@ -151,6 +156,7 @@ class CustodyOrdered(Data):
     by: str
     expires: Optional[Ts] = None
     due: Optional[Ts] = None
+    approved_by: Str = None                    # v3: release / dispose
 
 
 class BelongingsAssigned(Locker):
@@ -199,12 +205,22 @@ class FaceEnrolled(Data):
 class Recording(Data):
     room: str
     source: Str = None
+    recorder: Optional[bool] = None            # v3: the room's configured recorder said so (evidence)
+    by: Str = None                             # v3: the officer who reported it by hand
+
+
+class RequestRefused(Data):                    # v3
+    command: str
+    code: Literal["forbidden", "bad_request"]
+    by: Str = None
+    message: Str = None
 
 
 class Identification(Data):
     room: str
     case_id: Str = None
     by: Str = None
+    reason: Str = None                         # v3 identification.ended: "max_s" when it ended by itself
 
 
 # ---- devices, clock, journal -----------------------------------------------------------------
@@ -298,6 +314,7 @@ EVENT_DATA: dict[str, type[Data]] = {
     "face.enrolled": FaceEnrolled,
     "recording.started": Recording, "recording.stopped": Recording,
     "identification.started": Identification, "identification.ended": Identification,
+    "request.refused": RequestRefused,
     "device.online": Device, "device.offline": Device, "device.error": Device,
     "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
     "clock.stepped": ClockStepped, "journal.shed": JournalShed,

@@ -2,3 +2,4 @@
 from rules import (camera, custody_time, devices, facility, interrogation,  # noqa: F401
                    presence, wristband)
 from rules import evidence, protections  # noqa: F401  (issue 14)
+from rules import identification  # noqa: F401  (issue 23)
