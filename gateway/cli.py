@@ -764,10 +764,11 @@ def _drop_none(d: dict) -> dict:
 def cmd_person_add(args) -> int:
     cfg, _ = get_config(args)
     req = _drop_none({"person": args.person, "role": args.role, "name": args.name, "gender": args.gender,
-                      "minor": args.minor, "age": args.age, "vulnerable": args.vulnerable,
+                      "minor": args.minor or None, "age": args.age, "vulnerable": args.vulnerable,
                       "case_id": args.case_id, "case_type": args.case_type, "limit_h": args.limit_h,
                       "arrived_at": _ts_arg(args.arrived_at), "visitor_kind": args.visitor_kind,
-                      "for": args.for_person})
+                      "for": args.for_person, "approver": args.approver or None, "identity": args.identity,
+                      "approved_by": args.approved_by, "reason": args.reason})
     return daemon_request(cfg, "person/register", req, args.json,
                           lambda d: f"registered {args.person} as {args.role}")
 
@@ -776,7 +777,8 @@ def cmd_person_update(args) -> int:
     cfg, _ = get_config(args)
     req = _drop_none({"person": args.person, "by": args.by, "reason": args.reason,
                       "case_type": args.case_type, "limit_h": args.limit_h, "case_id": args.case_id,
-                      "detained_at": _ts_arg(args.detained_at), "vulnerable": args.vulnerable})
+                      "detained_at": _ts_arg(args.detained_at), "vulnerable": args.vulnerable or None,
+                      "approved_by": args.approved_by})
     return daemon_request(cfg, "person/update", req, args.json, lambda d: f"updated {args.person}")
 
 
@@ -965,6 +967,10 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--arrived-at", help="到案时间, RFC 3339 (default: now)")
     sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
     sp.add_argument("--for", dest="for_person", help="the person a visitor is here for")
+    sp.add_argument("--approver", action="store_true", help="an officer who approves (办案部门负责人)")
+    sp.add_argument("--identity", help="hash (hex) of the ID-card number, never the number")
+    sp.add_argument("--approved-by", help="the approver of a limit above the base one")
+    sp.add_argument("--reason", help="the grounds of that approval")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_add)
     sp = psub.add_parser("update", help="correct a registration (same as MQTT person/update)")
@@ -976,6 +982,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--case-id")
     sp.add_argument("--detained-at", help="RFC 3339")
     sp.add_argument("--vulnerable", action="store_true")
+    sp.add_argument("--approved-by", help="an approver: lengthening a limit, correcting detained_at")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_update)
     sp = psub.add_parser("checkout", help="approve a person's leaving (same as MQTT person/checkout)")
