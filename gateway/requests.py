@@ -376,8 +376,10 @@ class Handlers:
         tz = core.config.center.timezone
         now = core.clock()
         arrived = _time_arg("arrived_at", a.arrived_at, tz, now) if a.arrived_at else None
+        _, vulnerable = legal.derive_protection(a.role, a.age, a.minor if "minor" in a.model_fields_set else None,
+                                                a.case_type, a.vulnerable)
+        _check_limit(a.case_type, a.limit_h, vulnerable)
         derived = legal.check_register(core, a, p if again and a.role == "suspect" else None, now, arrived)
-        _check_limit(a.case_type, a.limit_h, derived["vulnerable"])
         data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
                 "minor": derived["minor"], "case_id": a.case_id, "case_type": a.case_type,
                 "limit_h": derived.get("limit_h", a.limit_h),
@@ -732,7 +734,7 @@ _PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAA
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("ping", Ping, "ping", stored=False),
     Command("person/register", Register, "person_register",
-            example={"person": "s1", "role": "suspect", "name": "张三", "case_id": "c-1",
+            example={"person": "s1", "role": "suspect", "name": "张三", "gender": "male", "case_id": "c-1",
                      "case_type": "criminal", "limit_h": 12.0}),
     Command("person/checkout", Checkout, "person_checkout", example={"person": "s1", "by": "o1"}),
     Command("person/update", PersonUpdate, "person_update",

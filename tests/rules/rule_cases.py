@@ -243,9 +243,14 @@ case("collusion_risk", "approved identification session",
 case("collusion_risk", "session ends with both still there",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2"),
       (500, "identification.ended", IDS)], 600, [(R, 505)])
+# (max_s far out: tests/test_protections_daemon.py replays this case days after T0)
 case("lone_identification", "one officer presides",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2", "O1"),
-      enter(200, "O2", "identification-1")], 600, [(R, 120), (C, 200)])
+      enter(200, "O2", "identification-1")], 600, [(R, 120), (C, 200)],
+     rules={"lone_identification": {"max_s": 1e7}})
+case("lone_identification", "the session ends by itself after max_s",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2", "O1")], 3000,
+     [(R, 120), (C, 690)], rules={"lone_identification": {"max_s": 600}})
 case("lone_identification", "two officers preside",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "O1", "O2")], 600, [])
 case("lone_identification", "no session: not an identification",
