@@ -104,13 +104,14 @@ def test_person_update_reaches_the_daemon_and_its_answer_is_shown(daemon):
             "--case-type", "criminal", config=daemon.config)
     assert "Traceback" not in r.stderr and r.returncode == 1
     assert r.stderr.startswith("casegate: person/update refused: forbidden"), r.stderr
-    cli("person", "add", "off-7", "--role", "officer", config=daemon.config, check=True)
+    cli("person", "add", "off-7", "--role", "officer", "--approver", config=daemon.config, check=True)
+    # administrative (8 h) -> criminal (12 h) lengthens the limit: an approver (DOMAIN v3)
     r = cli("person", "update", "sus-3", "--by", "off-7", "--reason", "wrong case type",
-            "--case-type", "criminal", config=daemon.config)
+            "--case-type", "criminal", "--approved-by", "off-7", config=daemon.config)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "updated sus-3"
     assert [(e.data["person"], e.data["changes"], e.data["by"]) for e in journal(daemon, "person.updated")] == \
-        [("sus-3", {"case_type": "criminal"}, "off-7")]
+        [("sus-3", {"case_type": "criminal", "limit_h": 12.0}, "off-7")]
 
 
 def test_ack_with_a_bad_officer_id_is_one_line(daemon):
