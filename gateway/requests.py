@@ -454,6 +454,7 @@ class Handlers:
         legal.check_update(core, p, a, changes, core.clock(), detained)
         data = {"person": a.person, "changes": changes, "by": a.by, "reason": a.reason}
         if a.approved_by:
+            legal.approver(core, a.approved_by, "an approval")     # SPEC §3 v3: every approved_by checked
             data["approved_by"] = a.approved_by
         d = Draft("person.updated", data, src)
         return {"person": a.person, "changes": changes, "event_id": d.id}, [d]
@@ -591,7 +592,7 @@ class Handlers:
         if "due" in times and a.action != "withdraw":
             raise RequestError("bad_request", "due: only a withdraw order has a return deadline")
         self._officer(core, a.by, "a custody order")
-        if a.action in ("release", "dispose"):
+        if a.action in ("release", "dispose") or a.approved_by:
             legal.approver(core, a.approved_by, f"a {a.action} order")
         data = {"order": a.order, "item": a.item.upper(), "action": a.action, "case_id": a.case_id,
                 "by": a.by, "expires": times.get("expires")}

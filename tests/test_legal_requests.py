@@ -168,7 +168,8 @@ def test_limits_lengthen_only_forward_with_an_approver_before_expiry(center, tmp
                      limit_h=24)["ok"]
     assert c.request("person/update", person="s2", by="o1", approved_by="chief", reason="批准延长至48小时",
                      limit_h=48)["ok"]
-    # shortening needs an officer only
+    # shortening needs an officer only; an approved_by given must be an approver all the same
+    err(c.request("person/update", person="s2", by="o1", approved_by="st1", reason="x", limit_h=12), "forbidden")
     assert c.request("person/update", person="s2", by="o1", reason="提前结束", limit_h=12)["ok"]
 
     # after expiry: never lengthened, the timeout stands
@@ -205,7 +206,7 @@ def test_limits_lengthen_only_forward_with_an_approver_before_expiry(center, tmp
     reg_refused = refused(d, "person/register")
     assert [x["code"] for x in reg_refused] == ["forbidden", "forbidden", "bad_request"]
     upd_refused = refused(d, "person/update")
-    assert [x["code"] for x in upd_refused] == ["forbidden", "bad_request", "bad_request", "bad_request",
+    assert [x["code"] for x in upd_refused] == ["forbidden", "bad_request", "bad_request", "forbidden", "bad_request",
                                                 "bad_request", "bad_request", "bad_request", "forbidden"]
     assert all(x["by"] == "o1" for x in upd_refused) and upd_refused[0]["person"] == "s2"
     # the timeouts of s3 and s4 were never cleared
