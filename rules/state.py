@@ -51,9 +51,10 @@ class Person:
     # ---- DOMAIN v3 -------------------------------------------------------------------------
     approver: bool = False         # an officer who is a 办案部门负责人 (approves longer limits)
     identity: str | None = None    # hash of the ID-card number: the same man under a new person id
-    # the suspect's recent room stays (room, from, to|None), newest last, at most ROOM_LOG_MAX:
-    # what person/rest is checked against (a rest is refused for a span he was being questioned)
-    room_log: tuple[tuple[str, float, float | None], ...] = ()
+    # the suspect's recent room stays [room, from, to|None], oldest first, between ROOM_LOG_MAX and
+    # twice that kept: what person/rest is checked against (no rest during questioning)
+    room_log: list[list] = field(default_factory=list)
+    open_stays: dict[str, list] = field(default_factory=dict)   # room -> its open room_log entry
 
 
 @dataclass(slots=True)
@@ -412,7 +413,7 @@ def _registered(s: State, ev: Event) -> None:
         p.rests = old.rests
         p.checkout_approved, p.checkout_at = old.checkout_approved, old.checkout_at
         p.reregistered = old.reregistered + 1
-        p.room_log = old.room_log
+        p.room_log, p.open_stays = old.room_log, old.open_stays
         # DOMAIN v3: a re-registration changes no limit (person/update does, with approval)
         p.case_type, p.limit_h, p.vulnerable = old.case_type, old.limit_h, old.vulnerable
         s.persons[pid] = p
@@ -494,8 +495,9 @@ def _left(s: State, ev: Event) -> None:
         p.left_at = ev.epoch
         if p.identity:
             s.identity_left[p.identity] = ev.epoch
-        if p.room_log and p.room_log[-1][2] is None:
-            p.room_log = p.room_log[:-1] + ((p.room_log[-1][0], p.room_log[-1][1], ev.epoch),)
+        for entry in p.open_stays.values():
+            entry[2] = ev.epoch
+        p.open_stays = {}
     for room in list(s.presence.get(pid, ())):
         s._remove_presence(pid, room, None)
     for t in s.person_tags.pop(pid, ()):
@@ -605,17 +607,18 @@ def _log_room(s: State, who: str, room: str, start: float | None, end: float | N
     p = s.persons.get(who)
     if p is None or p.role != "suspect" or p.left:
         return
-    log = p.room_log
-    if start is not None:
-        if any(r == room and to is None for r, _, to in log):
-            return
-        p.room_log = (log + ((room, start, None),))[-ROOM_LOG_MAX:]
+    if start is None:
+        entry = p.open_stays.pop(room, None)
+        if entry is not None:
+            entry[2] = end
         return
-    for i in range(len(log) - 1, -1, -1):
-        r, since, to = log[i]
-        if r == room and to is None:
-            p.room_log = log[:i] + ((r, since, end),) + log[i + 1:]
-            return
+    if room in p.open_stays:
+        return
+    entry = [room, start, None]
+    p.room_log.append(entry)
+    p.open_stays[room] = entry
+    if len(p.room_log) > 2 * ROOM_LOG_MAX:     # trimmed in chunks: O(1) per stay
+        del p.room_log[:ROOM_LOG_MAX]
 
 
 def _left_room(s: State, ev: Event) -> None:

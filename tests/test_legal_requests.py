@@ -97,7 +97,12 @@ def assert_replay_equals_live(d, tmp_path):
     r = cli("replay", "--input", inp, "--json", config=d.config, check=True)
     got = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     live = [e for e in evs if e["source"] == "rules" or (e["type"] == "person.left" and e["source"] == "gateway")]
-    assert [(e["type"], e["ts"], e["data"]) for e in got] == [(e["type"], e["ts"], e["data"]) for e in live]
+
+    def key(e):
+        # a derived person.left is stamped by the live writer's clock (a ms after its cause),
+        # by replay with its cause's time: its time is not part of the comparison
+        return (e["type"], e["ts"] if e["source"] == "rules" else None, e["data"])
+    assert [key(e) for e in got] == [key(e) for e in live]
     return live
 
 
