@@ -794,6 +794,15 @@ def cmd_band_bind(args) -> int:
                           lambda d: f"tag {d.get('tag', args.tag)} bound to {args.person}")
 
 
+def cmd_recording(args) -> int:
+    """recording/state by hand through the daemon: journaled with by, source "operator"."""
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "recording/state", {"room": args.room, "recording": args.recording,
+                                                   "source": "operator", "by": args.by}, args.json,
+                          lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
+                                    f"(by {args.by})" + (" (unchanged)" if d.get("unchanged") else ""))
+
+
 def cmd_band_unbind(args) -> int:
     cfg, _ = get_config(args)
     return daemon_request(cfg, "wristband/unbind", {"tag": args.tag}, args.json,
@@ -1002,6 +1011,15 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("tag")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_band_unbind)
+    rp = sub.add_parser("recording", help="report a room's recording by hand (SPEC §5 v3; by = an officer)")
+    rsub = rp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    for verb in ("start", "stop"):
+        sp = rsub.add_parser(verb, help=f"the room's recording {'started' if verb == 'start' else 'stopped'}"
+                                        f" (never counts as the recorder's own evidence)")
+        sp.add_argument("room")
+        sp.add_argument("--by", required=True, help="the officer reporting it")
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(fn=cmd_recording, recording=verb == "start")
 
 
 def main(argv: list[str] | None = None) -> int:

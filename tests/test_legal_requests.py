@@ -290,6 +290,14 @@ def test_records_count_only_when_attributable(center, mosquitto, tmp_path):
         rec.disconnect()
     hand = [e for e in d.seen("recording.started") if not e["data"].get("recorder")]
     assert hand[0]["data"]["by"] == "o1" and evs[0]["source"] == "mqtt:rec-1"
+    # casegate recording stop|start <room> --by O: the same command by hand, from the console
+    r = cli("recording", "stop", "interrogation-1", "--by", "st1", config=d.config)
+    assert r.returncode == 1 and "forbidden" in r.stderr, r.stderr
+    r = cli("recording", "stop", "interrogation-1", "--by", "o1", config=d.config)
+    assert r.returncode == 0 and "recording stopped (by o1)" in r.stdout, r.stderr
+    (stopped,) = wait_for(lambda: d.seen("recording.stopped"))
+    assert stopped["data"] == {"room": "interrogation-1", "source": "operator", "recorder": False, "by": "o1"}
+    assert stopped["source"] == "cli"
 
     # person/rest: by an officer, never for a span he was being questioned
     now = time.time()
@@ -315,7 +323,7 @@ def test_records_count_only_when_attributable(center, mosquitto, tmp_path):
     err(c.request("custody/order", order="o-2", action="dispose", by="o1", approved_by="o2", **order), "forbidden")
     assert c.request("custody/order", order="o-2", action="release", by="o1", approved_by="chief", **order)["ok"]
     assert [x["code"] for x in refused(d, "custody/order")] == ["forbidden"] * 3
-    assert [x["code"] for x in refused(d, "recording/state")] == ["forbidden", "forbidden"]
+    assert [x["code"] for x in refused(d, "recording/state")] == ["forbidden", "forbidden", "forbidden"]
     assert [x["code"] for x in refused(d, "person/rest")] == ["forbidden", "bad_request"]
     assert_replay_equals_live(d, tmp_path)
 
