@@ -161,7 +161,8 @@ def check_update(core: Core, p: Person, a, changes: dict[str, Any], now: float, 
             lim = p.limit_h
         if lim is None:
             lim = default_limit(settings, new_type, new_vul)
-            changes["limit_h"] = lim        # the new measure's default, fixed now (a reload never moves it)
+            if new_type != p.case_type:
+                changes["limit_h"] = lim    # the new measure's default, fixed now (a reload never moves it)
         new_h = effective_limit(settings, new_type, lim, new_vul)
         if p.detained_at is None and new_h > old_h + 1e-9:
             check_lengthening(core, p, new_type, old_h, new_h, getattr(a, "approved_by", None), now, p.arrived_at)
