@@ -807,10 +807,11 @@ def _drop_none(d: dict) -> dict:
 def cmd_person_add(args) -> int:
     cfg, _ = get_config(args)
     req = _drop_none({"person": args.person, "role": args.role, "name": args.name, "gender": args.gender,
-                      "minor": args.minor, "age": args.age, "vulnerable": args.vulnerable,
+                      "minor": args.minor or None, "age": args.age, "vulnerable": args.vulnerable,
                       "case_id": args.case_id, "case_type": args.case_type, "limit_h": args.limit_h,
                       "arrived_at": _ts_arg(args.arrived_at, cfg), "visitor_kind": args.visitor_kind,
-                      "for": args.for_person})
+                      "for": args.for_person, "approver": args.approver or None, "identity": args.identity,
+                      "approved_by": args.approved_by, "reason": args.reason})
     return daemon_request(cfg, "person/register", req, args.json,
                           lambda d: f"registered {args.person} as {args.role}")
 
@@ -819,7 +820,8 @@ def cmd_person_update(args) -> int:
     cfg, _ = get_config(args)
     req = _drop_none({"person": args.person, "by": args.by, "reason": args.reason,
                       "case_type": args.case_type, "limit_h": args.limit_h, "case_id": args.case_id,
-                      "detained_at": _ts_arg(args.detained_at, cfg), "vulnerable": args.vulnerable})
+                      "detained_at": _ts_arg(args.detained_at, cfg), "vulnerable": args.vulnerable or None,
+                      "approved_by": args.approved_by})
     return daemon_request(cfg, "person/update", req, args.json, lambda d: f"updated {args.person}")
 
 
@@ -833,6 +835,15 @@ def cmd_band_bind(args) -> int:
     cfg, _ = get_config(args)
     return daemon_request(cfg, "wristband/bind", {"tag": args.tag, "person": args.person}, args.json,
                           lambda d: f"tag {d.get('tag', args.tag)} bound to {args.person}")
+
+
+def cmd_recording(args) -> int:
+    """recording/state by hand through the daemon: journaled with by, source "operator"."""
+    cfg, _ = get_config(args)
+    return daemon_request(cfg, "recording/state", {"room": args.room, "recording": args.recording,
+                                                   "source": "operator", "by": args.by}, args.json,
+                          lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
+                                    f"(by {args.by})" + (" (unchanged)" if d.get("unchanged") else ""))
 
 
 def cmd_band_unbind(args) -> int:
@@ -1006,22 +1017,27 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--age", type=int)
     sp.add_argument("--vulnerable", action="store_true", help="needs special protection (DOMAIN)")
     sp.add_argument("--case-id")
-    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--case-type", choices=["criminal", "administrative", "inquiry"])
     sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
     sp.add_argument("--arrived-at", help="到案时间, RFC 3339; without an offset the center's local time (default: now)")
     sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
     sp.add_argument("--for", dest="for_person", help="the person a visitor is here for")
+    sp.add_argument("--approver", action="store_true", help="an officer who approves (办案部门负责人)")
+    sp.add_argument("--identity", help="hash (hex) of the ID-card number, never the number")
+    sp.add_argument("--approved-by", help="the approver of a limit above the base one")
+    sp.add_argument("--reason", help="the grounds of that approval")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_add)
     sp = psub.add_parser("update", help="correct a registration (same as MQTT person/update)")
     sp.add_argument("person")
     sp.add_argument("--by", required=True, help="the officer making the change")
     sp.add_argument("--reason", required=True, help="why (journaled)")
-    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--case-type", choices=["criminal", "administrative", "inquiry"])
     sp.add_argument("--limit-h", type=float)
     sp.add_argument("--case-id")
     sp.add_argument("--detained-at", help="RFC 3339; without an offset the center's local time")
     sp.add_argument("--vulnerable", action="store_true")
+    sp.add_argument("--approved-by", help="an approver: lengthening a limit, correcting detained_at")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_update)
     sp = psub.add_parser("checkout", help="approve a person's leaving (same as MQTT person/checkout)")
@@ -1041,6 +1057,15 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("tag")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_band_unbind)
+    rp = sub.add_parser("recording", help="report a room's recording by hand (SPEC §5 v3; by = an officer)")
+    rsub = rp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    for verb in ("start", "stop"):
+        sp = rsub.add_parser(verb, help=f"the room's recording {'started' if verb == 'start' else 'stopped'}"
+                                        f" (never counts as the recorder's own evidence)")
+        sp.add_argument("room")
+        sp.add_argument("--by", required=True, help="the officer reporting it")
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(fn=cmd_recording, recording=verb == "start")
 
 
 def main(argv: list[str] | None = None) -> int:

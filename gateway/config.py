@@ -139,6 +139,9 @@ class RoomConfig(Strict):
     type: Literal[ROOM_TYPES]  # type: ignore[valid-type]
     name: str = ""
     adjacent: list[str] = []
+    # v3: the recorder system (审讯主机) of this room: its recording/state reports (source and
+    # MQTT client = this id) are recording evidence; any other report needs by = an officer
+    recorder: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]{1,64})?$")
 
 
 class AlarmsConfig(Strict):

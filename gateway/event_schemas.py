@@ -59,6 +59,10 @@ class PersonRegistered(Data):
     arrived_at: Optional[Ts] = None
     visitor_kind: Optional[Literal["lawyer", "guardian", "doctor", "other"]] = None
     for_: Str = Field(default=None, alias="for")
+    approver: Optional[bool] = None            # v3: an officer who approves (办案部门负责人)
+    identity: Str = None                       # v3: hash of the ID-card number
+    approved_by: Str = None                    # v3: a first limit above the base one
+    reason: Str = None
 
 
 class PersonChanges(Data):
@@ -74,6 +78,7 @@ class PersonUpdated(Data):                     # v2
     changes: PersonChanges
     by: str
     reason: str
+    approved_by: Str = None                    # v3: lengthening a limit, correcting detained_at
 
 
 class PersonRest(Data):                        # v2
@@ -159,6 +164,7 @@ class CustodyOrdered(Data):
     by: str
     expires: Optional[Ts] = None
     due: Optional[Ts] = None
+    approved_by: Str = None                    # v3: release / dispose
 
 
 class BelongingsAssigned(Locker):
@@ -207,12 +213,15 @@ class FaceEnrolled(Data):
 class Recording(Data):
     room: str
     source: Str = None
+    recorder: Optional[bool] = None            # v3: the room's configured recorder said so (evidence)
+    by: Str = None                             # v3: the officer who reported it by hand
 
 
 class Identification(Data):
     room: str
     case_id: Str = None
     by: Str = None
+    reason: Str = None                         # v3 identification.ended: "max_s" when it ended by itself
 
 
 # ---- devices, clock, journal -----------------------------------------------------------------
@@ -307,10 +316,17 @@ class AlarmUnshelved(Data):                    # v2
     by: Str = None
 
 
-class RequestRefused(Data):                     # v3 (SPEC §3)
+class RequestRefused(Data):                     # v3 (SPEC §3): a legal request refused, or a request_id conflict
     command: str
-    code: str
+    code: Literal["forbidden", "bad_request", "conflict"]
     by: Str = None
+    person: Str = None
+    room: Str = None
+    order: Str = None
+    approved_by: Str = None
+    request_id: Any = None
+    client: Str = None
+    message: Str = None
 
 
 EVENT_DATA: dict[str, type[Data]] = {

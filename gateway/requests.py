@@ -33,6 +33,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from drivers.registry import has
+from gateway import legal
 from gateway.core import CommitResult, Core, RequestError
 from gateway.device_pools import KeyedPools
 from gateway.events import Draft, format_ts
@@ -76,6 +77,11 @@ class Register(Args):
     vulnerable: StrictBool = False
     arrived_at: StrictStr | None = Field(default=None, max_length=64)   # 到案时间; no offset = center's timezone
     for_: str | None = Field(default=None, pattern=ID, alias="for")     # a guardian's minor
+    # DOMAIN v3 (gateway/legal.py)
+    approver: StrictBool = False          # an officer who is a 办案部门负责人
+    identity: str | None = Field(default=None, pattern=r"^[0-9a-f]{32,128}$")   # hash of the ID-card number
+    approved_by: str | None = Field(default=None, pattern=ID)    # a first limit above the base one
+    reason: StrictStr | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class PersonUpdate(Args):
@@ -87,6 +93,7 @@ class PersonUpdate(Args):
     case_id: str | None = Field(default=None, pattern=ID)
     detained_at: StrictStr | None = Field(default=None, max_length=64)
     vulnerable: StrictBool | None = None
+    approved_by: str | None = Field(default=None, pattern=ID)    # v3: lengthening, detained_at corrections
 
 
 class PersonRest(Args):
@@ -159,12 +166,14 @@ class CustodyOrder(Args):
     by: str = Field(pattern=ID)
     expires: StrictStr | None = None
     due: StrictStr | None = None          # withdraw: when the item is to be back
+    approved_by: str | None = Field(default=None, pattern=ID)    # v3: release / dispose
 
 
 class RecordingState(Args):
     room: str = Field(pattern=ID)
     recording: StrictBool
     source: str = Field(pattern=ID)
+    by: str | None = Field(default=None, pattern=ID)    # v3: an officer, unless the room's recorder reports
 
 
 class Identification(Args):
@@ -330,10 +339,11 @@ def refused_data(req: Request, err: RequestError) -> dict:
     """``request.refused`` [command, code, by?] (SPEC §3 v3), plus the request_id, who
     asked and why."""
     data: dict[str, Any] = {"command": req.command, "code": err.code}
-    by = getattr(req.args, "by", None)
-    if isinstance(by, str):
-        data["by"] = by
-    data.update({"request_id": req.request_id, "client": req.client or req.source, "message": err.message})
+    for k in ("by", "person", "room", "order", "approved_by"):      # who, and which matter
+        v = getattr(req.args, k, None)
+        if isinstance(v, str):
+            data[k] = v
+    data.update({"request_id": req.request_id, "client": req.client or req.source, "message": err.message[:500]})
     return data
 
 
@@ -408,12 +418,25 @@ class Handlers:
         tz = core.config.center.timezone
         now = _true_now(core)
         arrived = _time_arg("arrived_at", a.arrived_at, tz, now) if a.arrived_at else None
-        _check_limit(a.case_type, a.limit_h, a.vulnerable)
+        _, vulnerable = legal.derive_protection(a.role, a.age, a.minor if "minor" in a.model_fields_set else None,
+                                                a.case_type, a.vulnerable)
+        _check_limit(a.case_type, a.limit_h, vulnerable)
+        derived = legal.check_register(core, a, p if again and a.role == "suspect" else None, now, arrived)
         data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
-                "minor": a.minor, "case_id": a.case_id, "case_type": a.case_type, "limit_h": a.limit_h,
-                "age": a.age, "vulnerable": a.vulnerable,
+                "minor": derived["minor"], "case_id": a.case_id, "case_type": a.case_type,
+                "limit_h": derived.get("limit_h", a.limit_h),
+                "age": a.age, "vulnerable": derived["vulnerable"],
                 "arrived_at": format_ts(arrived if arrived is not None else now),
                 "visitor_kind": a.visitor_kind, "for": a.for_}
+        if "case_type" in derived:
+            data["case_type"] = derived["case_type"]
+        for k in ("approver", "identity", "approved_by", "reason"):
+            if getattr(a, k):
+                data[k] = getattr(a, k)
+        if a.approver and a.role != "officer":
+            raise RequestError("bad_request", "approver: only an officer (办案部门负责人) approves")
+        if a.approved_by:
+            legal.approver(core, a.approved_by, "an approval")
         if again:
             # Re-registration in the same stay (not yet left) is an update of the
             # same person: the clock keeps the first arrival (rules.state).
@@ -456,10 +479,11 @@ class Handlers:
         for k in ("case_type", "limit_h", "case_id", "vulnerable"):
             if k in given:
                 changes[k] = getattr(a, k)
+        detained = None
         if "detained_at" in given:
             tz = core.config.center.timezone
-            changes["detained_at"] = (format_ts(_time_arg("detained_at", a.detained_at, tz, _true_now(core)))
-                                      if a.detained_at else None)
+            detained = _time_arg("detained_at", a.detained_at, tz, _true_now(core)) if a.detained_at else None
+            changes["detained_at"] = format_ts(detained) if detained is not None else None
         if not changes:
             raise RequestError("bad_request", "nothing to update: give case_type, limit_h, case_id, "
                                               "detained_at or vulnerable")
@@ -467,23 +491,26 @@ class Handlers:
             case_type = changes.get("case_type", p.case_type)
             if case_type is None:
                 raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry")
-            # the limit after the change, as rules.state folds it
-            limit = changes["limit_h"] if "limit_h" in changes else (
-                None if case_type != p.case_type else p.limit_h)
-            _check_limit(case_type, limit, changes.get("vulnerable", p.vulnerable))
-        d = Draft("person.updated", {"person": a.person, "changes": changes, "by": a.by, "reason": a.reason},
-                  src)
+            # a limit given must be one the law allows (gateway/legal.py: how it may move)
+            _check_limit(case_type, changes.get("limit_h"), changes.get("vulnerable", p.vulnerable))
+        legal.check_update(core, p, a, changes, core.clock(), detained)
+        data = {"person": a.person, "changes": changes, "by": a.by, "reason": a.reason}
+        if a.approved_by:
+            legal.approver(core, a.approved_by, "an approval")     # SPEC §3 v3: every approved_by checked
+            data["approved_by"] = a.approved_by
+        d = Draft("person.updated", data, src)
         return {"person": a.person, "changes": changes, "event_id": d.id}, [d]
 
     def person_rest(self, core: Core, a: PersonRest, src: str):
-        self._person(core, a.person)
-        self._person(core, a.by)
+        p = self._person(core, a.person)
+        self._officer(core, a.by, "recording a rest or meal")
         tz = core.config.center.timezone
         now = _true_now(core)
         start = _time_arg("from", a.from_, tz, now)
         end = _time_arg("to", a.to, tz, now) if a.to else None
         if end is not None and end < start:
             raise RequestError("bad_request", "to is before from")
+        legal.check_rest(core, p, start, end, now)
         d = Draft("person.rest", {"person": a.person, "kind": a.kind, "from": format_ts(start),
                                   "to": format_ts(end) if end is not None else None, "by": a.by}, src)
         return {"person": a.person, "event_id": d.id}, [d]
@@ -607,8 +634,13 @@ class Handlers:
                                                   f"read in {tz}, or with an offset)")
         if "due" in times and a.action != "withdraw":
             raise RequestError("bad_request", "due: only a withdraw order has a return deadline")
+        self._officer(core, a.by, "a custody order")
+        if a.action in ("release", "dispose") or a.approved_by:
+            legal.approver(core, a.approved_by, f"a {a.action} order")
         data = {"order": a.order, "item": a.item.upper(), "action": a.action, "case_id": a.case_id,
                 "by": a.by, "expires": times.get("expires")}
+        if a.approved_by:
+            data["approved_by"] = a.approved_by
         if "due" in times:
             data["due"] = times["due"]
         d = Draft("custody.ordered", data, src)
@@ -626,19 +658,30 @@ class Handlers:
         heartbeat at most every stale_s/3 (rules.protections: a recorder silent
         for stale_s counts as not recording); other repeats change nothing."""
         self._room(core, a.room)
+        recorder = legal.recorder_report(core, a.room, a.source, src)
+        if not recorder:
+            # v3: by hand, attributable to an officer; never recorder evidence
+            if a.by is None:
+                raise RequestError("forbidden", f"recording/state for {a.room} from {a.source} ({src}) is not its "
+                                                f"configured recorder: an operator's report needs by = an officer")
+            self._officer(core, a.by, "a recording report by hand")
         cur = core.state.recording.get(a.room)
         if cur is not None and cur.recording == a.recording:
             stale = core.engine.settings["interrogation_not_recorded"].stale_s
             # the wall clock (the core's), not the engine's: on a quiet night no
             # other event moves the engine clock, and skipped heartbeats would go stale
-            if not a.recording or (stale > 0 and core.clock() - cur.seen < stale / 3):
+            if cur.evidence == recorder and (not a.recording or (stale > 0 and core.clock() - cur.seen < stale / 3)):
                 return {"room": a.room, "recording": a.recording, "unchanged": True}, []
-        d = Draft("recording.started" if a.recording else "recording.stopped",
-                  {"room": a.room, "source": a.source}, src)
+        data = {"room": a.room, "source": a.source, "recorder": recorder}
+        if not recorder:
+            data["by"] = a.by
+        d = Draft("recording.started" if a.recording else "recording.stopped", data, src)
         return {"room": a.room, "recording": a.recording, "event_id": d.id}, [d]
 
     def identification_start(self, core: Core, a: Identification, src: str):
-        self._room(core, a.room)
+        if self._room(core, a.room) != "identification":
+            raise RequestError("bad_request", f"{a.room} is not an identification room (type identification): "
+                                              f"co-suspects meet only there, for the session (程序规定(刑) 第259条)")
         self._officer(core, a.by, "an identification session")
         if a.case_id in core.state.identifications.get(a.room, {}):
             raise RequestError("conflict", f"an identification session for case {a.case_id} is already "
@@ -735,7 +778,7 @@ _PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAA
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("ping", Ping, "ping", stored=False),
     Command("person/register", Register, "person_register",
-            example={"person": "s1", "role": "suspect", "name": "张三", "case_id": "c-1",
+            example={"person": "s1", "role": "suspect", "name": "张三", "gender": "male", "case_id": "c-1",
                      "case_type": "criminal", "limit_h": 12.0}),
     Command("person/checkout", Checkout, "person_checkout", example={"person": "s1", "by": "o1"}),
     Command("person/update", PersonUpdate, "person_update",
@@ -1051,7 +1094,14 @@ class RequestRouter:
                 if err is not None:
                     return Conflict(err), [Draft("request.refused", refused_data(req, err), req.source)]
                 return core.requests_done[rid], []
-            value, drafts = fn(core)
+            try:
+                value, drafts = fn(core)
+            except RequestError as e:
+                # SPEC §3 v3: a refused legal request is journaled (request.refused); the
+                # error as value is not stored under the request_id (core stores only str)
+                if not legal.refusal_journaled(req.command, req.args, e):
+                    raise
+                return e, [Draft("request.refused", refused_data(req, e), req.source)]
             return ok(rid, value), drafts
 
         fut = self.core.call(call, request=(rid, req.command, asked) if store else None)
@@ -1059,6 +1109,8 @@ class RequestRouter:
             res: CommitResult = fut.result(timeout=30)
             if isinstance(res.value, Conflict):
                 raise res.value.error
+            if isinstance(res.value, RequestError):
+                raise res.value
             payload = json.loads(res.value)
             self.counts["ok"] += 1
         except RequestError as e:

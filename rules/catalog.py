@@ -160,6 +160,11 @@ class LockerUnauthorized(RuleSettings):
     window_s: float = Field(default=30, gt=0)
 
 
+class LoneIdentification(RuleSettings):
+    grace_s: float = Field(default=30, ge=0)
+    max_s: float = Field(default=3600, gt=0)    # an identification session ends by itself after this
+
+
 class DeviceOffline(RuleSettings):
     # Not read by the rule (it follows device.offline): the daemon hands it to drivers with a
     # heartbeat (gateway/daemon.py DeviceContext.missed_intervals), which decide when.
@@ -261,6 +266,8 @@ CATALOG: dict[str, AlarmSpec] = {s.code: s for s in [
               RuleSettings, **_l(f"{ADMIN} 第190条", f"{PROC} 第235条")),
     AlarmSpec("camera_tamper", "critical", "视频遮挡", "Camera covered, moved or losing video", CameraTamper,
               **_l(f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")),
+    AlarmSpec("lone_identification", "major", "单人主持辨认", "Identification presided by fewer than two officers",
+              LoneIdentification, **_l(f"{PROC} 第259条")),
     AlarmSpec("device_offline", "major", "设备离线", "Device offline", DeviceOffline),
     # A fake base station could feed presence that hides a lone interrogation or an
     # unattended suspect: it protects the presence record those two alarms stand on. It is

@@ -60,17 +60,31 @@ def allowed_limits(case_type: str | None, vulnerable: bool) -> tuple[float, ...]
 
 
 def limit_hours(ctx, p) -> float:
-    s = ctx.settings[DT]
-    if p.case_type == "inquiry" and p.vulnerable:
+    return effective_limit(ctx.settings[DT], p.case_type, p.limit_h, p.vulnerable)
+
+
+def default_limit(s, case_type: str | None, vulnerable: bool) -> float:
+    """The center's default limit (h) for a new stay ([rules.detention_timeout])."""
+    if case_type == "inquiry" and vulnerable:
         return min(s.vulnerable_inquiry_h, VULNERABLE_INQUIRY[0])
-    law_max = max(LAW.get(p.case_type or "criminal", LAW["criminal"]))
-    if p.limit_h is not None:
-        return min(float(p.limit_h), law_max)
-    if p.case_type == "administrative":
+    if case_type == "administrative":
         return s.administrative_h
-    if p.case_type == "inquiry":
+    if case_type == "inquiry":
         return s.inquiry_h
     return s.criminal_h
+
+
+def effective_limit(s, case_type: str | None, limit_h: float | None, vulnerable: bool) -> float:
+    """The limit (h) a suspect is held to: his ``limit_h`` (the request handlers write the
+    center's default into the registration, so a reload never moves a running clock —
+    DOMAIN v3), else the default; never above the law's maximum, exactly 4 h at most for
+    the vulnerable in continued inquiry."""
+    if case_type == "inquiry" and vulnerable:
+        return min(s.vulnerable_inquiry_h, VULNERABLE_INQUIRY[0])
+    law_max = max(LAW.get(case_type or "criminal", LAW["criminal"]))
+    if limit_h is not None:
+        return min(float(limit_h), law_max)
+    return default_limit(s, case_type, vulnerable)
 
 
 def _suspect(ctx, pid):
@@ -113,8 +127,9 @@ def _sync_detention(ctx, pid, t):
     deadline = p.arrived_at + limit_hours(ctx, p) * 3600.0
     enabled = ctx.enabled
     if DT in enabled:
-        if ctx.alarm(DT, pid) is not None and deadline > t:
-            out = _cat(out, ctx.clear_because(DT, pid, t, "limit extended"))
+        # An expired limit is never lengthened (程序规定 art. 200 para 2: the summons then
+        # ends at once; 继续盘问规定 art. 17): a journal that says otherwise (vulnerable
+        # withdrawn, a longer limit_h after the deadline) keeps the timeout standing.
         if ctx.alarm(DT, pid) is None:
             ctx.arm(DT, pid, deadline)
     if DW in enabled:
@@ -175,7 +190,7 @@ def _warn_timer(ctx, subject, kind, d):
 @rule(DT, on=EVENTS, timer=lambda ctx, pid, kind, d: _timeout_timer(ctx, pid, d))
 def detention_timeout(ctx, ev, t):
     """办案超时: raised at arrived_at + limit; stays active until ``person.left``
-    (or detention, or an approved longer limit, each cleared with a reason)."""
+    (or detention, cleared with a reason); a limit lengthened after it never clears it."""
     return _sync_detention(ctx, ev.data.get("person"), t)
 
 

@@ -130,6 +130,10 @@ def alarm_id(code: str, subject: str, since: str) -> str:
     return f"{code}:{h}"
 
 
+# Facts a rule journals (not alarms) that the other rules must see, as they see the same
+# fact from a request: a session ending by itself (rules.identification).
+RULE_FACTS = frozenset({"identification.ended"})
+
 class Engine:
     def __init__(self, config):
         self.state = State()
@@ -255,7 +259,7 @@ class Engine:
             self.now = t
         else:
             t = self.now
-        rules = self.dispatch.get(ev.type) if ev.source != "rules" else None
+        rules = self.dispatch.get(ev.type) if ev.source != "rules" or ev.type in RULE_FACTS else None
         try:
             if rules:
                 self.event = ev

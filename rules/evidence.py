@@ -9,6 +9,8 @@ times without an offset are in the center's timezone (rules.state).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from gateway.events import format_local, format_ts
 from rules.base import NONE, Facts, rule
 from rules.facility import _locker_room
@@ -101,8 +103,19 @@ def _overdue_withdrawal(ctx, item):
     return r, o
 
 
+def _en_out(ctx, item):
+    """(removal, order) of a withdrawn item not yet back in an evidence locker, from the
+    rule's memo (the state forgets the removal once the item is seen in any locker)."""
+    m = ctx.memo[EN].get(item)
+    if m is None:
+        return None, None
+    order, case_id, by, due, removed, locker, compartment = m
+    return (SimpleNamespace(item=item, at=removed, locker=locker, compartment=compartment),
+            SimpleNamespace(order=order, case_id=case_id, by=by, due=due))
+
+
 def _en_timer(ctx, item, kind, d):
-    r, o = _overdue_withdrawal(ctx, item)
+    r, o = _en_out(ctx, item)
     if r is None or d < o.due:
         return NONE
     return ctx.raise_(EN, item, d, _en_facts(ctx, r, o))
@@ -110,16 +123,22 @@ def _en_timer(ctx, item, kind, d):
 
 @rule(EN, on=("evidence.removed", "evidence.added", "custody.ordered"), timer=_en_timer)
 def evidence_not_returned(ctx, ev, t):
-    """调用未归还: an item taken out on a ``withdraw`` order is not back
-    (``evidence.added``) by the order's ``due``. Raised at ``due``; cleared
-    when the item is back. Subject: the item."""
+    """调用未归还: an item taken out on a ``withdraw`` order is not back in an
+    *evidence* locker (``evidence.added``; a belongings locker is no return — DOMAIN
+    v3) by the order's ``due``. Raised at ``due``; cleared when the item is back.
+    Subject: the item. Bookkeeping: memo item -> the withdrawal, until it is back."""
     item = str(ev.data.get("item", "")).upper()
+    m = ctx.memo[EN]
     if ev.type == "evidence.added":
+        if ctx.locker_purpose.get(ev.data.get("locker"), "evidence") != "evidence":
+            return NONE
+        m.pop(item, None)
         ctx.disarm(EN, item)
         return ctx.clear(EN, item, t)
     r, o = _overdue_withdrawal(ctx, item)
     if r is None:
         return NONE
+    m[item] = (o.order, o.case_id, o.by, o.due, r.at, r.locker, r.compartment)
     if o.due <= t:
         ctx.disarm(EN, item)
         return ctx.raise_(EN, item, t, _en_facts(ctx, r, o))

@@ -3,3 +3,4 @@ from rules import (camera, custody_time, devices, facility, interrogation,  # no
                    presence, wristband)
 from rules import evidence, protections  # noqa: F401  (issue 14)
 from rules import clock  # noqa: F401  (issue 22)
+from rules import identification  # noqa: F401  (issue 23)

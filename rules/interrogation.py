@@ -8,7 +8,7 @@ investigators. Tags not bound to anybody count as nobody.
 from __future__ import annotations
 
 from rules.base import NONE, ROOM_EVENTS, Facts, local, on_reconfigure, person_rule, room_rule, rule
-from rules.protections import RECORDING_EVENTS, recording_now
+from rules.protections import RECORDING_EVENTS, recorder_evidence
 
 INTERROGATION = frozenset({"interrogation"})
 
@@ -37,7 +37,8 @@ def lone_interrogation(ctx, room, t):
     officers for ``grace_s``. When every suspect present has a case type listed
     in ``relaxed_case_types`` **and the room is recording** (治安管理处罚法 2025
     art. 108: one officer only with full audio/video recording; see
-    rules.protections.recording_now), one investigator is enough (off by
+    rules.protections.recorder_evidence: the room's recorder, never a report by
+    hand), one investigator is enough (off by
     default). Subject: the room. Clears when enough officers are back or no
     suspect is left.
     """
@@ -51,7 +52,7 @@ def lone_interrogation(ctx, room, t):
         return None
     suspects, officers = _occupants(ctx, room)
     relaxed = s.relaxed_case_types
-    recording = bool(relaxed) and recording_now(ctx, room, t)
+    recording = bool(relaxed) and recorder_evidence(ctx, room, t)
     if relaxed and recording and all(p.case_type in relaxed for p in suspects):
         need = 1
     if n >= need:

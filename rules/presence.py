@@ -70,10 +70,11 @@ def female_search_without_female_staff(ctx, pid, t):
 
     A female suspect in a ``security_check`` room with no female ``officer`` or
     ``staff`` and no doctor (a ``doctor`` visitor, of either sex: 或者医师)
-    present in that room, for ``grace_s``. Subject: the suspect.
+    present in that room, for ``grace_s``. Subject: the suspect. A suspect of
+    unknown gender counts as female (DOMAIN v3: an unknown is an alarm, not a pass).
     """
     p = ctx.person(pid)
-    if p is None or p.role != "suspect" or p.gender != "female":
+    if p is None or p.role != "suspect" or p.gender == "male":
         return None
     rt = ctx.room_types
     counts = ctx.state.counts
@@ -82,6 +83,10 @@ def female_search_without_female_staff(ctx, pid, t):
         if rt.get(room) != "security_check" or c.get("female_attendant") or c.get("visitor:doctor"):
             continue
         rl = ctx.room_label(room)
+        if p.gender is None:
+            return Facts(room, [pid], f"{rl} 性别未登记的嫌疑人{ctx.label(pid)}检查时无女性工作人员在场",
+                         f"{rl}: suspect {ctx.label(pid)} of unregistered gender with no female officer or staff",
+                         {"gender": None})
         return Facts(room, [pid], f"{rl} 女性嫌疑人{ctx.label(pid)}检查时无女性工作人员在场",
                      f"{rl}: female suspect {ctx.label(pid)} with no female officer or staff", {})
     return None

@@ -19,6 +19,14 @@ RECORDING_EVENTS = ("recording.started", "recording.stopped")
 IR = "interrogation_not_recorded"
 
 
+def recorder_evidence(ctx, room: str, t: float) -> bool:
+    """Recording now, as the room's configured recorder (审讯主机) itself reports it —
+    the only recording that enables the one-officer relaxation (治安管理处罚法 2025 art.
+    108); an officer's report by hand does not (DOMAIN v3 "records that count")."""
+    r = ctx.state.recording.get(room)
+    return r is not None and r.evidence and recording_now(ctx, room, t)
+
+
 def recording_now(ctx, room: str, t: float) -> bool:
     """The room's recorder has reported "recording" and has not gone silent."""
     r = ctx.state.recording.get(room)
@@ -135,15 +143,16 @@ def mixed_waiting_room(ctx, room, t):
     art. 30; 刑事诉讼法 art. 280; 程序规定 art. 328), and the vulnerable of
     继续盘问规定 art. 10 are never held in a waiting room.
 
-    A ``waiting`` room holding suspects of both sexes, a minor with an adult
-    suspect, or a vulnerable suspect, for ``grace_s``. Subject: the room;
+    A ``waiting`` room holding suspects of both sexes (or one of unregistered
+    gender with others), a minor with an adult suspect, or a vulnerable suspect,
+    for ``grace_s``. Subject: the room;
     persons: the suspects in it (updated as they come and go)."""
     c = ctx.state.counts.get(room)
     if not c or not c.get("suspect"):
         return None
     persons = ctx.state.persons
     sus = []
-    genders, minors, adults, vulnerable = set(), [], [], []
+    genders, minors, adults, vulnerable, unknown = set(), [], [], [], []
     for who in ctx.state.rooms.get(room, ()):
         p = persons.get(who)
         if p is None or p.left or p.role != "suspect":
@@ -151,12 +160,18 @@ def mixed_waiting_room(ctx, room, t):
         sus.append(who)
         if p.gender:
             genders.add(p.gender)
+        else:
+            unknown.append(who)
         (minors if p.minor else adults).append(who)
         if p.vulnerable:
             vulnerable.append(who)
     reasons = []
     if len(genders) > 1:
         reasons.append("mixed_sex")
+    elif unknown and len(sus) > 1:
+        # DOMAIN v3: a suspect whose gender is not on record cannot be shown to be held
+        # apart from the other sex: an alarm, not a pass
+        reasons.append("gender_unknown")
     if minors and adults:
         reasons.append("minor_with_adult")
     if vulnerable:
@@ -168,7 +183,8 @@ def mixed_waiting_room(ctx, room, t):
 
     def text():
         rl = ctx.room_label(room)
-        zh = {"mixed_sex": "男女混关", "minor_with_adult": "未成年人与成年人同室", "vulnerable": "特殊人员不得送入候问室"}
+        zh = {"mixed_sex": "男女混关", "minor_with_adult": "未成年人与成年人同室", "vulnerable": "特殊人员不得送入候问室",
+              "gender_unknown": "性别未登记不能确认分别看管"}
         return (f"{rl} {'、'.join(zh[r] for r in reasons)}：{'、'.join(ctx.label(x) for x in sus)}",
                 f"{rl}: {', '.join(r.replace('_', ' ') for r in reasons)}: "
                 f"{', '.join(ctx.label(x) for x in sus)}")

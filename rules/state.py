@@ -17,6 +17,9 @@ from gateway.events import Event, parse_local_ts, parse_ts
 
 # custody.ordered actions that authorise taking an item out of a cabinet.
 AUTHORISING_ACTIONS = frozenset({"withdraw", "return", "release", "dispose"})
+ROOM_LOG_MAX = 200              # a suspect's room stays kept for person/rest checks (a day is ~50)
+MINOR_BELOW_AGE = 18            # 未成年人保护法 art. 2
+VULNERABLE_BELOW_AGE = 16       # 继续盘问规定 art. 10 (inquiry only)
 
 
 @dataclass(slots=True)
@@ -45,6 +48,13 @@ class Person:
     prev_left_at: float | None = None  # end of this person's previous stay (consecutive summons)
     reregistered: int = 0          # person.registered again within this stay (never resets the clock)
     rests: tuple[tuple[float, float | None, str], ...] = ()   # recorded (from, to|None, kind)
+    # ---- DOMAIN v3 -------------------------------------------------------------------------
+    approver: bool = False         # an officer who is a 办案部门负责人 (approves longer limits)
+    identity: str | None = None    # hash of the ID-card number: the same man under a new person id
+    # the suspect's recent room stays [room, from, to|None], oldest first, between ROOM_LOG_MAX and
+    # twice that kept: what person/rest is checked against (no rest during questioning)
+    room_log: list[list] = field(default_factory=list)
+    open_stays: dict[str, list] = field(default_factory=dict)   # room -> its open room_log entry
 
 
 @dataclass(slots=True)
@@ -121,6 +131,9 @@ class Recording:
     since: float            # of the current state
     seen: float             # last report (the recorder re-sends its state periodically)
     source: str | None = None
+    # True: the room's configured recorder (审讯主机) said so; False: an officer by hand
+    # (``by``), which never enables the one-officer relaxation (治安管理处罚法 2025 art. 108)
+    evidence: bool = True
 
 
 @dataclass(slots=True)
@@ -171,6 +184,7 @@ class State:
     # person: door_held_open names who opened the door.
     last_badge: dict[str, tuple[str, float]] = field(default_factory=dict)
     recording: dict[str, Recording] = field(default_factory=dict)           # room -> recorder state
+    identity_left: dict[str, float] = field(default_factory=dict)           # identity hash -> last left the center
     # room -> case_id -> started at: approved identification sessions (辨认)
     identifications: dict[str, dict[str, float]] = field(default_factory=dict)
     # camera -> kind -> [room, since]: active tamper conditions (covered/moved/video_lost)
@@ -360,6 +374,18 @@ def _epoch(v, default: float | None) -> float | None:
         return default
 
 
+def _derive_protection(p: Person) -> None:
+    """DOMAIN v3, protection from the data held: under 18 is a minor (未成年人保护法
+    art. 2); under 16 in continued inquiry is vulnerable (继续盘问规定 art. 10). The
+    request handlers refuse a contradiction; a journal carrying one is held to the age."""
+    if p.age is None or p.role != "suspect":
+        return
+    if p.age < MINOR_BELOW_AGE:
+        p.minor = True
+    if p.age < VULNERABLE_BELOW_AGE and p.case_type == "inquiry":
+        p.vulnerable = True
+
+
 def _registered(s: State, ev: Event) -> None:
     d = ev.data
     pid = d["person"]
@@ -373,7 +399,9 @@ def _registered(s: State, ev: Event) -> None:
         limit_h=float(limit) if limit is not None else None, visitor_kind=d.get("visitor_kind"),
         registered_at=ev.epoch, arrived_at=arrived,
         age=int(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
-        vulnerable=bool(d.get("vulnerable")), for_person=d.get("for"))
+        vulnerable=bool(d.get("vulnerable")), for_person=d.get("for"),
+        approver=bool(d.get("approver")) and d["role"] == "officer", identity=d.get("identity") or None)
+    _derive_protection(p)
     if old is not None and not old.left:
         # Re-registration within the same stay (not yet left): an update of the
         # same person. The clock keeps the earliest arrival; detention, rest
@@ -385,6 +413,9 @@ def _registered(s: State, ev: Event) -> None:
         p.rests = old.rests
         p.checkout_approved, p.checkout_at = old.checkout_approved, old.checkout_at
         p.reregistered = old.reregistered + 1
+        p.room_log, p.open_stays = old.room_log, old.open_stays
+        # DOMAIN v3: a re-registration changes no limit (person/update does, with approval)
+        p.case_type, p.limit_h, p.vulnerable = old.case_type, old.limit_h, old.vulnerable
         s.persons[pid] = p
         p.keys = count_keys(p)
         if pid in s.presence:
@@ -392,6 +423,9 @@ def _registered(s: State, ev: Event) -> None:
         return
     if old is not None:
         p.prev_left_at = old.left_at
+    if p.identity is not None and p.identity in s.identity_left:
+        # the same man under a new person id (DOMAIN v3 identity): his last stay counts
+        p.prev_left_at = max(p.prev_left_at or 0.0, s.identity_left[p.identity])
     s.persons[pid] = p
     p.keys = count_keys(p)
     s.visited[pid] = set(s.presence.get(pid, ()))
@@ -419,9 +453,16 @@ def _updated(s: State, ev: Event) -> None:
     if "case_id" in ch:
         p.case_id = ch["case_id"]
     if "detained_at" in ch:
-        p.detained_at = _epoch(ch["detained_at"], ev.epoch) if ch["detained_at"] is not None else None
+        new = _epoch(ch["detained_at"], ev.epoch) if ch["detained_at"] is not None else None
+        if p.detained_at is None:
+            p.detained_at = new
+        elif new is not None:
+            # issue 30.5: the earliest 拘留 time of the stay holds; the 送押 deadline
+            # (刑事诉讼法 art. 85) never moves later
+            p.detained_at = min(p.detained_at, new)
     if "vulnerable" in ch:
         p.vulnerable = bool(ch["vulnerable"])
+    _derive_protection(p)
     keys = count_keys(p)
     if keys != p.keys:
         p.keys = keys
@@ -452,6 +493,11 @@ def _left(s: State, ev: Event) -> None:
     if p:
         p.left = True
         p.left_at = ev.epoch
+        if p.identity:
+            s.identity_left[p.identity] = ev.epoch
+        for entry in p.open_stays.values():
+            entry[2] = ev.epoch
+        p.open_stays = {}
     for room in list(s.presence.get(pid, ())):
         s._remove_presence(pid, room, None)
     for t in s.person_tags.pop(pid, ()):
@@ -552,6 +598,27 @@ def _entered(s: State, ev: Event) -> None:
     v = s.visited.get(who)
     if v is not None:
         v.add(room)
+    _log_room(s, who, room, ev.epoch, None)
+
+
+def _log_room(s: State, who: str, room: str, start: float | None, end: float | None) -> None:
+    """Keep a suspect's room stays (Person.room_log): an entry opens a stay, a
+    leaving closes the open stay in that room."""
+    p = s.persons.get(who)
+    if p is None or p.role != "suspect" or p.left:
+        return
+    if start is None:
+        entry = p.open_stays.pop(room, None)
+        if entry is not None:
+            entry[2] = end
+        return
+    if room in p.open_stays:
+        return
+    entry = [room, start, None]
+    p.room_log.append(entry)
+    p.open_stays[room] = entry
+    if len(p.room_log) > 2 * ROOM_LOG_MAX:     # trimmed in chunks: O(1) per stay
+        del p.room_log[:ROOM_LOG_MAX]
 
 
 def _left_room(s: State, ev: Event) -> None:
@@ -563,7 +630,8 @@ def _left_room(s: State, ev: Event) -> None:
     if (pr is None or room not in pr) and tag:
         # The person field is stale (bound/unbound meanwhile): use the current holder.
         who = s.tag_owner.get(tag) or f"tag:{tag}"
-    s._remove_presence(who, room, tag)
+    if s._remove_presence(who, room, tag):
+        _log_room(s, who, room, None, ev.epoch)
     if tag:
         s.tag_seen[tag] = max(s.tag_seen.get(tag, ev.epoch), ev.epoch)
         s.tag_last_room[tag] = room
@@ -682,11 +750,14 @@ def _recording(s: State, ev: Event) -> None:
     room = d["room"]
     on = ev.type == "recording.started"
     r = s.recording.get(room)
+    # v2 events carry no by/recorder: they came from the recorder system
+    evidence = bool(d.get("recorder", d.get("by") is None))
     if r is None or r.recording != on:
-        s.recording[room] = Recording(room, on, ev.epoch, ev.epoch, d.get("source"))
+        s.recording[room] = Recording(room, on, ev.epoch, ev.epoch, d.get("source"), evidence)
     else:
         r.seen = ev.epoch
         r.source = d.get("source")
+        r.evidence = evidence
 
 
 def _identification(s: State, ev: Event) -> None:

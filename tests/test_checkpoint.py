@@ -96,7 +96,7 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
                          text), text
         assert st["clock"]["synchronised"] in (True, False, None)
         for i in range(20):
-            assert c.request("person/register", person=f"k{i}", role="suspect", case_id=f"kc{i}", case_type="criminal")["ok"]
+            assert c.request("person/register", person=f"k{i}", role="suspect", gender="male", case_id=f"kc{i}", case_type="criminal")["ok"]
         d.kill9()                                      # no checkpoint since the start
     finally:
         c.close()

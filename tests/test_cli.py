@@ -107,7 +107,7 @@ def center(tmp_path_factory):
         d.wait_status(lambda s: s["uplink"]["connected"])
         central = Central(broker.port)
         for pid, role in (("s1", "suspect"), ("s2", "suspect"), ("o1", "officer"), ("o2", "officer")):
-            extra = {"case_id": "c1", "case_type": "criminal"} if role == "suspect" else {}
+            extra = {"case_id": "c1", "case_type": "criminal", "gender": "male"} if role == "suspect" else {}
             assert central.request("person/register", person=pid, role=role, **extra)["ok"]
             assert central.request("wristband/bind", tag=TAGS[pid], person=pid)["ok"]
         site.start()

@@ -60,7 +60,7 @@ def test_person_add_twice_is_the_mqtt_conflict(daemon):
 
 
 def test_suspect_with_case_fields_and_json_answer(daemon):
-    r = cli("person", "add", "sus-1", "--role", "suspect", "--case-id", "A-2026-1", "--case-type",
+    r = cli("person", "add", "sus-1", "--role", "suspect", "--gender", "male", "--case-id", "A-2026-1", "--case-type",
             "administrative", "--limit-h", "8", "--minor", "--json", config=daemon.config)
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
@@ -85,7 +85,7 @@ def test_band_bind_unbind_and_validation(daemon):
 
 
 def test_person_checkout_needs_a_registered_approver(daemon):
-    cli("person", "add", "sus-2", "--role", "suspect", "--case-type", "criminal", config=daemon.config, check=True)
+    cli("person", "add", "sus-2", "--role", "suspect", "--gender", "male", "--case-type", "criminal", config=daemon.config, check=True)
     r = cli("person", "checkout", "sus-2", "--by", "ghost", config=daemon.config)
     assert r.returncode == 1 and "forbidden: a checkout needs a registered officer" in r.stderr, r.stderr
     cli("person", "add", "off-10", "--role", "officer", config=daemon.config, check=True)
@@ -98,19 +98,20 @@ def test_person_checkout_needs_a_registered_approver(daemon):
 def test_person_update_reaches_the_daemon_and_its_answer_is_shown(daemon):
     """person/update through the daemon: the MQTT command's checks (a registered officer
     as by) and its journal event; a refusal is one clean line (no traceback)."""
-    cli("person", "add", "sus-3", "--role", "suspect", "--case-type", "administrative",
+    cli("person", "add", "sus-3", "--role", "suspect", "--gender", "male", "--case-type", "administrative",
         config=daemon.config, check=True)
     r = cli("person", "update", "sus-3", "--by", "nobody-7", "--reason", "wrong case type",
             "--case-type", "criminal", config=daemon.config)
     assert "Traceback" not in r.stderr and r.returncode == 1
     assert r.stderr.startswith("casegate: person/update refused: forbidden"), r.stderr
-    cli("person", "add", "off-7", "--role", "officer", config=daemon.config, check=True)
+    cli("person", "add", "off-7", "--role", "officer", "--approver", config=daemon.config, check=True)
+    # administrative (8 h) -> criminal (12 h) lengthens the limit: an approver (DOMAIN v3)
     r = cli("person", "update", "sus-3", "--by", "off-7", "--reason", "wrong case type",
-            "--case-type", "criminal", config=daemon.config)
+            "--case-type", "criminal", "--approved-by", "off-7", config=daemon.config)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "updated sus-3"
     assert [(e.data["person"], e.data["changes"], e.data["by"]) for e in journal(daemon, "person.updated")] == \
-        [("sus-3", {"case_type": "criminal"}, "off-7")]
+        [("sus-3", {"case_type": "criminal", "limit_h": 12.0}, "off-7")]
 
 
 def test_ack_with_a_bad_officer_id_is_one_line(daemon):
@@ -129,7 +130,7 @@ def test_face_enroll_goes_through_the_daemon(daemon, tmp_path):
     r = cli("face", "enroll", "nobody", str(photo), config=daemon.config)
     assert r.returncode == 1 and "not_found: no registered person nobody" in r.stderr
     assert not (daemon.state_dir / "faces").exists() or not any((daemon.state_dir / "faces").iterdir())
-    cli("person", "add", "sus-4", "--role", "suspect", "--case-type", "criminal", config=daemon.config, check=True)
+    cli("person", "add", "sus-4", "--role", "suspect", "--gender", "male", "--case-type", "criminal", config=daemon.config, check=True)
     r = cli("face", "enroll", "sus-4", str(photo), config=daemon.config, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("enrolled face of sus-4")

@@ -155,8 +155,8 @@ MALFORMED = [
 def test_malformed_requests_answer_and_change_nothing(daemon, mosquitto):
     c = Central(mosquitto.port)
     try:
-        assert c.request("person/register", person="s1", role="suspect", case_type="criminal")["ok"]
-        assert c.request("person/register", person="s2", role="suspect", case_type="criminal")["ok"]
+        assert c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal")["ok"]
+        assert c.request("person/register", person="s2", role="suspect", gender="male", case_type="criminal")["ok"]
         assert c.request("person/register", person="o1", role="officer")["ok"]
         assert c.request("wristband/bind", tag="11111111", person="s1")["ok"]
         before = journal_count(daemon)
@@ -200,7 +200,7 @@ def test_mqtt311(tmp_path, mosquitto):
     d.wait_status(lambda s: s["uplink"]["connected"])
     c = Central(mosquitto.port, protocol=mqtt.MQTTv311)
     try:
-        assert c.request("person/register", person="s9", role="suspect", case_type="criminal")["ok"]
+        assert c.request("person/register", person="s9", role="suspect", gender="male", case_type="criminal")["ok"]
         st = d.wait_status(lambda s: s["uplink"]["connected"] and s["uplink"]["backlog"] == 0)
         assert st["journal"]["last_seq"] >= 2
     finally:
@@ -212,7 +212,7 @@ def test_sigterm_drains_and_goes_offline(daemon, mosquitto, subscriber_factory):
     sub = subscriber_factory(mosquitto.port, [f"{P}/state/gateway", f"{P}/events/gateway/#"])
     c = Central(mosquitto.port)
     try:
-        assert c.request("person/register", person="s1", role="suspect", case_type="criminal")["ok"]
+        assert c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal")["ok"]
     finally:
         c.close()
     t0 = time.monotonic()

@@ -1,5 +1,6 @@
-"""person/register, person/update, person/rest, person/checkout as the law sees them (DOMAIN v2,
-SPEC §3 v2), against the real daemon and a real mosquitto."""
+"""person/register, person/update, person/rest, person/checkout as the law sees them (DOMAIN v2/v3,
+SPEC §3 v2/v3), against the real daemon and a real mosquitto. (v3 approvals and their refusals in
+detail: tests/test_legal_requests.py.)"""
 from __future__ import annotations
 
 import json
@@ -25,18 +26,19 @@ def test_register_update_rest_checkout(daemon, mosquitto):
     try:
         assert c.request("person/register", person="o1", role="officer")["ok"]
         assert c.request("person/register", person="st1", role="staff")["ok"]
+        assert c.request("person/register", person="chief", role="officer", approver=True)["ok"]
         # a suspect needs a case type; limits are the law's values only, named in the refusal
         code, msg = err(c.request("person/register", person="s1", role="suspect"))
         assert code == "bad_request" and "case_type" in msg
-        code, msg = err(c.request("person/register", person="s1", role="suspect", case_type="criminal", limit_h=48))
+        code, msg = err(c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal", limit_h=48))
         assert code == "bad_request" and "12 | 24" in msg and "第119条" in msg
-        code, msg = err(c.request("person/register", person="s1", role="suspect", case_type="administrative",
+        code, msg = err(c.request("person/register", person="s1", role="suspect", gender="male", case_type="administrative",
                                   limit_h=10))
         assert code == "bad_request" and "8 | 12 | 24" in msg
-        code, msg = err(c.request("person/register", person="s1", role="suspect", case_type="inquiry",
+        code, msg = err(c.request("person/register", person="s1", role="suspect", gender="male", case_type="inquiry",
                                   vulnerable=True, limit_h=12))
         assert code == "bad_request" and "allowed 4 h" in msg
-        code, msg = err(c.request("person/register", person="s1", role="suspect", case_type="criminal",
+        code, msg = err(c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal",
                                   arrived_at="2099-01-01T00:00:00Z"))
         assert code == "bad_request" and "future" in msg
         assert journaled(daemon, "person.registered") and all(
@@ -45,17 +47,20 @@ def test_register_update_rest_checkout(daemon, mosquitto):
         # arrived_at without an offset is the center's local time (Asia/Shanghai by default)
         arrived = time.time() - 3 * 3600
         local = format_local(arrived, "Asia/Shanghai", offset=False).replace(" ", "T")
-        r = c.request("person/register", person="s1", role="suspect", case_type="administrative", limit_h=12,
-                      arrived_at=local, age=17, vulnerable=False)
+        r = c.request("person/register", person="s1", role="suspect", gender="male", case_type="administrative",
+                      limit_h=12, arrived_at=local, age=17, vulnerable=False, approved_by="chief",
+                      reason="涉案人数众多，负责人批准12小时")
         assert r["ok"], r
         want = format_ts(int(arrived))
         assert r["data"]["arrived_at"] == want
         (reg,) = [e for e in journaled(daemon, "person.registered") if e["data"]["person"] == "s1"]
         assert reg["data"]["arrived_at"] == want and reg["data"]["age"] == 17 and reg["data"]["limit_h"] == 12
 
-        # re-registration in the same stay never resets the clock
-        r = c.request("person/register", person="s1", role="suspect", case_type="criminal")
+        # re-registration in the same stay never resets the clock, and changes no limit (DOMAIN v3)
+        r = c.request("person/register", person="s1", role="suspect", gender="male", case_type="administrative")
         assert r["ok"] and r["data"]["reregistered"] is True and r["data"]["arrived_at"] == want
+        code, _ = err(c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal"))
+        assert code == "bad_request"
         code, _ = err(c.request("person/register", person="s1", role="officer"))
         assert code == "conflict"
 
@@ -69,10 +74,13 @@ def test_register_update_rest_checkout(daemon, mosquitto):
         assert code == "bad_request" and "12 | 24 | 48" in msg
         code, _ = err(c.request("person/update", person="s1", by="o1", reason="nothing"))
         assert code == "bad_request"
-        r = c.request("person/update", person="s1", by="o1", reason="承办人批准延长", limit_h=24)
+        code, _ = err(c.request("person/update", person="s1", by="o1", reason="承办人批准延长", limit_h=24))
+        assert code == "forbidden"             # lengthening needs an approver (DOMAIN v3)
+        r = c.request("person/update", person="s1", by="o1", reason="负责人批准延长", limit_h=24, approved_by="chief")
         assert r["ok"], r
         (upd,) = journaled(daemon, "person.updated")
-        assert upd["data"] == {"person": "s1", "changes": {"limit_h": 24}, "by": "o1", "reason": "承办人批准延长"}
+        assert upd["data"] == {"person": "s1", "changes": {"limit_h": 24}, "by": "o1", "reason": "负责人批准延长",
+                               "approved_by": "chief"}
 
         # person/rest
         start = format_ts(time.time() - 600)

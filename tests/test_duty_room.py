@@ -77,7 +77,7 @@ def center(tmp_path_factory):
     site = ZoneSite("127.0.0.1", zport, ["ST-WAIT", "ST-SEC"], heartbeat_s=5, report_s=0.3, reconnect_s=0.3)
     try:
         d.start()
-        for args in (["s1", "--role", "suspect", "--name", "王五", "--case-id", "c1", "--case-type", "criminal"],
+        for args in (["s1", "--role", "suspect", "--gender", "male", "--name", "王五", "--case-id", "c1", "--case-type", "criminal"],
                      ["o1", "--role", "officer", "--name", "赵六"]):
             cli("person", "add", *args, config=cfg, check=True)
         cli("band", "bind", "5B000001", "s1", config=cfg, check=True)

@@ -30,7 +30,7 @@ high_bpm = 130
     try:
         d.wait_status(lambda s: s["uplink"]["connected"])
         c = Central(mosquitto.port)
-        assert c.request("person/register", person="s1", role="suspect", case_id="c1",
+        assert c.request("person/register", person="s1", role="suspect", gender="male", case_id="c1",
                          case_type="criminal")["ok"]
         assert c.request("wristband/bind", tag="E3AF2232", person="s1")["ok"]
         site.start()

@@ -40,7 +40,7 @@ face_frames = 2
 
 
 def people(c: Central) -> None:
-    assert c.request("person/register", person="s1", role="suspect", case_id="c1", case_type="criminal")["ok"]
+    assert c.request("person/register", person="s1", role="suspect", gender="male", case_id="c1", case_type="criminal")["ok"]
     assert c.request("wristband/bind", tag=f"{S1:08X}", person="s1")["ok"]
     assert c.request("person/register", person="o1", role="officer")["ok"]
     assert c.request("wristband/bind", tag=f"{O1:08X}", person="o1")["ok"]

@@ -52,7 +52,7 @@ room = "interrogation-1"
     try:
         d.wait_status(lambda s: s["uplink"]["connected"])
         c = Central(mosquitto.port)
-        assert c.request("person/register", person="s1", role="suspect", case_id="c1", case_type="criminal")["ok"]
+        assert c.request("person/register", person="s1", role="suspect", gender="male", case_id="c1", case_type="criminal")["ok"]
         assert c.request("wristband/bind", tag="E3AF2232", person="s1")["ok"]
         assert c.request("person/register", person="o1", role="officer")["ok"]
         assert c.request("wristband/bind", tag="14008EC793", person="o1")["ok"]

@@ -51,22 +51,24 @@ def test_recording_identification_locker_and_custody_requests(center, mosquitto,
     assert c.request("person/register", person="o1", role="officer")["ok"]
     assert c.request("person/register", person="st1", role="staff")["ok"]
 
-    # recording/state: a change is journaled; an immediate repeat is a heartbeat too soon
-    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1")
+    # recording/state by hand (no recorder configured for the room): by an officer (DOMAIN v3);
+    # a change is journaled; an immediate repeat is a heartbeat too soon
+    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1", by="o1")
     assert r["ok"] and r["data"]["event_id"]
-    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1")
+    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1", by="o1")
     assert r["ok"] and r["data"].get("unchanged") is True
     time.sleep(1.3)       # > stale_s/3 of wall time, and no other event meanwhile: a heartbeat
-    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1")
+    r = c.request("recording/state", room="interrogation-1", recording=True, source="rec-1", by="o1")
     assert r["ok"] and r["data"].get("event_id"), r
-    r = c.request("recording/state", room="interrogation-1", recording=False, source="rec-1")
+    r = c.request("recording/state", room="interrogation-1", recording=False, source="rec-1", by="o1")
     assert r["ok"] and r["data"]["event_id"]
-    r = c.request("recording/state", room="nowhere", recording=True, source="rec-1")
+    r = c.request("recording/state", room="nowhere", recording=True, source="rec-1", by="o1")
     assert r["ok"] is False and r["error"]["code"] == "not_found"
     r = c.request("recording/state", room="interrogation-1", recording="yes", source="rec-1")
     assert r["ok"] is False and r["error"]["code"] == "bad_request"
     m = sub.wait_for(lambda m: m.topic == f"{P}/events/recording/stopped", 10)
-    assert json.loads(m.payload)["data"] == {"room": "interrogation-1", "source": "rec-1"}
+    assert json.loads(m.payload)["data"] == {"room": "interrogation-1", "source": "rec-1", "recorder": False,
+                                             "by": "o1"}
     assert len(sub.payloads(f"{P}/events/recording/started")) == 2
 
     # identification sessions: by a registered officer; one per case and room

@@ -36,7 +36,7 @@ def case(code, name, steps, until, expected, rules=None):
 
 def team(t=0, *extra, case_id="C1", case_type="criminal"):
     """Suspect S1 (+ officers O1, O2) registered and bound at t."""
-    out = arrive(t, "S1", "suspect", case_id=case_id, case_type=case_type) + \
+    out = arrive(t, "S1", "suspect", gender="male", case_id=case_id, case_type=case_type) + \
         arrive(t, "O1", "officer") + arrive(t, "O2", "officer")
     for x in extra:
         out += x
@@ -243,6 +243,18 @@ case("collusion_risk", "approved identification session",
 case("collusion_risk", "session ends with both still there",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2"),
       (500, "identification.ended", IDS)], 600, [(R, 505)])
+# (max_s far out: tests/test_protections_daemon.py replays this case days after T0)
+case("lone_identification", "one officer presides",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2", "O1"),
+      enter(200, "O2", "identification-1")], 600, [(R, 120), (C, 200)],
+     rules={"lone_identification": {"max_s": 1e7}})
+case("lone_identification", "the session ends by itself after max_s",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2", "O1")], 3000,
+     [(R, 120), (C, 690)], rules={"lone_identification": {"max_s": 600}})
+case("lone_identification", "two officers preside",
+     [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "O1", "O2")], 600, [])
+case("lone_identification", "no session: not an identification",
+     [CO, into(100, "identification-1", "S1", "O1")], 600, [])
 case("collusion_risk", "a session for another case does not exempt",
      [CO, (90, "identification.started", dict(IDS, case_id="C2")), into(100, "identification-1", "S1", "S2")],
      600, [(R, 105)])
@@ -579,9 +591,12 @@ case("detention_timeout", "detention ends the summons clock",
       upd(2 * H, "S1", detained_at="2026-11-26T02:00:00Z")], 20 * H, [])
 case("detention_timeout", "extension approved before the limit",
      [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(6 * H, "S1", limit_h=24)], 23 * H, [])
-case("detention_timeout", "extension after the limit clears with a reason",
+case("detention_timeout", "a limit lengthened after it expired never clears the timeout",
      [OFF, register(0, "S1", "suspect", case_type="administrative"), upd(9 * H, "S1", limit_h=24)], 23 * H,
-     [(R, 8 * H), (C, 9 * H)])
+     [(R, 8 * H)])
+case("detention_timeout", "vulnerable withdrawn after the 4 h expired: the timeout stands",
+     [OFF, register(0, "S1", "suspect", case_type="inquiry", vulnerable=True), upd(5 * H, "S1", vulnerable=False)],
+     13 * H, [(R, 4 * H)])
 case("detention_warning", "continued inquiry of a vulnerable person: at 3 h",
      [register(0, "S1", "suspect", case_type="inquiry", vulnerable=True)], 3.9 * H, [(R, 3 * H), (R, 3.5 * H)])
 case("detention_warning", "custody transfer: 2 h before the 24 h",

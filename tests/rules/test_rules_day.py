@@ -104,7 +104,8 @@ def test_day_covers_the_catalog_except_long_holds():
     # minor (none in this day), the gateway's own clock (synchronised all day): rule_cases.py covers them
     assert set(CATALOG) - codes == {"belongings_overdue", "custody_transfer_overdue", "consecutive_summons",
                                     "suspect_untracked", "evidence_handover_overdue",
-                                    "female_minor_without_female_staff", "clock_unsynchronised"}
+                                    "female_minor_without_female_staff", "clock_unsynchronised",
+                                    "lone_identification"}
 
 
 def test_day_ends_quiet():

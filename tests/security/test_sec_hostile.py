@@ -53,7 +53,7 @@ def journal_len(daemon) -> int:
 
 def reg(**kw) -> dict:
     base = {"request_id": "r-" + uuid.uuid4().hex[:10], "person": "p-" + uuid.uuid4().hex[:6], "role": "suspect",
-            "case_type": "criminal"}
+            "gender": "male", "case_type": "criminal"}
     base.update(kw)
     return base
 

@@ -182,7 +182,7 @@ grace_s = 3
         c = Central(mosquitto.port)
         for person, role, tag in (("s1", "suspect", SUSPECT_TAG), ("o1", "officer", OFFICER_TAG),
                                   ("o2", "officer", FAKE_TAG)):
-            extra_args = {"case_id": "c1", "case_type": "criminal"} if role == "suspect" else {}
+            extra_args = {"case_id": "c1", "case_type": "criminal", "gender": "male"} if role == "suspect" else {}
             assert c.request("person/register", person=person, role=role, **extra_args)["ok"]
             assert c.request("wristband/bind", tag=tag, person=person)["ok"]
         real = StationSimulator("127.0.0.1", zport, ST, heartbeat_s=5, report_s=0.3)
