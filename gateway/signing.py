@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 SIGNED_TYPE = "chain.signed"
 PRIVATE_FILE = "device.key"      # PKCS#8 PEM, 0600
-PUBLIC_FILE = "device.pub"       # the raw public key, base64, one line (readable without the secret)
+PUBLIC_FILE = "device.pub"       # the raw public key, base64, one line (0640: nothing in the state dir is for others)
 
 
 class KeyFileError(Exception):
@@ -99,7 +99,7 @@ def load_or_create(storage_dir: str | os.PathLike, center: str) -> Signer:
         signer = Signer(center, key)
         pub = d / PUBLIC_FILE
         pub.write_text(signer.public_b64 + "\n", encoding="ascii")
-        os.chmod(pub, 0o644)
+        os.chmod(pub, 0o640)
         return signer
     return Signer(center, _read_private(path))
 

@@ -10,8 +10,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from brokers import free_port
 from daemon_util import DaemonProcess, cli, write_config
@@ -284,11 +282,10 @@ def test_records_count_only_when_attributable(center, mosquitto, tmp_path):
     # the room's recorder, as itself (its MQTT client): evidence, no by needed
     rec = _recorder(mosquitto.port)
     try:
-        props = Properties(PacketTypes.PUBLISH)
-        props.UserProperty = ("client", "rec-1")
-        rec.publish("casegate/t-center/request/recording/state",
+        # under its own account's topic (the broker's ACL ties it to the account: docs/security.md)
+        rec.publish("casegate/t-center/client/rec-1/request/recording/state",
                     json.dumps({"request_id": "rec-on", "room": "interrogation-1", "recording": True,
-                                "source": "rec-1"}), qos=1, properties=props).wait_for_publish(5)
+                                "source": "rec-1"}), qos=1).wait_for_publish(5)
         evs = wait_for(lambda: [e for e in d.seen("recording.started") if e["data"].get("recorder")])
     finally:
         rec.loop_stop()

@@ -95,7 +95,7 @@ def test_a_request_id_cannot_be_poisoned_in_either_order_and_restart_keeps_it(tm
         # Order 2: B sends something harmless with id Y first; A's custody order with Y must be
         # refused (not answered with B's stored "ok") and must not be mistaken for done.
         harmless = c.ask("platform-b", "recording/state", "Y-1", room="interrogation-1", recording=True,
-                         source="recorder-1")
+                         source="operator", by="o1")       # a report by hand: attributable (DOMAIN v3)
         assert harmless["ok"], harmless
         order2 = dict(order, order="ord-2")
         swallowed = c.ask("platform-a", "custody/order", "Y-1", **order2)

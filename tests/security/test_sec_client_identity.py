@@ -28,7 +28,8 @@ from sec_helpers import (CENTRAL_USER, GATEWAY_USER, MONITOR_USER, MOSQ_EXAMPLE,
 DESK = "duty-desk-demo"
 RECORDER = "recorder-demo"
 INGEST = "casegate-ingest"
-ROOMS = '\n[[rooms]]\nid = "interrogation-1"\ntype = "interrogation"\n'
+# the recorder account is the room's configured recorder: its reports are recording evidence (DOMAIN v3)
+ROOMS = f'\n[[rooms]]\nid = "interrogation-1"\ntype = "interrogation"\nrecorder = "{RECORDER}"\n'
 
 
 def journal(daemon, type_: str) -> list[tuple[str, dict]]:
