@@ -65,6 +65,10 @@ def duration(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
+# DOMAIN.md case types; the daemon's person/register lists the same.
+CASE_TYPES = ("criminal", "administrative", "inquiry")
+
+
 # Event types of SPEC §2 (v2 included): `events --type` names these when it gets a typo.
 KNOWN_EVENT_TYPES = (
     "gateway.started", "gateway.stopped", "person.registered", "person.updated", "person.rest",
@@ -97,11 +101,18 @@ def _check_event_types(conn, types: list[str]) -> None:
 
 
 # ---- config and daemon access ------------------------------------------------------
+# Set when get_config fell back to built-in defaults (no config given, no default file): the
+# "no daemon" message then says so instead of blaming the service. One CLI call, one config.
+_defaults_used = False
+
+
 def get_config(args) -> tuple[Config, str | None]:
     """The config the user meant. A missing *default* file means built-in defaults."""
+    global _defaults_used
     explicit = args.config or os.environ.get("CASEGATE_CONFIG")
     path = config_path(args.config)
     if not explicit and not Path(path).exists():
+        _defaults_used = True
         return Config(), None
     try:
         return load_config(path), path
@@ -116,6 +127,12 @@ def control(cfg: Config, req: dict, timeout: float = 15.0) -> dict:
     try:
         s.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):
+        if _defaults_used:
+            # Built-in defaults: the socket looked for is the default one, which says nothing
+            # about a daemon started with another config.
+            raise CliError(f"no daemon on {path} (no config given: {DEFAULT_CONFIG_PATH} does not exist, "
+                           "so the built-in defaults were used) — pass --config PATH of the running daemon, "
+                           "or start it: systemctl start casegate", EXIT_NO_DAEMON)
         raise CliError(f"no daemon on {path} — is the service running? systemctl status casegate",
                        EXIT_NO_DAEMON)
     except PermissionError:
@@ -164,7 +181,7 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         raise CliError(str(e), EXIT_USAGE)
     _check_storage_dir(cfg)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, cfg.center.timezone)
     return run(cfg, path)
 
 
@@ -179,8 +196,9 @@ def _check_storage_dir(cfg: Config) -> None:
     if not d.is_dir():
         raise CliError(f"storage.dir = {str(d)!r}: exists but is not a directory", EXIT_USAGE)
     if not os.access(d, os.W_OK | os.X_OK):
+        from gateway.checks import storage_not_writable_fix
         raise CliError(f"storage.dir = {str(d)!r}: not writable by uid {os.getuid()} — "
-                       f"chown it to the service user (chown casegate: {d})", EXIT_USAGE)
+                       f"{storage_not_writable_fix(d)}", EXIT_USAGE)
 
 
 def cmd_config_check(args) -> int:
@@ -267,7 +285,22 @@ def cmd_status(args) -> int:
                   f"{ast['shelves']} shelved, {ast['maintenance']} devices in maintenance")
         _status_start_clock(data)
         _devices_table(data["devices"], cfg)
+        if not healthy:
+            print("unhealthy: " + "; ".join(_unhealthy_reasons(data)), file=sys.stderr)
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _unhealthy_reasons(data: dict) -> list[str]:
+    """Why `status` exits 1, in words a technician can act on."""
+    reasons = []
+    if not data["uplink"].get("connected"):
+        reasons.append("the MQTT uplink is not connected (casegate doctor checks the broker)")
+    if data["journal"].get("error"):
+        reasons.append(f"the journal cannot write: {data['journal']['error']}")
+    down = [d.get("id", "?") for d in data["devices"] if d.get("state") != "online" and not d.get("maintenance")]
+    if down:
+        reasons.append(f"device(s) not online: {', '.join(down)} (casegate devices; casegate probe <device>)")
+    return reasons or ["see above"]
 
 
 def _status_start_clock(data: dict) -> None:
@@ -475,8 +508,10 @@ def cmd_trace(args) -> int:
     since = _ts_arg(args.since)
     types = ["presence.entered", "presence.left", "person.registered", "person.left",
              "wristband.bound", "wristband.unbound"]
-    evs = _with_archive(cfg, iter_events(conn, types=types, since_ts=since), types, since)
-    rows = trace(evs, args.person)
+    # The whole history, then the visits still going on at --since or later: a person in the room
+    # since before --since is in it at that time (filtering events first lost the entry).
+    evs = _with_archive(cfg, iter_events(conn, types=types), types)
+    rows = [r for r in trace(evs, args.person) if since is None or r["left"] is None or r["left"] >= since]
     if not rows:
         known = conn.execute("SELECT 1 FROM events WHERE type = 'person.registered' AND "
                              "json_extract(data, '$.person') = ? LIMIT 1", (args.person,)).fetchone()
@@ -786,6 +821,16 @@ def cmd_person_checkout(args) -> int:
                           lambda d: f"checkout of {args.person} approved by {args.by}")
 
 
+def cmd_recording(args) -> int:
+    """recording start|stop ROOM --by O: an operator's entry of the recorder's state (commissioning,
+    or a recorder that cannot send its own events). The daemon journals who entered it."""
+    cfg, _ = get_config(args)
+    req = {"room": args.room, "recording": args.recording, "source": "operator", "by": args.by}
+    return daemon_request(cfg, "recording/state", req, args.json,
+                          lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
+                                    f"(entered by {args.by})")
+
+
 def cmd_band_bind(args) -> int:
     cfg, _ = get_config(args)
     return daemon_request(cfg, "wristband/bind", {"tag": args.tag, "person": args.person}, args.json,
@@ -960,7 +1005,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--age", type=int)
     sp.add_argument("--vulnerable", action="store_true", help="needs special protection (DOMAIN)")
     sp.add_argument("--case-id")
-    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--case-type", choices=CASE_TYPES)
     sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
     sp.add_argument("--arrived-at", help="到案时间, RFC 3339 (default: now)")
     sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
@@ -971,7 +1016,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("person")
     sp.add_argument("--by", required=True, help="the officer making the change")
     sp.add_argument("--reason", required=True, help="why (journaled)")
-    sp.add_argument("--case-type", choices=["criminal", "administrative"])
+    sp.add_argument("--case-type", choices=CASE_TYPES)
     sp.add_argument("--limit-h", type=float)
     sp.add_argument("--case-id")
     sp.add_argument("--detained-at", help="RFC 3339")
@@ -983,6 +1028,17 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--by", required=True, help="the approving officer")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_checkout)
+
+    rp = sub.add_parser("recording", help="tell the daemon a room's recorder started or stopped (by hand)")
+    rsub = rp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    for verb in ("start", "stop"):
+        sp = rsub.add_parser(verb, help=f"the recorder of ROOM {'is recording' if verb == 'start' else 'stopped'} "
+                                        "(same as MQTT recording/state; journaled as entered by --by)")
+        sp.add_argument("room", help="an interrogation room id")
+        sp.add_argument("--by", required=True, help="the officer entering it (an operator's entry never counts "
+                                                    "as recorder evidence for one-officer questioning)")
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(fn=cmd_recording, recording=verb == "start")
 
     bp = sub.add_parser("band", help="bind or unbind wristbands and cards (through the daemon)")
     bsub = bp.add_subparsers(dest="sub", metavar="<sub>", required=True)
@@ -997,8 +1053,33 @@ def _add_commissioning(sub) -> None:
     sp.set_defaults(fn=cmd_band_unbind)
 
 
+def _hoist_config(argv: list[str]) -> list[str]:
+    """`casegate status --config X` means what `casegate --config X status` does.
+
+    --config is a global option, but technicians type it after the command (as systemd units and
+    most tools take it); argparse would say only "unrecognized arguments". `replay --config` is
+    replay's own option (the config to replay under) and stays where it is."""
+    cmd = next((i for i, a in enumerate(argv) if not a.startswith("-")
+                and (i == 0 or argv[i - 1] != "--config")), None)
+    if cmd is None or argv[cmd] == "replay":
+        return argv
+    out, moved, i = argv[:cmd + 1], [], cmd + 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" and i + 1 < len(argv):
+            moved += argv[i:i + 2]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            moved.append(a)
+        else:
+            out.append(a)
+        i += 1
+    return moved + out if moved else argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _hoist_config(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     rest: list[str] = []
     if "probe" in argv:
