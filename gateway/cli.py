@@ -821,6 +821,48 @@ def cmd_person_checkout(args) -> int:
                           lambda d: f"checkout of {args.person} approved by {args.by}")
 
 
+def cmd_simulate(args) -> int:
+    """casegate simulate [--script FILE]: see gateway/simulate.py and docs/operations.md."""
+    from gateway.simulate import Site
+    path = config_path(args.config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE)
+    lines = None
+    if args.script:
+        try:
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise CliError(f"{args.script}: {e.strerror}", EXIT_USAGE)
+
+    def request(command: str, req: dict) -> dict:
+        try:
+            return control(cfg, {"cmd": "request", "command": command, "args": req}, timeout=30)
+        except CliError as e:
+            return {"ok": False, "error": {"code": "no_daemon", "message": str(e)}}
+
+    site = Site(cfg, request=request)
+    site.start()
+    if not site.devices:
+        site.stop()
+        raise CliError("no device of this config can be simulated (see the lines above)", EXIT_FAILED)
+    failed = 0
+    try:
+        if lines is not None:
+            failed = site.run_lines(lines)
+        if lines is None or sys.stdin.isatty():
+            interactive = sys.stdin.isatty()
+            if interactive:
+                print("simulate> ", end="", flush=True)
+            failed += site.run_lines(sys.stdin, prompt=interactive)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        site.stop()
+    return EXIT_FAILED if failed and lines is not None else EXIT_OK
+
+
 def cmd_recording(args) -> int:
     """recording start|stop ROOM --by O: an operator's entry of the recorder's state (commissioning,
     or a recorder that cannot send its own events). The daemon journals who entered it."""
@@ -982,6 +1024,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="print one screen and exit (also when not a terminal)")
     from gateway.ingest.cli import add_parser as add_ingest_parser
     add_ingest_parser(sub)          # casegate ingest (SPEC §6), gateway/ingest/
+
+    sp = add("simulate", "commissioning without hardware: the configured devices played by their simulators "
+             "(stations, readers, doors, lockers, cameras) on the addresses and ports of the config",
+             cmd_simulate, json_flag=False)
+    sp.add_argument("--script", metavar="FILE", help="commands, one a line (move <tag> <room>, swipe <card> <reader>, "
+                    "door open|close <door>, recorder start|stop <room>, wait <s>, …); without it: typed commands")
 
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
