@@ -156,6 +156,30 @@ def config_findings(cfg: Config) -> list[Finding]:
     out += [check_serial_port(dev, port) for dev, port in serial_ports(cfg)]
     out += check_rule_references(cfg)
     out += check_legal_rules_enabled(cfg)
+    out += check_stillness_knobs(cfg)
+    return out
+
+
+def check_stillness_knobs(cfg: Config) -> list[Finding]:
+    """A camera's `still_s` and `[rules.suspect_motionless] after_s` time one behaviour.
+
+    The rule counts from when the room went still, but hears of it only when the camera says
+    so: a camera with still_s = 300 makes a rule with after_s = 120 fire at 300 s. Said, with
+    which value wins, so the knobs cannot disagree silently."""
+    from rules.catalog import rule_settings
+    rule = rule_settings(cfg.rules).get("suspect_motionless")
+    if rule is None or not rule.enabled:
+        return []
+    out = []
+    for i, dev in enumerate(cfg.devices):
+        still_s = getattr(dev, "still_s", None)
+        if still_s is not None and still_s > rule.after_s:
+            out.append(Finding(
+                WARN, f"devices[{i}].still_s",
+                f"{dev.id}: still_s = {still_s:g} s is longer than [rules.suspect_motionless] after_s = "
+                f"{rule.after_s:g} s — this camera reports stillness only after {still_s:g} s, so the alarm "
+                f"comes at {still_s:g} s in its rooms (the camera's still_s wins)",
+                f"set still_s ≤ {rule.after_s:g} on {dev.id}"))
     return out
 
 
@@ -175,3 +199,17 @@ def rule_thresholds(cfg: Config) -> list[tuple[str, bool, str]]:
             parts.append(f"{k}={text}" + ("*" if k in given else ""))
         rows.append((code, enabled, " ".join(parts)))
     return rows
+
+
+def storage_not_writable_fix(d) -> str:
+    """Why a storage dir is not writable, and the fix: a read-only filesystem is not fixed by chown."""
+    try:
+        if os.statvfs(d).f_flag & os.ST_RDONLY:
+            return (f"{d} is on a read-only filesystem — remount it read-write (mount -o remount,rw "
+                    f"<its mount point>; see dmesg for why it went read-only) or set [storage] dir to a writable disk")
+        st = os.stat(d)
+    except OSError as e:
+        return f"{d}: {e.strerror}"
+    if st.st_uid == os.getuid():
+        return f"{d} is owned by this user but mode {st.st_mode & 0o777:04o} forbids writing — chmod 0700 {d}"
+    return f"chown it to the service user: chown -R casegate: {d}"

@@ -65,6 +65,10 @@ def duration(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
+# DOMAIN.md case types; the daemon's person/register lists the same.
+CASE_TYPES = ("criminal", "administrative", "inquiry")
+
+
 # Event types of SPEC §2 (v2 included): `events --type` names these when it gets a typo.
 KNOWN_EVENT_TYPES = (
     "gateway.started", "gateway.stopped", "person.registered", "person.updated", "person.rest",
@@ -97,11 +101,18 @@ def _check_event_types(conn, types: list[str]) -> None:
 
 
 # ---- config and daemon access ------------------------------------------------------
+# Set when get_config fell back to built-in defaults (no config given, no default file): the
+# "no daemon" message then says so instead of blaming the service. One CLI call, one config.
+_defaults_used = False
+
+
 def get_config(args) -> tuple[Config, str | None]:
     """The config the user meant. A missing *default* file means built-in defaults."""
+    global _defaults_used
     explicit = args.config or os.environ.get("CASEGATE_CONFIG")
     path = config_path(args.config)
     if not explicit and not Path(path).exists():
+        _defaults_used = True
         return Config(), None
     try:
         return load_config(path), path
@@ -116,6 +127,12 @@ def control(cfg: Config, req: dict, timeout: float = 15.0) -> dict:
     try:
         s.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):
+        if _defaults_used:
+            # Built-in defaults: the socket looked for is the default one, which says nothing
+            # about a daemon started with another config.
+            raise CliError(f"no daemon on {path} (no config given: {DEFAULT_CONFIG_PATH} does not exist, "
+                           "so the built-in defaults were used) — pass --config PATH of the running daemon, "
+                           "or start it: systemctl start casegate", EXIT_NO_DAEMON)
         raise CliError(f"no daemon on {path} — is the service running? systemctl status casegate",
                        EXIT_NO_DAEMON)
     except PermissionError:
@@ -169,7 +186,7 @@ def cmd_run(args) -> int:
         load_or_create(cfg.storage_dir, cfg.center.id)      # SPEC §8: the device key, made at the first start
     except (KeyFileError, OSError) as e:
         raise CliError(f"device key: {e}", EXIT_USAGE)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, cfg.center.timezone)
     return run(cfg, path)
 
 
@@ -184,8 +201,9 @@ def _check_storage_dir(cfg: Config) -> None:
     if not d.is_dir():
         raise CliError(f"storage.dir = {str(d)!r}: exists but is not a directory", EXIT_USAGE)
     if not os.access(d, os.W_OK | os.X_OK):
+        from gateway.checks import storage_not_writable_fix
         raise CliError(f"storage.dir = {str(d)!r}: not writable by uid {os.getuid()} — "
-                       f"chown it to the service user (chown casegate: {d})", EXIT_USAGE)
+                       f"{storage_not_writable_fix(d)}", EXIT_USAGE)
 
 
 def cmd_config_check(args) -> int:
@@ -275,7 +293,22 @@ def cmd_status(args) -> int:
         if off:                       # DOMAIN v3: legal alarms switched off by the config, and why
             print(f"LEGAL ALARMS DISABLED {', '.join(off['codes'])} · reason: {off['reason']}")
         _devices_table(data["devices"], cfg)
+        if not healthy:
+            print("unhealthy: " + "; ".join(_unhealthy_reasons(data)), file=sys.stderr)
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _unhealthy_reasons(data: dict) -> list[str]:
+    """Why `status` exits 1, in words a technician can act on."""
+    reasons = []
+    if not data["uplink"].get("connected"):
+        reasons.append("the MQTT uplink is not connected (casegate doctor checks the broker)")
+    if data["journal"].get("error"):
+        reasons.append(f"the journal cannot write: {data['journal']['error']}")
+    down = [d.get("id", "?") for d in data["devices"] if d.get("state") != "online" and not d.get("maintenance")]
+    if down:
+        reasons.append(f"device(s) not online: {', '.join(down)} (casegate devices; casegate probe <device>)")
+    return reasons or ["see above"]
 
 
 def _status_start_clock(data: dict) -> None:
@@ -490,8 +523,10 @@ def cmd_trace(args) -> int:
     since = _ts_arg(args.since, cfg)
     types = ["presence.entered", "presence.left", "person.registered", "person.left",
              "wristband.bound", "wristband.unbound"]
-    evs = _with_archive(cfg, iter_events(conn, types=types, since_ts=since), types, since)
-    rows = trace(evs, args.person)
+    # The whole history, then the visits still going on at --since or later: a person in the room
+    # since before --since is in it at that time (filtering events first lost the entry).
+    evs = _with_archive(cfg, iter_events(conn, types=types), types)
+    rows = [r for r in trace(evs, args.person) if since is None or r["left"] is None or r["left"] >= since]
     if not rows:
         known = conn.execute("SELECT 1 FROM events WHERE type = 'person.registered' AND "
                              "json_extract(data, '$.person') = ? LIMIT 1", (args.person,)).fetchone()
@@ -831,19 +866,63 @@ def cmd_person_checkout(args) -> int:
                           lambda d: f"checkout of {args.person} approved by {args.by}")
 
 
+def cmd_simulate(args) -> int:
+    """casegate simulate [--script FILE]: see gateway/simulate.py and docs/operations.md."""
+    from gateway.simulate import Site
+    path = config_path(args.config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE)
+    lines = None
+    if args.script:
+        try:
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise CliError(f"{args.script}: {e.strerror}", EXIT_USAGE)
+
+    from gateway.simulate import RecorderLink
+    try:
+        link = RecorderLink(cfg, args.recorder_password_file) if cfg.mqtt.enabled else None
+    except OSError as e:
+        raise CliError(f"--recorder-password-file: {e.strerror}", EXIT_USAGE)
+    site = Site(cfg, recorder_link=link)
+    site.start()
+    if not site.devices:
+        site.stop()
+        raise CliError("no device of this config can be simulated (see the lines above)", EXIT_FAILED)
+    failed = 0
+    try:
+        if lines is not None:
+            failed = site.run_lines(lines)
+        if lines is None or sys.stdin.isatty():
+            interactive = sys.stdin.isatty()
+            if interactive:
+                print("simulate> ", end="", flush=True)
+            failed += site.run_lines(sys.stdin, prompt=interactive)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        site.stop()
+        if link is not None:
+            link.close()
+    return EXIT_FAILED if failed and lines is not None else EXIT_OK
+
+
+def cmd_recording(args) -> int:
+    """recording start|stop ROOM --by O: an operator's entry of the recorder's state (commissioning,
+    or a recorder that cannot send its own events). The daemon journals who entered it."""
+    cfg, _ = get_config(args)
+    req = {"room": args.room, "recording": args.recording, "source": "operator", "by": args.by}
+    return daemon_request(cfg, "recording/state", req, args.json,
+                          lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
+                                    f"(entered by {args.by})")
+
+
 def cmd_band_bind(args) -> int:
     cfg, _ = get_config(args)
     return daemon_request(cfg, "wristband/bind", {"tag": args.tag, "person": args.person}, args.json,
                           lambda d: f"tag {d.get('tag', args.tag)} bound to {args.person}")
-
-
-def cmd_recording(args) -> int:
-    """recording/state by hand through the daemon: journaled with by, source "operator"."""
-    cfg, _ = get_config(args)
-    return daemon_request(cfg, "recording/state", {"room": args.room, "recording": args.recording,
-                                                   "source": "operator", "by": args.by}, args.json,
-                          lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
-                                    f"(by {args.by})" + (" (unchanged)" if d.get("unchanged") else ""))
 
 
 def cmd_band_unbind(args) -> int:
@@ -995,6 +1074,15 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.case_cli import add_parsers as add_case_parsers
     add_case_parsers(sub)           # casegate case export|verify, keys show (SPEC §8), gateway/case_cli.py
 
+    sp = add("simulate", "commissioning without hardware: the configured devices played by their simulators "
+             "(stations, readers, doors, lockers, cameras) on the addresses and ports of the config",
+             cmd_simulate, json_flag=False)
+    sp.add_argument("--script", metavar="FILE", help="commands, one a line (move <tag> <room>, swipe <card> <reader>, "
+                    "door open|close <door>, recorder start|stop <room>, wait <s>, …); without it: typed commands")
+    sp.add_argument("--recorder-password-file", metavar="FILE",
+                    help="the recorders' MQTT password, when the broker asks for one (each recorder logs in "
+                         "as its [[rooms]] recorder account)")
+
     sp = add("demo", "a simulated center driven through a scripted day", cmd_demo, json_flag=False)
     sp.add_argument("--speed", type=float, default=60.0, help="time compression (default 60: 1 min per s)")
     sp.add_argument("--dir", help="keep the demo's storage here (default: a temporary dir)")
@@ -1017,7 +1105,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--age", type=int)
     sp.add_argument("--vulnerable", action="store_true", help="needs special protection (DOMAIN)")
     sp.add_argument("--case-id")
-    sp.add_argument("--case-type", choices=["criminal", "administrative", "inquiry"])
+    sp.add_argument("--case-type", choices=CASE_TYPES)
     sp.add_argument("--limit-h", type=float, help="detention limit in hours, if not the law's default")
     sp.add_argument("--arrived-at", help="到案时间, RFC 3339; without an offset the center's local time (default: now)")
     sp.add_argument("--visitor-kind", help="e.g. lawyer, guardian, interpreter")
@@ -1032,7 +1120,7 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("person")
     sp.add_argument("--by", required=True, help="the officer making the change")
     sp.add_argument("--reason", required=True, help="why (journaled)")
-    sp.add_argument("--case-type", choices=["criminal", "administrative", "inquiry"])
+    sp.add_argument("--case-type", choices=CASE_TYPES)
     sp.add_argument("--limit-h", type=float)
     sp.add_argument("--case-id")
     sp.add_argument("--detained-at", help="RFC 3339; without an offset the center's local time")
@@ -1046,6 +1134,17 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_person_checkout)
 
+    rp = sub.add_parser("recording", help="tell the daemon a room's recorder started or stopped (by hand)")
+    rsub = rp.add_subparsers(dest="sub", metavar="<sub>", required=True)
+    for verb in ("start", "stop"):
+        sp = rsub.add_parser(verb, help=f"the recorder of ROOM {'is recording' if verb == 'start' else 'stopped'} "
+                                        "(same as MQTT recording/state; journaled as entered by --by)")
+        sp.add_argument("room", help="an interrogation room id")
+        sp.add_argument("--by", required=True, help="the officer entering it (an operator's entry never counts "
+                                                    "as recorder evidence for one-officer questioning)")
+        sp.add_argument("--json", action="store_true")
+        sp.set_defaults(fn=cmd_recording, recording=verb == "start")
+
     bp = sub.add_parser("band", help="bind or unbind wristbands and cards (through the daemon)")
     bsub = bp.add_subparsers(dest="sub", metavar="<sub>", required=True)
     sp = bsub.add_parser("bind", help="bind a wristband (8 hex) or card (10 hex) to a person")
@@ -1057,19 +1156,35 @@ def _add_commissioning(sub) -> None:
     sp.add_argument("tag")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_band_unbind)
-    rp = sub.add_parser("recording", help="report a room's recording by hand (SPEC §5 v3; by = an officer)")
-    rsub = rp.add_subparsers(dest="sub", metavar="<sub>", required=True)
-    for verb in ("start", "stop"):
-        sp = rsub.add_parser(verb, help=f"the room's recording {'started' if verb == 'start' else 'stopped'}"
-                                        f" (never counts as the recorder's own evidence)")
-        sp.add_argument("room")
-        sp.add_argument("--by", required=True, help="the officer reporting it")
-        sp.add_argument("--json", action="store_true")
-        sp.set_defaults(fn=cmd_recording, recording=verb == "start")
+
+
+def _hoist_config(argv: list[str]) -> list[str]:
+    """`casegate status --config X` means what `casegate --config X status` does.
+
+    --config is a global option, but technicians type it after the command (as systemd units and
+    most tools take it); argparse would say only "unrecognized arguments". `replay --config` is
+    replay's own option (the config to replay under) and stays where it is."""
+    cmd = next((i for i, a in enumerate(argv) if not a.startswith("-")
+                and (i == 0 or argv[i - 1] != "--config")), None)
+    if cmd is None or argv[cmd] == "replay":
+        return argv
+    out, moved, i = argv[:cmd + 1], [], cmd + 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" and i + 1 < len(argv):
+            moved += argv[i:i + 2]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            moved.append(a)
+        else:
+            out.append(a)
+        i += 1
+    return moved + out if moved else argv
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _hoist_config(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     rest: list[str] = []
     if "probe" in argv:

@@ -251,7 +251,7 @@ class Config(Strict):
 
 def format_validation_error(file: str, err: ValidationError) -> list[str]:
     # the discriminated-union tag pydantic inserts into a device's path is a driver kind
-    return _format_validation_error(file, err, skip=frozenset(_driver_specs()))
+    return _format_validation_error(file, err, skip=frozenset(_driver_specs()), model=Config)
 
 
 def config_path(cli_value: str | None) -> str:
@@ -272,7 +272,9 @@ def load_config(path: str | os.PathLike) -> Config:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{name}: file not found") from None
+        raise ConfigError(f"{name}: file not found — write one (config/small-center.toml is a start, "
+                          f"config/reference.toml lists every key), or pass --config PATH "
+                          f"(or set CASEGATE_CONFIG)") from None
     except OSError as e:
         raise ConfigError(f"{name}: cannot read: {e.strerror}") from None
     try:

@@ -320,8 +320,10 @@ class Core:
                 # Live, every alarm the engine holds was journaled: the journal's
                 # active set at the checkpoint is the engine's own.
                 journaled = dict(self.engine.active())
-                log.info("loaded checkpoint %s (seq %d, written %s); replaying seq %d..%d",
-                         loaded.path.name, loaded.seq, loaded.created, loaded.seq + 1, self.journal.last_seq)
+                tail = (f"replaying seq {loaded.seq + 1}..{self.journal.last_seq}"
+                        if self.journal.last_seq > loaded.seq else "nothing journaled after it to replay")
+                log.info("loaded checkpoint %s (seq %d, written %s); %s",
+                         loaded.path.name, loaded.seq, loaded.created, tail)
         self._phase(f"replaying the journal after seq {start_seq}")
         counted = _Counted(max(0, self.journal.last_seq - start_seq), self.on_replay_progress)
         conn = open_reader(self.journal.path)

@@ -73,12 +73,16 @@ def check_storage(cfg: Config, uid: int | None, user: str, probes: Probes) -> li
         stat_path = str(parent)
     else:
         st = d.stat()
-        if uid is not None and st.st_uid != uid:
+        if os.statvfs(d).f_flag & os.ST_RDONLY:
+            from gateway.checks import storage_not_writable_fix
+            out.append(Finding(FAIL, "storage", f"{d} is on a read-only filesystem", storage_not_writable_fix(d)))
+        elif uid is not None and st.st_uid != uid:
             owner = _user_name(st.st_uid)
             out.append(Finding(FAIL, "storage", f"{d} is owned by {owner}, the service runs as {user}",
                                f"chown -R {user.split()[0]}: {d}"))
         elif uid is None and not os.access(d, os.W_OK | os.X_OK):
-            out.append(Finding(FAIL, "storage", f"{d} is not writable", f"chown -R $(id -un): {d}"))
+            from gateway.checks import storage_not_writable_fix
+            out.append(Finding(FAIL, "storage", f"{d} is not writable", storage_not_writable_fix(d)))
         else:
             out.append(Finding(OK, "storage", f"{d} owned by {user}, mode {st.st_mode & 0o777:04o}"))
         stat_path = str(d)
@@ -296,14 +300,25 @@ def check_systemd(probes: Probes) -> list[Finding]:
     return out
 
 
+def _config_fix(problem: str) -> str:
+    """The fix for one config problem, as specific as the problem allows."""
+    if "file not found" in problem:
+        return ("install a config: cp config/small-center.toml /etc/casegate/casegate.toml and edit it "
+                "(config/reference.toml lists every key), or pass --config PATH")
+    if "cannot read" in problem:
+        return "let the service user read it: chgrp casegate FILE && chmod 0640 FILE"
+    if "TOML syntax error" in problem:
+        return "correct the TOML at the line and column given"
+    return "edit the key named above (config/reference.toml documents it); casegate config check lists every problem"
+
+
 def run_checks(config_file: str, probes: Probes | None = None, user: str | None = None,
                daemon_status: Callable[[Config], dict | None] | None = None) -> list[Finding]:
     probes = probes or Probes()
     try:
         cfg = load_config(config_file)
     except ConfigError as e:
-        return [Finding(FAIL, "config", p, "fix the file; casegate config check shows every problem")
-                for p in e.problems]
+        return [Finding(FAIL, "config", p, _config_fix(p)) for p in e.problems]
     out = [Finding(OK, "config", f"{config_file}: valid (center {cfg.center.id})")]
     out += check_rule_references(cfg)
     out += check_legal_rules_enabled(cfg)       # DOMAIN v3: a disabled legal alarm is reported, with its reason

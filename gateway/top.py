@@ -46,8 +46,17 @@ def _ago(ts: str | None, now: float) -> str:
         return ""
 
 
-def render(data: dict | None, error: str | None, now: float | None = None):
-    """The whole screen as a rich renderable (pure: tested without a terminal too)."""
+# Below this many columns the view drops what a duty officer can look up elsewhere (alarm text,
+# room type, driver, frame counters) so that ids, codes and names are shown whole: at 80×24 the
+# full table cut both officers to `off-10…` and codes to `lone_interrogati…`.
+NARROW_COLS = 120
+SEVERITY_SHORT = {"critical": "CRIT", "major": "MAJ", "minor": "MIN", "warning": "WARN"}
+
+
+def render(data: dict | None, error: str | None, now: float | None = None, width: int | None = None):
+    """The whole screen as a rich renderable (pure: tested without a terminal too).
+
+    ``width``: the terminal's columns (None: wide)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -73,12 +82,23 @@ def render(data: dict | None, error: str | None, now: float | None = None):
     header = Text.assemble((f"{data.get('center_name') or ''} {data.get('center', '')}", "bold"),
                            f"  {format_local(now, tz)} ({tz})   ", uplink, clock_text)
 
+    narrow = width is not None and width < NARROW_COLS
     alarms = sort_alarms(data.get("active") or [])
     unacked = sum(1 for a in alarms if not a.get("acknowledged"))
     at = Table(title=f"alarms: {len(alarms)} active, {unacked} unacknowledged", title_justify="left",
                expand=True, box=None, header_style="bold")
-    for c in ("state", "severity", "code", "room", "persons", "since", "for", "message"):
-        at.add_column(c, overflow="ellipsis", no_wrap=c != "message")
+    # Narrow: room and persons share a column, one id a line, so the longest alarm code (33) and
+    # the longest person id fit 80 columns whole.
+    alarm_cols = ("state", "sev", "code", "room/persons", "since") if narrow else \
+        ("state", "severity", "code", "room", "persons", "since", "for", "message")
+    if narrow:
+        at.pad_edge = False
+    who_width = max([len(a.get("room") or "") for a in alarms]
+                    + [len(p) for a in alarms for p in a.get("persons") or []] + [6])
+    for c in alarm_cols:
+        at.add_column(c, overflow="ellipsis", no_wrap=c != "message",
+                      min_width={"code": max([len(a.get("code") or "") for a in alarms] + [4]),
+                                 "room/persons": who_width, "sev": 4, "since": 8}.get(c))
     for a in alarms:
         ack = a.get("acknowledged")
         state = f"acked {ack.get('by', '')}" if isinstance(ack, dict) else ("acked" if ack else "UNACKED")
@@ -88,37 +108,65 @@ def render(data: dict | None, error: str | None, now: float | None = None):
         if a.get("shelved"):
             state += ", shelved"
         sev = a.get("severity") or ""
+        persons = a.get("persons") or []
+        if narrow:
+            state = ("ack" if ack else "UNACK") + (" clr" if a.get("active") is False else "") \
+                + (" shlv" if a.get("shelved") else "")
+            at.add_row(Text(state, style="bold" if not ack else "dim"),
+                       Text(SEVERITY_SHORT.get(sev, sev), style=SEVERITY_STYLE.get(sev, "")), a.get("code") or "",
+                       "\n".join([a.get("room") or "-"] + persons), _local(a.get("since"), tz, now))
+            continue
         at.add_row(Text(state, style="bold" if not ack else "dim"), Text(sev, style=SEVERITY_STYLE.get(sev, "")),
-                   a.get("code") or "", a.get("room") or "", ",".join(a.get("persons") or []),
+                   a.get("code") or "", a.get("room") or "", ",".join(persons),
                    _local(a.get("since"), tz, now), _ago(a.get("since"), now),
                    (a.get("message") or {}).get("zh", ""))
     if not alarms:
-        at.add_row("", "", Text("no active alarms", style="green"), "", "", "", "", "")
+        at.add_row(*(["", "", Text("no active alarms", style="green")] + [""] * (len(alarm_cols) - 3)))
 
     rooms = data.get("rooms") or {}
     names, types = data.get("room_names") or {}, data.get("room_types") or {}
-    rt = Table(title=f"rooms: {sum(len(v) for v in rooms.values())} people in {len(rooms)} rooms",
+    down = [d.get("id", "?") for d in data.get("devices") or []
+            if d.get("state") != "online" and not d.get("maintenance")]
+    # Occupancy comes from the readers: with any of them down it may be incomplete, and an
+    # empty table must not read as "nobody is here" while alarms place people in rooms.
+    caveat = f" — {len(down)} device(s) down, may be incomplete" if down else ""
+    rt = Table(title=f"rooms: {sum(len(v) for v in rooms.values())} people in {len(rooms)} rooms{caveat}",
                title_justify="left", expand=True, box=None, header_style="bold")
-    for c in ("room", "type", "person", "role", "name", "since", "for"):
-        rt.add_column(c, overflow="ellipsis", no_wrap=True)
+    room_cols = ("room", "person", "role", "name", "since") if narrow else \
+        ("room", "type", "person", "role", "name", "since", "for")
+    for c in room_cols:
+        rt.add_column(c, overflow="ellipsis", no_wrap=True,
+                      min_width=max([len(p.get("person") or "") for v in rooms.values() for p in v] + [6])
+                      if c == "person" else None)
     for room in sorted(rooms):
-        label = room + (f" {names[room]}" if names.get(room) else "")
+        label = room + (f" {names[room]}" if names.get(room) and not narrow else "")
         for i, p in enumerate(rooms[room]):
-            rt.add_row(label if i == 0 else "", types.get(room, "") if i == 0 else "", p.get("person") or "",
-                       p.get("role") or "", p.get("name") or "", _local(p.get("since"), tz, now),
-                       _ago(p.get("since"), now))
+            row = {"room": label if i == 0 else "", "type": types.get(room, "") if i == 0 else "",
+                   "person": p.get("person") or "", "role": p.get("role") or "", "name": p.get("name") or "",
+                   "since": _local(p.get("since"), tz, now), "for": _ago(p.get("since"), now)}
+            rt.add_row(*(row[c] for c in room_cols))
     if not rooms:
-        rt.add_row(Text("nobody in any room", style="dim"), "", "", "", "", "", "")
+        empty = (f"nobody seen in any room — {', '.join(down)} down: who is where is unknown "
+                 "(the alarms above name the last known rooms)") if down else "nobody in any room"
+        rt.add_row(*([Text(empty, style="bold yellow" if down else "dim")] + [""] * (len(room_cols) - 1)))
 
     dt = Table(title="devices", title_justify="left", expand=True, box=None, header_style="bold")
-    for c in ("device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error"):
-        dt.add_column(c, overflow="ellipsis", no_wrap=True)
-    for d in data.get("devices") or []:
+    dev_cols = ("device", "state", "last frame", "error") if narrow else \
+        ("device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error")
+    devices = data.get("devices") or []
+    for c in dev_cols:
+        dt.add_column(c, overflow="ellipsis", no_wrap=True,
+                      min_width=max([len(d.get("id", "")) for d in devices] + [6]) if c == "device" else
+                      (7 if c == "state" else None))
+    for d in devices:
         st = d.get("state") or ""
         lf = d.get("last_frame")
-        dt.add_row(d.get("id", ""), d.get("driver", ""), Text(st, style="green" if st == "online" else "bold red"),
-                   _local(format_local_utc(lf), tz, now) if lf else "-", str(d.get("frames_ok", 0)),
-                   str(d.get("frames_bad", 0)), str(d.get("reconnects", 0)), d.get("error") or "")
+        row = {"device": d.get("id", ""), "driver": d.get("driver", ""),
+               "state": Text(st, style="green" if st == "online" else "bold red"),
+               "last frame": _local(format_local_utc(lf), tz, now) if lf else "-",
+               "ok": str(d.get("frames_ok", 0)), "bad": str(d.get("frames_bad", 0)),
+               "reconnects": str(d.get("reconnects", 0)), "error": d.get("error") or ""}
+        dt.add_row(*(row[c] for c in dev_cols))
     footer = Text(f"refreshed {format_local(now, tz, offset=False)[11:]} · q quits" +
                   (f" · {error}" if error else ""), style="dim")
     return Group(header, Text(""), at, Text(""), rt, Text(""), dt, Text(""), footer)
@@ -137,9 +185,9 @@ def run_top(fetch, interval: float = 1.0, once: bool = False) -> int:
 
     def frame():
         try:
-            return render(fetch(), None)
+            return render(fetch(), None, width=console.width)
         except Exception as e:          # daemon gone, busy: say so, keep trying
-            return render(None, str(e))
+            return render(None, str(e), width=console.width)
 
     if once or not sys.stdin.isatty():
         console.print(frame())

@@ -291,13 +291,14 @@ def validate_rules_config(raw: dict[str, Any]) -> dict[str, RuleSettings]:
             continue
         spec = CATALOG.get(code)
         if spec is None:
-            raise _KeyError(f"rules.{code}", "unknown alarm code")
+            from rules.validation import did_you_mean
+            raise _KeyError(f"rules.{code}", "unknown alarm code" + did_you_mean(code, set(CATALOG)))
         if not isinstance(table, dict):
             raise _KeyError(f"rules.{code}", "must be a table")
         try:
             out[code] = spec.settings.model_validate(table)
         except ValidationError as e:
-            first = format_validation_error("", e)[0].removeprefix(": ")
+            first = format_validation_error("", e, model=spec.settings)[0].removeprefix(": ")
             path, _, reason = first.partition(": ")
             raise _KeyError(f"rules.{code}.{path}", reason) from None
     # legal alarms within the law's bounds (DOMAIN v3): every problem named, with its article

@@ -5,9 +5,12 @@ Here, below both the rule catalog (which validates ``[rules.*]``) and gateway/co
 """
 from __future__ import annotations
 
+import difflib
 import json
+import typing
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class KeyPathError(ValueError):
@@ -50,7 +53,43 @@ def loc_to_path(loc: tuple, skip: frozenset[str] = frozenset()) -> str:
     return "".join(parts)
 
 
-def format_validation_error(file: str, err: ValidationError, skip: frozenset[str] = frozenset()) -> list[str]:
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, Union, Annotated, list, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    out: set[type[BaseModel]] = set()
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        args = (args[1],)
+    for a in args:
+        out |= _models_in(a)
+    return out
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple) -> set[str]:
+    """The keys the config accepts where ``loc`` ends (for "did you mean"); empty when unknown."""
+    models = {model} if model else set()
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue          # a list index: the same element models
+        fields = {m: m.model_fields[part] for m in models if part in m.model_fields}
+        if not fields:
+            continue          # a union tag pydantic inserted (a driver kind): stay on the same models
+        models = set().union(*(_models_in(f.annotation) for f in fields.values()))
+    keys: set[str] = set()
+    for m in models:
+        keys |= {f.alias or name for name, f in m.model_fields.items()}
+    return keys
+
+
+def did_you_mean(word: str, candidates: set[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=2, cutoff=0.6)
+    return f" — did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def format_validation_error(file: str, err: ValidationError, skip: frozenset[str] = frozenset(),
+                            model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem; ``model`` (the validated class) lets an unknown key get a "did you mean"."""
     out: list[str] = []
     for e in err.errors():
         path = loc_to_path(tuple(e.get("loc", ())), skip)
@@ -65,6 +104,8 @@ def format_validation_error(file: str, err: ValidationError, skip: frozenset[str
         reason = _FRIENDLY.get(kind)
         if reason is None:
             reason = e.get("msg", "invalid").removeprefix("Value error, ")
+        if kind == "extra_forbidden" and model is not None and e.get("loc"):
+            reason += did_you_mean(str(e["loc"][-1]), _keys_at(model, tuple(e["loc"])))
         if kind not in ("missing", "extra_forbidden") and "input" in e:
             got = e["input"]
             if not isinstance(got, (dict, list)):

@@ -130,9 +130,17 @@ def _sl_check(ctx, tag, t):
         return None
     seen = ctx.state.tag_seen.get(tag)
     after = duration(ctx.settings[SL].after_s)
+    last_room = ctx.state.tag_last_room.get(tag)
+    if last_room is None:
+        # Never in any room since it was bound: "last seen" would be the binding time, which
+        # reads as if a station had heard the band then (a technician looked for a station).
+        when = local(ctx, seen) if seen else "-"
+        return _facts(ctx, tag, f"绑定后{after}内从未被基站读到（绑定于{when}）",
+                      f"never read by a base station since it was bound at {when} ({after})",
+                      {"last_seen": None, "bound_at": _fmt(seen), "last_room": None})
     return _facts(ctx, tag, f"信号丢失超过{after}（最后{local(ctx, seen) if seen else '-'}）",
                   f"not seen for {after} (last {local(ctx, seen) if seen else '-'})",
-                  {"last_seen": _fmt(seen), "last_room": ctx.state.tag_last_room.get(tag)})
+                  {"last_seen": _fmt(seen), "last_room": last_room})
 
 
 def _fmt(x):

@@ -415,6 +415,11 @@ def test_trace_after_presence_events(center):
     assert rows[1].get("left") is None                       # still there
     text = cli("trace", "s1", config=center.cfg, env=WIDE)
     assert "security_check" in text.stdout and "(still there)" in text.stdout
+    # --since inside the stay in interrogation-1: he is there at that time (the entry, before --since,
+    # was filtered away and trace said "no room visits")
+    since = rows[1]["entered"].replace("Z", "") + "1Z" if "." in rows[1]["entered"] else rows[1]["entered"]
+    later = json.loads(cli("trace", "s1", "--since", since, "--json", config=center.cfg).stdout)
+    assert [x["room"] for x in later] == ["interrogation-1"] and later[0]["left"] is None
     nobody = cli("trace", "nobody", "--json", config=center.cfg)
     assert nobody.returncode == 1 and json.loads(nobody.stdout) == []
 

@@ -60,3 +60,53 @@ def test_header_says_when_the_clock_is_not_synchronised():
     assert not any("NOT synchronised" in x for x in text(dict(base, clock={"synchronised": True})))
     assert any("clock NOT synchronised" in x for x in text(dict(base, clock={"synchronised": False})))
     assert any("clock sync unknown" in x for x in text(dict(base, clock={"synchronised": None})))
+
+
+def _narrow_text(data, width=80) -> list[str]:
+    c = Console(width=width, record=True, file=open("/dev/null", "w"))
+    c.print(render(data, None, now=NOW, width=width))
+    return c.export_text().splitlines()
+
+
+def test_80_columns_show_long_ids_codes_and_names_whole():
+    """issue 27: at 80×24 both officers read `off-10…` and codes `lone_interrogati…`; ids, codes and
+    device names are what the duty officer acts on, so they are never cut."""
+    data = {"center": "c1", "timezone": "Asia/Shanghai",
+            "active": [{"code": "female_minor_without_female_staff", "severity": "major",
+                        "since": "2026-11-28T03:00:00Z", "room": "interrogation-1",
+                        "persons": ["suspect-2026-000118"]},
+                       {"code": "lone_interrogation", "severity": "critical", "since": "2026-11-28T03:10:00Z",
+                        "room": "interrogation-1", "persons": ["suspect-2026-000118", "off-1001-zhang"]}],
+            "rooms": {"interrogation-1": [{"person": "off-1001-zhang", "role": "officer", "name": "张三丰",
+                                           "since": "2026-11-28T03:05:00Z"},
+                                          {"person": "off-1002-li", "role": "officer", "name": "李四",
+                                           "since": "2026-11-28T03:05:00Z"}]},
+            "devices": [{"id": "zone-stations-building-a", "driver": "zone_reader", "state": "online"}],
+            "uplink": {"connected": True, "broker": "b:8883", "backlog": 0}}
+    screen = "\n".join(_narrow_text(data))
+    assert all(len(x) <= 80 for x in screen.splitlines())
+    for whole in ("female_minor_without_female_staff", "lone_interrogation", "off-1001-zhang", "off-1002-li",
+                  "zone-stations-building-a", "张三丰", "CRIT"):
+        assert whole in screen, whole
+    assert "…" not in "".join(x for x in screen.splitlines() if "off-10" in x and "officer" in x)
+    lines = screen.splitlines()
+    lone = next(x for x in lines if "lone_interrogation" in x)
+    assert "CRIT" in lone and "UNACK" in lone and "11:10:00" in lone and "interrogation-1" in lone
+    # each person of an alarm on its own line, whole, below the room
+    assert sum(1 for x in lines if x.split() == ["suspect-2026-000118"]) == 2
+    assert any(x.split() == ["off-1001-zhang"] for x in lines)
+
+
+def test_empty_occupancy_with_readers_down_is_not_nobody():
+    """issue 27: with the stations down, top said "nobody in any room" while the alarms placed three
+    people in interrogation-1."""
+    data = {"center": "c1", "timezone": "Asia/Shanghai",
+            "active": [{"code": "lone_interrogation", "severity": "critical", "since": "2026-11-28T03:10:00Z",
+                        "room": "interrogation-1", "persons": ["s1", "o1"]}],
+            "rooms": {}, "devices": [{"id": "zone-stations", "driver": "zone_reader", "state": "offline"}],
+            "uplink": {"connected": True}}
+    screen = "\n".join(_narrow_text(data, width=100))
+    assert "nobody in any room" not in screen
+    assert "zone-stations down" in screen and "unknown" in screen
+    data["devices"][0]["state"] = "online"
+    assert "nobody in any room" in "\n".join(_narrow_text(data, width=100))

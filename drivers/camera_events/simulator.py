@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
+from drivers.common.site import SiteCommandError, SiteDevice
+
 # Hikvision stream framings seen on real models: (boundary in the header, delimiter in the body,
 # line end, Content-Length on parts)
 HIKVISION_MODELS = {
@@ -147,7 +149,7 @@ class _Simulator:
 
     def __init__(self, username: str = "admin", password: str = "cam-secret", channels: int = 1,
                  auth: str = "digest", heartbeat_s: float = 5.0, repost_s: float = 1.0,
-                 tls: tuple[str, str] | None = None):
+                 tls: tuple[str, str] | None = None, port: int = 0):
         self.username, self.password, self.auth = username, password, auth
         self.channels = channels
         self.heartbeat_s = heartbeat_s
@@ -161,7 +163,7 @@ class _Simulator:
         self._reposting: dict[tuple[str, int], bool] = {}
         self._stop = threading.Event()
         self._jpegs: dict[int, bytes] = {}
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)       # port: a configured camera's (simulate)
         self.server.sim = self
         self.port = self.server.server_address[1]
         self.tls_refused = 0
@@ -621,3 +623,56 @@ class OnvifSimulator(_Simulator):
 
 
 SIMULATORS = {"hikvision": HikvisionSimulator, "dahua": DahuaSimulator, "onvif": OnvifSimulator}
+
+
+# ---- casegate simulate (drivers/common/site.py) ----------------------------------------------
+class CameraSiteDevice(SiteDevice):
+    """The configured camera (its vendor's simulator) on the url's port, with the credentials of
+    its password_file, so the daemon's digest login is the real one."""
+
+    usage = ("motion <camera|room> on|off", "tamper <camera|room> on|off")
+
+    def __init__(self, dev):
+        super().__init__(dev.id)
+        u = urlparse(dev.url)
+        if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost"):
+            raise SiteCommandError(f"{dev.url}: simulate serves cameras on http://127.0.0.1:<port> only — "
+                                   "point this camera's url there for commissioning")
+        try:
+            password = open(dev.password_file, encoding="utf-8").read().strip()
+        except OSError as e:
+            raise SiteCommandError(f"{dev.password_file}: {e.strerror} (the camera's password_file)") from None
+        cls = {"hikvision": HikvisionSimulator, "dahua": DahuaSimulator, "onvif": OnvifSimulator}[dev.vendor]
+        self.channels = {room: int(ch) for ch, room in dev.channels.items()}
+        self.sim = cls(username=dev.username, password=password, channels=max(self.channels.values()),
+                       port=u.port or 80)
+
+    def start(self) -> None:
+        self.sim.start()
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+    def where(self) -> str:
+        return f"{type(self.sim).__name__} on {self.sim.url} (channels: " \
+               + ", ".join(f"{c}={r}" for r, c in self.channels.items()) + ")"
+
+    def handle(self, words: list[str]) -> str | None:
+        if words[0] not in ("motion", "tamper") or len(words) != 3:
+            return None
+        target, state = words[1], words[2]
+        if target == self.device_id:
+            channels = sorted(set(self.channels.values()))
+        elif target in self.channels:
+            channels = [self.channels[target]]
+        else:
+            return None
+        if state not in ("on", "off"):
+            raise SiteCommandError(f"usage: {words[0]} <camera|room> on|off")
+        for ch in channels:
+            (self.sim.motion if words[0] == "motion" else self.sim.tamper)(ch, active=state == "on")
+        return f"{self.device_id}: {words[0]} {state} on channel(s) {', '.join(map(str, channels))}"
+
+
+def site_device(dev) -> CameraSiteDevice:
+    return CameraSiteDevice(dev)

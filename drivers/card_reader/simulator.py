@@ -21,6 +21,7 @@ import time
 import tty
 
 from drivers.card_reader.protocol import encode
+from drivers.common.site import SiteCommandError, SiteDevice, serial_link
 
 _NOISE = bytes(b for b in range(256) if b != 0x02)
 
@@ -199,3 +200,39 @@ class CardReaderSimulator:
                     pass  # unplugged: bytes are lost, as on a real cable
             finally:
                 self._q.task_done()
+
+
+# ---- casegate simulate (drivers/common/site.py) ----------------------------------------------
+class CardReaderSiteDevice(SiteDevice):
+    """A reader module on the configured port (a pseudo-terminal linked at that path)."""
+
+    usage = ("swipe <card> <reader>",)
+
+    def __init__(self, dev):
+        super().__init__(dev.id)
+        self.link = serial_link(dev.port)
+        self.room = dev.room
+        self.sim: CardReaderSimulator | None = None
+
+    def start(self) -> None:
+        self.sim = CardReaderSimulator(link=self.link).start()
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            self.sim.close()
+
+    def where(self) -> str:
+        return f"{self.link} -> {self.sim.slave_name if self.sim else '?'} (room {self.room})"
+
+    def handle(self, words: list[str]) -> str | None:
+        if words[0] != "swipe" or len(words) != 3 or words[2] not in (self.device_id, self.room):
+            return None
+        card = words[1].upper()
+        if len(card) != 10 or any(c not in "0123456789ABCDEF" for c in card):
+            raise SiteCommandError(f"{words[1]!r}: a card id is 10 hex digits, e.g. 14008EC793")
+        self.sim.swipe(card, repeats=3)
+        return f"card {card} swiped at {self.device_id} ({self.room})"
+
+
+def site_device(dev) -> CardReaderSiteDevice:
+    return CardReaderSiteDevice(dev)

@@ -252,7 +252,12 @@ class ChildSupervisor:
                 # -P: not the working directory first on sys.path (a stray drivers/ there would run)
                 popen = subprocess.Popen([sys.executable, "-P", "-m", "drivers.common.child", self.entry,
                                           str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), env=child_python_env(), close_fds=True)
+                                         pass_fds=(theirs.fileno(),), env=child_python_env(), close_fds=True,
+                                         # Its own session: a Ctrl-C in the terminal interrupts the
+                                         # parent only, which then stops its children in order; in
+                                         # the terminal's group a child still importing OpenCV printed
+                                         # a KeyboardInterrupt traceback (seen within 1.5 s of start).
+                                         start_new_session=True)
             except BaseException:
                 ours.close()
                 raise

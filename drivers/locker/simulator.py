@@ -27,6 +27,7 @@ import tty
 from typing import Iterable
 
 from drivers.locker import protocol as p
+from drivers.common.site import SiteCommandError, SiteDevice, serial_link
 
 
 class PtyDevice:
@@ -282,3 +283,73 @@ class UhfReaderSimulator(PtyDevice):
                 if corrupt:
                     fr = fr[:-1] + bytes([fr[-1] ^ 0xFF])
                 self.write(fr)
+
+
+# ---- casegate simulate (drivers/common/site.py) ----------------------------------------------
+class LockerSiteDevice(SiteDevice):
+    """The configured lock board (and UHF reader), each on a pseudo-terminal linked at its port.
+    An unlock from the daemon opens the compartment's door; `put`/`take` change what is inside."""
+
+    usage = ("put <epc> <locker> <compartment>", "take <epc> <locker>", "shut <locker> <compartment>",
+             "force <locker> <compartment>")
+
+    def __init__(self, dev):
+        super().__init__(dev.id)
+        self.compartments = dev.compartments
+        self.board_no = dev.board
+        self.board = LockBoardSimulator(board=dev.board, compartments=dev.compartments, link=serial_link(dev.port))
+        self.antenna_of: dict[int, int] = {}
+        self.uhf = None
+        if dev.inventory is not None:
+            for ant, comps in dev.inventory.antennas.items():
+                for c in comps:
+                    self.antenna_of[c] = int(ant)
+            self.uhf = UhfReaderSimulator(address=dev.inventory.address if dev.inventory.address != 0xFF else 0,
+                                          link=serial_link(dev.inventory.port), ant_byte=dev.inventory.ant_byte)
+
+    def start(self) -> None:
+        self.board.start()
+        if self.uhf is not None:
+            self.uhf.start()
+
+    def stop(self) -> None:
+        self.board.stop()
+        if self.uhf is not None:
+            self.uhf.stop()
+
+    def where(self) -> str:
+        inv = f", inventory {self.uhf.link} -> {self.uhf.port}" if self.uhf is not None else ""
+        return f"board {self.board.link} -> {self.board.port}{inv}"
+
+    def _comp(self, word: str) -> int:
+        try:
+            c = int(word)
+        except ValueError:
+            c = 0
+        if not 1 <= c <= self.compartments:
+            raise SiteCommandError(f"{self.device_id}: compartment {word!r}: 1..{self.compartments}")
+        return c
+
+    def handle(self, words: list[str]) -> str | None:
+        verb, args = words[0], words[1:]
+        if verb == "put" and len(args) == 3 and args[1] == self.device_id:
+            c = self._comp(args[2])
+            if self.uhf is None:
+                raise SiteCommandError(f"{self.device_id} has no inventory reader: items cannot be seen")
+            self.uhf.add_tag(args[0].upper(), antenna=self.antenna_of.get(c, 1))
+            self.board.set_occupied(c, True)
+            return f"{args[0].upper()} put in {self.device_id}/{c}"
+        if verb == "take" and len(args) == 2 and args[1] == self.device_id:
+            if self.uhf is None:
+                raise SiteCommandError(f"{self.device_id} has no inventory reader: items cannot be seen")
+            self.uhf.remove_tag(args[0].upper())
+            return f"{args[0].upper()} taken out of {self.device_id}"
+        if verb in ("shut", "force") and len(args) == 2 and args[0] == self.device_id:
+            c = self._comp(args[1])
+            self.board.set_door(c, verb == "force")
+            return f"{self.device_id}/{c} door {'forced open' if verb == 'force' else 'shut'}"
+        return None
+
+
+def site_device(dev) -> LockerSiteDevice:
+    return LockerSiteDevice(dev)

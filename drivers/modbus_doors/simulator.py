@@ -35,6 +35,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simutils import SimUtils
 
+from drivers.common.site import SiteCommandError, SiteDevice, serial_link
+
 
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -288,3 +290,53 @@ class ModbusDiSimulator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- casegate simulate (drivers/common/site.py) ----------------------------------------------
+class DoorModuleSiteDevice(SiteDevice):
+    """The configured digital-input module: Modbus TCP on the url's address, or RTU on a
+    pseudo-terminal linked at the url's port. Every door starts closed."""
+
+    usage = ("door open|close <door>",)
+
+    def __init__(self, dev):
+        super().__init__(dev.id)
+        self.doors = {d.door: d for d in dev.doors}
+        self.first_input = dev.first_input
+        if dev.url.startswith("tcp://"):
+            hostport = dev.url[len("tcp://"):].split("/", 1)[0]
+            host, _, port = hostport.rpartition(":")
+            host = host.strip("[]") or "127.0.0.1"
+            self.sim = ModbusDiSimulator("tcp", units=(dev.unit,), host="127.0.0.1" if host == "0.0.0.0" else host,
+                                         port=int(port or 502), inputs=self._inputs())
+        else:
+            path, _, query = dev.url[len("rtu://"):].partition("?")
+            baud = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv).get("baudrate", "9600")
+            self.sim = ModbusDiSimulator("rtu", units=(dev.unit,), baudrate=int(baud), link=serial_link(path),
+                                         inputs=self._inputs())
+
+    def _inputs(self) -> int:
+        return max([d.input for d in self.doors.values()] + [0]) + 1
+
+    def start(self) -> None:
+        self.sim.set_inputs({d.input: d.closed_when for d in self.doors.values()})
+        self.sim.start()
+
+    def stop(self) -> None:
+        self.sim.close()
+
+    def where(self) -> str:
+        return f"{self.sim.url} ({len(self.doors)} door(s), all closed)"
+
+    def handle(self, words: list[str]) -> str | None:
+        if words[0] != "door" or len(words) != 3 or words[2] not in self.doors:
+            return None
+        if words[1] not in ("open", "close"):
+            raise SiteCommandError("usage: door open|close <door>")
+        d = self.doors[words[2]]
+        self.sim.set_input(d.input, d.closed_when if words[1] == "close" else 1 - d.closed_when)
+        return f"door {d.door} ({d.room}) {'opened' if words[1] == 'open' else 'closed'}"
+
+
+def site_device(dev) -> DoorModuleSiteDevice:
+    return DoorModuleSiteDevice(dev)

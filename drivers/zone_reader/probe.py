@@ -89,6 +89,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{stamp()}  EVENT {type_} {fields}", file=out, flush=True)
 
     ctx = PrintContext("probe", on_event=on_event)
+    # A listen failure is printed once below, with its fix; the driver's own log line would repeat it.
+    ctx.log.addFilter(lambda rec: "cannot listen" not in rec.getMessage())
     drv = ZoneReaderDriver(cfg, ctx)
 
     def on_frame(dev_id: str, f: P.Frame, decoded: list) -> None:
@@ -106,6 +108,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         msg = drv.listen_error or f"cannot listen on {listen}"
         if "ermission" in msg:
             msg += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        elif "in use" in msg:
+            msg += (" — the daemon (or another probe) listens there: stop it first (systemctl stop casegate), "
+                    "or probe on another port with --listen")
         print(msg, file=sys.stderr)
         return 1
     host, port = drv.address or ("?", 0)
@@ -133,4 +138,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def args_from_config(dev, storage_dir: str) -> list[str]:
     """`casegate probe <device-id>`: this device's options from the config."""
-    return ["--listen", dev.listen]
+    # The configured stations too: without them every station of the site was reported "unknown".
+    return ["--listen", dev.listen] + [a for dev_id, room in dev.stations.items()
+                                       for a in ("--station", f"{dev_id}={room}")]

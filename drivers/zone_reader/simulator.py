@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
+from drivers.common.site import SiteCommandError, SiteDevice
 from drivers.zone_reader import protocol as P
 
 
@@ -421,3 +422,85 @@ class ZoneSite:
 
     def __getitem__(self, dev_id: str) -> StationSimulator:
         return self.stations[dev_id]
+
+
+# ---- casegate simulate (drivers/common/site.py) ----------------------------------------------
+class ZoneSiteDevice(SiteDevice):
+    """The configured stations of one zone_reader, connecting to its ``listen`` address."""
+
+    usage = ("move <tag> <room>", "leave <tag>", "sos <tag> [off]", "strap <tag> open|closed",
+             "heart <tag> <bpm>", "battery <tag> <percent>")
+
+    def __init__(self, dev):
+        super().__init__(dev.id)
+        host, _, port = dev.listen.rpartition(":")
+        host = host.strip("[]")
+        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        self.port = int(port)
+        self.rooms: dict[str, list[str]] = {}              # room -> its stations' dev_ids
+        for dev_id, room in dev.stations.items():
+            self.rooms.setdefault(room, []).append(dev_id)
+        # a pinned station (SPEC v2 {room, ip}) must come from its address: bind it on loopback
+        # when that address is a loopback one, else it is refused as an impostor — said at start
+        self.site = ZoneSite(self.host, self.port, list(dev.stations), heartbeat_s=min(dev.heartbeat_s, 10.0),
+                             report_s=1.0, reconnect_s=1.0)
+        self.pinned = dict(getattr(dev, "station_ips", {}) or {})
+
+    def start(self) -> None:
+        self.site.start()
+
+    def stop(self) -> None:
+        self.site.stop()
+
+    def where(self) -> str:
+        note = f" (pinned stations {', '.join(self.pinned)} will be refused unless from their ip)" if self.pinned else ""
+        return f"{len(self.site.stations)} station(s) connecting to {self.host}:{self.port}{note}"
+
+    def _tag(self, word: str) -> str:
+        t = word.upper()
+        if len(t) != 8 or any(c not in "0123456789ABCDEF" for c in t):
+            raise SiteCommandError(f"{word!r}: a wristband tag is 8 hex digits, e.g. 5B000001")
+        return t
+
+    def handle(self, words: list[str]) -> str | None:
+        verb, args = words[0], words[1:]
+        if verb == "move" and len(args) == 2:
+            room = args[1]
+            if room not in self.rooms:
+                return None                   # another zone reader's room, or none: the caller says so
+            tag = self._tag(args[0])
+            self.site.move(tag, self.rooms[room][0])
+            return f"{tag} in range of {self.rooms[room][0]} ({room})"
+        tag_verbs = {"leave", "sos", "strap", "heart", "battery"}
+        if verb not in tag_verbs or not args:
+            return None
+        tag = self._tag(args[0])
+        at = self.site.where(tag)
+        if at is None:
+            if verb == "leave":
+                return None
+            raise SiteCommandError(f"{tag} is in range of no station: `move {tag} <room>` first")
+        st = self.site[at]
+        if verb == "leave":
+            self.site.move(tag, None)
+            return f"{tag} out of range"
+        if verb == "sos":
+            st.press_sos(tag, not (len(args) > 1 and args[1] == "off"))
+            return f"{tag} SOS {'released' if len(args) > 1 and args[1] == 'off' else 'pressed'}"
+        if len(args) != 2:
+            raise SiteCommandError(f"usage: {verb} <tag> <value>")
+        if verb == "strap":
+            if args[1] not in ("open", "closed"):
+                raise SiteCommandError("usage: strap <tag> open|closed")
+            st.set_strap(tag, args[1] == "open")
+            return f"{tag} strap {args[1]}"
+        try:
+            value = int(args[1])
+        except ValueError:
+            raise SiteCommandError(f"{verb}: {args[1]!r} is not a whole number") from None
+        (st.set_heart_rate if verb == "heart" else st.set_battery)(tag, value)
+        return f"{tag} {verb} {value}"
+
+
+def site_device(dev) -> ZoneSiteDevice:
+    return ZoneSiteDevice(dev)

@@ -19,7 +19,7 @@ DESK = "demo-desk"            # MQTT client name of the demo's "central system"
 EXPECTED_ALARMS = (
     "procedure_skipped", "lone_interrogation", "officer_left_interrogation",
     "evidence_unauthorized_removal", "door_held_open", "collusion_risk",
-    "detention_warning", "belongings_forgotten",
+    "detention_warning", "belongings_forgotten", "mixed_waiting_room",
 )
 
 # ---- the center -------------------------------------------------------------------------------

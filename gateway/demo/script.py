@@ -165,9 +165,8 @@ class Script:
         self.move("exit", by, pid)
         self.door("exit-door", True)
         self.leave_center(pid)
-        mark_ok = self.wait(lambda: self.view.find("person.left", 0, person=pid), 5.0, f"person.left {pid}")
-        if mark_ok:
-            self.ui.log(f"{self.view.label(pid)} left at {self.clock.hhmm()}", "green")
+        # the view prints "… has left the center" from the person.left event itself: once
+        self.wait(lambda: self.view.find("person.left", 0, person=pid), 5.0, f"person.left {pid}")
         self.door("exit-door", False)
         self.move("corridor", by)
 
@@ -243,7 +242,8 @@ class Script:
             self.move("interrogation-1", L)
 
         def s3_back():
-            self.move("waiting-2", ZH, S3)
+            # waiting room 1, with the men: 陈某 (a woman) waits in waiting room 2
+            self.move("waiting-1", ZH, S3)
             self.move("corridor", ZH, ZO)
 
         def evidence_store():
@@ -274,6 +274,7 @@ class Script:
             self.move("waiting-2", L)
             self.move("waiting-1", L, S2)
             self.wait_alarm("collusion_risk", demo_s=5)
+            self.wait_alarm("mixed_waiting_room", S2, demo_s=30)
 
         def separated():
             self.move("waiting-2", L, S2)
@@ -284,7 +285,7 @@ class Script:
             self.wait_alarm("detention_warning", S3, demo_s=max(0.0, due - self.clock()))
 
         def s3_checkout():
-            self.move("waiting-2", ZH)
+            self.move("waiting-1", ZH)
             self.command("person/checkout", person=S3, by=ZH)
             self.wait_alarm("belongings_forgotten", S3)
 
@@ -325,13 +326,13 @@ class Script:
             (24, "陈某 asks for the toilet; 孙丽 escorts her", toilet),
             (25, "陈某 is back in waiting room 2", toilet_back),
             (26, "李娜 is back in interrogation 1", officer_back),
-            (27, "周某's interrogation ends → waiting room 2", s3_back),
+            (27, "周某's interrogation ends → waiting room 1 (the men's; 陈某 waits in room 2)", s3_back),
             (28, "赵磊 enters the evidence store (card swipe), props the door open", evidence_store),
             (29, "赵磊 takes the knife out of compartment 2 without a custody order", unauthorised_take),
             (31, "custody order for the phone, then 赵磊 takes it from compartment 5", authorised_take),
             (32, "the evidence store door is still open", door_held),
             (34, "刘某's interrogation ends → waiting room 1", s1_back),
-            (36, "mix-up: 李娜 brings 陈某 into waiting room 1, where 刘某 sits", mixup),
+            (36, "mix-up: 李娜 brings 陈某 into waiting room 1, where her co-suspect 刘某 and 周某 sit", mixup),
             (38, "陈某 back to waiting room 2", separated),
             (39, "周某's administrative time limit approaches", warning),
             (40, "checkout of 周某 approved, his belongings still in the locker", s3_checkout),

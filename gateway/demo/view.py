@@ -127,6 +127,11 @@ class Display:
             self.live = None
 
     def log(self, text: str, style: str = "", at: float | None = None) -> None:
+        # The story reads forward: an event committed just before a step began can reach the
+        # screen after that step's title (08:28 [22/34] then 08:27 … ALARM); it is shown at the
+        # latest time already on screen. Its journaled time is unchanged.
+        at = self.clock() if at is None else at
+        self._last_at = at = max(at, getattr(self, "_last_at", at))
         stamp = self.clock.hhmm(at)
         self.lines.append((f"{stamp}  {text}", style))
         if self.mode == "lines":

@@ -51,3 +51,23 @@ def test_every_code_has_a_positive_and_a_negative_case():
     neg = {c.code for c in CASES if not c.expected}
     assert set(CATALOG) - pos == set()
     assert set(CATALOG) - neg == set()
+
+
+def test_signal_lost_of_a_band_never_read_says_so():
+    """issue 27: a band never read by any station said "last 03:00:20" — its binding time, which sent
+    a technician looking for the station that had heard it. It now says it was never read."""
+    from scenario import arrive, enter, leave
+    never = Scenario(make_config())
+    never.run(arrive(0, "S1", "suspect", case_id="C1", case_type="criminal"))
+    never.until(300)
+    assert [typ for typ, _, _ in never.events("tag_signal_lost")] == ["alarm.raised"]
+    ev = next(e for e in never.conditions() if e.data["code"] == "tag_signal_lost")
+    assert "never read by a base station since it was bound at" in ev.data["message"]["en"]
+    assert "从未被基站读到" in ev.data["message"]["zh"]
+    assert ev.data["details"]["last_seen"] is None and ev.data["details"]["bound_at"]
+    seen = Scenario(make_config())
+    seen.run(arrive(0, "S1", "suspect", case_id="C1", case_type="criminal")
+             + [enter(10, "S1", "waiting-1"), leave(20, "S1", "waiting-1")])
+    seen.until(300)
+    ev = next(e for e in seen.conditions() if e.data["code"] == "tag_signal_lost")
+    assert "not seen for 1 min (last " in ev.data["message"]["en"] and ev.data["details"]["last_room"] == "waiting-1"
