@@ -140,3 +140,14 @@ def test_probe_on_a_port_in_use_says_to_stop_the_daemon_once():
     assert r.returncode == 1
     assert r.stderr.count("in use") == 1, r.stderr
     assert "stop it first (systemctl stop casegate)" in r.stderr
+
+
+def test_snapshot_names_carry_the_centers_local_time_with_offset(tmp_path):
+    """issue 27: snapshot file names carried UTC while every time a person reads is local."""
+    from drivers.common.snapshots import write_snapshot
+    ts = parse_ts("2026-12-06T00:21:15.123Z")
+    p = write_snapshot(tmp_path / "snapshots", "cam-int1", "alarm", 3, ts, b"\xff\xd8\xff\xd9", tz="Asia/Shanghai")
+    assert p.name == "cam-int1-20261206T082115.123+0800-3-alarm.jpg" and p.read_bytes() == b"\xff\xd8\xff\xd9"
+    assert oct(p.stat().st_mode & 0o777) == "0o600"
+    utc = write_snapshot(tmp_path / "snapshots", "cam-int1", "alarm", 4, ts, b"\xff\xd8\xff\xd9")
+    assert utc.name == "cam-int1-20261206T002115.123Z-4-alarm.jpg"

@@ -626,7 +626,8 @@ class CameraDriver(Driver):
         with self._health_lock:
             self._snap_n += 1
             n = self._snap_n
-        path = write_snapshot(self.snapshot_dir, self.device_id, reason, n, ts, buf.tobytes())
+        path = write_snapshot(self.snapshot_dir, self.device_id, reason, n, ts, buf.tobytes(),
+                              tz=getattr(self.ctx, "timezone", None))
         data = {"camera": self.device_id, "room": self.cfg.room, "file": str(path), "reason": reason}
         if alarm_id:
             data["alarm_id"] = alarm_id

@@ -588,7 +588,8 @@ class CameraEventsDriver(Driver):
             limit = min(timeout, self.cfg.snapshot_timeout_s) if timeout else self.cfg.snapshot_timeout_s
             path = self.fetch_snapshot(
                 ch, limit,
-                lambda chunks, cap: write_snapshot_stream(self.snapshot_dir, camera, reason, n, ts, chunks, cap))
+                lambda chunks, cap: write_snapshot_stream(self.snapshot_dir, camera, reason, n, ts, chunks, cap,
+                                                          tz=getattr(self.ctx, "timezone", None)))
         finally:
             self._snapshot_busy.release()
         data = {"camera": camera, "room": self.cfg.channels[ch], "file": str(path), "reason": reason}

@@ -19,8 +19,10 @@ DESK = "demo-desk"            # MQTT client name of the demo's "central system"
 EXPECTED_ALARMS = (
     "procedure_skipped", "lone_interrogation", "officer_left_interrogation",
     "evidence_unauthorized_removal", "door_held_open", "collusion_risk",
-    "detention_warning", "belongings_forgotten", "mixed_waiting_room",
+    "detention_warning", "belongings_forgotten", "mixed_waiting_room", "interrogation_not_recorded",
 )
+# each interrogation room's recorder system (审讯主机): its MQTT account, [[rooms]] recorder
+RECORDERS = {"interrogation-1": "rec-int1", "interrogation-2": "rec-int2"}
 
 # ---- the center -------------------------------------------------------------------------------
 # room id, type, name, adjacent rooms (co-suspects there count as together)
@@ -149,7 +151,8 @@ def build_config(storage: Path, mqtt_port: int, zone_port: int, sims: Simulators
         "center": {"id": CENTER_ID, "name": "示范执法办案管理中心（演示）", "timezone": TIMEZONE},
         "storage": {"dir": str(storage), "synchronous": "normal"},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "client_id": "casegate-demo-center", "keepalive_s": 10},
-        "rooms": [{"id": i, "type": t, "name": n, "adjacent": a} for i, t, n, a in ROOMS],
+        "rooms": [{"id": i, "type": t, "name": n, "adjacent": a, **({"recorder": RECORDERS[i]} if i in RECORDERS else {})}
+                  for i, t, n, a in ROOMS],
         "devices": devices,
         "rules": rules,
     }

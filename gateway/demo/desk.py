@@ -76,22 +76,25 @@ class Desk:
             except Exception:
                 pass
 
-    def __call__(self, command: str, **args) -> dict:
-        """Send one request; its data, or DemoError with the SPEC §3 error code."""
+    def __call__(self, command: str, *, account: str = DESK, **args) -> dict:
+        """Send one request; its data, or DemoError with the SPEC §3 error code.
+
+        ``account``: whose request it is — the desk, or a room's recorder system (审讯主机), which
+        the demo also plays: it reports under its own account (P/client/<recorder>/request/...)."""
         rid = f"demo-{uuid.uuid4().hex[:12]}"
         if self.client is not None:
-            body = self._mqtt(command, rid, args)
+            body = self._mqtt(command, rid, args, account)
         else:
-            body = self._direct(command, rid, args)
+            body = self._direct(command, rid, args, account)
         if not body.get("ok"):
             err = body.get("error") or {}
             raise DemoError(f"{command}: {err.get('code')}: {err.get('message')}")
         return body.get("data") or {}
 
-    def _mqtt(self, command: str, rid: str, args: dict) -> dict:
-        # under the desk's name (P/client/<account>/request/...): where a broker ACL proves who
+    def _mqtt(self, command: str, rid: str, args: dict, account: str) -> dict:
+        # under the account's name (P/client/<account>/request/...): where a broker ACL proves who
         # published; a self-declared user property is no identity (docs/security.md §3a)
-        self.client.publish(f"{self.prefix}/client/{DESK}/request/{command}",
+        self.client.publish(f"{self.prefix}/client/{account}/request/{command}",
                             json.dumps({"request_id": rid, **args}), qos=1)
         deadline = time.monotonic() + 15.0
         with self._cv:
@@ -102,8 +105,8 @@ class Desk:
                 self._cv.wait(left)
             return self.responses.pop(rid)
 
-    def _direct(self, command: str, rid: str, args: dict) -> dict:
+    def _direct(self, command: str, rid: str, args: dict, account: str) -> dict:
         # No broker: the same command table and router as P/request/<command>, in-process;
-        # the journal's source is the one an MQTT request of the desk would have.
+        # the journal's source is the one an MQTT request of that account would have.
         return self.daemon.router.call(command, {"request_id": rid, **args}, path="demo",
-                                       source=f"mqtt:{DESK}", timeout=15.0)
+                                       source=f"mqtt:{account}", timeout=15.0)

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.demo.center import BAGS, BEL_LOCKER, CARDS, DOORS, EV_LOCKER, EVIDENCE, EXCITERS, PEOPLE, floors
+from gateway.demo.center import (BAGS, BEL_LOCKER, CARDS, DOORS, EV_LOCKER, EVIDENCE, EXCITERS, PEOPLE, RECORDERS,
+                                 floors)
 from gateway.demo.desk import Desk
 from gateway.demo.runtime import DemoClock, DemoDaemon, DemoError
 from gateway.demo.simulators import Simulators
@@ -25,11 +26,16 @@ class Script:
         self.q = events
         self.problems: list[str] = []
         self.registered: dict[str, float] = {}
+        # rooms whose recorder runs -> demo time of its next report: a recorder re-sends its state
+        # (a silent one counts as not recording after [rules.interrogation_not_recorded] stale_s)
+        self.recording: dict[str, float] = {}
+        self.report_every = daemon.core.engine.settings["interrogation_not_recorded"].stale_s / 3
 
     # -- event pump and bounded waits --
     def pump(self, seconds: float) -> None:
         deadline = time.monotonic() + max(0.0, seconds)
         while True:
+            self._recorder_reports()
             left = deadline - time.monotonic()
             try:
                 batch = self.q.get(timeout=max(0.0, min(0.1, left)))
@@ -71,6 +77,21 @@ class Script:
     def wait_alarm(self, code: str, person: str | None = None, demo_s: float = 0.0, slack: float = 10.0) -> bool:
         return self.wait(lambda: self.view.alarm_active(code, person), demo_s / self.clock.speed + slack,
                          f"alarm {code}")
+
+    # -- the interrogation rooms' recorders (审讯主机): they report for themselves --
+    def recorder(self, room: str, on: bool) -> None:
+        self.command("recording/state", account=RECORDERS[room], room=room, recording=on, source=RECORDERS[room])
+        if on:
+            self.recording[room] = self.clock() + self.report_every
+        else:
+            self.recording.pop(room, None)
+
+    def _recorder_reports(self) -> None:
+        for room, due in list(self.recording.items()):
+            if self.clock() >= due:
+                self.command("recording/state", account=RECORDERS[room], room=room, recording=True,
+                             source=RECORDERS[room])
+                self.recording[room] = self.clock() + self.report_every
 
     def command(self, cmd: str, **args) -> dict:
         try:
@@ -210,8 +231,14 @@ class Script:
             self.move("entrance", L, S2)
 
         def s3_interrogation():
+            # nobody switched interrogation 2's recorder on: 全程同步录音录像 is missing
             self.move("interrogation-2", ZH, ZO, S3)
             self.wait_alarm("procedure_skipped", S3)
+            grace = self.d.core.engine.settings["interrogation_not_recorded"].grace_s
+            self.wait_alarm("interrogation_not_recorded", S3, demo_s=grace)
+
+        def s3_recorder_on():
+            self.recorder("interrogation-2", True)
 
         def s2_belongings():
             self.move("belongings", L, S2)
@@ -222,6 +249,7 @@ class Script:
             self.move("corridor", L)
 
         def s1_interrogation():
+            self.recorder("interrogation-1", True)        # recording before the questioning starts
             self.move("waiting-1", W, L)
             self.move("interrogation-1", W, L, S1)
 
@@ -245,6 +273,7 @@ class Script:
             # waiting room 1, with the men: 陈某 (a woman) waits in waiting room 2
             self.move("waiting-1", ZH, S3)
             self.move("corridor", ZH, ZO)
+            self.recorder("interrogation-2", False)
 
         def evidence_store():
             self.move("evidence_store", ZO)
@@ -269,6 +298,7 @@ class Script:
         def s1_back():
             self.move("waiting-1", W, S1)
             self.move("corridor", W, L)
+            self.recorder("interrogation-1", False)
 
         def mixup():
             self.move("waiting-2", L)
@@ -317,21 +347,24 @@ class Script:
             (11, "周某 → information collection", lambda: self.move("info_collection", ZH, S3)),
             (12, "陈某 → security check", lambda: self.move("security_check", L, S2)),
             (13, "刘某 → waiting room 1", lambda: (self.move("waiting-1", W, S1), self.move("corridor", W))),
-            (14, "周某 → interrogation 2 with 张伟 and 赵磊, never searched", s3_interrogation),
-            (15, "陈某 → belongings: compartment 2", s2_belongings),
+            (14, "周某 → interrogation 2 with 张伟 and 赵磊, never searched — and its recorder is off",
+             s3_interrogation),
+            (15, "张伟 has interrogation 2's recorder switched on", s3_recorder_on),
+            (16, "陈某 → belongings: compartment 2", s2_belongings),
             (17, "陈某 → information collection", lambda: self.move("info_collection", L, S2)),
             (19, "陈某 → waiting room 2", s2_waiting),
-            (20, "刘某 → interrogation 1 with 王建国 and 李娜", s1_interrogation),
+            (20, "interrogation 1's recorder starts; 刘某 → interrogation 1 with 王建国 and 李娜", s1_interrogation),
             (22, "李娜 steps out of interrogation 1 for a phone call", officer_leaves),
             (24, "陈某 asks for the toilet; 孙丽 escorts her", toilet),
             (25, "陈某 is back in waiting room 2", toilet_back),
             (26, "李娜 is back in interrogation 1", officer_back),
-            (27, "周某's interrogation ends → waiting room 1 (the men's; 陈某 waits in room 2)", s3_back),
+            (27, "周某's interrogation ends → waiting room 1 (the men's; 陈某 waits in room 2); recorder off",
+             s3_back),
             (28, "赵磊 enters the evidence store (card swipe), props the door open", evidence_store),
             (29, "赵磊 takes the knife out of compartment 2 without a custody order", unauthorised_take),
             (31, "custody order for the phone, then 赵磊 takes it from compartment 5", authorised_take),
             (32, "the evidence store door is still open", door_held),
-            (34, "刘某's interrogation ends → waiting room 1", s1_back),
+            (34, "刘某's interrogation ends → waiting room 1; recorder off", s1_back),
             (36, "mix-up: 李娜 brings 陈某 into waiting room 1, where her co-suspect 刘某 and 周某 sit", mixup),
             (38, "陈某 back to waiting room 2", separated),
             (39, "周某's administrative time limit approaches", warning),
