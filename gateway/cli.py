@@ -165,7 +165,11 @@ def cmd_run(args) -> int:
         raise CliError(str(e), EXIT_USAGE)
     _check_storage_dir(cfg)
     setup_logging(args.log_level)
-    return run(cfg, path)
+    from gateway.storage_lock import StorageLocked
+    try:
+        return run(cfg, path)
+    except StorageLocked as e:
+        raise CliError(str(e), EXIT_USAGE)
 
 
 def _check_storage_dir(cfg: Config) -> None:

@@ -164,12 +164,16 @@ class Daemon:
         self._snapshots_asked: dict[str, None] = {}      # alarm ids a camera was asked to picture
         self._snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-snapshot")
         self.uplink_error: str | None = None             # why the uplink could not start (secrets)
+        self._storage_lock = None                        # gateway/storage_lock.py, taken in start()
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
         from rules.engine import Engine
         cfg = self.config
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # One daemon per storage dir, before anything in it is opened (gateway/storage_lock.py).
+        from gateway.storage_lock import StorageLock
+        self._storage_lock = StorageLock(cfg.storage_dir).acquire()
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         self.engine = Engine(cfg)
         if self.clock is time.time:
@@ -388,11 +392,15 @@ class Daemon:
         if self._ctl:
             self._ctl.shutdown()
             self._ctl.server_close()
-            try:
-                self.config.socket_path.unlink()
-            except FileNotFoundError:
-                pass
+            # Only the lock's holder created the socket; only it removes it.
+            if self._storage_lock is not None and self._storage_lock.held:
+                try:
+                    self.config.socket_path.unlink()
+                except FileNotFoundError:
+                    pass
         self.journal.close()
+        if self._storage_lock is not None:
+            self._storage_lock.release()
         log.info("stopped")
 
     # ---- reload ----------------------------------------------------------------
