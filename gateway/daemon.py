@@ -316,6 +316,7 @@ class Daemon:
                 last_wd = time.monotonic()
             if self.uplink:
                 self.uplink.set_gateway_error(self.core.error)
+                self._record_client_id_taken()
             if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
@@ -323,6 +324,22 @@ class Daemon:
         sd_notify("STOPPING=1")
         self.stop("signal")
         return 0
+
+    def _record_client_id_taken(self) -> None:
+        """Put a client-id takeover on the record (gateway/uplink_takeover.py): one
+        ``device.error`` for device ``uplink`` when an episode begins, ``device.online``
+        when the connection has been stable again."""
+        cause = self.uplink.status().get("client_id_taken")
+        was = getattr(self, "_client_id_taken", None)
+        if cause == was or (cause and was):
+            return
+        self._client_id_taken = cause
+        from gateway.uplink_takeover import TakeoverDetector
+        if cause:
+            self.core.submit(Draft("device.error", {"device": "uplink", "error": cause, "cause": "client_id_taken",
+                                                    "fix": TakeoverDetector.FIX}, "uplink"))
+        else:
+            self.core.submit(Draft("device.online", {"device": "uplink"}, "uplink"))
 
     def prune_snapshots(self) -> int:
         """Camera snapshots follow the journal's retention (storage.retain_days) and
