@@ -2,7 +2,7 @@
 folded through the rule engine alone (rules.replay.Replayer, as `casegate replay
 --input` does: no SQLite, no threads), so 90 days take minutes instead of hours.
 
-    uv run python bench/state_growth.py [--days 90] [--scale 1.0] [--top 8]
+    uv run python bench/state_growth.py [--days 90] [--scale 1.0] [--top 8] [--keep-departed]
 
 Per day: persons in the state, the checkpoint's pickled size (what a restart loads),
 RSS, and the attributes of State and Engine that grew most since day 7. The
@@ -45,7 +45,12 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--top", type=int, default=8)
     ap.add_argument("--base-day", type=int, default=7, help="growth is measured from the end of this day")
+    ap.add_argument("--keep-departed", action="store_true",
+                    help="disable rules/departed.py's sweep (the growth before issue 24)")
     a = ap.parse_args()
+    if a.keep_departed:
+        from rules import departed
+        departed.sweep = lambda engine, now: 0
     cfg = parse_config(center_dict("/nonexistent"))
     engine = Engine(cfg)
     rep = Replayer(engine, "soak", derive=True)
