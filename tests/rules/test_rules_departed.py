@@ -115,6 +115,8 @@ def test_a_standing_alarm_keeps_the_person_until_acknowledged():
           + stay(50 * H, "S7"))
     (alarm,) = s.raised("unauthorized_exit")
     assert s.engine.state.persons["S6"].left and "S6" in s.engine.departed
+    assert ("unauthorized_exit", "S6") in s.engine._last_id
     s.run([(50 * H + 600, "alarm.acknowledged", {"alarm_id": alarm["alarm_id"], "by": "O1"})]
           + stay(52 * H, "S8"))
     assert "S6" not in s.engine.state.persons and "S6" not in s.engine.departed
+    assert not [k for k in s.engine._last_id if k[1] == "S6"]
