@@ -49,9 +49,9 @@ def test_shared_client_id_is_named_journaled_and_doctored(tmp_path, mosquitto, p
             # MQTT 5 brokers that send DISCONNECT 0x8E are named at once; mosquitto 2.0.11
             # (CI's) closes the socket without it, so the drop pattern names it there too.
             assert "0x8E" in errs[0]["data"]["error"] or "connections in a row" in errs[0]["data"]["error"]
-            doc = json.loads(cli("doctor", "--json", config=cfg).stdout)
-            bad = [c for c in doc["checks"] if c["check"] == "broker client id"]
-            assert bad and bad[0]["level"] == "FAIL" and "client_id" in bad[0]["fix"]
+        doc = json.loads(cli("doctor", "--json", config=cfgs[0]).stdout)
+        bad = [c for c in doc["checks"] if c["check"] == "broker client id"]
+        assert bad and bad[0]["level"] == "FAIL" and "client_id" in bad[0]["fix"]
         # Logged once with the cause, not once per drop (they fight about once a second).
         for d in daemons:
             log = d.log()
