@@ -187,7 +187,11 @@ def cmd_run(args) -> int:
     except (KeyFileError, OSError) as e:
         raise CliError(f"device key: {e}", EXIT_USAGE)
     setup_logging(args.log_level, cfg.center.timezone)
-    return run(cfg, path)
+    from gateway.storage_lock import StorageLocked
+    try:
+        return run(cfg, path)
+    except StorageLocked as e:
+        raise CliError(str(e), EXIT_USAGE)
 
 
 def _check_storage_dir(cfg: Config) -> None:
@@ -623,6 +627,23 @@ def cmd_journal_verify(args) -> int:
     return EXIT_OK if r.ok else EXIT_FAILED
 
 
+def cmd_journal_backup(args) -> int:
+    """SPEC §5 v3: online, 0600, verified (gateway/backup.py)."""
+    from gateway.backup import BackupError, backup_journal
+    cfg, _ = get_config(args)
+    try:
+        r = backup_journal(journal_path(cfg), args.file)
+    except BackupError as e:
+        raise CliError(str(e))
+    if args.json:
+        emit_json(r.as_dict())
+    else:
+        print(f"backup OK: {r.path} (0600), {r.events} events, seq {r.first_seq}..{r.last_seq}, "
+              f"{r.bytes / 1e6:.1f} MB, chain verified"
+              + (" (taken while the daemon runs)" if r.daemon_running else ""))
+    return EXIT_OK
+
+
 def read_event_file(path: str, center: str, verify: bool = False, tz: str | None = None,
                     counts: dict | None = None) -> list:
     """Events from a JSON Lines file (SPEC §5 ``replay --input``): full envelopes
@@ -1041,6 +1062,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--archive", action="store_true",
                     help="prove archive/ + journal end to end (every pruned range present and chained)")
     sp.set_defaults(fn=cmd_journal_verify)
+    sp = jsub.add_parser("backup", help="online copy of the journal to FILE: SQLite backup API, 0600, verified")
+    sp.add_argument("file", metavar="FILE", help="the new backup file (never overwritten; not in the storage dir)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_journal_backup)
 
     sp = add("replay", "re-run the rules over the journal and print the alarms", cmd_replay)
     sp.add_argument("--since")

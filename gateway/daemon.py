@@ -171,6 +171,7 @@ class Daemon:
         # alarms' pictures (gateway/device_pools.py)
         self._snapshot_pool = KeyedPools("alarm-snapshot", workers=1, max_queued=2)
         self.uplink_error: str | None = None             # why the uplink could not start (secrets)
+        self._storage_lock = None                        # gateway/storage_lock.py, taken in start()
 
     # ---- start ---------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +179,9 @@ class Daemon:
         cfg = self.config
         self._start_phase("opening the journal")
         cfg.storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # One daemon per storage dir, before anything in it is opened (gateway/storage_lock.py).
+        from gateway.storage_lock import StorageLock
+        self._storage_lock = StorageLock(cfg.storage_dir).acquire()
         self.journal = Journal(cfg.journal_path, cfg.storage.synchronous)
         from gateway.archive import clean_archive_at_start
         clean_archive_at_start(cfg.storage_dir, self.journal.conn)     # an interrupted pruning pass's leftovers
@@ -336,6 +340,7 @@ class Daemon:
                 self.uplink.set_gateway_error(self.core.error)
                 if hasattr(self.clock, "synchronised"):          # SPEC §7 v3: in state/gateway
                     self.uplink.set_clock_synchronised(self.clock.synchronised)
+                self._record_client_id_taken()
             if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.prune_snapshots()
@@ -343,6 +348,22 @@ class Daemon:
         sd_notify("STOPPING=1")
         self.stop("signal")
         return 0
+
+    def _record_client_id_taken(self) -> None:
+        """Put a client-id takeover on the record (gateway/uplink_takeover.py): one
+        ``device.error`` for device ``uplink`` when an episode begins, ``device.online``
+        when the connection has been stable again."""
+        cause = self.uplink.status().get("client_id_taken")
+        was = getattr(self, "_client_id_taken", None)
+        if cause == was or (cause and was):
+            return
+        self._client_id_taken = cause
+        from gateway.uplink_takeover import TakeoverDetector
+        if cause:
+            self.core.submit(Draft("device.error", {"device": "uplink", "error": cause, "cause": "client_id_taken",
+                                                    "fix": TakeoverDetector.FIX}, "uplink"))
+        else:
+            self.core.submit(Draft("device.online", {"device": "uplink"}, "uplink"))
 
     def prune_snapshots(self) -> int:
         """Camera snapshots follow the journal's retention (storage.retain_days) and
@@ -413,11 +434,15 @@ class Daemon:
         if self._ctl:
             self._ctl.shutdown()
             self._ctl.server_close()
-            try:
-                self.config.socket_path.unlink()
-            except FileNotFoundError:
-                pass
+            # Only the lock's holder created the socket; only it removes it.
+            if self._storage_lock is not None and self._storage_lock.held:
+                try:
+                    self.config.socket_path.unlink()
+                except FileNotFoundError:
+                    pass
         self.journal.close()
+        if self._storage_lock is not None:
+            self._storage_lock.release()
         log.info("stopped")
 
     # ---- reload ----------------------------------------------------------------

@@ -330,6 +330,10 @@ def run_checks(config_file: str, probes: Probes | None = None, user: str | None 
     else:
         out.append(Finding(OK, "daemon", f"running, pid {status.get('pid')}, journal at seq "
                            f"{status.get('journal', {}).get('last_seq')}"))
+        taken = (status.get("uplink") or {}).get("client_id_taken")
+        if taken:       # gateway/uplink_takeover.py: not network trouble, a second client
+            from gateway.uplink_takeover import TakeoverDetector
+            out.append(Finding(FAIL, "broker client id", taken, TakeoverDetector.FIX))
     out += check_serial(cfg, uid, who)
     out += [check_file_readable(k, v, uid) for k, v in device_files(cfg)]
     out += check_devices(cfg, probes, status.get("devices") if status else None)

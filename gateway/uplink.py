@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from gateway.events import Event, is_suppressed_alarm, topic_for
 from gateway.journal import open_reader, EVENT_COLUMNS
+from gateway.uplink_takeover import TakeoverDetector
 
 log = logging.getLogger("casegate.uplink")
 
@@ -127,6 +128,8 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._reader = None
         client_id = self.mq.client_id or f"casegate-{config.center.id}"
+        self.takeover = TakeoverDetector(client_id, self.mq.protocol)
+        self._connack_ok = False
         self.client = build_client(self.mq, client_id, f"{self.prefix}/state/gateway")
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -264,7 +267,11 @@ class Uplink:
             log.error("broker %s:%d refused connection: %s", self.mq.host, self.mq.port, reason_code)
             return
         self.connects += 1
-        log.info("connected to %s:%d (MQTT %s)", self.mq.host, self.mq.port,
+        self._connack_ok = True
+        self.takeover.connected()
+        # During a client-id takeover this would repeat every second: said once already.
+        log.log(logging.DEBUG if self.takeover.cause else logging.INFO,
+                "connected to %s:%d (MQTT %s)", self.mq.host, self.mq.port,
                  "5" if self.mq.protocol == 5 else "3.1.1")
         client.subscribe(f"{self.prefix}/request/#", qos=1)
         # requests under the publisher's account name (the broker's ACL proves it: docs/security.md §3a)
@@ -296,6 +303,7 @@ class Uplink:
             why = f"TLS: {err.reason or err}"
         else:
             why = str(err) if err else "unknown error"
+        self.takeover.connect_failed()
         self._connect_error(f"cannot connect to {self.mq.host}:{self.mq.port}: {why}")
 
     def _connect_error(self, msg: str) -> None:
@@ -305,6 +313,13 @@ class Uplink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         got_connack, self._got_connack = self._got_connack, False
+        accepted, self._connack_ok = self._connack_ok, False
+        taken = None
+        if accepted and not self._stop:
+            taken = self.takeover.disconnected(
+                reason_code, bool(getattr(flags, "is_disconnect_packet_from_server", False)))
+            if taken:
+                log.error("%s; %s", taken, self.takeover.FIX)
         if not got_connack and not self._stop:
             # Dropped before any CONNACK: e.g. the broker requires a client certificate,
             # which TLS 1.3 reports only after the handshake.
@@ -315,8 +330,13 @@ class Uplink:
             self._connected = False
             self._cv.notify_all()
         if was and not self._stop:
-            self.last_error = f"disconnected: {reason_code}"
-            log.warning("broker connection lost (%s); buffering in the journal", reason_code)
+            if self.takeover.cause:
+                self.last_error = self.takeover.cause
+                if not taken:       # said once, with the cause, when the episode began
+                    log.debug("broker connection lost again (%s): client id taken over", reason_code)
+            else:
+                self.last_error = f"disconnected: {reason_code}"
+                log.warning("broker connection lost (%s); buffering in the journal", reason_code)
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._cv:
@@ -564,9 +584,12 @@ class Uplink:
                 pass
 
     def status(self) -> dict:
+        if self.takeover.still_up():
+            log.info("client id %r: connection stable again, no longer taken over", self.takeover.client_id)
         with self._cv:
             return {"connected": self._connected, "broker": f"{self.mq.host}:{self.mq.port}",
                     "backlog": self.backlog, "inflight": len(self._inflight),
                     "published": self.published, "delivered": self.delivered,
                     "connects": self.connects, "last_error": self.last_error,
-                    "next_seq": self.next_seq, "last_seq": self.last_committed}
+                    "next_seq": self.next_seq, "last_seq": self.last_committed,
+                    "client_id_taken": self.takeover.cause}

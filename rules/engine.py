@@ -72,7 +72,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 from gateway.events import Draft, Event, format_ts
-from rules import alarm_states, citations, families  # noqa: F401  (registers every rule)
+from rules import alarm_states, citations, departed, families  # noqa: F401  (registers every rule)
 from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
 from rules.catalog import CATALOG, rule_settings
 from rules.state import State
@@ -159,6 +159,7 @@ class Engine:
         self._suspects: list[str] | None = None
         self.event: Event | None = None
         self.book = alarm_states.AlarmBook()   # alarm states, shelves, maintenance (plain data)
+        self.departed: dict[str, tuple] = {}   # departed persons queued to leave the state (rules/departed.py)
         self.configure(config)
 
     # ---- configuration -----------------------------------------------------------
@@ -272,6 +273,8 @@ class Engine:
             self.errors += 1
             log.warning("event seq %s (%s) not understood: %r", ev.seq, ev.type, e)
             return out
+        if ev.type == "person.left":
+            departed.note_departure(self, ev.data["person"], t)
         if ev.type in alarm_states.FOLDED:
             try:
                 out.extend(alarm_states.fold(self, ev, t))
