@@ -293,6 +293,10 @@ class CheckpointStore:
             except (OSError, ValueError) as e:
                 log.warning("checkpoint %s unusable: %s", path.name, e)
                 continue
+            # the newest checkpoint on disk is this one until the next is written: retention may
+            # prune below it (it said "no checkpoint yet" right after loading one), status shows it
+            self.last = {"seq": seq, "created": head.get("created", ""), "bytes": path.stat().st_size,
+                         "loaded": True}
             return Loaded(seq, head["hash"], path, state, head.get("created", ""))
         log.warning("no usable checkpoint: full replay")
         return None
