@@ -160,7 +160,7 @@ class LockerUnauthorized(RuleSettings):
     window_s: float = Field(default=30, gt=0)
 
 
-class LoneIdentification(RuleSettings):
+class LoneIdentification(Spells):
     grace_s: float = Field(default=30, ge=0)
     max_s: float = Field(default=3600, gt=0)    # an identification session ends by itself after this
 

@@ -251,6 +251,13 @@ case("lone_identification", "one officer presides",
 case("lone_identification", "the session ends by itself after max_s",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "S2", "O1")], 3000,
      [(R, 120), (C, 690)], rules={"lone_identification": {"max_s": 600}})
+# DOMAIN v3 flapping (程序规定(刑) art. 259): the second officer out 25 s / in 5 s — spells add up
+# (140-165, then 170-175 makes 30 s): raised at 175 although no single spell reached 30 s
+case("lone_identification", "the second officer steps out 25 s of every 30 s",
+     [CO, into(95, "identification-1", "S1", "S2", "O1", "O2"), (100, "identification.started", IDS)]
+     + [x for k in range(5) for x in (leave(140 + 30 * k, "O2", "identification-1"),
+                                     enter(165 + 30 * k, "O2", "identification-1"))],
+     600, [(R, 175), (C, 195), (R, 235), (C, 255)], rules={"lone_identification": {"max_s": 1e7}})
 case("lone_identification", "two officers preside",
      [CO, (90, "identification.started", IDS), into(100, "identification-1", "S1", "O1", "O2")], 600, [])
 case("lone_identification", "no session: not an identification",

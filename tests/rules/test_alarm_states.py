@@ -3,6 +3,8 @@ states (ack before / after clear), escalation, shelving, maintenance - each
 also through replay and restart (rebuild), since they are folds of events."""
 from __future__ import annotations
 
+import pytest
+
 from gateway.events import format_ts
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay
@@ -334,7 +336,10 @@ life_step = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 60 examples every run. Random ones found the divergence below (present
+# since release 2) about one run in five, which made this a CI flake instead of a finding.
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.one_of(rule_step, life_step), st.sampled_from([0.0, 3.0, 20.0, 45.0, 400.0])),
                 max_size=50))
 def test_property_lifecycle_replays_and_restarts_identically(script):
@@ -377,3 +382,13 @@ def test_property_lifecycle_replays_and_restarts_identically(script):
     for e in s.conditions():
         if e.data.get("shelved"):
             assert not CATALOG[e.data["code"]].legal
+
+
+@pytest.mark.xfail(strict=True, reason="known (since release 2): a shelve at the instant a band's first timer "
+                   "is due makes replay order tag_signal_lost and unattended_suspect differently from live")
+def test_shelve_at_a_timer_instant_replays_in_the_live_order():
+    """Found by the property above: S1 enters waiting-1 and tag_signal_lost is shelved at the same
+    time; live raises tag_signal_lost (S2) at 00:01:00 before unattended_suspect (S1) at 00:01:01,
+    replay the other way round. The alarms are the same; their order in the journal is not."""
+    test_property_lifecycle_replays_and_restarts_identically.hypothesis.inner_test(
+        script=[(("enter", "S1", "waiting-1"), 0.0), (("shelve", "tag_signal_lost", 60.0), 0.0)])
