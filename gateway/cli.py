@@ -937,7 +937,7 @@ def cmd_recording(args) -> int:
     req = {"room": args.room, "recording": args.recording, "source": "operator", "by": args.by}
     return daemon_request(cfg, "recording/state", req, args.json,
                           lambda d: f"{args.room}: recording {'started' if args.recording else 'stopped'} "
-                                    f"(entered by {args.by})")
+                                    f"(by {args.by})")
 
 
 def cmd_band_bind(args) -> int:

@@ -42,7 +42,8 @@ def test_person_add_arrived_at_without_offset_is_the_centers_local_time(tmp_path
         d.wait_status(lambda s: s["journal"]["last_seq"] >= 1)
         arrived = int(time.time()) - 2 * 3600
         typed = (datetime.fromtimestamp(arrived, timezone.utc) + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S")
-        r = cli("person", "add", "sus-6", "--role", "suspect", "--case-type", "criminal", "--arrived-at", typed,
+        r = cli("person", "add", "sus-6", "--role", "suspect", "--gender", "male", "--case-type", "criminal",
+                "--arrived-at", typed,
                 config=d.config)
         assert r.returncode == 0, r.stderr
         (ev,) = [json.loads(x) for x in cli("events", "--json", "--type", "person.registered",

@@ -88,7 +88,8 @@ class Center:
             self.pump()
 
     def register(self, pid: str, **kw) -> dict:
-        args = Register.model_validate({"request_id": f"r-{pid}", "person": pid, "role": "suspect", "case_type": "criminal", **kw})
+        args = Register.model_validate({"request_id": f"r-{pid}", "person": pid, "role": "suspect", "case_type": "criminal",
+                                        "gender": "male", **kw})
         r = self.core.call(lambda core: Handlers(None).person_register(core, args, "test"))
         self.pump()
         return r.result(0).value

@@ -157,7 +157,9 @@ def tmux(tmp_path):
 
 
 def test_top_in_a_real_terminal(center, tmux):
-    cmd = f"cd {ROOT} && {sys.executable} -m gateway.cli --config {center.cfg} top --interval 0.5; " \
+    # COLUMNS: the window's width, whatever the test runner exported (rich reads COLUMNS first;
+    # an inherited 80 drew the narrow layout, which test_top_render.py checks on its own)
+    cmd = f"cd {ROOT} && COLUMNS=160 {sys.executable} -m gateway.cli --config {center.cfg} top --interval 0.5; " \
           f"echo TOP-EXIT=$?; sleep 30"
     r = tmux("new-session", "-d", "-s", "top", "-x", "160", "-y", "45", cmd)
     assert r.returncode == 0, r.stderr

@@ -85,7 +85,7 @@ def test_hostile_camera_does_not_blind_the_daemon(mode, why, tmp_path, mosquitto
             base = rss_mb(d.proc.pid)
             c = Central(mosquitto.port)
             assert c.request("person/register", person="s1", role="suspect", case_id="c1",
-                             case_type="criminal")["ok"]
+                             case_type="criminal", gender="male")["ok"]
             assert c.request("wristband/bind", tag=f"{S1:08X}", person="s1")["ok"]
             site.start()
             assert site.wait_logged_in(10)

@@ -188,6 +188,7 @@ def run_demo(args) -> int:
             script.until(minute)
             script.pump(0.0)            # the previous step's events before this step's title
             display.set_step(i, text)
+            clock.real_time()           # the step acts at real speed; its story waits run compressed
             fn()
         # every expected alarm (bounded), then let the uplink deliver
         script.wait(lambda: all(c in view.raised for c in EXPECTED_ALARMS), 5.0, "the expected alarms")

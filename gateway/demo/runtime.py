@@ -27,20 +27,38 @@ class DemoClock:
         # Start-up (broker, simulators, daemon, devices online) runs at real speed:
         # at --speed 600, 4 s of start-up must not become 40 demo minutes.
         # run() switches to the compressed clock from the demo time reached.
-        self.scaled_from: tuple[float, float] | None = None     # (wall, demo) at run()
+        self.scaled_from: tuple[float, float] | None = None     # (wall, demo) at run() or the last rate change
+        self.rate = self.speed              # demo seconds per wall second since scaled_from
 
     def __call__(self) -> float:
         return self.to_demo(time.time())
 
     def run(self) -> None:
+        self.set_rate(self.speed)
+
+    def set_rate(self, rate: float) -> None:
+        """From now on, ``rate`` demo seconds per wall second (time never stops or goes back)."""
         wall = time.time()
         self.scaled_from = (wall, self.to_demo(wall))
+        self.rate = rate
+
+    def real_time(self) -> None:
+        """While a step acts (moves, commands, the waits for their events) the clock runs at real
+        speed: on a loaded machine a step that takes 2 s of wall time must not take 20 demo
+        minutes at ×600 — in which suspects stood unattended and limits ran out that the story
+        never had (seen in CI). The story's own waits run compressed (:meth:`compressed`)."""
+        if self.scaled_from is not None:
+            self.set_rate(1.0)
+
+    def compressed(self) -> None:
+        if self.scaled_from is not None:
+            self.set_rate(self.speed)
 
     def to_demo(self, wall: float) -> float:
         if self.scaled_from is None:
             return self.start + (wall - self.wall0)
         w, d = self.scaled_from
-        return d + (wall - w) * self.speed
+        return d + (wall - w) * self.rate
 
     def minutes(self) -> float:
         return (self() - self.start) / 60.0

@@ -67,6 +67,7 @@ class Script:
 
     def until(self, minute: float) -> None:
         """Let demo time reach the mark (at once if the script is late)."""
+        self.clock.compressed()
         target = self.clock.start + minute * 60.0
         for _ in range(100000):
             left = (target - self.clock()) / self.clock.speed
@@ -75,8 +76,13 @@ class Script:
             self.pump(min(left, 0.1))
 
     def wait_alarm(self, code: str, person: str | None = None, demo_s: float = 0.0, slack: float = 10.0) -> bool:
-        return self.wait(lambda: self.view.alarm_active(code, person), demo_s / self.clock.speed + slack,
-                         f"alarm {code}")
+        """Wait for an alarm the story expects, letting demo time run compressed for its ``demo_s``."""
+        self.clock.compressed()
+        try:
+            return self.wait(lambda: self.view.alarm_active(code, person), demo_s / self.clock.speed + slack,
+                             f"alarm {code}")
+        finally:
+            self.clock.real_time()
 
     # -- the interrogation rooms' recorders (审讯主机): they report for themselves --
     def recorder(self, room: str, on: bool) -> None:
