@@ -11,11 +11,13 @@ import os
 import socket
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, DEFAULT_CONFIG_PATH, config_path, load_config
+from gateway.event_schemas import CaseType
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 
@@ -65,28 +67,14 @@ def duration(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
-# DOMAIN.md case types; the daemon's person/register lists the same.
-CASE_TYPES = ("criminal", "administrative", "inquiry")
-
-
-# Event types of SPEC §2 (v2 included): `events --type` names these when it gets a typo.
-KNOWN_EVENT_TYPES = (
-    "gateway.started", "gateway.stopped", "person.registered", "person.updated", "person.rest",
-    "person.checkout_approved", "person.left", "wristband.bound", "wristband.unbound",
-    "presence.entered", "presence.left", "tag.status", "card.swiped", "door.opened", "door.closed",
-    "door.passed", "locker.opened", "locker.closed", "locker.unlock_requested", "evidence.added",
-    "evidence.removed", "custody.ordered", "belongings.assigned", "camera.headcount",
-    "camera.face_recognized", "camera.face_unknown", "camera.still", "camera.snapshot", "camera.motion",
-    "camera.tampered", "face.enrolled", "recording.started", "recording.stopped",
-    "identification.started", "identification.ended", "device.online", "device.offline",
-    "device.error", "device.maintenance", "device.maintenance_ended", "clock.stepped", "clock.sync",
-    "alarm.raised", "alarm.cleared", "alarm.acknowledged", "alarm.escalated", "alarm.shelved",
-    "alarm.unshelved", "journal.shed",
-)
+# DOMAIN.md case types, as the event model declares them (person/register takes the same)
+CASE_TYPES = typing.get_args(CaseType)
 
 
 def _check_event_types(conn, types: list[str]) -> None:
-    """A type neither SPEC nor this journal knows is a typo: exit 2 naming the known ones."""
+    """A type neither the event model nor this journal knows is a typo: exit 2 naming the known ones."""
+    # the event model's own list (gateway/event_schemas.py), not a copy that new types miss
+    from gateway.event_schemas import EVENT_DATA as KNOWN_EVENT_TYPES
     for t in types:
         if t in KNOWN_EVENT_TYPES:
             continue
@@ -271,8 +259,9 @@ def cmd_status(args) -> int:
     if not resp.get("ok"):
         raise CliError(f"daemon could not report status: {resp.get('error')}")
     data = resp["data"]
-    healthy = data["uplink"].get("connected") and not data["journal"].get("error") and all(
-        d.get("state") == "online" or d.get("maintenance") for d in data["devices"])   # maintenance: expected
+    from gateway.top import devices_down
+    healthy = data["uplink"].get("connected") and not data["journal"].get("error") and not devices_down(
+        data["devices"])
     if args.json:
         emit_json({**data, "healthy": bool(healthy)})
     else:
@@ -309,7 +298,8 @@ def _unhealthy_reasons(data: dict) -> list[str]:
         reasons.append("the MQTT uplink is not connected (casegate doctor checks the broker)")
     if data["journal"].get("error"):
         reasons.append(f"the journal cannot write: {data['journal']['error']}")
-    down = [d.get("id", "?") for d in data["devices"] if d.get("state") != "online" and not d.get("maintenance")]
+    from gateway.top import devices_down
+    down = devices_down(data["devices"])
     if down:
         reasons.append(f"device(s) not online: {', '.join(down)} (casegate devices; casegate probe <device>)")
     return reasons or ["see above"]

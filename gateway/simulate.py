@@ -17,9 +17,12 @@ running and connected to the broker.
 """
 from __future__ import annotations
 
+import json
+import queue
 import shlex
 import sys
 import time
+import uuid
 from typing import Callable, TextIO
 
 from drivers.common.site import SiteCommandError
@@ -183,7 +186,6 @@ class RecorderLink:
         c.username_pw_set(account, self.password)
         if m.tls:
             c.tls_set(ca_certs=m.ca_file or None)
-        import queue
         c.answers = queue.Queue()
         c.on_message = lambda _c, _u, msg: c.answers.put(msg.payload)
         c.connect(m.host, m.port, keepalive=30)
@@ -194,9 +196,6 @@ class RecorderLink:
         return c
 
     def __call__(self, account: str, report: dict) -> dict:
-        import json
-        import queue
-        import uuid
         c = self._client(account)
         rid = f"sim-{uuid.uuid4().hex[:12]}"
         topic = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.center.id}/client/{account}/request/recording/state"

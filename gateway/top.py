@@ -27,6 +27,11 @@ def sort_alarms(alarms: list[dict]) -> list[dict]:
                                          SEVERITY_ORDER.get(a.get("severity"), 9), a.get("since") or ""))
 
 
+def devices_down(devices: list[dict]) -> list[str]:
+    """Ids of devices not online; one in maintenance is expected to be down (not counted)."""
+    return [d.get("id", "?") for d in devices if d.get("state") != "online" and not d.get("maintenance")]
+
+
 def _local(ts: str | None, tz: str, now: float) -> str:
     if not ts:
         return "-"
@@ -125,8 +130,7 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
 
     rooms = data.get("rooms") or {}
     names, types = data.get("room_names") or {}, data.get("room_types") or {}
-    down = [d.get("id", "?") for d in data.get("devices") or []
-            if d.get("state") != "online" and not d.get("maintenance")]
+    down = devices_down(data.get("devices") or [])
     # Occupancy comes from the readers: with any of them down it may be incomplete, and an
     # empty table must not read as "nobody is here" while alarms place people in rooms.
     caveat = f" — {len(down)} device(s) down, may be incomplete" if down else ""
