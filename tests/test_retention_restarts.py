@@ -98,7 +98,9 @@ def test_pruning_waits_for_the_first_checkpoint_and_keeps_its_hourly_cadence_acr
     # pass runs at once (not 30 s or an hour later)
     d = DaemonProcess(toml).start()
     try:
-        poll(lambda: archive_files(adir), 20, "never pruned after the first checkpoint")
+        # the archive file is renamed into place before the pass logs it: wait for the log line
+        poll(lambda: "retention: archived 20 events" in d.log(), 20, "never pruned after the first checkpoint")
+        assert archive_files(adir)
         log = d.log()
         assert log.index("no checkpoint of the folded state yet") < log.index("retention: archived 20 events")
     finally:
