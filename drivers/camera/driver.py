@@ -54,6 +54,7 @@ import numpy as np
 
 from drivers.base import Backoff, CommandError, Driver
 from drivers.common.snapshots import write_snapshot
+from drivers.camera.redirects import foreign_redirect
 from drivers.camera.faces import FaceStore, detect_faces, encode_faces, preload, to_rgb
 
 MOTION_WIDTH = 160          # px, frame width for motion differencing
@@ -272,6 +273,11 @@ class CameraDriver(Driver):
                     return None
                 cap = cv2.VideoCapture(path)
             else:
+                refused = foreign_redirect(url, OPEN_TIMEOUT_MS / 1000)
+                if refused is not None:
+                    self._last_error = refused
+                    self.count("redirect_refused")
+                    return None
                 cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG,
                                        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])

@@ -17,8 +17,9 @@ import heapq
 import socket
 import threading
 import time
-from urllib.parse import urlparse
 from xml.etree.ElementTree import Element
+
+from drivers.common.origin import origin
 
 # A Hikvision EventNotificationAlert with a DetectionRegionList is 1-4 KB; an image part
 # (a camera's own JPEG in the stream) up to ~1.5 MB on 8 MP models.
@@ -46,16 +47,6 @@ class LimitError(Exception):
 
 class OriginError(LimitError):
     """A URI the device gave points away from the configured camera."""
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    u = urlparse(url)
-    scheme = (u.scheme or "").lower()
-    try:
-        port = u.port
-    except ValueError:
-        port = -1
-    return scheme, (u.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme, -1)
 
 
 def check_origin(url: str, configured: str, what: str) -> str:

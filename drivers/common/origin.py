@@ -1,0 +1,17 @@
+"""A URL's origin (scheme, host, port): what decides where a device's credentials may go."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in (-1: none known or invalid)."""
+    u = urlsplit(url)
+    scheme = (u.scheme or "").lower()
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    return scheme, (u.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme, -1)
