@@ -6,8 +6,13 @@ door-tag records, wristband readings and reader (tamper) states. Here they becom
 :class:`~drivers.common.presence.PresenceTracker`), ``door.passed`` and the
 inputs of ``tag.status`` (:class:`~drivers.zone_reader.tag_status.TagStatusBook`).
 
-Presence is per (tag, room); the room is the exciter's room when the record
-carries a mapped exciter address, else the station's room. Runs on the reader's
+``presence.entered`` [person, tag, room] goes out on a tag's first in-range
+record in a room; ``presence.left`` [person, tag, room, seconds] on an
+out-of-range record (from every station of that room that heard it) or after
+``presence_timeout_s`` without a record (the driver's tick). Presence is per
+(tag, room); the room is the exciter's room when the record carries a mapped
+exciter address, else the station's room. A door (attendance) tag record is also
+a ``door.passed`` with its direction. Runs on the reader's
 event-loop thread only; ``now`` is monotonic, ``wall`` the event time.
 """
 from __future__ import annotations

@@ -10,6 +10,11 @@ SENT; any other change at most once per ``status_every_s`` (the held change goes
 out then, from the timer, even if the band falls silent). Held changes are
 counted (``status_held``).
 
+``battery`` is ``"low"`` while the status byte's low-battery bit is set, else
+the last wristband percentage (int), else null. ``tamper`` = strap opened
+(0x8A01 kind 2) or reader removed (0x8801); ``sos`` = status bit4 or 0x8A01
+kind 4; ``heart_rate`` = last bpm or null.
+
 Runs on the reader's event-loop thread only (no locks); ``now`` is monotonic.
 """
 from __future__ import annotations
