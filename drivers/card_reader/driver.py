@@ -1,11 +1,11 @@
 """125 kHz EM4100 card readers on a serial port (SPEC §4.2).
 
-One thread: open ``cfg.port`` (any pyserial URL; drivers/common/serial_port.py),
-read, decode, emit ``card.swiped`` [card, reader, room, person]. A card repeated
-within ``repeat_ms`` is one swipe. When the port vanishes (USB unplugged, pty
-closed: read raises SerialException/OSError) the device goes ``offline`` with
-the reason and the thread retries opening it with :class:`Backoff` (no busy
-loop) until it is back, then ``online``.
+One thread: a :class:`~drivers.common.serial_line.SerialLine` keeps ``cfg.port``
+(any pyserial URL) open; this module decodes what it reads and emits
+``card.swiped`` [card, reader, room, person]. A card repeated within
+``repeat_ms`` is one swipe. When the port vanishes (USB unplugged, pty closed)
+the line reports the device ``offline`` with the reason and reopens it with
+backoff (capped at ``reconnect_max_s``) until it is back, then ``online``.
 """
 from __future__ import annotations
 
@@ -13,13 +13,24 @@ import threading
 import time
 from typing import Any, Callable
 
-import serial
-
-from drivers.base import Backoff, Driver, DriverContext
-from drivers.common.serial_port import SerialOpenError, open_serial
+from drivers.base import Driver, DriverContext
 from drivers.card_reader.protocol import CardParser, RepeatFilter
+from drivers.common.serial_line import SerialLine
 
 READ_TIMEOUT_S = 0.2
+
+
+class _CardLine(SerialLine):
+    """The reader's port: online while open; every byte goes to the driver's decoder."""
+
+    def __init__(self, drv: "CardReaderDriver"):
+        super().__init__(drv, drv.cfg.port, drv.cfg.baudrate, read_timeout=READ_TIMEOUT_S,
+                         backoff_cap=getattr(drv.cfg, "reconnect_max_s", 30.0), parser=drv.parser,
+                         thread_name=f"card-{drv.device_id}")
+        self.drv = drv
+
+    def on_bytes(self, data: bytes, now: float, wall: float) -> None:
+        self.drv.handle_bytes(data, now, wall)
 
 
 class CardReaderDriver(Driver):
@@ -30,7 +41,7 @@ class CardReaderDriver(Driver):
         self.parser = CardParser(on_error=self._parse_error)
         self.repeat = RepeatFilter(cfg.repeat_ms)
         self._thread: threading.Thread | None = None
-        self._ser: serial.SerialBase | None = None
+        self._line: _CardLine | None = None
         #: optional hooks for ``casegate probe``
         self.on_card: Callable[[str, bool], None] | None = None          # (card, is_new_swipe)
         self.on_parse_error: Callable[[str, int], None] | None = None    # (reason, n)
@@ -38,8 +49,8 @@ class CardReaderDriver(Driver):
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name=f"card-{self.device_id}", daemon=True)
-        self._thread.start()
+        self._line = _CardLine(self)
+        self._thread = self._line.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)
@@ -47,45 +58,6 @@ class CardReaderDriver(Driver):
             self._thread.join(timeout)
         with self._health_lock:
             self.health.state = "stopped"
-
-    def _run(self) -> None:
-        backoff = Backoff(self.stop_event, first=0.5, cap=getattr(self.cfg, "reconnect_max_s", 30.0))
-        url = self.cfg.port
-        while not self.stop_event.is_set():
-            try:
-                ser = open_serial(url, self.cfg.baudrate, timeout=READ_TIMEOUT_S)
-            except SerialOpenError as e:
-                self.set_state("offline", str(e))
-                if not backoff.wait():
-                    break
-                continue
-            self._ser = ser
-            self.parser.reset()
-            backoff.reset()
-            self.set_state("online")
-            try:
-                while not self.stop_event.is_set():
-                    data = ser.read(max(1, ser.in_waiting))
-                    if data:
-                        self.handle_bytes(data, time.monotonic(), time.time())
-            except (serial.SerialException, OSError) as e:
-                if not self.stop_event.is_set():
-                    self.set_state("offline", f"{url}: {e}")
-            except Exception as e:  # never let the thread die silently
-                self.count("internal_error")
-                self.ctx.log.exception("%s: reader thread error", self.device_id)
-                self.set_state("error", f"{url}: {e!r}")
-            finally:
-                self._ser = None
-                try:
-                    ser.close()
-                except Exception:
-                    pass
-            if self.parser.pending:
-                self.count("partial_frame_dropped")
-                self.parser.reset()
-            if not self.stop_event.is_set() and not backoff.wait():
-                break
 
     # ---- decoding --------------------------------------------------------
     def _parse_error(self, reason: str, n: int) -> None:

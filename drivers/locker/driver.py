@@ -22,7 +22,8 @@ status poll so ``locker.opened`` follows promptly.
 
 Device state: ``offline`` while the board port is closed/failing or the board
 has not answered 3 polls in a row; ``error`` while only the inventory reader
-fails; ``online`` otherwise. Ports are reopened with :class:`Backoff`.
+fails; ``online`` otherwise. Each port is a :class:`~drivers.common.serial_line.SerialLine`
+(opened, backed off and reopened there); this module keeps the two protocols.
 
 Item compartment: ``inventory.labels`` (EPC or EPC prefix -> compartment,
 longest prefix wins), else ``inventory.antennas`` when the antennas that saw
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.base import Backoff, CommandError, Driver, DriverContext
+from drivers.common.serial_line import SerialLine
 from drivers.common.serial_port import SerialOpenError, open_serial
 from drivers.locker import protocol as p
 
@@ -94,6 +96,72 @@ class FrameStream:
                 self.pending.extend(self.parser.feed(data))
 
 
+class _LockerLine(SerialLine):
+    """A port of the locker, opened by :func:`open_locker_port`. The device state is the driver's ``_update_state`` of both lines, not "port open":
+    the board must answer a poll, the reader deliver a whole inventory. Whatever
+    ends a session (SerialException, OSError, termios.error) is a port error."""
+
+    role = ""               # "board" | "inventory": the counters' prefix and the state it updates
+
+    def __init__(self, drv: "LockerDriver", port: str, baudrate: int, thread_name: str):
+        super().__init__(drv, port, baudrate, read_timeout=0.02, thread_name=thread_name)
+        self.drv = drv
+
+    def open(self):
+        return open_locker_port(self.port, self.baudrate)
+
+    def _report(self, err: str) -> None:
+        if self.role == "board":
+            self.drv._update_state(board_err=err)
+        else:
+            self.drv._update_state(inv_err=err)
+
+    def opened(self) -> None:
+        """Online only once the device answers (the session resets the backoff then)."""
+
+    def open_failed(self, e: SerialOpenError) -> None:
+        self.drv.count(f"{self.role}_open_failed")
+        self._report(str(e))
+
+    def lost(self, e: BaseException) -> None:
+        self.drv.count(f"{self.role}_port_error")
+        self._report(f"port error on {self.port}: {e}")
+
+    fault = lost
+
+
+class _BoardLine(_LockerLine):
+    role = "board"
+
+    def __init__(self, drv: "LockerDriver"):
+        super().__init__(drv, drv.cfg.port, drv.cfg.baudrate, f"locker-{drv.device_id}")
+
+    def open_failed(self, e: SerialOpenError) -> None:
+        super().open_failed(e)
+        self.drv._fail_pending("lock board port is not open")
+
+    def opened(self) -> None:
+        self.drv._board_port_open = True
+
+    def session(self, ser) -> None:
+        self.drv._board_loop(FrameStream(ser, self.drv.board_parser), self.backoff)
+
+    def closed(self) -> None:
+        self.drv._board_port_open = False
+        self.drv._fail_pending("lock board port closed")
+
+
+class _InventoryLine(_LockerLine):
+    role = "inventory"
+
+    def __init__(self, drv: "LockerDriver"):
+        inv = drv.cfg.inventory
+        super().__init__(drv, inv.port, inv.baudrate, f"uhf-{drv.device_id}")
+
+    def session(self, ser) -> None:
+        self.drv._inventory_loop(FrameStream(ser, self.drv.uhf_parser), self.backoff)
+
+
 # ---------------------------------------------------------------- unlock requests
 @dataclass
 class _Unlock:
@@ -137,13 +205,10 @@ class LockerDriver(Driver):
     # ---- lifecycle -----------------------------------------------------
     def start(self) -> None:
         self.stop_event.clear()
-        self._threads = [threading.Thread(target=self._board_main, name=f"locker-{self.device_id}",
-                                          daemon=True)]
+        lines: list[SerialLine] = [_BoardLine(self)]
         if self.cfg.inventory is not None:
-            self._threads.append(threading.Thread(target=self._inventory_main,
-                                                  name=f"uhf-{self.device_id}", daemon=True))
-        for t in self._threads:
-            t.start()
+            lines.append(_InventoryLine(self))
+        self._threads = [line.start() for line in lines]
 
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)
@@ -224,34 +289,7 @@ class LockerDriver(Driver):
         return {"locker": self.device_id, "compartment": comp, "opened": True}
 
     # ---- board thread -------------------------------------------------------
-    def _board_main(self) -> None:
-        backoff = Backoff(self.stop_event, first=0.5, cap=30.0)
-        while not self.stop_event.is_set():
-            try:
-                ser = open_locker_port(self.cfg.port, self.cfg.baudrate)
-            except SerialOpenError as e:
-                self.count("board_open_failed")
-                self._update_state(board_err=str(e))
-                self._fail_pending("lock board port is not open")
-                if not backoff.wait():
-                    break
-                continue
-            self._board_port_open = True
-            try:
-                self._board_loop(FrameStream(ser, self.board_parser), backoff)
-            except Exception as e:   # SerialException, OSError, termios.error
-                self.count("board_port_error")
-                self._update_state(board_err=f"port error on {self.cfg.port}: {e}")
-            finally:
-                self._board_port_open = False
-                try:
-                    ser.close()
-                except Exception:
-                    pass
-                self._fail_pending("lock board port closed")
-            if not self.stop_event.is_set() and not backoff.wait():
-                break
-
+    # (opening, backoff and reopening: _BoardLine, a drivers/common/serial_line.py SerialLine)
     def _board_loop(self, ser, backoff: Backoff) -> None:
         period = self.cfg.poll_ms / 1000.0
         status_timeout = max(0.1, min(0.3, period))
@@ -338,31 +376,7 @@ class LockerDriver(Driver):
                 self.ctx.emit(typ, {"locker": self.device_id, "compartment": i + 1}, ts=now)
 
     # ---- inventory thread ----------------------------------------------------
-    def _inventory_main(self) -> None:
-        inv = self.cfg.inventory
-        backoff = Backoff(self.stop_event, first=0.5, cap=30.0)
-        while not self.stop_event.is_set():
-            try:
-                ser = open_locker_port(inv.port, inv.baudrate)
-            except SerialOpenError as e:
-                self.count("inventory_open_failed")
-                self._update_state(inv_err=str(e))
-                if not backoff.wait():
-                    break
-                continue
-            try:
-                self._inventory_loop(FrameStream(ser, self.uhf_parser), backoff)
-            except Exception as e:
-                self.count("inventory_port_error")
-                self._update_state(inv_err=f"port error on {inv.port}: {e}")
-            finally:
-                try:
-                    ser.close()
-                except Exception:
-                    pass
-            if not self.stop_event.is_set() and not backoff.wait():
-                break
-
+    # (opening, backoff and reopening: _InventoryLine)
     def _inventory_loop(self, ser, backoff: Backoff) -> None:
         inv = self.cfg.inventory
         period = inv.poll_ms / 1000.0

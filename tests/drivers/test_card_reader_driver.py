@@ -9,7 +9,7 @@ import time
 import pytest
 
 from drivers.base import PrintContext
-from drivers.card_reader import driver as card_driver
+from drivers.common import serial_line
 from drivers.card_reader.driver import CardReaderDriver
 from drivers.card_reader.protocol import encode
 from drivers.card_reader.simulator import CardReaderSimulator
@@ -147,12 +147,12 @@ def test_unplug_offline_then_replug_online(sim, rigs):
 
 def test_missing_port_retries_with_backoff_not_busy(rigs, tmp_path, monkeypatch):
     calls = []
-    real = card_driver.open_serial
+    real = serial_line.open_serial
 
     def counting(*a, **kw):
         calls.append(time.monotonic())
         return real(*a, **kw)
-    monkeypatch.setattr(card_driver, "open_serial", counting)
+    monkeypatch.setattr(serial_line, "open_serial", counting)
     link = str(tmp_path / "ttyLATER")
     r = Rig(link)
     rigs.append(r)

@@ -144,8 +144,8 @@ def test_silent_connections_do_not_lock_a_station_out(rig, monkeypatch):
     for s in socks:
         s.close()
     # a window without a flood: one closing record with the totals, then back online
-    from drivers.zone_reader import driver as zd
-    monkeypatch.setattr(zd, "FLOOD_WINDOW_S", 1.0)
+    from drivers.zone_reader import admission
+    monkeypatch.setattr(admission, "FLOOD_WINDOW_S", 1.0)
     _, end = r.wait(lambda t, d: t == "device.error" and d.get("flood") and not d["flood"]["active"],
                     timeout=5, what="closing flood record")
     assert "ended" in end["error"] and end["flood"]["evicted"] >= 280
