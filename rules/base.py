@@ -247,6 +247,36 @@ def tag_pass(rules: list[Rule]):
     return fn
 
 
+PASSES = {"room": room_pass, "person": person_pass, "tag": tag_pass}
+
+
+def dispatch_table(codes, enabled) -> dict[str, list[tuple[Callable, bool]]]:
+    """Event type -> its runners ``(fn(ctx, ev, t), suspects_only)``, the enabled rules in
+    ``codes`` order (catalog order = evaluation order = journal order of their drafts).
+    Room/person/tag check rules of one event type share one pass over the touched
+    subjects, run at the position of the first of them."""
+    types = sorted({t for r in RULES.values() for t in r.on})
+    table = {typ: _runners(typ, codes, enabled) for typ in types}
+    return {typ: runners for typ, runners in table.items() if runners}
+
+
+def _runners(typ: str, codes, enabled) -> list[tuple[Callable, bool]]:
+    runners: list = []
+    grouped: dict[str, list[Rule]] = {}
+    for code in codes:
+        r = RULES.get(code)
+        if r is None or code not in enabled or typ not in r.on:
+            continue
+        if r.scope == "custom":
+            runners.append((r.fn, typ in r.suspects_only))
+            continue
+        if r.scope not in grouped:
+            grouped[r.scope] = []
+            runners.append(r.scope)       # placeholder at the first rule's position
+        grouped[r.scope].append(r)
+    return [(PASSES[x](grouped[x]), False) if isinstance(x, str) else x for x in runners]
+
+
 # ---- message helpers ---------------------------------------------------------
 def local(ctx, epoch: float | None) -> str:
     """A time for people in an alarm message: the center's local time with its
