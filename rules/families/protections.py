@@ -230,7 +230,7 @@ class CameraTamper(RuleSettings):
 
 
 CT = alarm("camera_tamper", "critical", "视频遮挡", "Camera covered, moved or losing video", CameraTamper,
-           legal=True, basis=RECORDED, equipment=Equipment(details=("camera",)), order=330)
+           legal=True, basis=RECORDED, equipment=Equipment(details=("camera",), subject=True), order=330)
 
 
 @rule(CT, on=("camera.tampered", "device.online"))
