@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import rule_day as day
 from daemon_util import ROOT
 from rule_cases import CASES
@@ -98,6 +99,26 @@ def test_an_undeclared_equipment_is_caught():
     assert any(p.startswith("device_offline: its alarms name a device (details.device)") for p in problems)
     assert any(p.startswith("device_offline: its alarms' subject is a device") for p in problems)
     assert any(p.startswith("door_held_open: its alarms name a door (details.door)") for p in problems)
+
+
+def test_a_rule_without_its_declaration_is_named():
+    from rules.base import RULES, Rule
+    from rules.catalog import declared
+    RULES["undeclared_x"] = Rule("undeclared_x", ("door.opened",), lambda ctx, ev, t: ())
+    try:
+        with pytest.raises(ValueError, match=r"rule 'undeclared_x' has no alarm\(\.\.\.\) declaration"):
+            declared()
+    finally:
+        del RULES["undeclared_x"]
+    assert list(declared()) == list(CATALOG)
+
+
+def test_catalog_order_is_the_declared_order():
+    """Catalog order = evaluation order = journal order of one event's alarms: kept from the
+    former hand-kept catalog by each declaration's ``order``."""
+    assert [s.order for s in CATALOG.values()] == sorted(s.order for s in CATALOG.values())
+    assert list(CATALOG)[:3] == ["lone_interrogation", "unattended_suspect", "officer_left_interrogation"]
+    assert list(CATALOG)[-3:] == ["device_offline", "station_impostor", "clock_unsynchronised"]
 
 
 # ---- a new rule from a temp folder --------------------------------------------------------------------
