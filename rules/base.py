@@ -1,7 +1,8 @@
 """The rule registry and the vocabulary rule families share.
 
-A rule is registered under its alarm code (the key of ``rules.catalog.CATALOG``)
-with the event types that can change its condition:
+A rule is registered under its alarm code, declared beside it with
+``rules.declare.alarm`` (the catalog, ``rules.catalog.CATALOG``, is those
+declarations), with the event types that can change its condition:
 
 * ``@rule(code, on=(...), timer=fn)``: a plain function ``fn(ctx, ev, t) ->
   list[Draft]`` (``ctx`` is the engine: state, settings and the alarm helpers
