@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.core import Core, RequestError
 from gateway.events import format_local
-from rules.custody_time import ARTICLES, LAW, allowed_limits, default_limit, effective_limit
+from rules.families.custody_time import ARTICLES, LAW, allowed_limits, default_limit, effective_limit
 from rules.state import MINOR_BELOW_AGE, VULNERABLE_BELOW_AGE, Person
 
 # Commands that touch a legal matter: their forbidden / bad_request refusals are journaled.

@@ -379,7 +379,7 @@ def _true_now(core: Core) -> float:
 
 def _check_limit(case_type: str | None, limit_h: float | None, vulnerable: bool) -> None:
     """limit_h must be one of the values the law allows for the case type (DOMAIN v2)."""
-    from rules.custody_time import ARTICLES, allowed_limits
+    from rules.families.custody_time import ARTICLES, allowed_limits
     if limit_h is None:
         return
     if case_type is None:

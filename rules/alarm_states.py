@@ -33,8 +33,9 @@ each a journaled event:
   Expiry unshelves by itself (``alarm.unshelved`` with ``by`` null) and
   whatever is still active is re-sent unflagged (published).
 * **Maintenance** (``device.maintenance`` [device, until, reason, by]): the
-  device's facility alarms (device_offline of it, alarms whose details name
-  it, tag alarms in a reader's rooms, door_held_open of its doors) are
+  device's facility alarms - as each rule declares the equipment its alarms
+  concern (rules.declare.Equipment: device_offline of it, alarms whose details
+  name it, tag alarms in a reader's rooms, door_held_open of its doors) - are
   suppressed the same way (``suppressed_by: "maintenance"``) until
   ``device.maintenance_ended``. Legal alarms are never suppressed: a covered
   interrogation-room camera is an alarm whoever is working on it.
@@ -51,6 +52,7 @@ from typing import Any
 
 from gateway.events import Draft, format_duration, format_local, parse_ts
 from rules.catalog import CATALOG
+from rules.declare import AlarmSpec
 
 # Recently acknowledged-and-cleared alarm ids kept to answer a repeated ack
 # with ``conflict`` instead of ``not_found``.
@@ -59,9 +61,6 @@ RECENT_ACKED_MAX = 1000
 # config object without the table (rules never import the application).
 DEFAULTS = {"escalate_after_s": 120.0, "escalate_every_s": 300.0, "escalate_max_level": 3, "max_shelve_h": 8.0,
             "max_maintenance_h": 72.0, "max_unacked_cleared": 1000}
-# Detail keys that name the equipment an alarm is about: a shelve scope or a
-# device under maintenance matches an alarm through them.
-EQUIPMENT_KEYS = ("device", "camera", "door", "locker")
 FLAGS = ("shelved", "suppressed_by")
 
 
@@ -233,30 +232,32 @@ def _epoch(ts: Any, default: float) -> float:
 
 
 # ---- suppression: is this alarm shelved or under maintenance? -----------------------------
-def _equipment(data: dict) -> set[str]:
+# What equipment an alarm concerns is what its rule declares (rules.declare.Equipment):
+# the details keys naming it, the subject being the device, a device of some capability
+# covering the alarm's room or owning the door that is its subject.
+def _equipment(spec: AlarmSpec, data: dict) -> set[str]:
     det = data.get("details") or {}
-    return {v for k in EQUIPMENT_KEYS if isinstance(v := det.get(k), str)}
+    return {v for k in spec.equipment.details if isinstance(v := det.get(k), str)}
 
 
-def _shelf_matches(shelf: dict, subject: str, data: dict) -> bool:
+def _shelf_matches(shelf: dict, spec: AlarmSpec, subject: str, data: dict) -> bool:
     scope = shelf["scope"]
     if not scope:
         return True
     return (scope == data.get("room") or scope == subject or subject.startswith(scope + ":")
-            or scope in _equipment(data))
+            or scope in _equipment(spec, data))
 
 
-def _maintenance_covers(engine, device: str, code: str, subject: str, data: dict) -> bool:
-    if subject == device or subject.startswith(device + ":") or device in _equipment(data):
+def _maintenance_covers(engine, device: str, spec: AlarmSpec, subject: str, data: dict) -> bool:
+    eq = spec.equipment
+    if eq.subject and (subject == device or subject.startswith(device + ":")):
+        return True
+    if device in _equipment(spec, data):
         return True
     caps, rooms, doors = engine.alarm_devices.get(device, (frozenset(), (), ()))
-    if "presence" in caps and code.startswith("tag_"):
-        return data.get("room") in rooms
-    if "doors" in caps and code == "door_held_open":
-        return subject in doors
-    if "headcount" in caps and code == "headcount_mismatch":
-        return data.get("room") in rooms
-    return False
+    if eq.room_of is not None and eq.room_of in caps and data.get("room") in rooms:
+        return True
+    return eq.door_of is not None and eq.door_of in caps and subject in doors
 
 
 def suppression(engine, key: tuple[str, str], data: dict) -> str | None:
@@ -269,10 +270,10 @@ def suppression(engine, key: tuple[str, str], data: dict) -> str | None:
     if spec is None or spec.legal:
         return None
     for s in book.shelves.values():
-        if s["code"] == code and _shelf_matches(s, subject, data):
+        if s["code"] == code and _shelf_matches(s, spec, subject, data):
             return "shelved"
     for dev in book.maintenance:
-        if _maintenance_covers(engine, dev, code, subject, data):
+        if _maintenance_covers(engine, dev, spec, subject, data):
             return "maintenance"
     return None
 

@@ -1,7 +1,8 @@
 """The rule registry and the vocabulary rule families share.
 
-A rule is registered under its alarm code (the key of ``rules.catalog.CATALOG``)
-with the event types that can change its condition:
+A rule is registered under its alarm code, declared beside it with
+``rules.declare.alarm`` (the catalog, ``rules.catalog.CATALOG``, is those
+declarations), with the event types that can change its condition:
 
 * ``@rule(code, on=(...), timer=fn)``: a plain function ``fn(ctx, ev, t) ->
   list[Draft]`` (``ctx`` is the engine: state, settings and the alarm helpers
@@ -245,6 +246,36 @@ def tag_pass(rules: list[Rule]):
                     out = out + r if out else r
         return out
     return fn
+
+
+PASSES = {"room": room_pass, "person": person_pass, "tag": tag_pass}
+
+
+def dispatch_table(codes, enabled) -> dict[str, list[tuple[Callable, bool]]]:
+    """Event type -> its runners ``(fn(ctx, ev, t), suspects_only)``, the enabled rules in
+    ``codes`` order (catalog order = evaluation order = journal order of their drafts).
+    Room/person/tag check rules of one event type share one pass over the touched
+    subjects, run at the position of the first of them."""
+    types = sorted({t for r in RULES.values() for t in r.on})
+    table = {typ: _runners(typ, codes, enabled) for typ in types}
+    return {typ: runners for typ, runners in table.items() if runners}
+
+
+def _runners(typ: str, codes, enabled) -> list[tuple[Callable, bool]]:
+    runners: list = []
+    grouped: dict[str, list[Rule]] = {}
+    for code in codes:
+        r = RULES.get(code)
+        if r is None or code not in enabled or typ not in r.on:
+            continue
+        if r.scope == "custom":
+            runners.append((r.fn, typ in r.suspects_only))
+            continue
+        if r.scope not in grouped:
+            grouped[r.scope] = []
+            runners.append(r.scope)       # placeholder at the first rule's position
+        grouped[r.scope].append(r)
+    return [(PASSES[x](grouped[x]), False) if isinstance(x, str) else x for x in runners]
 
 
 # ---- message helpers ---------------------------------------------------------

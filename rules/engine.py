@@ -72,9 +72,9 @@ from heapq import heapify, heappop, heappush
 from typing import Any
 
 from gateway.events import Draft, Event, format_ts
-from rules import alarm_states, citations, departed, families  # noqa: F401  (registers every rule)
-from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, person_pass, room_pass, tag_pass
-from rules.catalog import CATALOG, rule_settings
+from rules import alarm_states, citations, departed
+from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, dispatch_table
+from rules.catalog import CATALOG, rule_settings, spell_windows     # (importing it finds every rule family)
 from rules.state import State
 
 log = logging.getLogger("casegate.rules")
@@ -168,7 +168,16 @@ class Engine:
         self.settings = rule_settings(getattr(config, "rules", {}) or {})
         center = getattr(config, "center", None)
         self.state.timezone = getattr(center, "timezone", None) or "UTC"   # custody times without offset
-        rooms = list(getattr(config, "rooms", []) or [])
+        self._configure_rooms(list(getattr(config, "rooms", []) or []))
+        self._configure_devices(getattr(config, "devices", []) or [])
+        self.enabled = {c for c, s in self.settings.items() if s.enabled}
+        self.alarm_devices = alarm_states.device_map(config)
+        # codes whose grace periods add up (see _spell_start): code -> (window_s, min_absence_s)
+        self.windows: dict[str, tuple[float, float]] = spell_windows(self.settings)
+        # Per event type, the runners in catalog order (rules.base.dispatch_table)
+        self.dispatch = dispatch_table(CATALOG, self.enabled)
+
+    def _configure_rooms(self, rooms: list) -> None:
         self.room_types: dict[str, str] = {r.id: r.type for r in rooms}
         self.room_names: dict[str, str] = {r.id: r.name for r in rooms if r.name}
         adj: dict[str, set[str]] = {r.id: set() for r in rooms}
@@ -180,43 +189,17 @@ class Engine:
         self.rooms_by_type: dict[str, list[str]] = {}
         for r in rooms:
             self.rooms_by_type.setdefault(r.type, []).append(r.id)
+
+    def _configure_devices(self, devices: list) -> None:
         self.device_rooms: dict[str, tuple[str, ...]] = {}
         self.locker_purpose: dict[str, str] = {}
         self.exit_doors: set[str] = set()     # doors marked exit = true (ways out of the center)
         # Each device says what it covers (drivers/common/config.py DeviceBase): no kind is named here.
-        for d in getattr(config, "devices", []) or []:
+        for d in devices:
             self.device_rooms.update(d.covered_rooms())
             self.exit_doors.update(d.exit_doors())
             if "locker" in d.capabilities:
                 self.locker_purpose[d.id] = d.purpose
-        self.enabled = {c for c, s in self.settings.items() if s.enabled}
-        self.alarm_devices = alarm_states.device_map(config)
-        # codes whose grace periods add up (see _spell_start): code -> (window_s, min_absence_s)
-        self.windows: dict[str, tuple[float, float]] = {
-            c: (s.window_s, s.min_absence_s) for c, s in self.settings.items()
-            if "min_absence_s" in type(s).model_fields and s.window_s > 0}
-        # Per event type, the runners in catalog order; room/person/tag check
-        # rules of one event type share one pass over the touched subjects.
-        dispatch: dict[str, list] = {}
-        passes = {"room": room_pass, "person": person_pass, "tag": tag_pass}
-        for typ in sorted({t for r in RULES.values() for t in r.on}):
-            runners: list = []
-            grouped: dict[str, list[Rule]] = {}
-            for code in CATALOG:                      # catalog order = evaluation order
-                r = RULES.get(code)
-                if r is None or code not in self.enabled or typ not in r.on:
-                    continue
-                if r.scope == "custom":
-                    runners.append((r.fn, typ in r.suspects_only))
-                else:
-                    if r.scope not in grouped:
-                        grouped[r.scope] = []
-                        runners.append(r.scope)       # placeholder at the first rule's position
-                    grouped[r.scope].append(r)
-            runners = [(passes[x](grouped[x]), False) if isinstance(x, str) else x for x in runners]
-            if runners:
-                dispatch[typ] = runners
-        self.dispatch = dispatch
 
     def reconfigure(self, config) -> list[Draft]:
         """Apply a reloaded config. Alarms of rules now disabled are cleared

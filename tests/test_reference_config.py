@@ -1,6 +1,6 @@
 """config/reference.toml is complete (SPEC §1a): every key the config models accept — center,
 storage, mqtt, metrics, rooms, every device model (with doors and inventory), every rule's
-settings in rules/catalog.py — is in the file, with the code's default and a comment. A key
+settings as its rule declares them (rules/families/, rules.catalog.CATALOG) — is in the file, with the code's default and a comment. A key
 added to a model without a line here fails this test, naming the missing keys.
 """
 from __future__ import annotations
@@ -73,15 +73,35 @@ def test_every_config_key_is_in_the_reference_with_its_default():
             missing.append(f"[[devices]] driver = {driver!r}")
             continue
         _walk(model, devices[driver], f"devices[{driver}]", missing, wrong)
+    blocks = []
     for code, spec in CATALOG.items():
         table = DATA.get("rules", {}).get(code)
         if table is None:
             missing.append(f"[rules.{code}]")
+            blocks.append(rules_block(code))
             continue
         _walk(spec.settings, table, f"rules.{code}", missing, wrong)
     assert not missing, "config/reference.toml lacks these keys (add each with its default and a " \
-                        "one-line comment):\n  " + "\n  ".join(missing)
+                        "one-line comment):\n  " + "\n  ".join(missing) + \
+                        "".join(f"\n\nfrom its rule's declaration (say what each key does):\n{b}" for b in blocks)
     assert not wrong, "config/reference.toml shows values that are not the defaults:\n  " + "\n  ".join(wrong)
+
+
+def rules_block(code: str) -> str:
+    """The ``[rules.<code>]`` table a rule's declaration implies (its settings model's defaults),
+    for the failure message above: a new rule's table to paste, comments to write."""
+    import json
+    lines = [f"[rules.{code}]"]
+    for name, field in CATALOG[code].settings.model_fields.items():
+        value = field.get_default(call_default_factory=True)
+        lines.append(f"{name} = {json.dumps(value, ensure_ascii=False)}   # <what {name} does>")
+    return "\n".join(lines)
+
+
+def test_the_generated_rules_block_is_the_declared_defaults():
+    for code, spec in CATALOG.items():
+        table = tomllib.loads(rules_block(code))["rules"][code]
+        assert spec.settings.model_validate(table) == spec.settings(), code
 
 
 def test_the_reference_has_no_key_the_code_rejects():

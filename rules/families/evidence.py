@@ -12,10 +12,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from gateway.events import format_local, format_ts
-from rules.base import NONE, Facts, rule
-from rules.facility import _locker_room
+from pydantic import Field
 
-EH, EN = "evidence_handover_overdue", "evidence_not_returned"
+from rules.base import NONE, Facts, rule
+from rules.declare import RuleSettings, alarm
+from rules.families.facility import CUSTODY, LOCKER, _locker_room
+
+class EvidenceHandover(RuleSettings):
+    limit_h: float = Field(default=24, gt=0)    # deposit order -> item in an evidence locker
+
+
+EH = alarm("evidence_handover_overdue", "major", "财物移交超时", "Evidence not handed to the custodian in time",
+           EvidenceHandover, legal=True, basis=CUSTODY, equipment=LOCKER, order=310)
+EN = alarm("evidence_not_returned", "major", "调用未归还", "Withdrawn evidence not returned by its due time",
+           legal=True, basis=CUSTODY, equipment=LOCKER, order=320)
 
 
 def _cat(out, r):

@@ -10,8 +10,15 @@ one, else null.
 """
 from __future__ import annotations
 
+from pydantic import Field
+
 from gateway.events import format_ts
 from rules.base import NONE, Facts, duration, local, rule
+from rules.citations import ADMIN, PROC
+from rules.declare import Equipment, RuleSettings, alarm
+
+LOCKER = Equipment(details=("locker",))            # the alarm's details name the locker
+CUSTODY = (f"{ADMIN} 第190条", f"{PROC} 第235条")   # evidence 凭手续出入库, handed over and returned
 
 LOCKER_EVENTS = ("locker.opened", "locker.closed")
 
@@ -59,6 +66,14 @@ def _door_check(ctx, door, t):
                  {"door": door, "opened": format_ts(d.since), "by": by})
 
 
+class DoorHeldOpen(RuleSettings):
+    limit_s: float = Field(default=120, gt=0)
+
+
+alarm("door_held_open", "warning", "门未关", "Door held open", DoorHeldOpen,
+      equipment=Equipment(details=("door",), door_of="doors"), order=220)
+
+
 @rule("door_held_open", on=("door.opened", "door.closed"), check=_door_check, grace="limit_s")
 def door_held_open(ctx, ev, t):
     """门未关: a door open more than ``limit_s`` (raised at opened + limit_s,
@@ -79,11 +94,27 @@ def _open_check(ctx, subject, t):
                  {"locker": locker, "compartment": comp, "opened": format_ts(c.since)})
 
 
+class LockerOpenTooLong(RuleSettings):
+    limit_s: float = Field(default=60, gt=0)
+
+
+alarm("locker_open_too_long", "minor", "柜门未关", "Locker compartment left open", LockerOpenTooLong,
+      equipment=LOCKER, order=230)
+
+
 @rule("locker_open_too_long", on=LOCKER_EVENTS, check=_open_check, grace="limit_s")
 def locker_open_too_long(ctx, ev, t):
     """柜门未关: a compartment open more than ``limit_s``. Subject: locker/compartment."""
     subject = f"{ev.data['locker']}/{int(ev.data['compartment'])}"
     return ctx.hold("locker_open_too_long", subject, t, _open_check(ctx, subject, t))
+
+
+class LockerUnauthorized(RuleSettings):
+    window_s: float = Field(default=30, gt=0)
+
+
+alarm("locker_unauthorized_open", "critical", "非授权开柜", "Locker opened without authorisation", LockerUnauthorized,
+      legal=True, basis=CUSTODY, equipment=LOCKER, order=240)
 
 
 @rule("locker_unauthorized_open", on=LOCKER_EVENTS)
@@ -108,7 +139,8 @@ def locker_unauthorized_open(ctx, ev, t):
 
 
 # ---- evidence ---------------------------------------------------------------------------------------
-ER = "evidence_unauthorized_removal"
+ER = alarm("evidence_unauthorized_removal", "critical", "财物违规取出", "Evidence removed without a custody order",
+           legal=True, basis=CUSTODY, equipment=LOCKER, order=250)
 
 
 @rule(ER, on=("evidence.removed", "evidence.added", "custody.ordered"))
@@ -149,7 +181,14 @@ def evidence_unauthorized_removal(ctx, ev, t):
 
 
 # ---- belongings ---------------------------------------------------------------------------------------
-BF, BO = "belongings_forgotten", "belongings_overdue"
+class BelongingsOverdue(RuleSettings):
+    limit_h: float = Field(default=24, gt=0)
+
+
+BF = alarm("belongings_forgotten", "minor", "物品遗忘", "Belongings left in the locker at checkout",
+           equipment=LOCKER, order=130)
+BO = alarm("belongings_overdue", "minor", "暂存超时", "Belongings held too long", BelongingsOverdue,
+           equipment=LOCKER, order=140)
 BELONGINGS_EVENTS = ("belongings.assigned", "evidence.added", "evidence.removed",
                      "person.checkout_approved", "person.left", "person.registered")
 

@@ -11,12 +11,26 @@ not recording: a recorder that dies silently must not pass for a running one.
 """
 from __future__ import annotations
 
+from pydantic import Field
+
 from rules.base import NONE, RULES, ROOM_EVENTS, Facts, person_rule, room_rule, rule
+from rules.citations import ADMIN, CRIM, INQ, PROC, PSAL
+from rules.declare import Equipment, RuleSettings, Spells, alarm
 
 INTERROGATION = frozenset({"interrogation"})
 WAITING = frozenset({"waiting"})
 RECORDING_EVENTS = ("recording.started", "recording.stopped")
-IR = "interrogation_not_recorded"
+RECORDED = (f"{CRIM} 第123条", f"{PROC} 第208条", f"{PSAL} 第97条")   # questioning recorded in full
+
+
+class NotRecorded(Spells):
+    grace_s: float = Field(default=60, ge=0)
+    # the recorder system re-sends its state; silent longer than this = not recording (0: never stale)
+    stale_s: float = Field(default=120, ge=0)
+
+
+IR = alarm("interrogation_not_recorded", "critical", "未同步录音录像", "Questioning in a room that is not recording",
+           NotRecorded, legal=True, basis=RECORDED, order=280)
 
 
 def recorder_evidence(ctx, room: str, t: float) -> bool:
@@ -79,7 +93,7 @@ def _ir_timer(ctx, room, kind, d):
     # room, and lone_interrogation, whose relaxation needs the recording.
     out = ctx.hold(IR, room, d, _ir_check(ctx, room, d))
     if "lone_interrogation" in ctx.enabled:
-        from rules.interrogation import lone_interrogation
+        from rules.families.interrogation import lone_interrogation
         out = _cat(out, ctx.hold("lone_interrogation", room, d, lone_interrogation(ctx, room, d)))
     return out
 
@@ -111,6 +125,15 @@ def interrogation_not_recorded(ctx, ev, t):
 
 
 # ---- female_minor_without_female_staff --------------------------------------------------------
+class FemaleMinor(Spells):
+    grace_s: float = Field(default=10, ge=0)    # people walk in one after another
+
+
+alarm("female_minor_without_female_staff", "major", "女性未成年人无女性工作人员",
+      "Female minor questioned without a female officer or staff member", FemaleMinor, legal=True, order=290,
+      basis=(f"{CRIM} 第281条", f"{PROC} 第324条", f"{ADMIN} 第75条", f"{PSAL} 第98条"))
+
+
 @person_rule("female_minor_without_female_staff", INTERROGATION, room_keys=("female_attendant",))
 def female_minor_without_female_staff(ctx, pid, t):
     """讯问女性未成年犯罪嫌疑人，应当有女工作人员在场 (刑事诉讼法 art. 281;
@@ -137,6 +160,15 @@ def female_minor_without_female_staff(ctx, pid, t):
 
 
 # ---- mixed_waiting_room --------------------------------------------------------------------------
+class MixedWaiting(Spells):
+    grace_s: float = Field(default=30, ge=0)    # a suspect led through a waiting room is not held there
+
+
+alarm("mixed_waiting_room", "major", "分别看管", "Suspects who must be held apart share a waiting room",
+      MixedWaiting, legal=True, order=300,
+      basis=(f"{INQ} 第10条", f"{INQ} 第30条", f"{CRIM} 第280条", f"{PROC} 第328条"))
+
+
 @room_rule("mixed_waiting_room", WAITING, on=ROOM_EVENTS + ("person.updated",))
 def mixed_waiting_room(ctx, room, t):
     """分别看管: men and women, minors and adults are held apart (继续盘问规定
@@ -192,7 +224,13 @@ def mixed_waiting_room(ctx, room, t):
 
 
 # ---- camera_tamper ----------------------------------------------------------------------------------
-CT = "camera_tamper"
+class CameraTamper(RuleSettings):
+    # room types whose cameras must not be covered, moved or lose video
+    room_types: list[str] = ["interrogation", "waiting"]
+
+
+CT = alarm("camera_tamper", "critical", "视频遮挡", "Camera covered, moved or losing video", CameraTamper,
+           legal=True, basis=RECORDED, equipment=Equipment(details=("camera",), subject=True), order=330)
 
 
 @rule(CT, on=("camera.tampered", "device.online"))

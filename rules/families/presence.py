@@ -3,7 +3,13 @@ procedure_skipped, female_search_without_female_staff.
 """
 from __future__ import annotations
 
+from pydantic import Field
+
 from rules.base import NONE, ROOM_EVENTS, Facts, is_card, person_rule, rule
+from rules.citations import ADMIN, ATTENDANCE, ATTENDANCE_CRIMINAL, CRIM, PROC, PSAL
+from rules.declare import Equipment, RuleSettings, Spells, alarm
+
+ATTEND = ATTENDANCE + ATTENDANCE_CRIMINAL     # every article an attendance alarm may cite (rules/citations.py)
 
 ATTENDANTS = frozenset({"officer", "staff"})
 
@@ -12,6 +18,18 @@ def _cat(out, r):
     if r:
         return out + r if out else r
     return out
+
+
+class Unattended(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)
+    window_s: float = Field(default=300, ge=0)      # unattended spells within this window add up to grace_s
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
+    # rooms where a suspect meeting his lawyer (a lawyer visitor present) needs no attendant
+    lawyer_rooms: list[str] = []
+
+
+alarm("unattended_suspect", "critical", "无人看管", "Suspect unattended", Unattended, legal=True, basis=ATTEND,
+      order=20)
 
 
 @person_rule("unattended_suspect", room_keys=("attendant", "visitor:", "for:"))
@@ -61,6 +79,16 @@ def _lawyer_with(ctx, room, pid) -> bool:
     return False
 
 
+class FemaleSearch(Spells):
+    grace_s: float = Field(default=10, ge=0)    # people walk in one after another
+
+
+alarm("female_search_without_female_staff", "major", "女性检查无女性工作人员",
+      "Female suspect searched without female staff", FemaleSearch, legal=True, order=260,
+      basis=(f"{CRIM} 第132条", f"{CRIM} 第139条", f"{PROC} 第217条", f"{PROC} 第225条",
+             f"{ADMIN} 第84条", f"{PSAL} 第103条"))
+
+
 @person_rule("female_search_without_female_staff", frozenset({"security_check"}),
              room_keys=("female_attendant", "visitor:"))
 def female_search_without_female_staff(ctx, pid, t):
@@ -93,7 +121,12 @@ def female_search_without_female_staff(ctx, pid, t):
 
 
 # ---- collusion_risk ----------------------------------------------------------------------------
-CR = "collusion_risk"
+class Collusion(Spells):
+    grace_s: float = Field(default=5, ge=0)
+
+
+CR = alarm("collusion_risk", "critical", "串供风险", "Co-suspects of one case together", Collusion,
+           legal=True, basis=(f"{PROC} 第202条", f"{ADMIN} 第72条"), order=100)
 
 
 def _case_groups(ctx, case: str) -> list[tuple[tuple[str, ...], dict[str, list[str]]]]:
@@ -297,7 +330,8 @@ def collusion_risk(ctx, ev, t):
 
 
 # ---- unauthorized_exit -------------------------------------------------------------------------
-UE = "unauthorized_exit"
+UE = alarm("unauthorized_exit", "critical", "越界/脱逃", "Suspect at an exit without checkout approval",
+           legal=True, basis=ATTEND, equipment=Equipment(details=("door",)), order=110)
 
 
 UE_EVENTS = ROOM_EVENTS + ("door.opened", "door.passed")
@@ -396,7 +430,12 @@ def _ue_facts(ctx, pid, room, door, way):
 
 
 # ---- procedure_skipped -------------------------------------------------------------------------
-PS = "procedure_skipped"
+class ProcedureSkipped(RuleSettings):
+    required: list[str] = ["security_check", "info_collection"]
+
+
+PS = alarm("procedure_skipped", "major", "未按流程", "Interrogation before mandatory procedure steps",
+           ProcedureSkipped, order=120)
 
 
 @rule(PS, on=("presence.entered", "person.left"), suspects_only=("presence.entered", "person.left"))
@@ -443,7 +482,12 @@ _ZH = {"security_check": "人身安全检查", "info_collection": "信息采集"
 
 
 # ---- suspect_untracked -------------------------------------------------------------------------
-SU = "suspect_untracked"
+class SuspectUntracked(Spells):
+    grace_s: float = Field(default=60, ge=0)              # a suspect in the center without a bound tag
+
+
+SU = alarm("suspect_untracked", "critical", "轨迹缺失", "Suspect in the center without a bound tag",
+           SuspectUntracked, legal=True, basis=ATTEND, order=90)
 SU_EVENTS = ("person.registered", "person.left", "wristband.bound", "wristband.unbound")
 
 

@@ -34,11 +34,46 @@ its warning (2 h before) is a ``detention_warning`` with subject
 """
 from __future__ import annotations
 
-from gateway.events import format_ts
-from rules.base import NONE, Facts, duration, local, on_reconfigure, rule
+from pydantic import Field
 
-DW, DT = "detention_warning", "detention_timeout"
-CT, CS = "custody_transfer_overdue", "consecutive_summons"
+from gateway.events import format_ts
+from rules import citations
+from rules.base import NONE, Facts, duration, local, on_reconfigure, rule
+from rules.citations import ADMIN, CRIM, PROC
+from rules.declare import RuleSettings, alarm
+
+
+class DetentionTimeout(RuleSettings):
+    # Default limits per case type when a person has no limit_h; a center may be
+    # stricter than the law but never looser: at most the law's base limits (DOMAIN v3,
+    # rules/legal_bounds.py, which names the article); longer ones per person, approved.
+    criminal_h: float = Field(default=12, gt=0)          # 传唤/拘传: 12 h (24 h approved, per person)
+    administrative_h: float = Field(default=8, gt=0)     # 询问查证: 8 h (12 h, 24 h per person)
+    inquiry_h: float = Field(default=12, gt=0)           # 继续盘问: 12 h (24 h, 48 h approved, per person)
+    vulnerable_inquiry_h: float = Field(default=4, gt=0)  # 继续盘问 of vulnerable persons: 4 h
+    warn_before_min: list[float] = [60, 30]
+
+
+class CustodyTransfer(RuleSettings):
+    limit_h: float = Field(default=24, gt=0)              # 拘留 -> 看守所 within 24 h (刑诉 art. 85; ≤ 24: legal_bounds)
+    warn_before_min: float = Field(default=120, ge=0)     # detention_warning this long before
+
+
+class ConsecutiveSummons(RuleSettings):
+    min_gap_h: float = Field(default=12, gt=0)            # registered again sooner than this after leaving (≥ 12: legal_bounds)
+
+
+# The time-limit codes cite per case type (rules/citations.py); declared: every article they may cite.
+_LIMITS = tuple(dict.fromkeys(a for k in ("criminal", "administrative", "administrative_before_2026", "inquiry")
+                              for a in citations.TIME_LIMIT[k]))
+DW = alarm("detention_warning", "major", "超时预警", "Detention time limit approaching",
+           legal=True, basis=_LIMITS + citations.TRANSFER, order=40)
+DT = alarm("detention_timeout", "critical", "办案超时", "Detention time limit exceeded", DetentionTimeout,
+           legal=True, basis=_LIMITS, order=50)
+CT = alarm("custody_transfer_overdue", "critical", "送押超时", "Detained person not transferred within 24 h",
+           CustodyTransfer, legal=True, basis=(f"{CRIM} 第85条", f"{PROC} 第126条"), order=70)
+CS = alarm("consecutive_summons", "major", "连续传唤", "Suspect summoned again within 12 h of leaving",
+           ConsecutiveSummons, legal=True, basis=(f"{CRIM} 第119条", f"{PROC} 第200条", f"{ADMIN} 第69条"), order=80)
 EVENTS = ("person.registered", "person.updated", "person.left")
 
 # The law's allowed limits per case type (hours), DOMAIN v2. Vulnerable persons

@@ -7,8 +7,14 @@ investigators. Tags not bound to anybody count as nobody.
 """
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from rules.base import NONE, ROOM_EVENTS, Facts, local, on_reconfigure, person_rule, room_rule, rule
-from rules.protections import RECORDING_EVENTS, recorder_evidence
+from rules.citations import ADMIN, CRIM, PROC, PSAL
+from rules.declare import RuleSettings, Spells, alarm
+from rules.families.protections import RECORDING_EVENTS, recorder_evidence
 
 INTERROGATION = frozenset({"interrogation"})
 
@@ -26,6 +32,20 @@ def _occupants(ctx, room):
         elif p.role == "officer":
             officers.append(p)
     return suspects, officers
+
+
+class LoneInterrogation(RuleSettings):
+    grace_s: float = Field(default=30, ge=0)
+    window_s: float = Field(default=300, ge=0)      # absences within this window add up to grace_s (0 = each alone)
+    min_absence_s: float = Field(default=5, ge=0)   # shorter spells (tag flapping between stations) do not count
+    min_investigators: int = Field(default=2, ge=1)
+    # case types for which one investigator is enough, only while the room records (治安管理处罚法 2025 art. 108)
+    relaxed_case_types: list[Literal["criminal", "administrative"]] = []
+
+
+alarm("lone_interrogation", "critical", "单人讯问", "Interrogation with fewer than two investigators",
+      LoneInterrogation, legal=True, order=10,
+      basis=(f"{CRIM} 第118条", f"{PROC} 第202条", f"{ADMIN} 第52条", f"{PSAL} 第108条"))
 
 
 @room_rule("lone_interrogation", INTERROGATION, on=ROOM_EVENTS + RECORDING_EVENTS)
@@ -81,6 +101,16 @@ def _in_interrogation(ctx, pid) -> str | None:
     return None
 
 
+class MinorGuardian(Spells):
+    grace_s: float = Field(default=10, ge=0)
+    guardian_kinds: list[str] = ["guardian"]   # 法定代理人/合适成年人 (DOMAIN v3)
+
+
+alarm("minor_without_guardian", "major", "未成年人无监护人", "Minor questioned without guardian", MinorGuardian,
+      legal=True, order=270,
+      basis=(f"{CRIM} 第281条", f"{PROC} 第323条", f"{PROC} 第324条", f"{ADMIN} 第75条", f"{PSAL} 第98条"))
+
+
 @person_rule("minor_without_guardian", INTERROGATION, room_keys=("visitor:", "for:"))
 def minor_without_guardian(ctx, pid, t):
     """Minors: a guardian (法定代理人) or appropriate adult (合适成年人) must be
@@ -120,7 +150,12 @@ def minor_without_guardian(ctx, pid, t):
 
 
 # ---- officer_left_interrogation -------------------------------------------------------
-OL = "officer_left_interrogation"
+class OfficerLeft(RuleSettings):
+    grace_s: float = Field(default=60, ge=0)
+
+
+OL = alarm("officer_left_interrogation", "minor", "审讯离位", "Officer left an interrogation in progress",
+           OfficerLeft, order=30)
 
 
 def _ol_check(ctx, subject, t):
@@ -200,7 +235,17 @@ def officer_left_interrogation(ctx, ev, t):
 
 
 # ---- rest_overdue --------------------------------------------------------------------------
-RO = "rest_overdue"
+class RestOverdue(RuleSettings):
+    limit_h: float = Field(default=4, gt=0)
+    # An absence from interrogation rooms shorter than this (a door transit, a
+    # toilet trip) does not end the continuous period; the alarm clears and
+    # the period restarts once the suspect has been out this long (a real
+    # break) or a rest/meal is recorded (person/rest).
+    break_min: float = Field(default=30, gt=0)
+
+
+RO = alarm("rest_overdue", "major", "未保证休息", "Rest overdue: continuous interrogation too long", RestOverdue,
+           legal=True, basis=(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条"), order=60)
 
 
 RO_EVENTS = ("presence.entered", "presence.left", "person.left", "wristband.bound",

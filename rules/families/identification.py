@@ -11,9 +11,20 @@ and the other rules run on it: rules.engine RULE_FACTS).
 """
 from __future__ import annotations
 
-from rules.base import NONE, RULES, Facts, on_reconfigure, rule
+from pydantic import Field
 
-LI = "lone_identification"
+from rules.base import NONE, RULES, Facts, on_reconfigure, rule
+from rules.citations import PROC
+from rules.declare import Spells, alarm
+
+
+class LoneIdentification(Spells):
+    grace_s: float = Field(default=30, ge=0)
+    max_s: float = Field(default=3600, gt=0)    # an identification session ends by itself after this
+
+
+LI = alarm("lone_identification", "major", "单人主持辨认", "Identification presided by fewer than two officers",
+           LoneIdentification, legal=True, basis=(f"{PROC} 第259条",), order=340)
 EVENTS = ("presence.entered", "presence.left", "person.registered", "person.left",
           "wristband.bound", "wristband.unbound", "identification.started", "identification.ended")
 NEED = 2        # 主持辨认的侦查人员不得少于二人 (art. 259): not a tuning knob

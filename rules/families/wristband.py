@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from pydantic import Field
+
 from rules.base import NONE, Facts, duration, is_card, local, rule, tag_rule
+from rules.citations import ADMIN, ATTENDANCE, ATTENDANCE_CRIMINAL, CRIM, PROC
+from rules.declare import Equipment, RuleSettings, Spells, alarm
+
+ATTEND = ATTENDANCE + ATTENDANCE_CRIMINAL     # every article an attendance alarm may cite (rules/citations.py)
+# A tag's facility alarms concern the base stations (presence readers) of the room it was in.
+STATIONS = Equipment(room_of="presence")
 
 
 def _owner(ctx, tag):
@@ -40,6 +48,9 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
+alarm("wristband_tamper", "critical", "手环防拆", "Wristband tampered", legal=True, basis=ATTEND, order=150)
+
+
 @tag_rule("wristband_tamper")
 def wristband_tamper(ctx, tag, t):
     """手环防拆: strap opened (wristband data kind 2) or reader state removed
@@ -51,6 +62,9 @@ def wristband_tamper(ctx, tag, t):
     if not st or not _truthy(st.get("tamper")) or _holder(ctx, tag) is None:
         return None
     return _facts(ctx, tag, "手环被拆", "strap opened or reader removed")
+
+
+alarm("sos", "critical", "一键求助", "SOS button pressed", legal=True, basis=ATTEND, order=160)
 
 
 @tag_rule("sos")
@@ -85,6 +99,13 @@ def _low(st, below):
         return False
 
 
+class LowBattery(RuleSettings):
+    below_pct: float = Field(default=20, ge=0, le=100)
+
+
+alarm("tag_low_battery", "warning", "低电压", "Tag battery low", LowBattery, equipment=STATIONS, order=170)
+
+
 @tag_rule("tag_low_battery")
 def tag_low_battery(ctx, tag, t):
     """低电压: low-battery bit or ``battery`` < ``below_pct`` on a bound tag.
@@ -96,6 +117,16 @@ def tag_low_battery(ctx, tag, t):
         return None
     b = st.get("battery")
     return _facts(ctx, tag, f"电量低（{b}）", f"battery low ({b})", {"battery": b})
+
+
+class VitalSigns(Spells):
+    low_bpm: float = 45
+    high_bpm: float = 130
+    grace_s: float = Field(default=30, ge=0)
+
+
+alarm("vital_signs_abnormal", "critical", "生命体征异常", "Abnormal heart rate", VitalSigns, legal=True, order=190,
+      basis=(f"{CRIM} 第119条", f"{PROC} 第201条", f"{ADMIN} 第71条"))
 
 
 @tag_rule("vital_signs_abnormal")
@@ -122,7 +153,11 @@ def vital_signs_abnormal(ctx, tag, t):
 
 
 # ---- tag_signal_lost --------------------------------------------------------------------------
-SL = "tag_signal_lost"
+class SignalLost(RuleSettings):
+    after_s: float = Field(default=60, gt=0)
+
+
+SL = alarm("tag_signal_lost", "major", "信号丢失", "Tag signal lost", SignalLost, equipment=STATIONS, order=180)
 
 
 def _sl_check(ctx, tag, t):

@@ -6,8 +6,15 @@ seconds] reports a stillness that began ``seconds`` ago (0 = motion again).
 """
 from __future__ import annotations
 
+from pydantic import Field
+
 from gateway.events import format_ts
 from rules.base import NONE, ROOM_EVENTS, Facts, duration, local, room_rule, rule
+from rules.citations import ATTENDANCE, ATTENDANCE_CRIMINAL
+from rules.declare import Equipment, Grace, RuleSettings, alarm
+
+alarm("headcount_mismatch", "minor", "人数不符", "Camera headcount differs from tag count", Grace,
+      equipment=Equipment(details=("camera",), room_of="headcount"), order=210)
 
 
 @room_rule("headcount_mismatch", None, camera_rooms=True,
@@ -33,7 +40,12 @@ def headcount_mismatch(ctx, room, t):
     return Facts(room, [], text, None, {"camera": v.camera, "camera_count": count, "tag_count": tags})
 
 
-MO = "suspect_motionless"
+class Motionless(RuleSettings):
+    after_s: float = Field(default=300, gt=0)
+
+
+MO = alarm("suspect_motionless", "major", "长时间静止", "Suspect motionless", Motionless,
+           legal=True, basis=ATTENDANCE + ATTENDANCE_CRIMINAL, equipment=Equipment(details=("camera",)), order=200)
 
 
 def _suspects(ctx, room):

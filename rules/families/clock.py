@@ -9,8 +9,10 @@ state (no time-sync service to ask) raises nothing: there is nothing to act on.
 from __future__ import annotations
 
 from rules.base import Facts, rule
+from rules.declare import alarm
 
-CODE = "clock_unsynchronised"
+# v3 (SPEC §7): the gateway's clock not synchronised for [clock] unsynced_alarm_s
+CODE = alarm("clock_unsynchronised", "major", "时钟未同步", "Clock not synchronised", order=370)
 DEFAULT_S = 300.0
 
 
