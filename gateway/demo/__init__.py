@@ -176,9 +176,9 @@ def run_demo(args) -> int:
         steps = script.steps()
         display.total = len(steps)
         # every started device online (bounded); the camera may lag, the demo goes on regardless
-        script.wait(lambda: all(d.get("state") == "online" for d in daemon.devices()
+        script.wait(lambda: all(d.get("state") == "online" for d in daemon.views.devices()
                                 if d["id"] in daemon.drivers), 15.0, "every device online")
-        for d in daemon.devices():
+        for d in daemon.views.devices():
             if d.get("state") != "online":
                 display.log(f"device {d['id']} is {d.get('state')}: {d.get('error') or ''}", "magenta")
         for text in demo_shortcuts(speed):

@@ -908,7 +908,7 @@ def run(opts: IngestOptions) -> int:
     ing.start()
     notify = os.environ.get("NOTIFY_SOCKET")
     if notify:
-        from gateway.daemon import sd_notify
+        from gateway.systemd import sd_notify
         sd_notify("READY=1")
     last = 0.0
     while not stop.wait(1.0):
