@@ -57,7 +57,6 @@ class Daemon:
         # every journal timestamp and every rule deadline follows this clock.
         self.clock = clock
         self.started = time.time()
-        self.stop_event = threading.Event()
         self.drivers: dict[str, Any] = {}
         self.uplink = None
         self.router = None
@@ -222,7 +221,6 @@ class Daemon:
             if time.monotonic() - last_prune > 600:
                 last_prune = time.monotonic()
                 self.alarm_snapshots.prune()
-        self.stop_event.set()
         sd_notify("STOPPING=1")
         self.stop("signal")
         return 0
