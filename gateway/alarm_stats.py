@@ -50,25 +50,96 @@ def _since_epoch(d: dict, default: float) -> float:
         return default
 
 
-def compute(events: Iterable[Event], since: float | None = None, until: float | None = None) -> dict[str, Any]:
-    codes: dict[str, dict[str, Any]] = {}
-    raised_at: dict[str, float] = {}              # alarm_id -> since (first raise in the period)
-    code_of: dict[str, str] = {}
-    cleared_at: dict[str, float] = {}
-    raise_times: dict[str, list[float]] = {}      # code -> raise times
-    announced: list[float] = []                   # new alarms not suppressed
-    shelves: dict[tuple[str, str], float] = {}    # (code, scope) -> shelved at
-    shelf_until: dict[tuple[str, str], float] = {}
-    tta: dict[str, list[float]] = {}
-    first = last = None
+class _Tally:
+    """What the period's alarm events add up to, one handler per event type."""
 
-    def c(code: str) -> dict[str, Any]:
-        x = codes.get(code)
+    def __init__(self):
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.raised_at: dict[str, float] = {}              # alarm_id -> since (first raise in the period)
+        self.code_of: dict[str, str] = {}
+        self.cleared_at: dict[str, float] = {}
+        self.raise_times: dict[str, list[float]] = {}      # code -> raise times
+        self.announced: list[float] = []                   # new alarms not suppressed
+        self.shelves: dict[tuple[str, str], float] = {}    # (code, scope) -> shelved at
+        self.shelf_until: dict[tuple[str, str], float] = {}
+        self.tta: dict[str, list[float]] = {}
+        self.handlers = {"alarm.raised": self.raised, "alarm.cleared": self.cleared,
+                         "alarm.acknowledged": self.acknowledged, "alarm.escalated": self.escalated,
+                         "alarm.shelved": self.shelved, "alarm.unshelved": self.unshelved}
+
+    def c(self, code: str) -> dict[str, Any]:
+        x = self.codes.get(code)
         if x is None:
-            x = codes[code] = {"raised": 0, "cleared": 0, "acknowledged": 0, "suppressed": 0,
-                               "escalations": 0, "max_level": 0, "shelved_s": 0.0}
+            x = self.codes[code] = {"raised": 0, "cleared": 0, "acknowledged": 0, "suppressed": 0,
+                                    "escalations": 0, "max_level": 0, "shelved_s": 0.0}
         return x
 
+    def raised(self, code: str, d: dict, t: float) -> None:
+        aid = d.get("alarm_id")
+        if aid in self.code_of:
+            return                           # an update of an alarm already counted
+        self.code_of[aid] = code
+        self.raised_at[aid] = _since_epoch(d, t)
+        self.c(code)["raised"] += 1
+        self.raise_times.setdefault(code, []).append(t)
+        if d.get("shelved"):
+            self.c(code)["suppressed"] += 1
+        else:
+            self.announced.append(t)
+
+    def cleared(self, code: str, d: dict, t: float) -> None:
+        self.c(code)["cleared"] += 1
+        self.cleared_at[d.get("alarm_id")] = t
+
+    def acknowledged(self, code: str, d: dict, t: float) -> None:
+        self.c(code)["acknowledged"] += 1
+        self.tta.setdefault(code, []).append(max(0.0, t - _since_epoch(d, t)))
+
+    def escalated(self, code: str, d: dict, t: float) -> None:
+        x = self.c(code)
+        x["escalations"] += 1
+        if isinstance(d.get("level"), int):
+            x["max_level"] = max(x["max_level"], d["level"])
+
+    def shelved(self, code: str, d: dict, t: float) -> None:
+        key = (code, d.get("scope") or "")
+        if key in self.shelves:              # re-shelved (extended): close the running interval
+            self.c(code)["shelved_s"] += max(0.0, t - self.shelves[key])
+        self.shelves[key] = t
+        try:
+            self.shelf_until[key] = parse_ts(d.get("until"))
+        except (TypeError, ValueError):
+            self.shelf_until[key] = t
+
+    def unshelved(self, code: str, d: dict, t: float) -> None:
+        at = self.shelves.pop((code, d.get("scope") or ""), None)
+        if at is not None:
+            self.c(code)["shelved_s"] += max(0.0, t - at)
+
+    def close(self, end: float) -> dict[str, int]:
+        """The period ends at ``end``: shelves still running count up to it, the per-code
+        figures are finished; returns the standing alarms by code."""
+        for (code, scope), at in self.shelves.items():            # still shelved at the end of the period
+            self.c(code)["shelved_s"] += max(0.0, min(end, self.shelf_until.get((code, scope), end)) - at)
+        standing: dict[str, int] = {}
+        for aid, t0 in self.raised_at.items():
+            if self.cleared_at.get(aid, end) - t0 > STANDING_S:
+                standing[self.code_of[aid]] = standing.get(self.code_of[aid], 0) + 1
+        for code, x in self.codes.items():
+            lst = self.tta.get(code, [])
+            x["mean_ack_s"] = round(sum(lst) / len(lst), 3) if lst else None
+            x["max_ack_s"] = round(max(lst), 3) if lst else None
+            x["standing_24h"] = standing.get(code, 0)
+            n, _at = _worst(self.raise_times.get(code, []), CHATTER_WINDOW_S)
+            x["max_raises_10min"] = n
+            x["chattering"] = n > CHATTER_RAISES
+            x["shelved_s"] = round(x["shelved_s"], 3)
+        return standing
+
+
+def compute(events: Iterable[Event], since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    tally = _Tally()
+    first = last = None
     for ev in events:
         t = ev.epoch
         if since is not None and t < since:
@@ -79,63 +150,12 @@ def compute(events: Iterable[Event], since: float | None = None, until: float | 
         last = t
         d = ev.data if isinstance(ev.data, dict) else {}
         code = d.get("code")
-        if not isinstance(code, str):
-            continue
-        typ = ev.type
-        if typ == "alarm.raised":
-            aid = d.get("alarm_id")
-            if aid in code_of:
-                continue                     # an update of an alarm already counted
-            code_of[aid] = code
-            raised_at[aid] = _since_epoch(d, t)
-            c(code)["raised"] += 1
-            raise_times.setdefault(code, []).append(t)
-            if d.get("shelved"):
-                c(code)["suppressed"] += 1
-            else:
-                announced.append(t)
-        elif typ == "alarm.cleared":
-            c(code)["cleared"] += 1
-            cleared_at[d.get("alarm_id")] = t
-        elif typ == "alarm.acknowledged":
-            x = c(code)
-            x["acknowledged"] += 1
-            tta.setdefault(code, []).append(max(0.0, t - _since_epoch(d, t)))
-        elif typ == "alarm.escalated":
-            x = c(code)
-            x["escalations"] += 1
-            if isinstance(d.get("level"), int):
-                x["max_level"] = max(x["max_level"], d["level"])
-        elif typ == "alarm.shelved":
-            key = (code, d.get("scope") or "")
-            if key in shelves:               # re-shelved (extended): close the running interval
-                c(code)["shelved_s"] += max(0.0, t - shelves[key])
-            shelves[key] = t
-            try:
-                shelf_until[key] = parse_ts(d.get("until"))
-            except (TypeError, ValueError):
-                shelf_until[key] = t
-        elif typ == "alarm.unshelved":
-            key = (code, d.get("scope") or "")
-            at = shelves.pop(key, None)
-            if at is not None:
-                c(code)["shelved_s"] += max(0.0, t - at)
+        handler = tally.handlers.get(ev.type)
+        if isinstance(code, str) and handler is not None:
+            handler(code, d, t)
     end = until if until is not None else (last if last is not None else 0.0)
-    for (code, _), at in shelves.items():            # still shelved at the end of the period
-        c(code)["shelved_s"] += max(0.0, min(end, shelf_until.get((code, _), end)) - at)
-    standing: dict[str, int] = {}
-    for aid, t0 in raised_at.items():
-        if cleared_at.get(aid, end) - t0 > STANDING_S:
-            standing[code_of[aid]] = standing.get(code_of[aid], 0) + 1
-    for code, x in codes.items():
-        lst = tta.get(code, [])
-        x["mean_ack_s"] = round(sum(lst) / len(lst), 3) if lst else None
-        x["max_ack_s"] = round(max(lst), 3) if lst else None
-        x["standing_24h"] = standing.get(code, 0)
-        n, at = _worst(raise_times.get(code, []), CHATTER_WINDOW_S)
-        x["max_raises_10min"] = n
-        x["chattering"] = n > CHATTER_RAISES
-        x["shelved_s"] = round(x["shelved_s"], 3)
+    standing = tally.close(end)
+    codes, announced = tally.codes, tally.announced
     w10, w10_at = _worst(announced, FLOOD_WINDOW_S)
     w60, w60_at = _worst(announced, 3600.0)
     span = (end - first) if first is not None else 0.0

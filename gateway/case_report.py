@@ -152,12 +152,8 @@ def _overlap(a: float, b: float, spans: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(b, y) - max(a, x)) for x, y in spans)
 
 
-def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_interrogation, end_rec) -> str:
-    role = reg.get("role")
-    arrived = parse_ts(reg["arrived_at"]) if reg.get("arrived_at") else (parse_ts(evs[0]["ts"]) if evs else end_rec)
-    left = next((parse_ts(e["ts"]) for e in evs if e["type"] == "person.left"), None)
-    end = left if left is not None else end_rec
-    stays = _stays(evs, end)
+def _rests(evs: list[dict]) -> list[tuple[float, float, Any, Any]]:
+    """(from, to, kind, by) of each person.rest (30 min when it has no end)."""
     rests = []
     for e in evs:
         if e["type"] == "person.rest":
@@ -168,6 +164,12 @@ def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_
                 rests.append((a, b, d.get("kind"), d.get("by")))
             except (KeyError, ValueError, TypeError):
                 continue
+    return rests
+
+
+def _person_table(pid: str, reg: dict, arrived: float, left: float | None, end: float, loc) -> list[str]:
+    """Who, when arrived and left, and (a suspect) the detention limit used."""
+    role = reg.get("role")
     ctype = reg.get("case_type")
     base_h, article = LIMITS.get(ctype, (None, ""))
     limit_h = reg.get("limit_h") or base_h
@@ -188,21 +190,29 @@ def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_
                    f"{_e(format_duration(used))} · <span class='{'bad' if over else 'ok'}'>"
                    f"{'超过时限 over the limit' if over else '未超时限 within the limit'}</span></td></tr>")
     out.append("</table>")
-    out.append(_timeline(pid, arrived, end, stays, rests, recorded, limit_h if role == "suspect" else None,
-                         article, loc, room_label, is_interrogation))
+    return out
+
+
+def _interrogation_table(stays, recorded, loc, room_label, is_interrogation) -> list[str]:
     inter = [(r, a, b) for r, a, b in stays if is_interrogation(r)]
-    if inter:
-        out.append("<p class='muted'>录制比例按录音录像设备报告的开始/停止计算;设备停止报告时规则视为未录制(见报警)。"
-                   "Recorded share from the recorder's start/stop reports; a recorder that stops reporting counts "
-                   "as not recording for the alarms.</p>")
-        out.append("<table><tr><th>讯问/询问 Interrogation</th><th>开始 from</th><th>结束 to</th><th>时长 duration</th>"
-                   "<th>同步录音录像 recorded</th></tr>")
-        for r, a, b in inter:
-            cov = _overlap(a, b, recorded.get(r, [])) / (b - a) if b > a else 1.0
-            cls = "ok" if cov >= 0.999 else "bad"
-            out.append(f"<tr><td>{_e(room_label(r))}</td><td>{_e(loc(a))}</td><td>{_e(loc(b))}</td>"
-                       f"<td>{_e(format_duration(b - a))}</td><td class='{cls}'>{cov * 100:.0f}%</td></tr>")
-        out.append("</table>")
+    if not inter:
+        return []
+    out = ["<p class='muted'>录制比例按录音录像设备报告的开始/停止计算;设备停止报告时规则视为未录制(见报警)。"
+           "Recorded share from the recorder's start/stop reports; a recorder that stops reporting counts "
+           "as not recording for the alarms.</p>",
+           "<table><tr><th>讯问/询问 Interrogation</th><th>开始 from</th><th>结束 to</th><th>时长 duration</th>"
+           "<th>同步录音录像 recorded</th></tr>"]
+    for r, a, b in inter:
+        cov = _overlap(a, b, recorded.get(r, [])) / (b - a) if b > a else 1.0
+        cls = "ok" if cov >= 0.999 else "bad"
+        out.append(f"<tr><td>{_e(room_label(r))}</td><td>{_e(loc(a))}</td><td>{_e(loc(b))}</td>"
+                   f"<td>{_e(format_duration(b - a))}</td><td class='{cls}'>{cov * 100:.0f}%</td></tr>")
+    out.append("</table>")
+    return out
+
+
+def _stays_and_rests_tables(stays, rests, loc, room_label) -> list[str]:
+    out = []
     if stays:
         out.append("<table><tr><th>房间 Room</th><th>进入 entered</th><th>离开 left</th><th>时长 duration</th></tr>")
         for r, a, b in stays:
@@ -215,6 +225,23 @@ def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_
             out.append(f"<tr><td>{'用餐 meal' if kind == 'meal' else '休息 rest'}</td><td>{_e(loc(a))}</td>"
                        f"<td>{_e(loc(b))}</td><td>{_e(by)}</td></tr>")
         out.append("</table>")
+    return out
+
+
+def _person(pid: str, reg: dict, evs: list[dict], recorded, loc, room_label, is_interrogation, end_rec) -> str:
+    role = reg.get("role")
+    arrived = parse_ts(reg["arrived_at"]) if reg.get("arrived_at") else (parse_ts(evs[0]["ts"]) if evs else end_rec)
+    left = next((parse_ts(e["ts"]) for e in evs if e["type"] == "person.left"), None)
+    end = left if left is not None else end_rec
+    stays = _stays(evs, end)
+    rests = _rests(evs)
+    base_h, article = LIMITS.get(reg.get("case_type"), (None, ""))
+    limit_h = reg.get("limit_h") or base_h
+    out = _person_table(pid, reg, arrived, left, end, loc)
+    out.append(_timeline(pid, arrived, end, stays, rests, recorded, limit_h if role == "suspect" else None,
+                         article, loc, room_label, is_interrogation))
+    out += _interrogation_table(stays, recorded, loc, room_label, is_interrogation)
+    out += _stays_and_rests_tables(stays, rests, loc, room_label)
     out.append("</div>")
     return "".join(out)
 

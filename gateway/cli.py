@@ -156,7 +156,8 @@ def journal_path(cfg: Config) -> Path:
 
 # ---- commands -------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from gateway.daemon import run, setup_logging
+    from gateway.daemon import run
+    from gateway.logging_setup import setup_logging
     path = config_path(args.config)
     if not Path(path).exists():
         # A daemon on built-in defaults would run as demo-center with no rooms and

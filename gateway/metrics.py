@@ -18,7 +18,7 @@ DEVICE_STATES = ("starting", "online", "offline", "error", "stopped", "disabled"
 
 
 class DaemonCollector(Collector):
-    """Turns Daemon.metrics_snapshot() into metric families."""
+    """Turns DaemonViews.metrics() (gateway/views.py) into metric families."""
 
     def __init__(self, snapshot: Callable[[], dict]):
         self.snapshot = snapshot

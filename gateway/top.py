@@ -63,7 +63,6 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
 
     ``width``: the terminal's columns (None: wide)."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
     now = time.time() if now is None else now
     if data is None:
@@ -71,23 +70,53 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
                      Text(f"no daemon: {error}", style="bold red"),
                      Text("retrying every second · q quits", style="dim"))
     tz = data.get("timezone") or "UTC"
-    up = data.get("uplink") or {}
+    narrow = width is not None and width < NARROW_COLS
+    footer = Text(f"refreshed {format_local(now, tz, offset=False)[11:]} · q quits" +
+                  (f" · {error}" if error else ""), style="dim")
+    return Group(_header(data, tz, now), Text(""), _alarm_table(data, narrow, tz, now), Text(""),
+                 _room_table(data, narrow, tz, now), Text(""), _device_table(data, narrow, tz, now), Text(""),
+                 footer)
+
+
+def _uplink_line(up: dict):
+    from rich.text import Text
     if up.get("disabled"):
-        uplink = Text("uplink disabled", style="dim")
-    elif up.get("connected"):
-        uplink = Text(f"uplink connected {up.get('broker', '')} · backlog {up.get('backlog', '?')}", style="green")
-    else:
-        uplink = Text(f"uplink DISCONNECTED {up.get('broker', '')} · backlog {up.get('backlog', '?')}"
-                      + (f" · {up['last_error']}" if up.get("last_error") else ""), style="bold red")
+        return Text("uplink disabled", style="dim")
+    if up.get("connected"):
+        return Text(f"uplink connected {up.get('broker', '')} · backlog {up.get('backlog', '?')}", style="green")
+    return Text(f"uplink DISCONNECTED {up.get('broker', '')} · backlog {up.get('backlog', '?')}"
+                + (f" · {up['last_error']}" if up.get("last_error") else ""), style="bold red")
+
+
+def _header(data: dict, tz: str, now: float):
+    from rich.text import Text
+    uplink = _uplink_line(data.get("uplink") or {})
     clock = data.get("clock") or {}
     synced = clock.get("synchronised")
     clock_text = ("", "") if synced is True or not clock else (
         ("   clock NOT synchronised (NTP): detention times may be off", "bold red") if synced is False
         else ("   clock sync unknown", "yellow"))
-    header = Text.assemble((f"{data.get('center_name') or ''} {data.get('center', '')}", "bold"),
-                           f"  {format_local(now, tz)} ({tz})   ", uplink, clock_text)
+    return Text.assemble((f"{data.get('center_name') or ''} {data.get('center', '')}", "bold"),
+                         f"  {format_local(now, tz)} ({tz})   ", uplink, clock_text)
 
-    narrow = width is not None and width < NARROW_COLS
+
+def _alarm_state(a: dict, narrow: bool) -> str:
+    ack = a.get("acknowledged")
+    if narrow:
+        return ("ack" if ack else "UNACK") + (" clr" if a.get("active") is False else "") \
+            + (" shlv" if a.get("shelved") else "")
+    state = f"acked {ack.get('by', '')}" if isinstance(ack, dict) else ("acked" if ack else "UNACKED")
+    # alarm states (SPEC v2 P/state/alarms): a cleared alarm still waiting for its ack, shelved ones
+    if a.get("active") is False:
+        state += ", cleared"
+    if a.get("shelved"):
+        state += ", shelved"
+    return state
+
+
+def _alarm_table(data: dict, narrow: bool, tz: str, now: float):
+    from rich.table import Table
+    from rich.text import Text
     alarms = sort_alarms(data.get("active") or [])
     unacked = sum(1 for a in alarms if not a.get("acknowledged"))
     at = Table(title=f"alarms: {len(alarms)} active, {unacked} unacknowledged", title_justify="left",
@@ -105,29 +134,26 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
                       min_width={"code": max([len(a.get("code") or "") for a in alarms] + [4]),
                                  "room/persons": who_width, "sev": 4, "since": 8}.get(c))
     for a in alarms:
-        ack = a.get("acknowledged")
-        state = f"acked {ack.get('by', '')}" if isinstance(ack, dict) else ("acked" if ack else "UNACKED")
-        # alarm states (SPEC v2 P/state/alarms): a cleared alarm still waiting for its ack, shelved ones
-        if a.get("active") is False:
-            state += ", cleared"
-        if a.get("shelved"):
-            state += ", shelved"
+        state = Text(_alarm_state(a, narrow), style="bold" if not a.get("acknowledged") else "dim")
         sev = a.get("severity") or ""
         persons = a.get("persons") or []
         if narrow:
-            state = ("ack" if ack else "UNACK") + (" clr" if a.get("active") is False else "") \
-                + (" shlv" if a.get("shelved") else "")
-            at.add_row(Text(state, style="bold" if not ack else "dim"),
-                       Text(SEVERITY_SHORT.get(sev, sev), style=SEVERITY_STYLE.get(sev, "")), a.get("code") or "",
-                       "\n".join([a.get("room") or "-"] + persons), _local(a.get("since"), tz, now))
+            at.add_row(state, Text(SEVERITY_SHORT.get(sev, sev), style=SEVERITY_STYLE.get(sev, "")),
+                       a.get("code") or "", "\n".join([a.get("room") or "-"] + persons),
+                       _local(a.get("since"), tz, now))
             continue
-        at.add_row(Text(state, style="bold" if not ack else "dim"), Text(sev, style=SEVERITY_STYLE.get(sev, "")),
+        at.add_row(state, Text(sev, style=SEVERITY_STYLE.get(sev, "")),
                    a.get("code") or "", a.get("room") or "", ",".join(persons),
                    _local(a.get("since"), tz, now), _ago(a.get("since"), now),
                    (a.get("message") or {}).get("zh", ""))
     if not alarms:
         at.add_row(*(["", "", Text("no active alarms", style="green")] + [""] * (len(alarm_cols) - 3)))
+    return at
 
+
+def _room_table(data: dict, narrow: bool, tz: str, now: float):
+    from rich.table import Table
+    from rich.text import Text
     rooms = data.get("rooms") or {}
     names, types = data.get("room_names") or {}, data.get("room_types") or {}
     down = devices_down(data.get("devices") or [])
@@ -153,7 +179,12 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
         empty = (f"nobody seen in any room — {', '.join(down)} down: who is where is unknown "
                  "(the alarms above name the last known rooms)") if down else "nobody in any room"
         rt.add_row(*([Text(empty, style="bold yellow" if down else "dim")] + [""] * (len(room_cols) - 1)))
+    return rt
 
+
+def _device_table(data: dict, narrow: bool, tz: str, now: float):
+    from rich.table import Table
+    from rich.text import Text
     dt = Table(title="devices", title_justify="left", expand=True, box=None, header_style="bold")
     dev_cols = ("device", "state", "last frame", "error") if narrow else \
         ("device", "driver", "state", "last frame", "ok", "bad", "reconnects", "error")
@@ -171,9 +202,7 @@ def render(data: dict | None, error: str | None, now: float | None = None, width
                "ok": str(d.get("frames_ok", 0)), "bad": str(d.get("frames_bad", 0)),
                "reconnects": str(d.get("reconnects", 0)), "error": d.get("error") or ""}
         dt.add_row(*(row[c] for c in dev_cols))
-    footer = Text(f"refreshed {format_local(now, tz, offset=False)[11:]} · q quits" +
-                  (f" · {error}" if error else ""), style="dim")
-    return Group(header, Text(""), at, Text(""), rt, Text(""), dt, Text(""), footer)
+    return dt
 
 
 def format_local_utc(epoch: float) -> str:

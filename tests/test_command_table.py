@@ -16,7 +16,8 @@ import pytest
 
 from gateway.cli import control
 from gateway.config import parse_config
-from gateway.daemon import CONTROL_ALIASES, Daemon
+from gateway.control_socket import CONTROL_ALIASES
+from gateway.daemon import Daemon
 from gateway.demo.desk import Desk
 from gateway.demo.runtime import DemoError
 from gateway.requests import COMMANDS, PATHS, RATE_LIMITED_PATHS, Handlers

@@ -120,6 +120,6 @@ def test_snapshots_pruned_by_age_and_by_size(tmp_path):
         p.write_bytes(b"\xff" * 100_000)
         age = 2 * 86400 if i < 2 else (10 - i) * 60
         os.utime(p, (now - age, now - age))
-    assert d.prune_snapshots() == 5                      # 2 by age, then 3 more to get under 0.5 MB
+    assert d.alarm_snapshots.prune() == 5                      # 2 by age, then 3 more to get under 0.5 MB
     assert sorted(p.name for p in snaps.iterdir()) == [f"cam-{i}.jpg" for i in range(5, 10)]
-    assert d.prune_snapshots() == 0
+    assert d.alarm_snapshots.prune() == 0

@@ -9,7 +9,7 @@ from drivers.base import PrintContext
 from drivers.zone_reader.driver import ZoneReaderDriver
 from drivers.zone_reader.simulator import StationSimulator
 from gateway.config import ZoneReaderConfig, parse_config
-from gateway.daemon import DeviceContext
+from gateway.device_context import DeviceContext
 
 ST = "861694034205896"
 

@@ -135,6 +135,22 @@ def _near(a, b) -> float | None:
     return d if d <= TRACK_MOVE else None
 
 
+def _decisions(tracks: list, need: int) -> tuple[dict[str, float], bool]:
+    """From the tracks with a full streak: each recognised person's best mean distance, and
+    whether an unknown face is in view."""
+    present: dict[str, float] = {}
+    unknown = False
+    for t in tracks:
+        if len(t.streak) < need:
+            continue
+        if t.label is None:
+            unknown = True
+        else:
+            d = float(np.mean([x for x in t.streak if x is not None]))
+            present[t.label] = min(d, present.get(t.label, 2.0))
+    return present, unknown
+
+
 def _associate(tracks: list[FaceTrack], boxes) -> list[FaceTrack]:
     """One track per box: the nearest previous track (greedy), or a new one."""
     pairs = sorted((d, ti, bi) for ti, t in enumerate(tracks) for bi, b in enumerate(boxes)
@@ -542,6 +558,17 @@ class CameraDriver(Driver):
         A decided track is re-encoded every ``REVERIFY_S`` only (an encoding costs
         ~0.1 s of CPU); a new or undecided track is encoded on every detection frame.
         """
+        self._refresh_faces(now)
+        need = int(self.cfg.face_frames)
+        tracks = _associate(self._tracks, boxes)
+        self._label_tracks(rgb, tracks, now, need)
+        self._tracks = tracks
+        present, unknown = _decisions(tracks, need)
+        self._report_faces(present, unknown, ts, now, frame)
+
+    def _refresh_faces(self, now: float) -> None:
+        """The face store re-read every FACE_RELOAD_S (and after an enrolment, reload_faces):
+        when it changed, every track is looked at again."""
         changed, self._faces_changed = self._faces_changed, False
         if now >= self._next_face_reload:
             self._next_face_reload = now + FACE_RELOAD_S
@@ -552,9 +579,10 @@ class CameraDriver(Driver):
         if changed:
             for t in self._tracks:                  # somebody was enrolled: look again
                 t.encoded_at = -1e18
-        need = int(self.cfg.face_frames)
-        repeat = float(self._opt("face_repeat_s", 60.0))
-        tracks = _associate(self._tracks, boxes)
+
+    def _label_tracks(self, rgb, tracks: list, now: float, need: int) -> None:
+        """Encode the tracks that are undecided or due for re-verification; add each one's
+        label and distance to its streak (a changed label starts the streak over)."""
         enrolled = len(self.faces) > 0
         todo = [i for i, t in enumerate(tracks)
                 if enrolled and (len(t.streak) < need or now - t.encoded_at >= REVERIFY_S)]
@@ -578,18 +606,11 @@ class CameraDriver(Driver):
             if t.streak.maxlen != need:
                 t.streak = deque(t.streak, maxlen=need)
             t.streak.append(dist)
-        self._tracks = tracks
-        # decisions
-        present: dict[str, float] = {}
-        unknown = False
-        for t in tracks:
-            if len(t.streak) < need:
-                continue
-            if t.label is None:
-                unknown = True
-            else:
-                d = float(np.mean([x for x in t.streak if x is not None]))
-                present[t.label] = min(d, present.get(t.label, 2.0))
+
+    def _report_faces(self, present: dict[str, float], unknown: bool, ts: float, now: float,
+                      frame: np.ndarray) -> None:
+        """camera.face_recognized per person, camera.face_unknown: each at most every face_repeat_s."""
+        repeat = float(self._opt("face_repeat_s", 60.0))
         for person, dist in present.items():
             last = self._reported.get(person)
             if last is None or now - last >= repeat:

@@ -41,77 +41,117 @@ def _table(r: p.StatusReply, n: int) -> str:
     return "\n".join(rows)
 
 
+def _now() -> str:
+    return time.strftime('%H:%M:%S')
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options (exit 2), or None."""
+    if not getattr(args, "port", None):
+        return "--port is required"
+    if not 0 <= args.board <= 15:
+        return "--board must be 0..15"
+    return None
+
+
+def _open_ports(args: argparse.Namespace):
+    """(lock board port, UHF reader port or None); raises SerialOpenError with none left open."""
+    bser = open_locker_port(args.port, getattr(args, "baudrate", None) or 19200)
+    inv_port = getattr(args, "inventory_port", None)
+    if not inv_port:
+        return bser, None
+    try:
+        return bser, open_locker_port(inv_port, args.inventory_baudrate)
+    except SerialOpenError:
+        bser.close()
+        raise
+
+
+class _BoardWatch:
+    """Polls the board's status; prints the first table, then every change."""
+
+    def __init__(self, stream: FrameStream, board: int, n: int, out):
+        self.stream, self.board, self.n, self.out = stream, board, n, out
+        self.last: p.StatusReply | None = None
+        self.ok = self.fails = 0
+
+    def poll(self) -> None:
+        board, out = self.board, self.out
+        self.stream.drain()
+        self.stream.write(p.status_command(board))
+        r = self.stream.next(lambda f: isinstance(f, p.StatusReply) and f.board == board, 0.5)
+        if r is None:
+            self.fails += 1
+            print(f"{_now()} no status reply from board {board}", file=out)
+            return
+        self.ok += 1
+        if self.last is None:
+            print(f"{_now()} board {board} status:\n{_table(r, self.n)}", file=out)
+        else:
+            self._changes(r, self.last)
+        self.last = r
+
+    def _changes(self, r: p.StatusReply, last: p.StatusReply) -> None:
+        for c in range(1, self.n + 1):
+            if r.is_open(c) != last.is_open(c):
+                print(f"{_now()} compartment {c} {'opened' if r.is_open(c) else 'closed'}", file=self.out)
+            if r.is_occupied(c) != last.is_occupied(c):
+                print(f"{_now()} compartment {c} {'occupied' if r.is_occupied(c) else 'empty'}", file=self.out)
+
+
+class _InventoryWatch:
+    """Runs an inventory round; prints the tags when they change."""
+
+    def __init__(self, stream: FrameStream, address: int, out):
+        self.stream, self.address, self.out = stream, address, out
+        self.last_tags: set[str] | None = None
+        self.ok = self.fails = 0
+
+    def poll(self) -> None:
+        tags = _inventory(self.stream, self.address, self.out)
+        if tags is None:
+            self.fails += 1
+            return
+        self.ok += 1
+        if tags != self.last_tags:
+            print(f"{_now()} inventory: {len(tags)} tag(s)" + "".join(f"\n  {e}" for e in sorted(tags)),
+                  file=self.out)
+        self.last_tags = tags
+
+
+def _poll_until(end: float, watches: list) -> None:
+    """One round of every watch a second, until ``end`` (monotonic)."""
+    while True:
+        t0 = time.monotonic()
+        for w in watches:
+            w.poll()
+        if time.monotonic() >= end:
+            break
+        time.sleep(max(0.0, min(1.0 - (time.monotonic() - t0), end - time.monotonic())))
+        if time.monotonic() >= end:
+            break
+
+
 def run(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
-    port = getattr(args, "port", None)
-    if not port:
-        print("probe locker: --port is required", file=sys.stderr)
+    problem = _check_args(args)
+    if problem:
+        print(f"probe locker: {problem}", file=sys.stderr)
         return 2
-    board = args.board
-    if not 0 <= board <= 15:
-        print("probe locker: --board must be 0..15", file=sys.stderr)
-        return 2
+    port, board = args.port, args.board
     n = max(1, min(16, getattr(args, "compartments", 16)))
     try:
-        bser = open_locker_port(port, getattr(args, "baudrate", None) or 19200)
+        bser, iser = _open_ports(args)
     except SerialOpenError as e:
         print(f"probe locker: {e}", file=sys.stderr)
         return 1
     inv_port = getattr(args, "inventory_port", None)
-    iser = None
-    if inv_port:
-        try:
-            iser = open_locker_port(inv_port, args.inventory_baudrate)
-        except SerialOpenError as e:
-            bser.close()
-            print(f"probe locker: {e}", file=sys.stderr)
-            return 1
-    board_stream = FrameStream(bser, p.BoardParser("host"))
-    inv_stream = FrameStream(iser, p.UhfParser()) if iser else None
+    board_watch = _BoardWatch(FrameStream(bser, p.BoardParser("host")), board, n, out)
+    inv_watch = _InventoryWatch(FrameStream(iser, p.UhfParser()), args.inventory_address, out) if iser else None
     print(f"probing lock board {board} on {port}" + (f", UHF reader on {inv_port}" if inv_port else "")
           + f" for {args.seconds:g} s", file=out)
-    last: p.StatusReply | None = None
-    last_tags: set[str] | None = None
-    ok_board = ok_inv = 0
-    fails_board = fails_inv = 0
-    end = time.monotonic() + max(0.0, args.seconds)
     try:
-        while True:
-            t0 = time.monotonic()
-            board_stream.drain()
-            board_stream.write(p.status_command(board))
-            r = board_stream.next(lambda f: isinstance(f, p.StatusReply) and f.board == board, 0.5)
-            if r is None:
-                fails_board += 1
-                print(f"{time.strftime('%H:%M:%S')} no status reply from board {board}", file=out)
-            else:
-                ok_board += 1
-                if last is None:
-                    print(f"{time.strftime('%H:%M:%S')} board {board} status:\n{_table(r, n)}", file=out)
-                else:
-                    for c in range(1, n + 1):
-                        if r.is_open(c) != last.is_open(c):
-                            print(f"{time.strftime('%H:%M:%S')} compartment {c} "
-                                  f"{'opened' if r.is_open(c) else 'closed'}", file=out)
-                        if r.is_occupied(c) != last.is_occupied(c):
-                            print(f"{time.strftime('%H:%M:%S')} compartment {c} "
-                                  f"{'occupied' if r.is_occupied(c) else 'empty'}", file=out)
-                last = r
-            if inv_stream is not None:
-                tags = _inventory(inv_stream, args.inventory_address, out)
-                if tags is None:
-                    fails_inv += 1
-                else:
-                    ok_inv += 1
-                    if tags != last_tags:
-                        print(f"{time.strftime('%H:%M:%S')} inventory: {len(tags)} tag(s)"
-                              + "".join(f"\n  {e}" for e in sorted(tags)), file=out)
-                    last_tags = tags
-            if time.monotonic() >= end:
-                break
-            time.sleep(max(0.0, min(1.0 - (time.monotonic() - t0), end - time.monotonic())))
-            if time.monotonic() >= end:
-                break
+        _poll_until(time.monotonic() + max(0.0, args.seconds), [w for w in (board_watch, inv_watch) if w])
     except KeyboardInterrupt:
         pass
     except Exception as e:
@@ -121,11 +161,12 @@ def run(args: argparse.Namespace, out=None) -> int:
         bser.close()
         if iser:
             iser.close()
-    bp, up = board_stream.parser, (inv_stream.parser if inv_stream else None)
-    print(f"board: {ok_board} replies, {fails_board} missed, bad frames {dict(bp.bad) or 0}", file=out)
-    if up is not None:
-        print(f"inventory: {ok_inv} complete, {fails_inv} failed, bad frames {dict(up.bad) or 0}", file=out)
-    healthy = ok_board > 0 and (inv_stream is None or ok_inv > 0)
+    print(f"board: {board_watch.ok} replies, {board_watch.fails} missed, "
+          f"bad frames {dict(board_watch.stream.parser.bad) or 0}", file=out)
+    if inv_watch is not None:
+        print(f"inventory: {inv_watch.ok} complete, {inv_watch.fails} failed, "
+              f"bad frames {dict(inv_watch.stream.parser.bad) or 0}", file=out)
+    healthy = board_watch.ok > 0 and (inv_watch is None or inv_watch.ok > 0)
     return 0 if healthy else 1
 
 

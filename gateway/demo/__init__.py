@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.demo.broker import Broker, free_port, mosquitto_path
@@ -79,106 +80,151 @@ def _setup_logging(path: Path) -> tuple[logging.Handler, int]:
     return h, old
 
 
+@dataclass(frozen=True)
+class DemoOptions:
+    speed: float            # demo seconds per wall second
+    json_mode: bool         # the summary as JSON, the live view as lines
+    keep_dir: str | None    # --dir: work there and keep it
+    keep_tmp: bool          # --keep: keep the temporary work dir
+    no_broker: bool
+
+    @classmethod
+    def from_args(cls, args) -> DemoOptions:
+        speed = getattr(args, "speed", None)
+        return cls(speed=60.0 if speed is None else float(speed), json_mode=bool(getattr(args, "json", False)),
+                   keep_dir=getattr(args, "dir", None), keep_tmp=bool(getattr(args, "keep", False)),
+                   no_broker=bool(getattr(args, "no_broker", False)))
+
+
+def _prepare_workdir(keep_dir: str | None) -> Path | None:
+    """--dir (which must not hold a demo journal yet) or a new temporary directory; None: refused."""
+    if not keep_dir:
+        return Path(tempfile.mkdtemp(prefix="casegate-demo-"))
+    workdir = Path(keep_dir).resolve()
+    if (workdir / "state" / "journal.db").exists():
+        print(f"casegate demo: {workdir} already holds a demo journal; give an empty or new directory",
+              file=sys.stderr)
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _sigterm_interrupts():
+    """Ctrl-C and SIGTERM both end in the same clean-up. Returns the handler to restore (None: none
+    was set, off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, _term)
+
+
 def run_demo(args) -> int:
-    speed = getattr(args, "speed", None)
-    speed = 60.0 if speed is None else float(speed)
-    json_mode = bool(getattr(args, "json", False))
-    keep_dir = getattr(args, "dir", None)
-    keep_tmp = bool(getattr(args, "keep", False))
-    no_broker = bool(getattr(args, "no_broker", False))
-    if not 0 < speed <= 100000:        # NaN fails too
+    opts = DemoOptions.from_args(args)
+    if not 0 < opts.speed <= 100000:        # NaN fails too
         print("casegate demo: --speed must be > 0 (1 = real time, 60 = one minute per second)", file=sys.stderr)
         return 2
-    if keep_dir:
-        workdir = Path(keep_dir).resolve()
-        if (workdir / "state" / "journal.db").exists():
-            print(f"casegate demo: {workdir} already holds a demo journal; give an empty or new directory",
-                  file=sys.stderr)
-            return 2
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="casegate-demo-"))
-
-    # Ctrl-C and SIGTERM both end in the same clean-up.
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        def _term(signum, frame):
-            raise KeyboardInterrupt
-        old_term = signal.signal(signal.SIGTERM, _term)
-
+    workdir = _prepare_workdir(opts.keep_dir)
+    if workdir is None:
+        return 2
+    old_term = _sigterm_interrupts()
     t0 = time.monotonic()
     handler, old_level = _setup_logging(workdir / "demo.log")
-    sims = Simulators()
-    broker: Broker | None = None
-    daemon: DemoDaemon | None = None
-    desk: Desk | None = None
-    display: Display | None = None
-    script: Script | None = None
+    demo = _Demo(opts, workdir, t0)
     status = 1
     summary: dict | None = None
-    broker_info: dict = {"running": False, "address": None}
     interrupted = False
     try:
+        summary = demo.play()
+        status = 0 if summary["ok"] else 1
+    except KeyboardInterrupt:
+        interrupted = True
+        status = 130
+    except Exception as e:
+        _say_failed(e, workdir, opts.keep_dir)
+        status = 1
+    finally:
+        demo.clean_up()
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        logging.getLogger().setLevel(old_level)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if not opts.keep_dir and not opts.keep_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        print("casegate demo: interrupted; everything stopped", file=sys.stderr)
+        return status
+    if summary is not None:
+        _print_result(summary, demo.display, opts, workdir)
+    return status
+
+
+def _say_failed(e: Exception, workdir: Path, keep_dir: str | None) -> None:
+    log.exception("demo failed")
+    if keep_dir:
+        print(f"casegate demo: {type(e).__name__}: {e} (see {workdir / 'demo.log'})", file=sys.stderr)
+    else:   # the temporary directory goes away: show the log's end now
+        import traceback
+        traceback.print_exc()
+        print(f"casegate demo: {type(e).__name__}: {e} (run with --dir DIR to keep demo.log)", file=sys.stderr)
+
+
+def _print_result(summary: dict, display: Display, opts: DemoOptions, workdir: Path) -> None:
+    if opts.json_mode:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        return
+    print_summary(display.console, summary)
+    if opts.keep_dir or opts.keep_tmp:
+        display.console.print(f"kept in {workdir}: try `casegate --config {workdir / 'casegate.toml'} "
+                              "trace sus-liu` or `... alarms`", markup=False)
+    else:
+        display.console.print(f"removed the demo's work dir {workdir} (journal, config, demo.log); "
+                              "--keep or --dir DIR keeps them", markup=False)
+
+
+class _Demo:
+    """The parts of one demo run, started in order by :meth:`play`, stopped by :meth:`clean_up`."""
+
+    def __init__(self, opts: DemoOptions, workdir: Path, t0: float):
+        self.opts = opts
+        self.workdir = workdir
+        self.t0 = t0
+        self.sims = Simulators()
+        self.broker: Broker | None = None
+        self.daemon: DemoDaemon | None = None
+        self.desk: Desk | None = None
+        self.display: Display | None = None
+        self.broker_info: dict = {"running": False, "address": None}
+
+    def play(self) -> dict:
+        """Start everything, run the scripted day, stop the gateway; the summary."""
+        speed = self.opts.speed
         clock = DemoClock(speed, day_start())
-        exe = None if no_broker else mosquitto_path()
-        if no_broker:
-            broker_info["reason"] = "--no-broker"
-        elif exe is None:
-            broker_info["reason"] = "mosquitto is not installed"
-        else:
-            try:
-                broker = Broker(exe, workdir)
-                broker.start()
-                broker_info.update(running=True, address=f"127.0.0.1:{broker.port}")
-            except (DemoError, OSError) as e:
-                broker = None
-                broker_info["reason"] = str(e)
-        mqtt_port = broker.port if broker else free_port()   # nothing listens there: buffered
-        sims.start_devices(workdir)
+        self._start_broker()
+        mqtt_port = self.broker.port if self.broker else free_port()   # nothing listens there: buffered
+        self.sims.start_devices(self.workdir)
         zone_port = free_port()
-        cfg_dict = build_config(workdir / "state", mqtt_port, zone_port, sims, speed)
-        cfg_path = workdir / "casegate.toml"
+        cfg_dict = build_config(self.workdir / "state", mqtt_port, zone_port, self.sims, speed)
+        cfg_path = self.workdir / "casegate.toml"
         cfg_path.write_text(toml_dumps(cfg_dict), encoding="utf-8")
         from gateway.config import load_config
         cfg = load_config(cfg_path)
 
         events: queue.Queue[list[Event]] = queue.Queue()
         view = View()
-        display = Display(json_mode, 0, clock)          # total set once the script is built
-        display.view = view
-        display.header = (f"broker {broker_info['address']} (MQTT requests)" if broker
-                          else f"NO BROKER ({broker_info.get('reason')}): running buffered, events wait in the journal")
-        display.start()
-        display.log(f"workdir {workdir} · config {cfg_path.name} · log demo.log")
-        if not broker:
-            display.log(f"no broker ({broker_info.get('reason')}): the uplink buffers; commands run in-process",
-                        "yellow")
-        for n in sims.notes:
-            display.log(n, "yellow")
-
-        daemon = DemoDaemon(cfg, None, clock, events.put)
+        display = self._open_display(clock, view, cfg_path)
+        daemon = self.daemon = DemoDaemon(cfg, None, clock, events.put)
         daemon.start()
-        sims.start_stations(zone_port)
-        if not sims.site.wait_logged_in(10.0):
-            display.log("some base stations did not log in", "magenta")
-        if broker:
-            deadline = time.monotonic() + 10.0
-            while not (daemon.uplink and daemon.uplink.connected) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        try:
-            use_mqtt = broker is not None and daemon.uplink is not None and daemon.uplink.connected
-            desk = Desk(daemon, broker.port if use_mqtt else None)
-        except (DemoError, OSError) as e:
-            display.log(f"{e}; commands run in-process", "yellow")
-            desk = Desk(daemon, None)
-        broker_info["requests"] = desk.via
-        script = Script(daemon, sims, desk, view, display, clock, events)
+        self._connect(zone_port)
+        script = Script(daemon, self.sims, self.desk, view, display, clock, events)
         steps = script.steps()
         display.total = len(steps)
         # every started device online (bounded); the camera may lag, the demo goes on regardless
-        script.wait(lambda: all(d.get("state") == "online" for d in daemon.devices()
+        script.wait(lambda: all(d.get("state") == "online" for d in daemon.views.devices()
                                 if d["id"] in daemon.drivers), 15.0, "every device online")
-        for d in daemon.devices():
+        for d in daemon.views.devices():
             if d.get("state") != "online":
                 display.log(f"device {d['id']} is {d.get('state')}: {d.get('error') or ''}", "magenta")
         for text in demo_shortcuts(speed):
@@ -190,6 +236,58 @@ def run_demo(args) -> int:
             display.set_step(i, text)
             clock.real_time()           # the step acts at real speed; its story waits run compressed
             fn()
+        return self._finish(script, view, clock)
+
+    def _start_broker(self) -> None:
+        exe = None if self.opts.no_broker else mosquitto_path()
+        if self.opts.no_broker:
+            self.broker_info["reason"] = "--no-broker"
+        elif exe is None:
+            self.broker_info["reason"] = "mosquitto is not installed"
+        else:
+            try:
+                self.broker = Broker(exe, self.workdir)
+                self.broker.start()
+                self.broker_info.update(running=True, address=f"127.0.0.1:{self.broker.port}")
+            except (DemoError, OSError) as e:
+                self.broker = None
+                self.broker_info["reason"] = str(e)
+
+    def _open_display(self, clock: DemoClock, view: View, cfg_path: Path) -> Display:
+        info = self.broker_info
+        display = self.display = Display(self.opts.json_mode, 0, clock)     # total set once the script is built
+        display.view = view
+        display.header = (f"broker {info['address']} (MQTT requests)" if self.broker
+                          else f"NO BROKER ({info.get('reason')}): running buffered, events wait in the journal")
+        display.start()
+        display.log(f"workdir {self.workdir} · config {cfg_path.name} · log demo.log")
+        if not self.broker:
+            display.log(f"no broker ({info.get('reason')}): the uplink buffers; commands run in-process",
+                        "yellow")
+        for n in self.sims.notes:
+            display.log(n, "yellow")
+        return display
+
+    def _connect(self, zone_port: int) -> None:
+        """The base stations to the gateway, the gateway to the broker, the desk to either."""
+        daemon, broker = self.daemon, self.broker
+        self.sims.start_stations(zone_port)
+        if not self.sims.site.wait_logged_in(10.0):
+            self.display.log("some base stations did not log in", "magenta")
+        if broker:
+            deadline = time.monotonic() + 10.0
+            while not (daemon.uplink and daemon.uplink.connected) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        try:
+            use_mqtt = broker is not None and daemon.uplink is not None and daemon.uplink.connected
+            self.desk = Desk(daemon, broker.port if use_mqtt else None)
+        except (DemoError, OSError) as e:
+            self.display.log(f"{e}; commands run in-process", "yellow")
+            self.desk = Desk(daemon, None)
+        self.broker_info["requests"] = self.desk.via
+
+    def _finish(self, script: Script, view: View, clock: DemoClock) -> dict:
+        daemon, broker = self.daemon, self.broker
         # every expected alarm (bounded), then let the uplink deliver
         script.wait(lambda: all(c in view.raised for c in EXPECTED_ALARMS), 5.0, "the expected alarms")
         if broker and daemon.uplink:
@@ -198,59 +296,26 @@ def run_demo(args) -> int:
         # journal itself says what waits (the uplink process reports with a lag).
         backlog = daemon.uplink.backlog if (broker and daemon.uplink) else None
         demo_minutes = clock.minutes()
-        display.log("scenario complete, stopping the center")
+        self.display.log("scenario complete, stopping the center")
         daemon.stop("demo finished")
-        daemon_stopped = daemon
-        daemon = None
-        if desk is not None:
-            broker_info["alarm_messages"] = desk.alarm_messages
-            broker_info["messages"] = desk.messages
-        summary = summarize(daemon_stopped.config.journal_path, backlog, broker_info)
-        summary.update(speed=speed, demo_minutes=round(demo_minutes, 1), wall_s=round(time.monotonic() - t0, 1),
+        self.daemon = None
+        if self.desk is not None:
+            self.broker_info["alarm_messages"] = self.desk.alarm_messages
+            self.broker_info["messages"] = self.desk.messages
+        speed = self.opts.speed
+        summary = summarize(daemon.config.journal_path, backlog, self.broker_info)
+        summary.update(speed=speed, demo_minutes=round(demo_minutes, 1), wall_s=round(time.monotonic() - self.t0, 1),
                        problems=script.problems, demo_settings=demo_shortcuts(speed),
-                       journal=str(daemon_stopped.config.journal_path) if keep_dir else None)
-        status = 0 if summary["ok"] else 1
-    except KeyboardInterrupt:
-        interrupted = True
-        status = 130
-    except Exception as e:
-        log.exception("demo failed")
-        if keep_dir:
-            print(f"casegate demo: {type(e).__name__}: {e} (see {workdir / 'demo.log'})", file=sys.stderr)
-        else:   # the temporary directory goes away: show the log's end now
-            import traceback
-            traceback.print_exc()
-            print(f"casegate demo: {type(e).__name__}: {e} (run with --dir DIR to keep demo.log)", file=sys.stderr)
-        status = 1
-    finally:
-        for name, fn in (("display", lambda: display and display.stop()),
-                         ("desk", lambda: desk and desk.close()),
-                         ("gateway", lambda: daemon and daemon.stop("demo interrupted")),
-                         ("simulators", sims.stop),
-                         ("broker", lambda: broker and broker.stop())):
+                       journal=str(daemon.config.journal_path) if self.opts.keep_dir else None)
+        return summary
+
+    def clean_up(self) -> None:
+        for name, fn in (("display", lambda: self.display and self.display.stop()),
+                         ("desk", lambda: self.desk and self.desk.close()),
+                         ("gateway", lambda: self.daemon and self.daemon.stop("demo interrupted")),
+                         ("simulators", self.sims.stop),
+                         ("broker", lambda: self.broker and self.broker.stop())):
             try:
                 fn()
             except BaseException as e:      # a second Ctrl-C must not skip the rest
                 log.warning("clean-up of %s: %s", name, e)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        logging.getLogger().setLevel(old_level)
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        if not keep_dir and not keep_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if interrupted:
-        print("casegate demo: interrupted; everything stopped", file=sys.stderr)
-        return status
-    if summary is not None:
-        if json_mode:
-            sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
-        else:
-            print_summary(display.console, summary)
-            if keep_dir or keep_tmp:
-                display.console.print(f"kept in {workdir}: try `casegate --config {workdir / 'casegate.toml'} "
-                                      "trace sus-liu` or `... alarms`", markup=False)
-            else:
-                display.console.print(f"removed the demo's work dir {workdir} (journal, config, demo.log); "
-                                      "--keep or --dir DIR keeps them", markup=False)
-    return status

@@ -92,7 +92,7 @@ def cmd_ingest(args) -> int:
         bad = any(r["chain"] != "ok" or (r["signature"] or "").startswith("bad at")
                   or r["signature"] == "key changed" for r in rows)
         return EXIT_FAILED if bad else EXIT_OK
-    from gateway.daemon import setup_logging
+    from gateway.logging_setup import setup_logging
     setup_logging(args.log_level)
     opts = IngestOptions(broker=args.broker, db=args.db,
                          centers=tuple(c.strip() for c in args.centers.split(",") if c.strip()),

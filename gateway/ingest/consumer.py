@@ -453,68 +453,85 @@ class Ingest:
             why = center_problem(center)
             if why is not None:
                 self._reject(b, None, None, topic, why, payload, now)
-                continue
-            if kind == "state":
+            elif kind == "state":
                 self._state(b, center, "/".join(parts[plen + 2:]), topic, payload, now)
-                continue
-            if kind not in ("events", "alarms"):
-                continue
-            env, why = parse_payload(payload)
-            if why is None:
-                why = envelope_problem(env, center)
-            if why is not None:
-                seq = env.get("seq") if isinstance(env, dict) else None
-                self._reject(b, center, seq if isinstance(seq, int) and 0 <= seq <= SEQ_MAX else None,
-                             topic, why, payload, now)
-                continue
-            data_json = dump_data(env["data"])      # once: for the hash and for the row
-            why = data_problem(data_json, self.store.nul_ok)
-            if why is not None:
-                self._reject(b, center, env["seq"], topic, why, payload, now)
-                continue
-            ch = self.chain(center)
-            if ch.row.max_seq:
-                ch.probe_due = False     # live events: gap repair finds what is missing below them
-            seq = env["seq"]
-            known = ch.known(seq)
+            elif kind in ("events", "alarms"):
+                self._event(b, center, topic, payload, now, in_batch, dup_check)
+        self._check_duplicates(b, dup_check, now, in_batch)
+        for center in self._dirty:
+            if center in self.chains:
+                b.chains[center] = self.chains[center].row
+        self._dirty.clear()
+        return b
+
+    def _event(self, b: Batch, center: str, topic: str, payload: bytes, now, in_batch: dict,
+               dup_check: dict) -> None:
+        """One P/events/... or P/alarms/... message: rejected, a duplicate or conflict, or stored."""
+        env, why = parse_payload(payload)
+        if why is None:
+            why = envelope_problem(env, center)
+        if why is not None:
+            seq = env.get("seq") if isinstance(env, dict) else None
+            self._reject(b, center, seq if isinstance(seq, int) and 0 <= seq <= SEQ_MAX else None,
+                         topic, why, payload, now)
+            return
+        data_json = dump_data(env["data"])      # once: for the hash and for the row
+        why = data_problem(data_json, self.store.nul_ok)
+        if why is not None:
+            self._reject(b, center, env["seq"], topic, why, payload, now)
+            return
+        ch = self.chain(center)
+        if ch.row.max_seq:
+            ch.probe_due = False     # live events: gap repair finds what is missing below them
+        seq = env["seq"]
+        known = ch.known(seq)
+        if known == "":
+            hit = in_batch.get((center, seq))
+            known = hit[0] if hit else ""
+        if known is not None:
             if known == "":
-                hit = in_batch.get((center, seq))
-                known = hit[0] if hit else ""
-            if known is not None:
-                if known == "":
-                    dup_check.setdefault(center, []).append((seq, env["id"], topic, payload))
-                elif known == env["id"]:
-                    self._dup(ch)
-                else:
-                    self._conflict(b, ch, env, data_json, topic, payload, now, in_batch)
-                continue
-            # A later event that links to a conflict's losing candidate: that one was genuine.
-            cand = ch.candidates.get(seq - 1)
-            if cand is not None and cand[0]["hash"] == env["prev"] \
-                    and self._hash_of(ch, seq - 1, in_batch) != env["prev"]:
-                self._take_candidate(b, ch, seq - 1, topic, now, in_batch)
-            ok, later_bad = ch.add(env, data_json)
-            in_batch[(center, seq)] = (env["id"], env["prev"], env["hash"])
-            b.not_ok.extend((center, s) for s in later_bad)
-            b.events.append((center, seq, env["id"], env["ts"], env["type"], env["source"], data_json,
-                             env["prev"], env["hash"], ok, now))
-            ch.last_event_mono = time.monotonic()
-            ch.row.lag_s = round((now.timestamp() - parse_ts(env["ts"])), 3)
-            ch.row.last_received_at = now
-            if env["type"].startswith("alarm.") and env["data"].get("alarm_id") is not None:
-                d = env["data"]
-                key = (center, d["alarm_id"])
-                old = b.alarms.get(key)
-                if old is None or old[7] < seq:
-                    b.alarms[key] = (center, d["alarm_id"], str(d.get("code") or ""), d.get("severity"),
-                                     d.get("room"), env["type"].split(".", 1)[1], d.get("since"), seq, env["ts"], d)
-            elif env["type"] == "chain.signed":
-                self._signed(ch, env, ok)
-            if not ok:
-                self.center_log(logging.ERROR, center, "chain broken",
-                                f"chain broken at seq {ch.row.broken_at}: {ch.row.broken_reason}")
-            self._dirty.add(center)
-            self.counts["stored"] += 1
+                dup_check.setdefault(center, []).append((seq, env["id"], topic, payload))
+            elif known == env["id"]:
+                self._dup(ch)
+            else:
+                self._conflict(b, ch, env, data_json, topic, payload, now, in_batch)
+            return
+        # A later event that links to a conflict's losing candidate: that one was genuine.
+        cand = ch.candidates.get(seq - 1)
+        if cand is not None and cand[0]["hash"] == env["prev"] \
+                and self._hash_of(ch, seq - 1, in_batch) != env["prev"]:
+            self._take_candidate(b, ch, seq - 1, topic, now, in_batch)
+        self._store(b, center, ch, env, data_json, now, in_batch)
+
+    def _store(self, b: Batch, center: str, ch: CenterChain, env: dict, data_json: str, now,
+               in_batch: dict) -> None:
+        """A new event of the chain: its row, its alarm's latest state, its signature."""
+        seq = env["seq"]
+        ok, later_bad = ch.add(env, data_json)
+        in_batch[(center, seq)] = (env["id"], env["prev"], env["hash"])
+        b.not_ok.extend((center, s) for s in later_bad)
+        b.events.append((center, seq, env["id"], env["ts"], env["type"], env["source"], data_json,
+                         env["prev"], env["hash"], ok, now))
+        ch.last_event_mono = time.monotonic()
+        ch.row.lag_s = round((now.timestamp() - parse_ts(env["ts"])), 3)
+        ch.row.last_received_at = now
+        if env["type"].startswith("alarm.") and env["data"].get("alarm_id") is not None:
+            d = env["data"]
+            key = (center, d["alarm_id"])
+            old = b.alarms.get(key)
+            if old is None or old[7] < seq:
+                b.alarms[key] = (center, d["alarm_id"], str(d.get("code") or ""), d.get("severity"),
+                                 d.get("room"), env["type"].split(".", 1)[1], d.get("since"), seq, env["ts"], d)
+        elif env["type"] == "chain.signed":
+            self._signed(ch, env, ok)
+        if not ok:
+            self.center_log(logging.ERROR, center, "chain broken",
+                            f"chain broken at seq {ch.row.broken_at}: {ch.row.broken_reason}")
+        self._dirty.add(center)
+        self.counts["stored"] += 1
+
+    def _check_duplicates(self, b: Batch, dup_check: dict, now, in_batch: dict) -> None:
+        """Seqs the chain has stored but not in memory: the database says whether each is the same event."""
         for center, items in dup_check.items():
             ids = self._with_db(lambda: self.store.ids(center, [s for s, _, _, _ in items]), "read")
             ch = self.chains[center]
@@ -524,11 +541,6 @@ class Ingest:
                 else:
                     env = json.loads(payload)
                     self._conflict(b, ch, env, dump_data(env["data"]), topic, payload, now, in_batch)
-        for center in self._dirty:
-            if center in self.chains:
-                b.chains[center] = self.chains[center].row
-        self._dirty.clear()
-        return b
 
     def _state(self, b: Batch, center: str, suffix: str, topic: str, payload: bytes, now) -> None:
         ch = self.chain(center)          # seen: it will be asked for what follows (issue 25)
@@ -908,7 +920,7 @@ def run(opts: IngestOptions) -> int:
     ing.start()
     notify = os.environ.get("NOTIFY_SOCKET")
     if notify:
-        from gateway.daemon import sd_notify
+        from gateway.systemd import sd_notify
         sd_notify("READY=1")
     last = 0.0
     while not stop.wait(1.0):

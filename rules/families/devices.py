@@ -10,7 +10,7 @@ from rules.declare import Equipment, RuleSettings, alarm
 
 class DeviceOffline(RuleSettings):
     # Not read by the rule (it follows device.offline): the daemon hands it to drivers with a
-    # heartbeat (gateway/daemon.py DeviceContext.missed_intervals), which decide when.
+    # heartbeat (gateway/device_context.py DeviceContext.missed_intervals), which decide when.
     missed_intervals: int = Field(default=3, ge=1)
 
 
