@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gateway.events import Draft, Event, format_ts, parse_ts, seal
+from rules.model import Draft, Event, format_ts, parse_ts, seal
 from gateway.journal import Journal, iter_events, open_reader
 
 log = logging.getLogger("casegate.core")

@@ -23,7 +23,7 @@ from drivers.registry import has
 from gateway.config import Config, ConfigError, load_config
 from gateway.core import Core, RequestError
 from gateway.device_pools import KeyedPools
-from gateway.events import Draft, Event, format_ts
+from rules.model import Draft, Event, format_ts
 from gateway.journal import Journal, journal_stats
 
 log = logging.getLogger("casegate")
@@ -807,7 +807,7 @@ class Daemon:
     def _checkpoint_written_at(self) -> float | None:
         """When the newest checkpoint was written (this run's, else the newest file's, as
         after a restart): casegate_checkpoint_age_seconds (issue 30 item 4)."""
-        from gateway.events import parse_ts
+        from rules.model import parse_ts
         store = getattr(self.core, "checkpoints", None)
         if store is None:
             return None

@@ -49,7 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Draft, format_duration, format_local, parse_ts
+from rules.model import Draft, format_duration, format_local, parse_ts
 from rules.catalog import CATALOG
 
 # Recently acknowledged-and-cleared alarm ids kept to answer a repeated ack

@@ -251,7 +251,7 @@ def tag_pass(rules: list[Rule]):
 def local(ctx, epoch: float | None) -> str:
     """A time for people in an alarm message: the center's local time with its
     offset (details keep RFC 3339 UTC for machines)."""
-    from gateway.events import format_local
+    from rules.model import format_local
     if epoch is None:
         return "-"
     center = getattr(getattr(ctx, "config", None), "center", None)
@@ -259,7 +259,7 @@ def local(ctx, epoch: float | None) -> str:
 
 
 def duration(seconds: float) -> str:
-    from gateway.events import format_duration
+    from rules.model import format_duration
     return format_duration(seconds)
 
 

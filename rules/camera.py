@@ -6,7 +6,7 @@ seconds] reports a stillness that began ``seconds`` ago (0 = motion again).
 """
 from __future__ import annotations
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import NONE, ROOM_EVENTS, Facts, duration, local, room_rule, rule
 
 

@@ -34,7 +34,7 @@ its warning (2 h before) is a ``detention_warning`` with subject
 """
 from __future__ import annotations
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import NONE, Facts, duration, local, on_reconfigure, rule
 
 DW, DT = "detention_warning", "detention_timeout"

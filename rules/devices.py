@@ -1,7 +1,7 @@
 """Device rules: device_offline. Subject: the device."""
 from __future__ import annotations
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import Facts, local, rule
 
 

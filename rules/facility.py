@@ -10,7 +10,7 @@ one, else null.
 """
 from __future__ import annotations
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import NONE, Facts, duration, local, rule
 
 LOCKER_EVENTS = ("locker.opened", "locker.closed")

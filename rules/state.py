@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Event, parse_local_ts, parse_ts
+from rules.model import Event, parse_local_ts, parse_ts
 
 # custody.ordered actions that authorise taking an item out of a cabinet.
 AUTHORISING_ACTIONS = frozenset({"withdraw", "return", "release", "dispose"})
@@ -222,7 +222,7 @@ class State:
         return c
 
     def occupancy(self) -> dict[str, list[dict[str, Any]]]:
-        from gateway.events import format_ts
+        from rules.model import format_ts
         rooms: dict[str, list[dict[str, Any]]] = {}
         for room in sorted(self.rooms):
             holders = self.rooms[room]
