@@ -1,4 +1,5 @@
-"""Lockers, evidence and custody: compartments, their items and holders, custody orders and removals."""
+"""Lockers, evidence and custody: compartments, their items and holders, custody orders
+and removals."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

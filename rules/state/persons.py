@@ -1,4 +1,5 @@
-"""The persons of the center (DOMAIN v2/v3: the person as the law sees them) and their folds: registration, updates, rests, checkout, leaving."""
+"""The persons of the center (DOMAIN v2/v3: the person as the law sees them) and their
+folds: registration, updates, rests, checkout approval, leaving."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,6 @@ if TYPE_CHECKING:
 
 
 MINOR_BELOW_AGE = 18            # 未成年人保护法 art. 2
-
-
 VULNERABLE_BELOW_AGE = 16       # 继续盘问规定 art. 10 (inquiry only)
 
 

@@ -1,4 +1,5 @@
-"""Wristbands and tags: binding a tag to a person (and a band unbound from a suspect still inside), the latest tag.status."""
+"""Wristbands and tags: binding a tag to a person (and a band unbound from a suspect still
+inside: its alarms stay his), the latest tag.status."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,4 @@
-"""The center model (rules/state.py): a fold of events, with consistent indexes."""
+"""The center model (rules/state/): a fold of events, with consistent indexes."""
 from __future__ import annotations
 
 from collections import Counter
