@@ -172,3 +172,25 @@ def test_a_driver_under_test_is_held_to_the_declarations():
         ctx.emit("card.swipe", {"card": "AA", "reader": "card-x", "room": None})
     with pytest.raises(UndeclaredEvent):
         ctx.emit("card.swiped", {"card": "AA"})
+
+
+def test_a_command_whose_events_do_not_match_their_declarations_is_refused_in_strict_mode(tmp_path):
+    from gateway.config import parse_config
+    from gateway.core import Core, RequestError
+    from gateway.journal import Journal
+    from rules.engine import Engine
+    from rules.model import Draft
+    cfg = parse_config({"center": {"id": "t-center"}, "storage": {"dir": str(tmp_path / "state")},
+                        "mqtt": {"enabled": False}})
+    core = Core(cfg, Journal(cfg.journal_path, cfg.storage.synchronous), Engine(cfg))
+    core.start()
+    try:
+        ok = core.call(lambda c: (None, [Draft("door.opened", {"door": "d1", "room": "r1"})])).result(10)
+        assert [e.type for e in ok.events] == ["door.opened"]
+        for bad in (Draft("door.opend", {"door": "d1", "room": "r1"}), Draft("door.opened", {"room": "r1"})):
+            with pytest.raises(RequestError) as e:
+                core.call(lambda c, bad=bad: (None, [bad])).result(10)
+            assert e.value.code == "internal" and bad.type in str(e.value)
+    finally:
+        core.stop()
+    assert core.journal.last_seq == 1, "a refused command journaled its events"
