@@ -43,7 +43,7 @@ from drivers.camera.process import CameraProcess  # noqa: E402
 from drivers.camera.simulator import astronaut_face, synthetic_frames, write_synthetic_video  # noqa: E402
 from gateway.config import CameraConfig, parse_config  # noqa: E402
 from gateway.core import Core  # noqa: E402
-from gateway.events import Draft  # noqa: E402
+from rules.model import Draft  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 

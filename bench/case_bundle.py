@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.bundle import export_case, verify_bundle  # noqa: E402
 from gateway.case_cli import journal_source  # noqa: E402
-from gateway.events import Draft, seal  # noqa: E402
+from rules.model import Draft, seal  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from gateway.signing import load_or_create  # noqa: E402
 

@@ -54,7 +54,7 @@ def publisher(port: int, centers: list[str], rate: float, burst: int, burst_ever
               counter, seed: int) -> None:
     """One process publishing for a slice of the centers, each with its own chain."""
     import paho.mqtt.client as mqtt
-    from gateway.events import GENESIS, Draft, seal, topic_for
+    from rules.model import GENESIS, Draft, seal, topic_for
     rnd = random.Random(seed)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fanin-pub-{seed}", protocol=mqtt.MQTTv311)
     c.max_inflight_messages_set(1000)

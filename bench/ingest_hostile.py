@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "central"))
 
-from gateway.events import GENESIS, Draft, seal  # noqa: E402
+from rules.model import GENESIS, Draft, seal  # noqa: E402
 from gateway.ingest.consumer import Ingest, IngestOptions  # noqa: E402
 from hostile_util import good_chain, hostile, message  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.events import GENESIS, Draft, seal  # noqa: E402
+from rules.model import GENESIS, Draft, seal  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 
 ROOMS = ["interrogation-1", "interrogation-2", "waiting-1", "waiting-2", "corridor", "security-1",

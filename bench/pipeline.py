@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from brokers import Mosquitto  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.core import Core  # noqa: E402
-from gateway.events import Draft  # noqa: E402
+from rules.model import Draft  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from gateway.uplink import Uplink  # noqa: E402
 from gateway.uplink_process import UplinkProcess  # noqa: E402

@@ -21,7 +21,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gateway.config import parse_config  # noqa: E402
-from gateway.events import GENESIS, Draft, Event, format_ts, parse_ts, seal  # noqa: E402
+from rules.model import GENESIS, Draft, Event, format_ts, parse_ts, seal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.replay import replay  # noqa: E402
 

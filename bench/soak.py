@@ -46,7 +46,7 @@ from gateway.checkpoint import CheckpointStore  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.core import Core  # noqa: E402
 from gateway.daemon import derive_person_left  # noqa: E402
-from gateway.events import Draft, parse_ts  # noqa: E402
+from rules.model import Draft, parse_ts  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from bench.soak import DAY, T0, Center, center_dict, rss_mb  # noqa: E402
 from gateway.checkpoint import engine_state  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
-from gateway.events import GENESIS, Draft, seal  # noqa: E402
+from rules.model import GENESIS, Draft, seal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.replay import Replayer  # noqa: E402
 

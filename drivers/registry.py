@@ -43,6 +43,9 @@ class DriverSpec:
     driver: str                      # "module:Class", imported when a device of this kind starts
     summary: str                     # one line for `casegate probe --help` and docs
     example: str                     # a TOML [[devices]] block that validates (tested)
+    # the event types it emits, as strings (a driver imports no rules): checked against the
+    # event model's declarations and the driver's own emit calls by tests/rules/test_event_model.py
+    emits: tuple[str, ...] = ()
 
     @property
     def capabilities(self) -> frozenset[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from drivers.registry import has
 from gateway.config import Config
 from gateway.device_pools import KeyedPools
-from gateway.events import Event
+from rules.model import Event
 
 log = logging.getLogger("casegate")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Iterable
 
-from gateway.events import Event, format_ts, parse_ts
+from rules.model import Event, format_ts, parse_ts
 
 STANDING_S = 24 * 3600.0
 CHATTER_WINDOW_S = 600.0

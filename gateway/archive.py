@@ -29,7 +29,7 @@ from pathlib import Path
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Iterable, Iterator
 
-from gateway.events import GENESIS, Event, canonical, chain_hash, parse_ts
+from rules.model import GENESIS, Event, canonical, chain_hash, parse_ts
 
 ARCHIVE_FORMAT = 1
 ENDS_CUSTODY = frozenset({"release", "dispose"})     # custody.ordered actions after which an item is gone

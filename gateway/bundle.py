@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from gateway.events import canonical, chain_hash, format_local, format_ts, parse_ts
+from rules.model import canonical, chain_hash, format_local, format_ts, parse_ts
 from gateway.signing import SIGNED_TYPE, key_id_of, verify_head
 
 FORMAT = "casegate-case-bundle/1"

@@ -9,7 +9,7 @@ import base64
 import html
 from typing import Any
 
-from gateway.events import format_duration, format_local, parse_ts
+from rules.model import format_duration, format_local, parse_ts
 
 ROLE_ZH = {"suspect": "嫌疑人 suspect", "visitor": "来访人 visitor", "officer": "民警 officer",
            "staff": "工作人员 staff"}

@@ -40,7 +40,7 @@ from heapq import heapify
 from pathlib import Path
 from typing import Any, Callable
 
-from gateway.events import format_ts
+from rules.model import format_ts
 
 log = logging.getLogger("casegate.checkpoint")
 
@@ -60,12 +60,13 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def code_fingerprint() -> str:
-    """Hash of the sources that define the folded state: rules/*.py and the event
-    model. An upgrade that changes them makes old checkpoints unusable (full replay)."""
+    """Hash of the sources that define the folded state: rules/**/*.py (the event
+    model rules/model and the folds rules/state included). An upgrade that changes
+    them makes old checkpoints unusable (full replay)."""
     h = hashlib.sha256()
-    files = sorted((_ROOT / "rules").glob("*.py")) + [_ROOT / "gateway" / "events.py"]
+    files = sorted((_ROOT / "rules").rglob("*.py"))
     for p in files:
-        h.update(p.name.encode())
+        h.update(p.relative_to(_ROOT).as_posix().encode())
         h.update(b"\0")
         h.update(p.read_bytes())
         h.update(b"\0")

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, DEFAULT_CONFIG_PATH, config_path, load_config
-from gateway.event_schemas import CaseType
+from rules.model import CaseType
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 
@@ -52,7 +52,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 def local(ts: str | float | None, cfg: Config | None) -> str:
     """A journal time (RFC 3339 UTC or epoch) for people: the center's local time with
     its offset (2026-11-28 09:18:26 +08:00). --json keeps the RFC 3339 UTC form."""
-    from gateway.events import format_local, parse_ts
+    from rules.model import format_local, parse_ts
     if ts is None or ts == "":
         return "-"
     try:
@@ -63,7 +63,7 @@ def local(ts: str | float | None, cfg: Config | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    from gateway.events import format_duration
+    from rules.model import format_duration
     return "-" if seconds is None else format_duration(seconds)
 
 
@@ -73,8 +73,8 @@ CASE_TYPES = typing.get_args(CaseType)
 
 def _check_event_types(conn, types: list[str]) -> None:
     """A type neither the event model nor this journal knows is a typo: exit 2 naming the known ones."""
-    # the event model's own list (gateway/event_schemas.py), not a copy that new types miss
-    from gateway.event_schemas import EVENT_DATA as KNOWN_EVENT_TYPES
+    # the event model's own list (rules/model/event_types.py), not a copy that new types miss
+    from rules.model import EVENT_DATA as KNOWN_EVENT_TYPES
     for t in types:
         if t in KNOWN_EVENT_TYPES:
             continue
@@ -353,7 +353,7 @@ def _ts_arg(text: str | None, cfg: Config | None = None) -> str | None:
     (``[center] timezone``, SPEC §3 v3), as a person reads it off a form or a table."""
     if not text:
         return None
-    from gateway.events import format_ts
+    from rules.model import format_ts
     from gateway.localtime import parse_given
     try:
         return format_ts(parse_given(text, cfg.center.timezone if cfg is not None else None))
@@ -462,7 +462,7 @@ def cmd_alarms(args) -> int:
 
 def _alarm_stats(args, cfg, conn) -> int:
     from gateway.alarm_stats import CHATTER_RAISES, FLOOD_ALARMS, STATS_TYPES, compute
-    from gateway.events import format_duration, format_local, parse_ts
+    from rules.model import format_duration, format_local, parse_ts
     from gateway.journal import iter_events
     since = _ts_arg(args.since, cfg)
     row = conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -644,7 +644,7 @@ def read_event_file(path: str, center: str, verify: bool = False, tz: str | None
     is a duplicate (SPEC §3: a re-sent event keeps its id) and is dropped, counted
     in ``counts["duplicates"]``; a time a person gave without an offset in the
     data (``arrived_at`` ...) is read in ``tz``, as the live gateway reads it."""
-    from gateway.events import Draft, GENESIS, parse_ts, seal, verify_envelope
+    from rules.model import Draft, GENESIS, parse_ts, seal, verify_envelope
     from gateway.localtime import normalise_given_times
     seen_ids: set[str] = set()
     dropped = 0
@@ -732,7 +732,7 @@ def cmd_replay(args) -> int:
 def _replay_input(args, cfg) -> int:
     """SPEC §5 v2: the rule output and derived events the live daemon would have
     journaled from a file of events, under this config."""
-    from gateway.events import format_local, parse_ts
+    from rules.model import format_local, parse_ts
     from rules.replay import replay_input
     counts: dict = {}
     evs = read_event_file(args.input, cfg.center.id, verify=args.verify, tz=cfg.center.timezone, counts=counts)

@@ -4,7 +4,7 @@ SPEC.md stays the reference for people.
 
     python -m gateway.contract > docs/asyncapi.yaml
 
-Sources: the envelope and event data models (gateway/event_schemas.py),
+Sources: the envelope and event data models (rules/model/event_types.py),
 the request models (gateway/requests.py COMMANDS), and the state and response
 models below. tests/central/test_contract.py fails when docs/asyncapi.yaml is
 stale, and validates real published messages against it.
@@ -16,10 +16,10 @@ from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from gateway import __version__
-from gateway.event_schemas import EVENT_DATA, Alarm
+from rules.model import EVENT_DATA, Alarm
 
 REF = "#/components/schemas/{model}"
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -111,6 +111,15 @@ class Response(BaseModel):
     error: Optional[ResponseError] = None
 
 
+class _ContractKeys(GenerateJsonSchema):
+    """Schema keys as the contract has always spelt them. Pydantic qualifies a name two
+    modules share (Identification, PersonRest: an event's data and a request) by module
+    path; the event data models moved from gateway/event_schemas.py to
+    rules/model/event_types.py, and a published contract's keys do not follow a move."""
+    def normalize_name(self, name: str) -> str:
+        return super().normalize_name(name).replace("rules__model__event_types__", "gateway__event_schemas__")
+
+
 def _type_key(t: str) -> str:
     return "Event." + t
 
@@ -123,7 +132,7 @@ def _schemas() -> dict[str, Any]:
                                                  (Response, "validation")]
     models += [(m, "validation") for m in dict.fromkeys(EVENT_DATA.values())]
     models += [(c.model, "validation") for c in COMMANDS.values()]
-    keys, top = models_json_schema(models, ref_template=REF, by_alias=True)
+    keys, top = models_json_schema(models, ref_template=REF, by_alias=True, schema_generator=_ContractKeys)
     schemas: dict[str, Any] = dict(sorted(top["$defs"].items()))
 
     def key_of(model) -> str:      # pydantic's key (it qualifies a name two modules share)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gateway.events import Draft, Event, format_ts, parse_ts, seal
+from rules.model import Draft, Event, check_strict, format_ts, parse_ts, seal
 from gateway.journal import Journal, iter_events, open_reader
 
 log = logging.getLogger("casegate.core")
@@ -500,6 +500,8 @@ class Core:
             elif isinstance(item, _Call):
                 try:
                     value, drafts = item.fn(self)
+                    for d in drafts:        # the test suite's strict mode (rules/model/checks.py)
+                        check_strict(d.type, d.data)
                 except RequestError as e:
                     done.append((item.future, e, start, start))
                     continue

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from gateway.events import Event
+from rules.model import Event
 
 CUSTODY_TYPES = ("custody.ordered", "evidence.added", "evidence.removed", "locker.unlock_requested",
                  "locker.opened", "locker.closed", "alarm.raised", "alarm.cleared", "alarm.acknowledged")

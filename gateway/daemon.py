@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.control_socket import ControlSocket, ControlVerbs
 from gateway.core import Core, RequestError
 from gateway.device_context import DeviceContext
-from gateway.events import Draft, Event, format_ts
+from rules.model import Draft, Event, format_ts
 from gateway.journal import Journal
 from gateway.mqtt_responses import respond
 from gateway.reload import changed_devices, read_reloaded_config

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from gateway.events import (GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, format_ts,
+from rules.model import (GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, format_ts,
                             parse_ts)
 
 # 1: first release. 2: table ``pruned`` (holes left by archiving, with their
@@ -231,7 +231,7 @@ class Journal:
         """The first seq pruning must not touch: the first event at or after the
         cutoff, the first undelivered one, ``keep_from_seq`` (the newest checkpoint
         covers only what is below it), and the newest row (the chain's tip)."""
-        from gateway.events import format_ts
+        from rules.model import format_ts
         cutoff = format_ts(before_epoch)
         bound = min(keep_from_seq, self.last_seq)
         undelivered = self.conn.execute("SELECT MIN(seq) FROM events WHERE delivered = 0").fetchone()[0]
@@ -256,7 +256,7 @@ class Journal:
         their seq/prev/hash; each hole is recorded in ``pruned`` with its anchors.
         """
         from gateway.archive import runs_of, write_archive
-        from gateway.events import format_ts
+        from rules.model import format_ts
         bound = self.prune_bound(before_epoch, keep_from_seq)
         gone: list[tuple] = []
         kept = 0

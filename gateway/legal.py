@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.core import Core, RequestError
-from gateway.events import format_local
+from rules.model import format_local
 from rules.families.custody_time import ARTICLES, LAW, allowed_limits, default_limit, effective_limit
 from rules.state import MINOR_BELOW_AGE, VULNERABLE_BELOW_AGE, Person
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.events import Draft
+from rules.model import Draft
 
 
 def legal_disabled(cfg) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.events import format_ts, parse_local_ts
+from rules.model import format_ts, parse_local_ts
 
 
 def parse_given(text: str, tz: str | None) -> float:

@@ -36,7 +36,7 @@ from drivers.registry import has
 from gateway import legal
 from gateway.core import CommitResult, Core, RequestError
 from gateway.device_pools import KeyedPools
-from gateway.events import Draft, format_ts
+from rules.model import Draft, format_ts
 
 log = logging.getLogger("casegate.requests")
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from gateway.core import Core
-from gateway.events import Event, format_ts
+from rules.model import Event, format_ts
 from gateway.views import alarm_snapshot
 
 # Domains whose events change occupancy or the alarm listing.

@@ -37,7 +37,7 @@ import subprocess
 import time
 from typing import Any, Callable
 
-from gateway.events import format_ts
+from rules.model import format_ts
 
 
 # A step seen this soon after the clock became synchronised is still that sync's

@@ -15,7 +15,7 @@ import termios
 import time
 import tty
 
-from gateway.events import format_duration, format_local, parse_ts
+from rules.model import format_duration, format_local, parse_ts
 
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": "cyan"}
@@ -206,7 +206,7 @@ def _device_table(data: dict, narrow: bool, tz: str, now: float):
 
 
 def format_local_utc(epoch: float) -> str:
-    from gateway.events import format_ts
+    from rules.model import format_ts
     return format_ts(epoch)
 
 

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-from gateway.events import Event, is_suppressed_alarm, topic_for
+from rules.model import Event, is_suppressed_alarm, topic_for
 from gateway.journal import open_reader, EVENT_COLUMNS
 from gateway.uplink_takeover import TakeoverDetector
 

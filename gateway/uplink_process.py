@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from drivers.common.child import ChildSupervisor, ParentLink, Stop, SupervisedChildView
-from gateway.events import Event, topic_for
+from rules.model import Event, topic_for
 from gateway.uplink import RESEND_MAX
 
 log = logging.getLogger("casegate.uplink")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.core import Core
-from gateway.events import format_ts
+from rules.model import format_ts
 from gateway.journal import journal_stats
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class DaemonViews:
     def _checkpoint_written_at(self) -> float | None:
         """When the newest checkpoint was written (this run's, else the newest file's, as
         after a restart): casegate_checkpoint_age_seconds (issue 30 item 4)."""
-        from gateway.events import parse_ts
+        from rules.model import parse_ts
         store = getattr(self.d.core, "checkpoints", None)
         if store is None:
             return None

@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import Draft, format_duration, format_local, parse_ts
+from rules.model import Draft, format_duration, format_local, parse_ts
 from rules.catalog import CATALOG
 from rules.declare import AlarmSpec
 

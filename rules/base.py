@@ -282,7 +282,7 @@ def _runners(typ: str, codes, enabled) -> list[tuple[Callable, bool]]:
 def local(ctx, epoch: float | None) -> str:
     """A time for people in an alarm message: the center's local time with its
     offset (details keep RFC 3339 UTC for machines)."""
-    from gateway.events import format_local
+    from rules.model import format_local
     if epoch is None:
         return "-"
     center = getattr(getattr(ctx, "config", None), "center", None)
@@ -290,7 +290,7 @@ def local(ctx, epoch: float | None) -> str:
 
 
 def duration(seconds: float) -> str:
-    from gateway.events import format_duration
+    from rules.model import format_duration
     return format_duration(seconds)
 
 

@@ -71,7 +71,7 @@ from collections import defaultdict
 from heapq import heapify, heappop, heappush
 from typing import Any
 
-from gateway.events import Draft, Event, format_ts
+from rules.model import Draft, Event, format_ts
 from rules import alarm_states, citations, departed
 from rules.base import NONE, ON_RECONFIGURE, RULES, Facts, Rule, dispatch_table
 from rules.catalog import CATALOG, rule_settings, spell_windows     # (importing it finds every rule family)

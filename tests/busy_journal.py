@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from gateway.events import Draft, seal
+from rules.model import Draft, seal
 from gateway.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent

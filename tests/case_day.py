@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.config import parse_config
 from gateway.core import Core
 from gateway.daemon import derive_person_left
-from gateway.events import Draft, parse_ts
+from rules.model import Draft, parse_ts
 from gateway.journal import Journal
 from gateway.signing import load_or_create
 from rules.engine import Engine

@@ -11,7 +11,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+# Strict event model (rules/model/checks.py): an emit of an undeclared type or of data its
+# model refuses raises - in this process and in every daemon the tests start (they inherit
+# the environment). Production journals what it is given.
+os.environ["CASEGATE_STRICT_EVENTS"] = "1"
+
 from brokers import Mosquitto, Subscriber, free_port, wait_port  # noqa: E402,F401
+from drivers.base import PrintContext  # noqa: E402
+from rules.model import check_strict  # noqa: E402
+
+_print_emit = PrintContext.emit
+
+
+def _checked_emit(self, type, data, ts=None):
+    """Drivers under test emit into a PrintContext: held to the declarations too."""
+    check_strict(type, data)
+    return _print_emit(self, type, data, ts)
+
+
+PrintContext.emit = _checked_emit
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from daemon_util import cli, write_config
-from gateway.events import GENESIS, Draft, format_ts, parse_ts, seal
+from rules.model import GENESIS, Draft, format_ts, parse_ts, seal
 from gateway.journal import Journal
 
 T0 = parse_ts("2026-11-26T00:00:00Z")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import Draft
+from rules.model import Draft
 from gateway.journal import Journal
 from gateway.uplink import Uplink
 from rules.engine import Engine

@@ -21,7 +21,7 @@ from case_day import CASE_A, CASE_B_SECRETS, config_toml, play_day, start_core
 from daemon_util import cli
 
 from gateway.bundle import read_zip_member, rewrite_zip, verify_bundle
-from gateway.events import canonical, chain_hash
+from rules.model import canonical, chain_hash
 from gateway.journal import Journal, open_reader
 from gateway.signing import key_id_of, load_public_key, verify_head
 
@@ -89,7 +89,7 @@ def test_keys_show_prints_the_key_that_signed_the_journal(day):
 def test_signing_every_s_while_the_journal_advances_and_never_signs_itself(tmp_path):
     cfg, journal, core, clock = start_core(tmp_path / "state", every_s=0.05)
     try:
-        from gateway.events import Draft
+        from rules.model import Draft
         core.submit(Draft("door.opened", {"door": "d1", "room": "waiting-1"}, "doors", ts=clock.t)).result(10)
         deadline = time.monotonic() + 10
         while not core.journal.conn.execute("SELECT 1 FROM events WHERE type = 'chain.signed'").fetchone():
@@ -452,7 +452,7 @@ def test_export_waits_for_a_signature_over_the_case(day, tmp_path):
     """An event of the case after the last chain.signed: export refuses and says what to do."""
     from gateway.bundle import BundleError, export_case
     from gateway.case_cli import journal_source
-    from gateway.events import Draft, seal
+    from rules.model import Draft, seal
     state = tmp_path / "state"
     shutil.copytree(day["state"], state)
     j = Journal(state / "journal.db")

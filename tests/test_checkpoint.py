@@ -143,7 +143,7 @@ def test_kill9_between_checkpoints_loses_nothing_and_restarts_from_the_older(tmp
 def small(tmp_path):
     cfg = parse_config({"center": {"id": CENTER}, "storage": {"dir": str(tmp_path / "state")}})
     j = Journal(cfg.journal_path, "normal")
-    from gateway.events import Draft, seal
+    from rules.model import Draft, seal
     ev = seal(Draft("person.registered", {"person": "p1", "role": "suspect"}, "test", 1.0e9), 1, CENTER,
               j.last_hash, 1.0e9)
     j.append([ev])

@@ -417,7 +417,7 @@ def test_trace_after_presence_events(center):
     assert "security_check" in text.stdout and "(still there)" in text.stdout
     # --since inside the stay in interrogation-1: he is there at that time (the entry, before --since,
     # was filtered away and trace said "no room visits")
-    from gateway.events import format_ts, parse_ts
+    from rules.model import format_ts, parse_ts
     # just after he entered interrogation-1 and his security_check stay had ended (its presence.left
     # may come after the next room's presence.entered)
     since = format_ts(max(parse_ts(rows[0]["left"]), parse_ts(rows[1]["entered"])) + 0.001)

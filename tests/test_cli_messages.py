@@ -14,7 +14,7 @@ from daemon_util import ROOT, cli, write_config
 from drivers.zone_reader.config import ZoneReaderConfig
 from drivers.zone_reader.probe import args_from_config
 from gateway.logging_setup import LocalTimeFormatter
-from gateway.events import parse_ts
+from rules.model import parse_ts
 
 ROOMS = """
 [[rooms]]

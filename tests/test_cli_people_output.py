@@ -9,7 +9,7 @@ import json
 
 from daemon_util import cli
 
-from gateway.events import GENESIS, Draft, parse_ts, seal
+from rules.model import GENESIS, Draft, parse_ts, seal
 from gateway.journal import Journal
 
 T0 = parse_ts("2026-11-28T01:18:26Z")        # 09:18:26 in Asia/Shanghai

@@ -36,7 +36,7 @@ def test_person_add_arrived_at_without_offset_is_the_centers_local_time(tmp_path
     import time
     from datetime import datetime, timedelta, timezone
 
-    from gateway.events import parse_ts
+    from rules.model import parse_ts
     d = DaemonProcess(write_config(tmp_path, None)).start()
     try:
         d.wait_status(lambda s: s["journal"]["last_seq"] >= 1)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 
 from gateway.checkpoint import engine_state, restore_engine, snapshot  # noqa: E402
 from gateway.core import Core  # noqa: E402
-from gateway.events import Draft, parse_ts  # noqa: E402
+from rules.model import Draft, parse_ts  # noqa: E402
 from gateway.journal import Journal, iter_events, open_reader  # noqa: E402
 from gateway.timebase import TimeBase, clock_synchronised  # noqa: E402
 from rules.engine import Engine  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 
 from gateway.core import Core  # noqa: E402
-from gateway.events import parse_ts  # noqa: E402
+from rules.model import parse_ts  # noqa: E402
 from gateway.journal import Journal, iter_events, open_reader  # noqa: E402
 from gateway.requests import Handlers, Register  # noqa: E402
 from gateway.timebase import TimeBase  # noqa: E402

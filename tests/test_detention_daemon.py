@@ -7,7 +7,7 @@ import signal
 import time
 
 from daemon_util import DaemonProcess, cli, write_config
-from gateway.events import format_ts
+from rules.model import format_ts
 from test_daemon import Central
 
 RULES = "[rules.detention_timeout]\nadministrative_h = {h}\n"

@@ -7,7 +7,7 @@ import json
 import time
 
 from daemon_util import cli
-from gateway.events import format_local, format_ts, parse_ts
+from rules.model import format_local, format_ts, parse_ts
 from test_daemon import Central, daemon  # noqa: F401  (daemon is a fixture)
 
 

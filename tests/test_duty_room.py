@@ -178,7 +178,7 @@ def test_top_in_a_real_terminal(center, tmux):
     assert "waiting-1" in person and "候问室1" in person and " suspect " in person
     assert "王五" in person
     since = next(w for w in person.split() if w.count(":") == 2)        # hh:mm:ss, local
-    from gateway.events import format_local
+    from rules.model import format_local
     assert abs(int(since[:2]) - int(format_local(time.time(), "Asia/Shanghai")[11:13])) in (0, 1, 23)
     assert any("card-sec" in x and "online" in x for x in lines)
     assert "uplink disabled" in " ".join(lines[:2])        # the header may wrap

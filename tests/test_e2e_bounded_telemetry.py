@@ -8,7 +8,7 @@ import time
 
 from daemon_util import DaemonProcess, cli, write_config
 from drivers.zone_reader.simulator import ZoneSite
-from gateway.events import parse_ts
+from rules.model import parse_ts
 from test_daemon import Central
 from test_e2e_drivers import ROOMS, zone_device
 

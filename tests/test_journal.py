@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import GENESIS, Draft, chain_hash, format_ts, parse_ts, uuid7
+from rules.model import GENESIS, Draft, chain_hash, format_ts, parse_ts, uuid7
 from gateway.journal import Journal, iter_events, open_reader, verify
 from rules.engine import Engine
 from daemon_util import cli

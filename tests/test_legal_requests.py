@@ -14,7 +14,7 @@ import pytest
 from brokers import free_port
 from daemon_util import DaemonProcess, cli, write_config
 from drivers.zone_reader.simulator import ZoneSite
-from gateway.events import format_ts
+from rules.model import format_ts
 from test_daemon import Central, P
 
 ROOMS = """

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "rules"))
 from rule_cases import CASES  # noqa: E402
 from scenario import ROOMS, T0, flatten  # noqa: E402
 
-from gateway.events import GENESIS, Draft, seal  # noqa: E402
+from rules.model import GENESIS, Draft, seal  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from rules.catalog import CATALOG  # noqa: E402
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from gateway.archive import archive_dir, archive_files
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import Draft
+from rules.model import Draft
 from gateway.journal import Journal, iter_events, open_reader, verify
 from rules.engine import Engine
 from daemon_util import cli
@@ -285,7 +285,7 @@ def test_time_bounds_without_a_ts_index(tmp_path):
     """seq_at_ts finds the first event at/after a time by binary search on seq, across
     pruned holes; `events --since` gives exactly the events from then on."""
     from gateway.journal import seq_at_ts
-    from gateway.events import format_ts
+    from rules.model import format_ts
     cfg, j, core = make_core(tmp_path, retain_days=1)
     t0 = time.time() - 10 * DAY
     evs = [submit(core, t0 + i * 3600, "card.swiped", {"card": f"{i:010X}", "reader": "r", "room": "x",

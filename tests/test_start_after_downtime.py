@@ -14,7 +14,7 @@ from collections import Counter
 from daemon_util import DaemonProcess, cli, write_config
 from gateway.config import load_config
 from gateway.core import Core
-from gateway.events import Draft
+from rules.model import Draft
 from gateway.journal import Journal
 from rules.engine import Engine
 

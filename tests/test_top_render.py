@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from gateway.events import parse_ts
+from rules.model import parse_ts
 from gateway.top import render, sort_alarms
 
 NOW = parse_ts("2026-11-28T03:30:00Z")       # 11:30 in Asia/Shanghai

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import GENESIS, Draft, canonical, chain_hash
+from rules.model import GENESIS, Draft, canonical, chain_hash
 from gateway.journal import Journal, open_reader
 from gateway.uplink import Uplink
 from gateway.uplink_process import UplinkProcess

@@ -8,6 +8,8 @@ DRIVER = DriverSpec(
     kind="camera",
     config=CameraConfig,
     driver="drivers.camera.process:CameraProcess",
+    emits=("camera.headcount", "camera.still", "camera.face_recognized", "camera.face_unknown",
+           "camera.snapshot", "camera.tampered", "device.online", "device.offline", "device.error"),
     summary="camera whose video casegate analyses itself (motion, headcount, faces)",
     example="""\
 [[devices]]

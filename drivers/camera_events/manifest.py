@@ -6,6 +6,7 @@ DRIVER = DriverSpec(
     kind="camera_events",
     config=CameraEventsConfig,
     driver="drivers.camera_events.driver:CameraEventsDriver",
+    emits=("camera.still", "camera.motion", "camera.tampered", "camera.snapshot", "device.online", "device.offline", "device.error"),
     summary="camera that analyses video itself: Hikvision ISAPI / Dahua / ONVIF events (motion, tamper)",
     example="""\
 [[devices]]

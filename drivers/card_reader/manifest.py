@@ -6,6 +6,7 @@ DRIVER = DriverSpec(
     kind="card_reader",
     config=CardReaderConfig,
     driver="drivers.card_reader.driver:CardReaderDriver",
+    emits=("card.swiped", "device.online", "device.offline", "device.error"),
     summary="125 kHz EM4100 card reader on a serial port",
     example="""\
 [[devices]]

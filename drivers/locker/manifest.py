@@ -6,6 +6,8 @@ DRIVER = DriverSpec(
     kind="locker",
     config=LockerConfig,
     driver="drivers.locker.driver:LockerDriver",
+    emits=("locker.opened", "locker.closed", "locker.unlock_requested", "evidence.added", "evidence.removed",
+           "device.online", "device.offline", "device.error"),
     summary="smart locker: lock board and optional UHF inventory reader",
     example="""\
 [[devices]]

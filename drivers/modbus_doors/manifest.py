@@ -6,6 +6,7 @@ DRIVER = DriverSpec(
     kind="modbus_doors",
     config=ModbusDoorsConfig,
     driver="drivers.modbus_doors.driver:ModbusDoorsDriver",
+    emits=("door.opened", "door.closed", "device.online", "device.offline", "device.error"),
     summary="door contacts on a Modbus TCP/RTU digital-input module",
     example="""\
 [[devices]]

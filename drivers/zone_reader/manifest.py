@@ -6,6 +6,7 @@ DRIVER = DriverSpec(
     kind="zone_reader",
     config=ZoneReaderConfig,
     driver="drivers.zone_reader.driver:ZoneReaderDriver",
+    emits=("presence.entered", "presence.left", "tag.status", "door.passed", "device.online", "device.offline", "device.error"),
     summary="2.4 GHz active RFID base stations (MR7901) that connect to casegate",
     example="""\
 [[devices]]

@@ -63,7 +63,7 @@ from gateway.demo.script import Script
 from gateway.demo.simulators import Simulators
 from gateway.demo.summary import print_summary, summarize
 from gateway.demo.view import Display, View
-from gateway.events import Event
+from rules.model import Event
 
 __all__ = ["run_demo", "mosquitto_path"]
 

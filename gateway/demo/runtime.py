@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.daemon import Daemon
 from gateway.demo.center import DAY_START_HOUR, TIMEZONE
-from gateway.events import Event
+from rules.model import Event
 
 
 class DemoError(Exception):

@@ -13,7 +13,7 @@ from gateway.demo.desk import Desk
 from gateway.demo.runtime import DemoClock, DemoDaemon, DemoError
 from gateway.demo.simulators import Simulators
 from gateway.demo.view import Display, View
-from gateway.events import Event
+from rules.model import Event
 
 
 class Script:

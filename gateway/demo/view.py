@@ -7,7 +7,7 @@ from collections import Counter, deque
 
 from gateway.demo.center import ROOMS
 from gateway.demo.runtime import DemoClock
-from gateway.events import Event
+from rules.model import Event
 
 
 # ---- what the demo knows: a fold of the committed events ------------------------------------------

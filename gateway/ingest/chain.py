@@ -9,7 +9,7 @@ the gap below them is filled. Each event's own hash is checked on arrival.
 """
 from __future__ import annotations
 
-from gateway.events import GENESIS, canonical_parts, chain_hash, dump_data
+from rules.model import GENESIS, canonical_parts, chain_hash, dump_data
 from gateway.ingest.store import ChainRow
 from gateway.ingest.validate import envelope_problem as _envelope_problem
 

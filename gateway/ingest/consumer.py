@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.events import GENESIS, canonical_parts, chain_hash, dump_data, parse_ts
+from rules.model import GENESIS, canonical_parts, chain_hash, dump_data, parse_ts
 from gateway.ingest.chain import UNVERIFIED_MAX, CANDIDATES_MAX, CenterChain
 from gateway.ingest.ratelog import RateLimitedLog
 from gateway.ingest.signatures import check_chain_signed, identity_problem, key_id, load_keys_dir

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from gateway.events import GENESIS
+from rules.model import GENESIS
 from gateway.ingest.schema import COLUMNS_ADDED, statements
 
 

@@ -14,12 +14,12 @@ import base64
 import json
 import re
 
-from gateway.events import parse_ts
+from rules.model import parse_ts
 
 SEQ_MAX = 2 ** 63 - 1
 CENTER_RE = re.compile(r"[a-z0-9-]{1,64}\Z")                       # issue 30 item 7
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")          # UUIDv7 / ULID and friends
-ALARM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")            # gateway/event_schemas.py
+ALARM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")            # rules/model/event_types.py
 HEX64_RE = re.compile(r"[0-9a-f]{64}\Z")
 TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){1,3}\Z")
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)\Z")

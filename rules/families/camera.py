@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import NONE, ROOM_EVENTS, Facts, duration, local, room_rule, rule
 from rules.citations import ATTENDANCE, ATTENDANCE_CRIMINAL
 from rules.declare import Equipment, Grace, RuleSettings, alarm

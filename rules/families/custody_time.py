@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules import citations
 from rules.base import NONE, Facts, duration, local, on_reconfigure, rule
 from rules.citations import ADMIN, CRIM, PROC

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import Facts, local, rule
 from rules.declare import Equipment, RuleSettings, alarm
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from gateway.events import format_local, format_ts
+from rules.model import format_local, format_ts
 from pydantic import Field
 
 from rules.base import NONE, Facts, rule

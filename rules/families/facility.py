@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.base import NONE, Facts, duration, local, rule
 from rules.citations import ADMIN, PROC
 from rules.declare import Equipment, RuleSettings, alarm

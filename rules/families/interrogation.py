@@ -324,7 +324,7 @@ def _cat(out, r):
 
 
 def _ro_facts(ctx, pid, room, start, t):
-    from gateway.events import format_ts
+    from rules.model import format_ts
     h = (t - start) / 3600.0
     rl = ctx.room_label(room)
     lim = ctx.settings[RO].limit_h

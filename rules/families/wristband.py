@@ -179,7 +179,7 @@ def _sl_check(ctx, tag, t):
 
 
 def _fmt(x):
-    from gateway.events import format_ts
+    from rules.model import format_ts
     return format_ts(x) if x else None
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from gateway.events import Draft, parse_ts, seal  # noqa: E402
+from rules.model import Draft, parse_ts, seal  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.events import GENESIS, Draft, canonical, chain_hash, seal, topic_for
+from rules.model import GENESIS, Draft, canonical, chain_hash, seal, topic_for
 
 T0 = 1_790_000_000.0
 

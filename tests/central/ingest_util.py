@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 
 from daemon_util import ROOT
 
-from gateway.events import GENESIS, canonical, chain_hash
+from rules.model import GENESIS, canonical, chain_hash
 
 
 class IngestProcess:

@@ -12,7 +12,7 @@ import json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.events import Draft, seal
+from rules.model import Draft, seal
 
 
 class CenterKey:

@@ -15,7 +15,7 @@ from contract_util import DOC, problems
 from daemon_util import ROOT, DaemonProcess, write_config
 
 from gateway.contract import build, dump, schema_name_for
-from gateway.event_schemas import EVENT_DATA
+from rules.model import EVENT_DATA
 from gateway.requests import COMMANDS
 
 

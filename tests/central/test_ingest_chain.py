@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from gateway.events import GENESIS, Draft, seal, topic_for
+from rules.model import GENESIS, Draft, seal, topic_for
 from gateway.ingest.consumer import Ingest, IngestOptions
 
 

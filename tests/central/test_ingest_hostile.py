@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from gateway.events import Draft, seal
+from rules.model import Draft, seal
 from gateway.ingest.consumer import RESEND_ALL_BURST, RESEND_ALL_PER_S, Ingest, IngestOptions
 from hostile_util import good_chain, hostile, message
 from signing_util import CenterKey

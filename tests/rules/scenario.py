@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from gateway.config import parse_config
-from gateway.events import GENESIS, Draft, Event, parse_ts, seal
+from rules.model import GENESIS, Draft, Event, parse_ts, seal
 from rules.engine import Engine
 
 T0 = parse_ts("2026-11-26T00:00:00Z")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay
 from scenario import DEVICES, ROOMS, T0, Scenario, arrive, enter, parse_config

@@ -90,7 +90,7 @@ def test_property_with_forward_clock_steps(script, frac, jumps):
     """Journal time jumps forward (clock.stepped, as gateway/timebase.py journals it):
     every later event is stamped that much later; live, replay and checkpoint + tail
     agree, the clock shift being part of the checkpointed state."""
-    from gateway.events import format_ts
+    from rules.model import format_ts
     at = dict(jumps)
     out, shift = [], 0.0
     for i, (t, typ, data) in enumerate(flatten(_setup() + _to_events(script))):

@@ -5,7 +5,7 @@ import time
 
 from gateway.config import parse_config
 from gateway.core import Core
-from gateway.events import Draft
+from rules.model import Draft
 from gateway.journal import Journal, iter_events, open_reader
 from rules.engine import Engine
 from rules.replay import alarm_rows, replay

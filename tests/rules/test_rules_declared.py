@@ -167,7 +167,7 @@ rules.families.__path__.append({plugins!r})      # as if the module were in rule
 from rules.catalog import CATALOG
 from rules.engine import Engine
 from gateway.cli import main
-from gateway.events import format_ts
+from rules.model import format_ts
 import rule_cases, jammed_cases                    # the rule's cases, as they would be in rule_cases.py
 from test_rules_alarm_codes import run_case
 from scenario import Scenario, make_config

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events import format_ts
+from rules.model import format_ts
 from rule_cases import CASES
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay, replay_input

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError
-from gateway.events import Draft, seal
+from rules.model import Draft, seal
 from rules.catalog import CATALOG, rule_settings
 from rules.engine import Engine, alarm_id
 from scenario import H, T0, Scenario, arrive, enter, leave, make_config, move, status

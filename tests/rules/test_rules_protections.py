@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rules.replay import alarm_rows, replay
 from rules.state import State
-from gateway.events import GENESIS, Draft, parse_ts, seal
+from rules.model import GENESIS, Draft, parse_ts, seal
 from scenario import ROOMS, Scenario, arrive, enter, make_config, move
 
 RAID_ROOMS = ["waiting-1", "waiting-2", "waiting-3", "interrogation-1", "interrogation-2",

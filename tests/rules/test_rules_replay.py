@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rule_cases import CASES
-from gateway.events import GENESIS, Draft, seal
+from rules.model import GENESIS, Draft, seal
 from rules.engine import Engine
 from rules.replay import Replayer, alarm_rows, rebuild, reconcile, replay, trace
 from test_rules_state import check_indexes  # at import: importing it inside @given nests @given

@@ -1,4 +1,4 @@
-"""The center model (rules/state.py): a fold of events, with consistent indexes."""
+"""The center model (rules/state/): a fold of events, with consistent indexes."""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,7 +6,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.events import Draft, seal
+from rules.model import Draft, seal
 from rules.state import State, count_keys
 from scenario import T0, arrive, bind, enter, flatten, leave, register, tag_of
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError
-from gateway.events import format_ts
+from rules.model import format_ts
 from rule_cases import Case, rec, rec_stop
 from rules import citations
 from rules.catalog import CATALOG

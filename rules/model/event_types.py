@@ -1,6 +1,9 @@
-"""The ``data`` of every event type (SPEC §2), as pydantic models: the source of
-the JSON Schemas in docs/asyncapi.yaml (gateway/contract.py). Next to the
-event model on purpose: a new event type gets its schema here.
+"""Every event type (SPEC §2), declared once at the bottom of this file: its name,
+the pydantic model of its ``data`` (the source of the JSON Schemas in
+docs/asyncapi.yaml, gateway/contract.py), telemetry or not, folded or not. A new
+event type = its model here + one DECLARED row (+ its fold in rules/state, or
+NOT_FOLDED); tests/rules/test_event_model.py checks folds, emits and drivers'
+manifests against DECLARED.
 
 Strict where SPEC is exact (enums, types, nullability of the fields it names,
 the ids every event of a type carries); open where it is not: every model
@@ -10,6 +13,7 @@ producer may leave out today are optional, typed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -329,29 +333,80 @@ class RequestRefused(Data):                     # v3 (SPEC §3): a legal request
     message: Str = None
 
 
-EVENT_DATA: dict[str, type[Data]] = {
-    "gateway.started": GatewayStarted, "gateway.stopped": GatewayStopped,
-    "config.legal_disabled": ConfigLegalDisabled,
-    "person.registered": PersonRegistered, "person.updated": PersonUpdated, "person.rest": PersonRest,
-    "person.checkout_approved": PersonCheckoutApproved, "person.left": PersonLeft,
-    "wristband.bound": Wristband, "wristband.unbound": Wristband,
-    "presence.entered": PresenceEntered, "presence.left": PresenceLeft,
-    "tag.status": TagStatus, "card.swiped": CardSwiped,
-    "door.opened": Door, "door.closed": Door, "door.passed": DoorPassed,
-    "locker.opened": Locker, "locker.closed": Locker, "locker.unlock_requested": LockerUnlockRequested,
-    "evidence.added": Evidence, "evidence.removed": Evidence, "custody.ordered": CustodyOrdered,
-    "belongings.assigned": BelongingsAssigned,
-    "camera.headcount": CameraHeadcount, "camera.face_recognized": CameraFaceRecognized,
-    "camera.face_unknown": Camera, "camera.still": CameraStill, "camera.snapshot": CameraSnapshot,
-    "camera.motion": CameraMotion, "camera.tampered": CameraTampered,
-    "face.enrolled": FaceEnrolled,
-    "recording.started": Recording, "recording.stopped": Recording,
-    "identification.started": Identification, "identification.ended": Identification,
-    "device.online": Device, "device.offline": Device, "device.error": Device,
-    "device.maintenance": DeviceMaintenance, "device.maintenance_ended": DeviceMaintenanceEnded,
-    "clock.stepped": ClockStepped, "clock.sync": ClockSync, "journal.shed": JournalShed,
-    "chain.signed": ChainSigned,
-    "alarm.raised": Alarm, "alarm.cleared": Alarm, "alarm.acknowledged": AlarmAcknowledged,
-    "alarm.escalated": AlarmEscalated, "alarm.shelved": AlarmShelved, "alarm.unshelved": AlarmUnshelved,
-    "request.refused": RequestRefused,
-}
+@dataclass(frozen=True)
+class EventType:
+    """One event type, declared once: its name (``<domain>.<action>``), the model of its
+    ``data``, whether it is telemetry (may be shed under the disk cap, SPEC §2
+    journal.shed: everything else is a record of the case and is never shed), and
+    whether the center model folds it (rules/state; False = journaled and published,
+    read by no fold - gateway lifecycle, the alarm-state and clock modules' own inputs,
+    refusals)."""
+    name: str
+    data: type[Data]
+    telemetry: bool = False
+    folded: bool = True
+
+
+TELEMETRY, NOT_FOLDED = {"telemetry": True}, {"folded": False}
+
+# The order is the contract's (docs/asyncapi.yaml lists messages in it).
+DECLARED: tuple[EventType, ...] = tuple(EventType(name, model, **flags) for name, model, flags in (
+    ("gateway.started", GatewayStarted, NOT_FOLDED),
+    ("gateway.stopped", GatewayStopped, NOT_FOLDED),
+    ("config.legal_disabled", ConfigLegalDisabled, NOT_FOLDED),
+    ("person.registered", PersonRegistered, {}),
+    ("person.updated", PersonUpdated, {}),
+    ("person.rest", PersonRest, {}),
+    ("person.checkout_approved", PersonCheckoutApproved, {}),
+    ("person.left", PersonLeft, {}),
+    ("wristband.bound", Wristband, {}),
+    ("wristband.unbound", Wristband, {}),
+    ("presence.entered", PresenceEntered, {}),
+    ("presence.left", PresenceLeft, {}),
+    ("tag.status", TagStatus, TELEMETRY),
+    ("card.swiped", CardSwiped, TELEMETRY),
+    ("door.opened", Door, {}),
+    ("door.closed", Door, {}),
+    ("door.passed", DoorPassed, {}),
+    ("locker.opened", Locker, {}),
+    ("locker.closed", Locker, {}),
+    ("locker.unlock_requested", LockerUnlockRequested, {}),
+    ("evidence.added", Evidence, {}),
+    ("evidence.removed", Evidence, {}),
+    ("custody.ordered", CustodyOrdered, {}),
+    ("belongings.assigned", BelongingsAssigned, {}),
+    ("camera.headcount", CameraHeadcount, TELEMETRY),
+    ("camera.face_recognized", CameraFaceRecognized, TELEMETRY),
+    ("camera.face_unknown", Camera, TELEMETRY),
+    ("camera.still", CameraStill, TELEMETRY),
+    ("camera.snapshot", CameraSnapshot, {**TELEMETRY, **NOT_FOLDED}),
+    ("camera.motion", CameraMotion, NOT_FOLDED),
+    ("camera.tampered", CameraTampered, {}),
+    ("face.enrolled", FaceEnrolled, NOT_FOLDED),
+    ("recording.started", Recording, {}),
+    ("recording.stopped", Recording, {}),
+    ("identification.started", Identification, {}),
+    ("identification.ended", Identification, {}),
+    ("device.online", Device, TELEMETRY),
+    ("device.offline", Device, TELEMETRY),
+    ("device.error", Device, TELEMETRY),
+    ("device.maintenance", DeviceMaintenance, NOT_FOLDED),          # rules/alarm_states.py
+    ("device.maintenance_ended", DeviceMaintenanceEnded, NOT_FOLDED),
+    ("clock.stepped", ClockStepped, NOT_FOLDED),                    # the rules' clock (rules/clock.py)
+    ("clock.sync", ClockSync, NOT_FOLDED),
+    ("journal.shed", JournalShed, NOT_FOLDED),
+    ("chain.signed", ChainSigned, NOT_FOLDED),
+    ("alarm.raised", Alarm, {}),
+    ("alarm.cleared", Alarm, {}),
+    ("alarm.acknowledged", AlarmAcknowledged, {}),
+    ("alarm.escalated", AlarmEscalated, NOT_FOLDED),
+    ("alarm.shelved", AlarmShelved, NOT_FOLDED),                    # rules/alarm_states.py
+    ("alarm.unshelved", AlarmUnshelved, NOT_FOLDED),
+    ("request.refused", RequestRefused, NOT_FOLDED),
+))
+
+# Derived from DECLARED, never listed by hand:
+EVENT_TYPES: dict[str, EventType] = {t.name: t for t in DECLARED}
+EVENT_DATA: dict[str, type[Data]] = {t.name: t.data for t in DECLARED}      # the contract's schema table
+TELEMETRY_TYPES = frozenset(t.name for t in DECLARED if t.telemetry)
+FOLDED_TYPES = frozenset(t.name for t in DECLARED if t.folded)
