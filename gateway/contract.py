@@ -5,7 +5,7 @@ SPEC.md stays the reference for people.
     python -m gateway.contract > docs/asyncapi.yaml
 
 Sources: the envelope and event data models (gateway/event_schemas.py),
-the request models (gateway/requests.py COMMANDS), and the state and response
+the request models (gateway/commands COMMANDS), and the state and response
 models below. tests/central/test_contract.py fails when docs/asyncapi.yaml is
 stale, and validates real published messages against it.
 """
@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from gateway import __version__
 from gateway.event_schemas import EVENT_DATA, Alarm
@@ -111,19 +111,31 @@ class Response(BaseModel):
     error: Optional[ResponseError] = None
 
 
+class _PublishedNames(GenerateJsonSchema):
+    """Schema keys as published: a request model whose name another model shares is keyed
+    gateway__requests__<Name>, where it was defined then, not by the module of
+    gateway/commands/ that defines it now (docs/asyncapi.yaml is byte-stable)."""
+
+    def get_defs_ref(self, core_mode_ref):
+        ref, mode = core_mode_ref
+        if ref.startswith("gateway.commands."):
+            ref = "gateway.requests." + ref.rsplit(".", 1)[1]
+        return super().get_defs_ref((ref, mode))
+
+
 def _type_key(t: str) -> str:
     return "Event." + t
 
 
 def _schemas() -> dict[str, Any]:
-    from gateway.requests import COMMANDS
+    from gateway.commands import COMMANDS
     models: list[tuple[type[BaseModel], str]] = [(Envelope, "validation"), (StateGateway, "validation"),
                                                  (StateDevice, "validation"), (StateOccupancy, "validation"),
                                                  (StateAlarms, "validation"), (StateIdentity, "validation"),
                                                  (Response, "validation")]
     models += [(m, "validation") for m in dict.fromkeys(EVENT_DATA.values())]
     models += [(c.model, "validation") for c in COMMANDS.values()]
-    keys, top = models_json_schema(models, ref_template=REF, by_alias=True)
+    keys, top = models_json_schema(models, ref_template=REF, by_alias=True, schema_generator=_PublishedNames)
     schemas: dict[str, Any] = dict(sorted(top["$defs"].items()))
 
     def key_of(model) -> str:      # pydantic's key (it qualifies a name two modules share)
@@ -151,7 +163,7 @@ def _msg(name: str, schema_ref: str, summary: str, title: str | None = None) -> 
 
 
 def build() -> dict[str, Any]:
-    from gateway.requests import COMMANDS
+    from gateway.commands import COMMANDS
     schemas = _schemas()
     center = {"description": "[center] id, [a-z0-9-]+"}
     messages: dict[str, Any] = {}
@@ -252,7 +264,7 @@ def schema_name_for(topic: str, payload: Any, prefix: str = "casegate") -> str |
     if kind == "response":
         return "Response"
     if kind == "request":
-        from gateway.requests import COMMANDS
+        from gateway.commands import COMMANDS
         m = COMMANDS.get("/".join(rest))
         return m.model.__name__ if m else None
     return None

@@ -204,10 +204,10 @@ class Daemon:
         n = self.core.rebuild()
         self._start_phase("starting the uplink, the control socket and the devices")
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
-        from gateway.requests import RequestRouter
+        from gateway.commands import RequestRouter, daemon_services
         # One router for every path (MQTT, control socket, demo): it exists with MQTT
         # disabled too, as the CLI's commissioning commands need it.
-        self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
+        self.router = RequestRouter(daemon_services(self), self.core, self._respond, cfg.mqtt.max_request_bytes)
         if cfg.mqtt.enabled and not self._uplink_blocked():
             if cfg.mqtt.uplink_process:
                 from gateway.uplink_process import UplinkProcess as Uplink
@@ -693,7 +693,7 @@ class Daemon:
         band bind, face enroll, ...): the same RequestRouter.dispatch as over MQTT, so its
         validation, idempotency and journal events are exactly those of the MQTT command;
         the answer comes back to the socket, not to P/response/. Source is ``cli``."""
-        from gateway.requests import fail
+        from gateway.commands import fail
         if not isinstance(command, str) or not isinstance(args, dict):
             return fail(None, RequestError("bad_request", "request needs a command and an args object"))
         args = dict(args)

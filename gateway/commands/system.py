@@ -1,0 +1,55 @@
+"""The gateway itself: ping, re-publishing events and state, reloading the config."""
+from __future__ import annotations
+
+from pydantic import Field, StrictInt
+
+from gateway.commands.table import Args, command
+from gateway.core import Core, RequestError
+
+
+class Ping(Args):
+    pass
+
+
+class Resend(Args):
+    from_seq: StrictInt = Field(ge=1)
+    to_seq: StrictInt = Field(ge=1)
+
+
+class Reload(Args):
+    pass
+
+
+class Republish(Args):
+    """state/republish: every retained state topic again (as after a reconnect)."""
+    pass
+
+
+@command("ping", Ping, stored=False)
+def ping(s, core: Core, a: Ping, src: str):
+    return s.ping_data(), []
+
+
+@command("events/resend", Resend, limit="resend", stored=False, example={"from_seq": 1, "to_seq": 100})
+def events_resend(s, core: Core, a: Resend, src: str):
+    if a.to_seq < a.from_seq:
+        raise RequestError("bad_request", "to_seq is before from_seq")
+    if a.from_seq > core.journal.last_seq:
+        raise RequestError("not_found", f"seq {a.from_seq} not journaled yet (last {core.journal.last_seq})")
+    n = s.resend(a.from_seq, a.to_seq)
+    return {"from_seq": a.from_seq, "to_seq": min(a.to_seq, core.journal.last_seq), "count": n}, []
+
+
+# Not in the writer thread: reloading calls into the core itself.
+@command("config/reload", Reload, pool=True, limit="heavy")
+def config_reload(s, a: Reload, src: str) -> dict:
+    problems = s.request_reload()
+    if problems:
+        raise RequestError("bad_request", problems)
+    return {"reloaded": True}
+
+
+@command("state/republish", Republish, limit="heavy", stored=False)
+def state_republish(s, core: Core, a: Republish, src: str):
+    # Only hands the uplink a note: the publishing happens on its side.
+    return {"topics": s.republish_state()}, []
