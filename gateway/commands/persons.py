@@ -86,6 +86,36 @@ PERSON_GROUP = "register, update, check out persons (through the daemon)"
 BAND_GROUP = "bind or unbind wristbands and cards (through the daemon)"
 
 
+# face/enroll carries a base64 photo (FaceEnroll.image), far above the
+# ``max_request_bytes`` that suits every other command.
+FACE_ENROLL_MAX_BYTES = 8_001_024
+_PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg==")
+
+
+def _enroll_request(a, tz: str | None) -> dict:
+    """Through the daemon: the same face/enroll as over MQTT (registered-person check,
+    face.enrolled journaled, cameras reload their faces)."""
+    try:
+        image = Path(a.image).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{a.image}: no such file")
+    except OSError as e:
+        raise UsageError(f"{a.image}: cannot read: {e.strerror}")
+    return {"person": a.person, "image": base64.b64encode(image).decode("ascii")}
+
+
+@command("face/enroll", FaceEnroll, pool=True, limit="heavy", max_bytes=FACE_ENROLL_MAX_BYTES, example={"person": "s1", "image": _PNG_1PX},
+         cli=(Verb(("face", "enroll"), "enrol a person's face from a JPEG/PNG photo", _enroll_request,
+                   lambda a, d: f"enrolled face of {d.get('person', a.person)} (event {d.get('event_id', '?')})",
+                   group_help="face commands", arguments=(arg("person"), arg("image"))),))
+def face_enroll(s, a: FaceEnroll, src: str) -> dict:
+    try:
+        image = base64.b64decode(a.image, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError("bad_request", "image is not valid base64")
+    return s.enroll_face(a.person, image, src)
+
+
 def _register_request(a, tz: str | None) -> dict:
     return drop_unset({"person": a.person, "role": a.role, "name": a.name, "gender": a.gender,
                        "minor": a.minor or None, "age": a.age, "vulnerable": a.vulnerable,
@@ -159,19 +189,6 @@ def person_register(s, core: Core, a: Register, src: str):
     return out, [d]
 
 
-@command("person/checkout", Checkout, example={"person": "s1", "by": "o1"},
-         cli=(Verb(("person", "checkout"), "approve a person's leaving (same as MQTT person/checkout)",
-                   lambda a, tz: {"person": a.person, "by": a.by},
-                   lambda a, d: f"checkout of {a.person} approved by {a.by}", arguments=(
-                       arg("person"),
-                       arg("--by", required=True, help="the approving officer"))),))
-def person_checkout(s, core: Core, a: Checkout, src: str):
-    person(core, a.person)
-    officer(core, a.by, "a checkout")
-    d = Draft("person.checkout_approved", {"person": a.person, "by": a.by}, src)
-    return {"person": a.person, "event_id": d.id}, [d]
-
-
 def _update_request(a, tz: str | None) -> dict:
     return drop_unset({"person": a.person, "by": a.by, "reason": a.reason,
                        "case_type": a.case_type, "limit_h": a.limit_h, "case_id": a.case_id,
@@ -223,6 +240,19 @@ def person_update(s, core: Core, a: PersonUpdate, src: str):
     return {"person": a.person, "changes": changes, "event_id": d.id}, [d]
 
 
+@command("person/checkout", Checkout, example={"person": "s1", "by": "o1"},
+         cli=(Verb(("person", "checkout"), "approve a person's leaving (same as MQTT person/checkout)",
+                   lambda a, tz: {"person": a.person, "by": a.by},
+                   lambda a, d: f"checkout of {a.person} approved by {a.by}", arguments=(
+                       arg("person"),
+                       arg("--by", required=True, help="the approving officer"))),))
+def person_checkout(s, core: Core, a: Checkout, src: str):
+    person(core, a.person)
+    officer(core, a.by, "a checkout")
+    d = Draft("person.checkout_approved", {"person": a.person, "by": a.by}, src)
+    return {"person": a.person, "event_id": d.id}, [d]
+
+
 @command("person/rest", PersonRest,
          example={"person": "s1", "kind": "meal", "from": "2026-11-28T12:00:00+08:00", "by": "o1"})
 def person_rest(s, core: Core, a: PersonRest, src: str):
@@ -268,33 +298,3 @@ def wristband_unbind(s, core: Core, a: Unbind, src: str):
         raise RequestError("not_found", f"tag {tag} is not bound")
     d = Draft("wristband.unbound", {"tag": tag, "person": owner}, src)
     return {"tag": tag, "person": owner, "event_id": d.id}, [d]
-
-
-# face/enroll carries a base64 photo (FaceEnroll.image), far above the
-# ``max_request_bytes`` that suits every other command.
-FACE_ENROLL_MAX_BYTES = 8_001_024
-_PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg==")
-
-
-def _enroll_request(a, tz: str | None) -> dict:
-    """Through the daemon: the same face/enroll as over MQTT (registered-person check,
-    face.enrolled journaled, cameras reload their faces)."""
-    try:
-        image = Path(a.image).read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{a.image}: no such file")
-    except OSError as e:
-        raise UsageError(f"{a.image}: cannot read: {e.strerror}")
-    return {"person": a.person, "image": base64.b64encode(image).decode("ascii")}
-
-
-@command("face/enroll", FaceEnroll, pool=True, limit="heavy", max_bytes=FACE_ENROLL_MAX_BYTES, example={"person": "s1", "image": _PNG_1PX},
-         cli=(Verb(("face", "enroll"), "enrol a person's face from a JPEG/PNG photo", _enroll_request,
-                   lambda a, d: f"enrolled face of {d.get('person', a.person)} (event {d.get('event_id', '?')})",
-                   group_help="face commands", arguments=(arg("person"), arg("image"))),))
-def face_enroll(s, a: FaceEnroll, src: str) -> dict:
-    try:
-        image = base64.b64decode(a.image, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError("bad_request", "image is not valid base64")
-    return s.enroll_face(a.person, image, src)

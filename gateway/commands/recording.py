@@ -33,7 +33,7 @@ def _recording_verb(verb: str) -> Verb:
                 lambda a, tz: {"room": a.room, "recording": on, "source": "operator", "by": a.by},
                 lambda a, d: f"{a.room}: recording {'started' if on else 'stopped'} (by {a.by})",
                 group_help="tell the daemon a room's recorder started or stopped (by hand)",
-                defaults={"recording": on}, arguments=(
+                arguments=(
                     arg("room", help="an interrogation room id"),
                     arg("--by", required=True, help="the officer entering it (an operator's entry never counts "
                                                     "as recorder evidence for one-officer questioning)")))

@@ -9,6 +9,8 @@ it, an example and its CLI verbs. The package finds the domain modules itself
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -63,7 +65,6 @@ class Verb:
     done: Callable[[argparse.Namespace, dict], str]
     arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
     group_help: str | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)      # set_defaults beyond the handler
 
 
 def arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -100,9 +101,11 @@ class Command:
     # A payload cap above [mqtt] max_request_bytes (face/enroll carries a photo).
     max_bytes: int | None = None
     cli: tuple[Verb, ...] = ()                    # its verbs on the casegate command line
+    declared: int = 0             # set by register(): the CLI lists verbs in declaration order
 
 
 COMMANDS: dict[str, Command] = {}
+_declared = itertools.count(1)
 
 # The order docs/asyncapi.yaml has published the request channels in (the contract is
 # byte-stable; registration order follows module discovery). A command not named here
@@ -120,6 +123,7 @@ def register(c: Command) -> Command:
         raise ValueError(f"command {c.name} declared twice")
     if not c.paths or not c.paths <= set(PATHS):
         raise ValueError(f"command {c.name}: paths must be some of {PATHS}")
+    c = dataclasses.replace(c, declared=next(_declared))
     COMMANDS[c.name] = c
     rank = {n: i for i, n in enumerate(PUBLISHED_ORDER)}
     ordered = sorted(COMMANDS.values(), key=lambda x: (rank.get(x.name, len(rank)), x.name))
