@@ -60,7 +60,6 @@ def duration(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
-
 # ---- config and daemon access ------------------------------------------------------
 # Set when get_config fell back to built-in defaults (no config given, no default file): the
 # "no daemon" message then says so instead of blaming the service. One CLI call, one config.
@@ -154,7 +153,6 @@ def with_archive(cfg: Config, journal_events, types, since_ts: str | None = None
         except ArchiveError as e:
             raise CliError(f"archive {directory}/{e}; `casegate journal verify --archive` checks it")
     return merged()
-
 
 
 def verb(sub, name: str, help: str, fn, json_flag: bool = True):

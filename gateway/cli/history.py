@@ -214,7 +214,6 @@ def cmd_custody(args) -> int:
     return EXIT_OK
 
 
-
 def add_events(sub) -> None:
     sp = verb(sub, "events", "events from the journal", cmd_events)
     sp.add_argument("--follow", "-f", action="store_true", help="keep printing new events")

@@ -197,7 +197,6 @@ def _replay_input(args, cfg) -> int:
     return EXIT_OK
 
 
-
 def add_journal(sub) -> None:
     jp = sub.add_parser("journal", help="journal commands")
     jsub = jp.add_subparsers(dest="sub", metavar="<sub>", required=True)

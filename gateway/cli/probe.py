@@ -43,7 +43,6 @@ def cmd_probe(args, rest: list[str]) -> int:
     return mod.run(pargs)
 
 
-
 def add_probe(sub) -> None:
     sp = sub.add_parser("probe", help="talk to hardware directly, without the daemon",
                         description="casegate probe <device> | casegate probe --driver KIND --port URL ... "

@@ -35,7 +35,6 @@ def daemon_request(cfg: Config, command: str, req_args: dict, as_json: bool, des
     return EXIT_USAGE if (resp.get("error") or {}).get("code") == "bad_request" else EXIT_FAILED
 
 
-
 def _runner(command: str, v: Verb):
     def run(args) -> int:
         cfg, _ = get_config(args)

@@ -118,7 +118,6 @@ def cmd_top(args) -> int:
     return run_top(fetch, interval=args.interval, once=args.once)
 
 
-
 def add_status(sub) -> None:
     verb(sub, "status", "uplink, backlog, journal, devices, active alarms (needs the daemon)", cmd_status)
 

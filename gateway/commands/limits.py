@@ -51,4 +51,3 @@ class TokenBuckets:
 
 
 RESEND_MAX = 100_000       # SPEC §3: at most 100,000 events per events/resend
-

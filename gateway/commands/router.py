@@ -51,14 +51,11 @@ class Request:
     reply: Callable[["Request", dict], None] | None = None
 
 
-
-
 class Conflict:
     """A request_id already answered for another request: refused, never stored."""
 
     def __init__(self, error: RequestError):
         self.error = error
-
 
 
 def refused_data(req: Request, err: RequestError) -> dict:
@@ -80,7 +77,6 @@ def ok(rid: str, data: dict) -> str:
 
 def fail(rid: Any, err: RequestError) -> dict:
     return {"request_id": rid, "ok": False, "error": {"code": err.code, "message": err.message}}
-
 
 
 class RequestRouter:
