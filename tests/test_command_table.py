@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from drivers.common.config import CAPABILITIES
 from gateway.cli import control
 from gateway.config import parse_config
 from gateway.daemon import CONTROL_ALIASES, Daemon
@@ -38,6 +39,12 @@ def test_the_table_is_complete_and_consistent():
         want = ["s", "a", "src"] if c.pool else ["s", "core", "a", "src"]
         assert list(inspect.signature(fn).parameters) == want, name
         c.model.model_validate({"request_id": "r-1", **c.example})      # the example is a valid request
+        # a device command names the argument that is its device and the capability that device declares
+        assert (c.device_arg is None) == (c.capability is None), name
+        assert c.capability is None or (c.pool and c.capability in CAPABILITIES), name
+        assert c.device_arg is None or c.device_arg in c.model.model_fields, name
+    verbs = [v.words for c in COMMANDS.values() for v in c.cli]
+    assert len(verbs) == len(set(verbs)) and all(len(w) in (1, 2) for w in verbs), verbs
     for verb, (command, _) in CONTROL_ALIASES.items():
         assert command in COMMANDS and "control" in COMMANDS[command].paths, verb
 
