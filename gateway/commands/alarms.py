@@ -4,8 +4,9 @@ from __future__ import annotations
 from pydantic import Field, StrictStr
 
 from gateway.commands.checks import officer
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, Verb, arg, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -43,7 +44,7 @@ def _ack_request(a, tz: str | None) -> dict:
                        arg("alarm_id"),
                        arg("--by", required=True, help="the acknowledging officer's person id"),
                        arg("--note"))),))
-def alarm_ack(s, core: Core, a: Ack, src: str):
+def alarm_ack(s: Services, core: WriterView, a: Ack, src: str):
     """ISA-18.2: an alarm is acknowledged once, while active or after it
     cleared (return-to-normal-unacknowledged), by a registered officer."""
     book = core.engine.book
@@ -72,7 +73,7 @@ def _scope_known(cfg, scope: str) -> bool:
 @command("alarm/shelve", Shelve,
          example={"code": "tag_low_battery", "scope": "waiting-1", "for_s": 3600.0,
                   "reason": "new batteries ordered", "by": "o1"})
-def alarm_shelve(s, core: Core, a: Shelve, src: str):
+def alarm_shelve(s: Services, core: WriterView, a: Shelve, src: str):
     from rules.catalog import CATALOG
     spec = CATALOG.get(a.code)
     if spec is None:
@@ -94,7 +95,7 @@ def alarm_shelve(s, core: Core, a: Shelve, src: str):
 
 
 @command("alarm/unshelve", Unshelve, example={"code": "tag_low_battery", "scope": "waiting-1", "by": "o1"})
-def alarm_unshelve(s, core: Core, a: Unshelve, src: str):
+def alarm_unshelve(s: Services, core: WriterView, a: Unshelve, src: str):
     book = core.engine.book
     if book.shelf_key(a.code, a.scope) not in book.shelves:
         where = f" for {a.scope}" if a.scope else ""

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import re
 
-from gateway.core import Core, RequestError
+from gateway.commands.services import WriterView
+from gateway.core import RequestError
 
 TAG = re.compile(r"^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{10})$")
 
 
-def person(core: Core, pid: str, present: bool = True):
+def person(core: WriterView, pid: str, present: bool = True):
     p = core.state.persons.get(pid)
     if p is None or (present and p.left):
         raise RequestError("not_found", f"no registered person {pid}")
     return p
 
 
-def officer(core: Core, pid: str, what: str, roles: tuple[str, ...] = ("officer",), present: bool = True):
+def officer(core: WriterView, pid: str, what: str, roles: tuple[str, ...] = ("officer",), present: bool = True):
     """``by`` of an approval must be a registered officer (SPEC v2): in the
     center for approvals (``present``); for alarm handling also one who has
     left (the duty officer acknowledging from the central room)."""
@@ -28,7 +29,7 @@ def officer(core: Core, pid: str, what: str, roles: tuple[str, ...] = ("officer"
     return p
 
 
-def room_type(core: Core, room: str) -> str:
+def room_type(core: WriterView, room: str) -> str:
     for r in core.engine.config.rooms:
         if r.id == room:
             return r.type
@@ -55,7 +56,7 @@ def time_arg(name: str, text: str, tz: str | None, now: float) -> float:
     return epoch
 
 
-def true_now(core: Core) -> float:
+def true_now(core: WriterView) -> float:
     """The best estimate of true time now (SPEC §7 v3): journal time less the
     wall-clock errors the rules know of; a default 到案 is stamped with it."""
     fn = getattr(core.engine, "true_now", None)

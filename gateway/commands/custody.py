@@ -8,8 +8,9 @@ from pydantic import Field, StrictInt, StrictStr
 from drivers.registry import has
 from gateway import legal
 from gateway.commands.checks import officer, person
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -38,7 +39,7 @@ class CustodyOrder(Args):
 
 
 @command("belongings/assign", Belongings, example={"person": "s1", "locker": "locker-b1", "compartment": 3})
-def belongings_assign(s, core: Core, a: Belongings, src: str):
+def belongings_assign(s: Services, core: WriterView, a: Belongings, src: str):
     person(core, a.person)
     dev = s.device_config(a.locker)
     if dev is None or not has(dev, "locker"):
@@ -54,7 +55,7 @@ def belongings_assign(s, core: Core, a: Belongings, src: str):
 
 @command("locker/open", LockerOpen, pool=True, device_arg="locker", capability="locker",
          example={"locker": "locker-ev1", "compartment": 5, "by": "o1", "order": "ord-1"})
-def locker_open(s, a: LockerOpen, src: str) -> dict:
+def locker_open(s: Services, a: LockerOpen, src: str) -> dict:
     # Only an officer may have a compartment opened (chain of custody): checked
     # in the writer thread against the folded state, before the board is told.
     s.in_writer(lambda core: (officer(core, a.by, "opening a locker") and None, [])).result(timeout=30)
@@ -83,7 +84,7 @@ def _order_times(a: CustodyOrder, tz: str | None) -> dict[str, str]:
 @command("custody/order", CustodyOrder,
          example={"order": "ord-1", "item": "E2000017221101441890ABCD", "action": "withdraw",
                   "case_id": "c-1", "by": "o1", "due": "2026-11-28T18:00:00+08:00"})
-def custody_order(s, core: Core, a: CustodyOrder, src: str):
+def custody_order(s: Services, core: WriterView, a: CustodyOrder, src: str):
     times = _order_times(a, core.state.timezone)
     if "due" in times and a.action != "withdraw":
         raise RequestError("bad_request", "due: only a withdraw order has a return deadline")

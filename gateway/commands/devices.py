@@ -4,8 +4,9 @@ from __future__ import annotations
 from pydantic import Field, StrictStr
 
 from gateway.commands.checks import officer
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -23,7 +24,7 @@ class Snapshot(Args):
 
 @command("device/maintenance", Maintenance,
          example={"device": "doors-a", "for_s": 1800.0, "reason": "contact replaced", "by": "o1"})
-def device_maintenance(s, core: Core, a: Maintenance, src: str):
+def device_maintenance(s: Services, core: WriterView, a: Maintenance, src: str):
     if s.device_config(a.device) is None:
         raise RequestError("not_found", f"no device {a.device} in the config")
     officer(core, a.by, "maintenance", ("officer", "staff"), present=False)
@@ -43,6 +44,6 @@ def device_maintenance(s, core: Core, a: Maintenance, src: str):
 
 @command("camera/snapshot", Snapshot, pool=True, limit="heavy", device_arg="camera", capability="snapshot",
          example={"camera": "cam-int1"})
-def camera_snapshot(s, a: Snapshot, src: str) -> dict:
+def camera_snapshot(s: Services, a: Snapshot, src: str) -> dict:
     drv = s.driver(a.camera, "snapshot", "camera device")
     return drv.command("camera/snapshot", {"room": a.room} if a.room else {}, timeout=10.0)

@@ -12,8 +12,9 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 from gateway import legal
 from gateway.commands.checks import (check_limit, cli_time, drop_unset, norm_tag, officer, person, time_arg,
                                      true_now)
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, UsageError, Verb, arg, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 CaseType = Literal["criminal", "administrative", "inquiry"]
@@ -108,7 +109,7 @@ def _enroll_request(a, tz: str | None) -> dict:
          cli=(Verb(("face", "enroll"), "enrol a person's face from a JPEG/PNG photo", _enroll_request,
                    lambda a, d: f"enrolled face of {d.get('person', a.person)} (event {d.get('event_id', '?')})",
                    group_help="face commands", arguments=(arg("person"), arg("image"))),))
-def face_enroll(s, a: FaceEnroll, src: str) -> dict:
+def face_enroll(s: Services, a: FaceEnroll, src: str) -> dict:
     try:
         image = base64.b64decode(a.image, validate=True)
     except (binascii.Error, ValueError):
@@ -148,7 +149,7 @@ def _register_request(a, tz: str | None) -> dict:
                        arg("--identity", help="hash (hex) of the ID-card number, never the number"),
                        arg("--approved-by", help="the approver of a limit above the base one"),
                        arg("--reason", help="the grounds of that approval"))),))
-def person_register(s, core: Core, a: Register, src: str):
+def person_register(s: Services, core: WriterView, a: Register, src: str):
     p = core.state.persons.get(a.person)
     again = p is not None and not p.left
     if again and p.role != a.role:
@@ -209,7 +210,7 @@ def _update_request(a, tz: str | None) -> dict:
                        arg("--detained-at", help="RFC 3339; without an offset the center's local time"),
                        arg("--vulnerable", action="store_true"),
                        arg("--approved-by", help="an approver: lengthening a limit, correcting detained_at"))),))
-def person_update(s, core: Core, a: PersonUpdate, src: str):
+def person_update(s: Services, core: WriterView, a: PersonUpdate, src: str):
     p = person(core, a.person)
     officer(core, a.by, "a person update")
     given = a.model_fields_set
@@ -246,7 +247,7 @@ def person_update(s, core: Core, a: PersonUpdate, src: str):
                    lambda a, d: f"checkout of {a.person} approved by {a.by}", arguments=(
                        arg("person"),
                        arg("--by", required=True, help="the approving officer"))),))
-def person_checkout(s, core: Core, a: Checkout, src: str):
+def person_checkout(s: Services, core: WriterView, a: Checkout, src: str):
     person(core, a.person)
     officer(core, a.by, "a checkout")
     d = Draft("person.checkout_approved", {"person": a.person, "by": a.by}, src)
@@ -255,7 +256,7 @@ def person_checkout(s, core: Core, a: Checkout, src: str):
 
 @command("person/rest", PersonRest,
          example={"person": "s1", "kind": "meal", "from": "2026-11-28T12:00:00+08:00", "by": "o1"})
-def person_rest(s, core: Core, a: PersonRest, src: str):
+def person_rest(s: Services, core: WriterView, a: PersonRest, src: str):
     p = person(core, a.person)
     officer(core, a.by, "recording a rest or meal")
     tz = core.config.center.timezone
@@ -275,7 +276,7 @@ def person_rest(s, core: Core, a: PersonRest, src: str):
                    lambda a, tz: {"tag": a.tag, "person": a.person},
                    lambda a, d: f"tag {d.get('tag', a.tag)} bound to {a.person}", group_help=BAND_GROUP,
                    arguments=(arg("tag"), arg("person"))),))
-def wristband_bind(s, core: Core, a: Bind, src: str):
+def wristband_bind(s: Services, core: WriterView, a: Bind, src: str):
     tag = norm_tag(a.tag)
     person(core, a.person)
     owner = core.state.tag_owner.get(tag)
@@ -291,7 +292,7 @@ def wristband_bind(s, core: Core, a: Bind, src: str):
          cli=(Verb(("band", "unbind"), "unbind a wristband or card", lambda a, tz: {"tag": a.tag},
                    lambda a, d: f"tag {d.get('tag', a.tag)} unbound from {d.get('person', '?')}",
                    arguments=(arg("tag"),)),))
-def wristband_unbind(s, core: Core, a: Unbind, src: str):
+def wristband_unbind(s: Services, core: WriterView, a: Unbind, src: str):
     tag = norm_tag(a.tag)
     owner = core.state.tag_owner.get(tag)
     if owner is None:

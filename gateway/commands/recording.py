@@ -5,8 +5,9 @@ from pydantic import Field, StrictBool
 
 from gateway import legal
 from gateway.commands.checks import officer, room_type
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, Verb, arg, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 from gateway.events import Draft
 
 
@@ -42,7 +43,7 @@ def _recording_verb(verb: str) -> Verb:
 @command("recording/state", RecordingState,
          example={"room": "interrogation-1", "recording": True, "source": "recorder-1"},
          cli=(_recording_verb("start"), _recording_verb("stop")))
-def recording_state(s, core: Core, a: RecordingState, src: str):
+def recording_state(s: Services, core: WriterView, a: RecordingState, src: str):
     """The recorder system (or an operator) reports a room's recording. A
     "recording" report is journaled when it changes the state, and as a
     heartbeat at most every stale_s/3 (rules.protections: a recorder silent
@@ -71,7 +72,7 @@ def recording_state(s, core: Core, a: RecordingState, src: str):
 
 @command("identification/start", Identification,
          example={"room": "identification-1", "case_id": "c-1", "by": "o1"})
-def identification_start(s, core: Core, a: Identification, src: str):
+def identification_start(s: Services, core: WriterView, a: Identification, src: str):
     if room_type(core, a.room) != "identification":
         raise RequestError("bad_request", f"{a.room} is not an identification room (type identification): "
                                           f"co-suspects meet only there, for the session (程序规定(刑) 第259条)")
@@ -85,7 +86,7 @@ def identification_start(s, core: Core, a: Identification, src: str):
 
 @command("identification/end", Identification,
          example={"room": "identification-1", "case_id": "c-1", "by": "o1"})
-def identification_end(s, core: Core, a: Identification, src: str):
+def identification_end(s: Services, core: WriterView, a: Identification, src: str):
     room_type(core, a.room)
     officer(core, a.by, "an identification session")
     if a.case_id not in core.state.identifications.get(a.room, {}):

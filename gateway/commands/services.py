@@ -6,9 +6,22 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from gateway.config import Config
+
+
+class WriterView(Protocol):
+    """What a writer-thread handler reads of the core (gateway/core.py ``Core``) it is handed:
+    the folded state, the rules engine (alarm book, settings, ``true_now``), the config the
+    rules run under, the clock and the journal's last seq. It journals nothing itself: the
+    drafts it returns are committed by the router before the answer goes out."""
+    state: Any
+    engine: Any
+    config: Config
+    journal: Any
+
+    def clock(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, StrictInt
 
+from gateway.commands.services import Services, WriterView
 from gateway.commands.table import Args, command
-from gateway.core import Core, RequestError
+from gateway.core import RequestError
 
 
 class Ping(Args):
@@ -26,12 +27,12 @@ class Republish(Args):
 
 
 @command("ping", Ping, stored=False)
-def ping(s, core: Core, a: Ping, src: str):
+def ping(s: Services, core: WriterView, a: Ping, src: str):
     return s.ping_data(), []
 
 
 @command("events/resend", Resend, limit="resend", stored=False, example={"from_seq": 1, "to_seq": 100})
-def events_resend(s, core: Core, a: Resend, src: str):
+def events_resend(s: Services, core: WriterView, a: Resend, src: str):
     if a.to_seq < a.from_seq:
         raise RequestError("bad_request", "to_seq is before from_seq")
     if a.from_seq > core.journal.last_seq:
@@ -42,7 +43,7 @@ def events_resend(s, core: Core, a: Resend, src: str):
 
 # Not in the writer thread: reloading calls into the core itself.
 @command("config/reload", Reload, pool=True, limit="heavy")
-def config_reload(s, a: Reload, src: str) -> dict:
+def config_reload(s: Services, a: Reload, src: str) -> dict:
     problems = s.request_reload()
     if problems:
         raise RequestError("bad_request", problems)
@@ -50,6 +51,6 @@ def config_reload(s, a: Reload, src: str) -> dict:
 
 
 @command("state/republish", Republish, limit="heavy", stored=False)
-def state_republish(s, core: Core, a: Republish, src: str):
+def state_republish(s: Services, core: WriterView, a: Republish, src: str):
     # Only hands the uplink a note: the publishing happens on its side.
     return {"topics": s.republish_state()}, []
