@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, StrictStr
 
-from gateway.commands.checks import officer
+from gateway.commands.checks import officer, refusal
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, Verb, arg, command
-from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -52,11 +51,11 @@ def alarm_ack(s: Services, core: WriterView, a: Ack, src: str):
     if rec is None:
         who = book.recent_acked.get(a.alarm_id)
         if who is not None:
-            raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by {who}")
-        raise RequestError("not_found", f"no active or unacknowledged alarm {a.alarm_id}")
+            raise refusal("conflict", f"alarm {a.alarm_id} was already acknowledged by {who}")
+        raise refusal("not_found", f"no active or unacknowledged alarm {a.alarm_id}")
     officer(core, a.by, "acknowledging an alarm", present=False)
     if rec["ack"] is not None:
-        raise RequestError("conflict", f"alarm {a.alarm_id} was already acknowledged by "
+        raise refusal("conflict", f"alarm {a.alarm_id} was already acknowledged by "
                                        f"{rec['ack'].get('by')} at {rec['ack'].get('ts')}")
     data = {k: v for k, v in rec["data"].items() if k not in ("acknowledged", "shelved", "suppressed_by")}
     data.update({"by": a.by, "note": a.note, "active": rec["active"]})
@@ -77,17 +76,17 @@ def alarm_shelve(s: Services, core: WriterView, a: Shelve, src: str):
     from rules.catalog import CATALOG
     spec = CATALOG.get(a.code)
     if spec is None:
-        raise RequestError("bad_request", f"code: unknown alarm code {a.code!r}")
+        raise refusal("bad_request", f"code: unknown alarm code {a.code!r}")
     if spec.legal:
         basis = "; ".join(spec.legal_basis) or "DOMAIN v3"      # station_impostor cites no article
-        raise RequestError("forbidden", f"{a.code} is a legal alarm ({basis}) and can never be shelved")
+        raise refusal("forbidden", f"{a.code} is a legal alarm ({basis}) and can never be shelved")
     officer(core, a.by, "shelving an alarm", present=False)
     cfg = s.config()
     max_h = cfg.alarms.max_shelve_h
     if a.for_s > max_h * 3600:
-        raise RequestError("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_shelve_h = {max_h:g})")
+        raise refusal("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_shelve_h = {max_h:g})")
     if a.scope is not None and not _scope_known(cfg, a.scope):
-        raise RequestError("bad_request", f"scope: no room, device or door {a.scope!r} in the config")
+        raise refusal("bad_request", f"scope: no room, device or door {a.scope!r} in the config")
     until = format_ts(core.clock() + a.for_s)
     d = Draft("alarm.shelved", {"code": a.code, "scope": a.scope, "until": until, "reason": a.reason,
                                 "by": a.by}, src)
@@ -99,7 +98,7 @@ def alarm_unshelve(s: Services, core: WriterView, a: Unshelve, src: str):
     book = core.engine.book
     if book.shelf_key(a.code, a.scope) not in book.shelves:
         where = f" for {a.scope}" if a.scope else ""
-        raise RequestError("not_found", f"{a.code} is not shelved{where}")
+        raise refusal("not_found", f"{a.code} is not shelved{where}")
     officer(core, a.by, "unshelving an alarm", present=False)
     d = Draft("alarm.unshelved", {"code": a.code, "scope": a.scope, "by": a.by}, src)
     return {"code": a.code, "scope": a.scope, "event_id": d.id}, [d]

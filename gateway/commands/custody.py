@@ -6,11 +6,9 @@ from typing import Literal
 from pydantic import Field, StrictInt, StrictStr
 
 from drivers.registry import has
-from gateway import legal
-from gateway.commands.checks import officer, person
+from gateway.commands.checks import law, officer, person, refusal
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, command
-from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -43,11 +41,11 @@ def belongings_assign(s: Services, core: WriterView, a: Belongings, src: str):
     person(core, a.person)
     dev = s.device_config(a.locker)
     if dev is None or not has(dev, "locker"):
-        raise RequestError("not_found", f"no locker {a.locker}")
+        raise refusal("not_found", f"no locker {a.locker}")
     if dev.purpose != "belongings":
-        raise RequestError("bad_request", f"locker {a.locker} is for {dev.purpose}, not belongings")
+        raise refusal("bad_request", f"locker {a.locker} is for {dev.purpose}, not belongings")
     if a.compartment > dev.compartments:
-        raise RequestError("bad_request", f"locker {a.locker} has {dev.compartments} compartments")
+        raise refusal("bad_request", f"locker {a.locker} has {dev.compartments} compartments")
     d = Draft("belongings.assigned", {"person": a.person, "locker": a.locker,
                                       "compartment": a.compartment}, src)
     return {"event_id": d.id}, [d]
@@ -76,7 +74,7 @@ def _order_times(a: CustodyOrder, tz: str | None) -> dict[str, str]:
         try:
             times[name] = format_ts(parse_given(text, tz))
         except ValueError:
-            raise RequestError("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
+            raise refusal("bad_request", f"{name}: not an RFC 3339 time (e.g. 2026-11-28T18:00:00, "
                                               f"read in {tz}, or with an offset)")
     return times
 
@@ -87,10 +85,10 @@ def _order_times(a: CustodyOrder, tz: str | None) -> dict[str, str]:
 def custody_order(s: Services, core: WriterView, a: CustodyOrder, src: str):
     times = _order_times(a, core.state.timezone)
     if "due" in times and a.action != "withdraw":
-        raise RequestError("bad_request", "due: only a withdraw order has a return deadline")
+        raise refusal("bad_request", "due: only a withdraw order has a return deadline")
     officer(core, a.by, "a custody order")
     if a.action in ("release", "dispose") or a.approved_by:
-        legal.approver(core, a.approved_by, f"a {a.action} order")
+        law().approver(core, a.approved_by, f"a {a.action} order")
     data = {"order": a.order, "item": a.item.upper(), "action": a.action, "case_id": a.case_id,
             "by": a.by, "expires": times.get("expires")}
     if a.approved_by:

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, StrictStr
 
-from gateway.commands.checks import officer
+from gateway.commands.checks import officer, refusal
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, command
-from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 
@@ -26,17 +25,17 @@ class Snapshot(Args):
          example={"device": "doors-a", "for_s": 1800.0, "reason": "contact replaced", "by": "o1"})
 def device_maintenance(s: Services, core: WriterView, a: Maintenance, src: str):
     if s.device_config(a.device) is None:
-        raise RequestError("not_found", f"no device {a.device} in the config")
+        raise refusal("not_found", f"no device {a.device} in the config")
     officer(core, a.by, "maintenance", ("officer", "staff"), present=False)
     book = core.engine.book
     if a.for_s == 0:
         if a.device not in book.maintenance:
-            raise RequestError("not_found", f"device {a.device} is not in maintenance")
+            raise refusal("not_found", f"device {a.device} is not in maintenance")
         d = Draft("device.maintenance_ended", {"device": a.device, "by": a.by, "reason": a.reason}, src)
         return {"device": a.device, "ended": True, "event_id": d.id}, [d]
     max_h = s.config().alarms.max_maintenance_h
     if a.for_s > max_h * 3600:
-        raise RequestError("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_maintenance_h = {max_h:g})")
+        raise refusal("bad_request", f"for_s: at most {max_h * 3600:g} s ([alarms] max_maintenance_h = {max_h:g})")
     until = format_ts(core.clock() + a.for_s)
     d = Draft("device.maintenance", {"device": a.device, "until": until, "reason": a.reason, "by": a.by}, src)
     return {"device": a.device, "until": until, "event_id": d.id}, [d]

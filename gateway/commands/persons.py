@@ -9,12 +9,10 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from gateway import legal
-from gateway.commands.checks import (check_limit, cli_time, drop_unset, norm_tag, officer, person, time_arg,
-                                     true_now)
+from gateway.commands.checks import (check_limit, cli_time, drop_unset, law, norm_tag, officer, person, refusal,
+                                     time_arg, true_now)
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, UsageError, Verb, arg, command
-from gateway.core import RequestError
 from gateway.events import Draft, format_ts
 
 CaseType = Literal["criminal", "administrative", "inquiry"]
@@ -113,7 +111,7 @@ def face_enroll(s: Services, a: FaceEnroll, src: str) -> dict:
     try:
         image = base64.b64decode(a.image, validate=True)
     except (binascii.Error, ValueError):
-        raise RequestError("bad_request", "image is not valid base64")
+        raise refusal("bad_request", "image is not valid base64")
     return s.enroll_face(a.person, image, src)
 
 
@@ -153,17 +151,17 @@ def person_register(s: Services, core: WriterView, a: Register, src: str):
     p = core.state.persons.get(a.person)
     again = p is not None and not p.left
     if again and p.role != a.role:
-        raise RequestError("conflict", f"person {a.person} is already registered as {p.role}")
+        raise refusal("conflict", f"person {a.person} is already registered as {p.role}")
     if a.role == "suspect" and a.case_type is None:
-        raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry "
+        raise refusal("bad_request", "a suspect needs case_type: criminal | administrative | inquiry "
                                           "(it decides the legal time limit)")
     tz = core.config.center.timezone
     now = true_now(core)
     arrived = time_arg("arrived_at", a.arrived_at, tz, now) if a.arrived_at else None
-    _, vulnerable = legal.derive_protection(a.role, a.age, a.minor if "minor" in a.model_fields_set else None,
+    _, vulnerable = law().derive_protection(a.role, a.age, a.minor if "minor" in a.model_fields_set else None,
                                             a.case_type, a.vulnerable)
     check_limit(a.case_type, a.limit_h, vulnerable)
-    derived = legal.check_register(core, a, p if again and a.role == "suspect" else None, now, arrived)
+    derived = law().check_register(core, a, p if again and a.role == "suspect" else None, now, arrived)
     data = {"person": a.person, "role": a.role, "name": a.name or "", "gender": a.gender,
             "minor": derived["minor"], "case_id": a.case_id, "case_type": a.case_type,
             "limit_h": derived.get("limit_h", a.limit_h),
@@ -176,9 +174,9 @@ def person_register(s: Services, core: WriterView, a: Register, src: str):
         if getattr(a, k):
             data[k] = getattr(a, k)
     if a.approver and a.role != "officer":
-        raise RequestError("bad_request", "approver: only an officer (办案部门负责人) approves")
+        raise refusal("bad_request", "approver: only an officer (办案部门负责人) approves")
     if a.approved_by:
-        legal.approver(core, a.approved_by, "an approval")
+        law().approver(core, a.approved_by, "an approval")
     if again:
         # Re-registration in the same stay (not yet left) is an update of the
         # same person: the clock keeps the first arrival (rules.state).
@@ -224,18 +222,18 @@ def person_update(s: Services, core: WriterView, a: PersonUpdate, src: str):
         detained = time_arg("detained_at", a.detained_at, tz, true_now(core)) if a.detained_at else None
         changes["detained_at"] = format_ts(detained) if detained is not None else None
     if not changes:
-        raise RequestError("bad_request", "nothing to update: give case_type, limit_h, case_id, "
+        raise refusal("bad_request", "nothing to update: give case_type, limit_h, case_id, "
                                           "detained_at or vulnerable")
     if p.role == "suspect":
         case_type = changes.get("case_type", p.case_type)
         if case_type is None:
-            raise RequestError("bad_request", "a suspect needs case_type: criminal | administrative | inquiry")
+            raise refusal("bad_request", "a suspect needs case_type: criminal | administrative | inquiry")
         # a limit given must be one the law allows (gateway/legal.py: how it may move)
         check_limit(case_type, changes.get("limit_h"), changes.get("vulnerable", p.vulnerable))
-    legal.check_update(core, p, a, changes, core.clock(), detained)
+    law().check_update(core, p, a, changes, core.clock(), detained)
     data = {"person": a.person, "changes": changes, "by": a.by, "reason": a.reason}
     if a.approved_by:
-        legal.approver(core, a.approved_by, "an approval")     # SPEC §3 v3: every approved_by checked
+        law().approver(core, a.approved_by, "an approval")     # SPEC §3 v3: every approved_by checked
         data["approved_by"] = a.approved_by
     d = Draft("person.updated", data, src)
     return {"person": a.person, "changes": changes, "event_id": d.id}, [d]
@@ -264,8 +262,8 @@ def person_rest(s: Services, core: WriterView, a: PersonRest, src: str):
     start = time_arg("from", a.from_, tz, now)
     end = time_arg("to", a.to, tz, now) if a.to else None
     if end is not None and end < start:
-        raise RequestError("bad_request", "to is before from")
-    legal.check_rest(core, p, start, end, now)
+        raise refusal("bad_request", "to is before from")
+    law().check_rest(core, p, start, end, now)
     d = Draft("person.rest", {"person": a.person, "kind": a.kind, "from": format_ts(start),
                               "to": format_ts(end) if end is not None else None, "by": a.by}, src)
     return {"person": a.person, "event_id": d.id}, [d]
@@ -283,7 +281,7 @@ def wristband_bind(s: Services, core: WriterView, a: Bind, src: str):
     if owner == a.person:
         return {"tag": tag, "person": a.person, "unchanged": True}, []
     if owner is not None:
-        raise RequestError("conflict", f"tag {tag} is already bound to {owner}")
+        raise refusal("conflict", f"tag {tag} is already bound to {owner}")
     d = Draft("wristband.bound", {"tag": tag, "person": a.person}, src)
     return {"tag": tag, "person": a.person, "event_id": d.id}, [d]
 
@@ -296,6 +294,6 @@ def wristband_unbind(s: Services, core: WriterView, a: Unbind, src: str):
     tag = norm_tag(a.tag)
     owner = core.state.tag_owner.get(tag)
     if owner is None:
-        raise RequestError("not_found", f"tag {tag} is not bound")
+        raise refusal("not_found", f"tag {tag} is not bound")
     d = Draft("wristband.unbound", {"tag": tag, "person": owner}, src)
     return {"tag": tag, "person": owner, "event_id": d.id}, [d]

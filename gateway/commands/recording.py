@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, StrictBool
 
-from gateway import legal
-from gateway.commands.checks import officer, room_type
+from gateway.commands.checks import law, officer, refusal, room_type
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import ID, Args, Verb, arg, command
-from gateway.core import RequestError
 from gateway.events import Draft
 
 
@@ -49,11 +47,11 @@ def recording_state(s: Services, core: WriterView, a: RecordingState, src: str):
     heartbeat at most every stale_s/3 (rules.protections: a recorder silent
     for stale_s counts as not recording); other repeats change nothing."""
     room_type(core, a.room)
-    recorder = legal.recorder_report(core, a.room, a.source, src)
+    recorder = law().recorder_report(core, a.room, a.source, src)
     if not recorder:
         # v3: by hand, attributable to an officer; never recorder evidence
         if a.by is None:
-            raise RequestError("forbidden", f"recording/state for {a.room} from {a.source} ({src}) is not its "
+            raise refusal("forbidden", f"recording/state for {a.room} from {a.source} ({src}) is not its "
                                             f"configured recorder: an operator's report needs by = an officer")
         officer(core, a.by, "a recording report by hand")
     cur = core.state.recording.get(a.room)
@@ -74,11 +72,11 @@ def recording_state(s: Services, core: WriterView, a: RecordingState, src: str):
          example={"room": "identification-1", "case_id": "c-1", "by": "o1"})
 def identification_start(s: Services, core: WriterView, a: Identification, src: str):
     if room_type(core, a.room) != "identification":
-        raise RequestError("bad_request", f"{a.room} is not an identification room (type identification): "
+        raise refusal("bad_request", f"{a.room} is not an identification room (type identification): "
                                           f"co-suspects meet only there, for the session (程序规定(刑) 第259条)")
     officer(core, a.by, "an identification session")
     if a.case_id in core.state.identifications.get(a.room, {}):
-        raise RequestError("conflict", f"an identification session for case {a.case_id} is already "
+        raise refusal("conflict", f"an identification session for case {a.case_id} is already "
                                        f"running in {a.room}")
     d = Draft("identification.started", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
     return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]
@@ -90,6 +88,6 @@ def identification_end(s: Services, core: WriterView, a: Identification, src: st
     room_type(core, a.room)
     officer(core, a.by, "an identification session")
     if a.case_id not in core.state.identifications.get(a.room, {}):
-        raise RequestError("not_found", f"no identification session for case {a.case_id} in {a.room}")
+        raise refusal("not_found", f"no identification session for case {a.case_id} in {a.room}")
     d = Draft("identification.ended", {"room": a.room, "case_id": a.case_id, "by": a.by}, src)
     return {"room": a.room, "case_id": a.case_id, "event_id": d.id}, [d]

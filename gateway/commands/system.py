@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, StrictInt
 
+from gateway.commands.checks import refusal
 from gateway.commands.services import Services, WriterView
 from gateway.commands.table import Args, command
-from gateway.core import RequestError
 
 
 class Ping(Args):
@@ -34,9 +34,9 @@ def ping(s: Services, core: WriterView, a: Ping, src: str):
 @command("events/resend", Resend, limit="resend", stored=False, example={"from_seq": 1, "to_seq": 100})
 def events_resend(s: Services, core: WriterView, a: Resend, src: str):
     if a.to_seq < a.from_seq:
-        raise RequestError("bad_request", "to_seq is before from_seq")
+        raise refusal("bad_request", "to_seq is before from_seq")
     if a.from_seq > core.journal.last_seq:
-        raise RequestError("not_found", f"seq {a.from_seq} not journaled yet (last {core.journal.last_seq})")
+        raise refusal("not_found", f"seq {a.from_seq} not journaled yet (last {core.journal.last_seq})")
     n = s.resend(a.from_seq, a.to_seq)
     return {"from_seq": a.from_seq, "to_seq": min(a.to_seq, core.journal.last_seq), "count": n}, []
 
@@ -46,7 +46,7 @@ def events_resend(s: Services, core: WriterView, a: Resend, src: str):
 def config_reload(s: Services, a: Reload, src: str) -> dict:
     problems = s.request_reload()
     if problems:
-        raise RequestError("bad_request", problems)
+        raise refusal("bad_request", problems)
     return {"reloaded": True}
 
 
