@@ -1,4 +1,4 @@
-"""Fuzz gateway.requests.parse_request with seeded random and mutated requests.
+"""Fuzz gateway.commands.parse_request with seeded random and mutated requests.
 
     uv run python bench/fuzz_requests.py                 # 1,000,000 inputs, seed 1
     uv run python bench/fuzz_requests.py --n 200000 --seed 7 --strict
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.core import RequestError  # noqa: E402
-from gateway.requests import COMMANDS, norm_tag, parse_request  # noqa: E402
+from gateway.commands import COMMANDS, norm_tag, parse_request  # noqa: E402
 
 CODES = {"bad_request", "unknown_command", "not_found", "conflict", "forbidden"}
 ID_FULL = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -5,7 +5,7 @@ SPEC.md stays the reference for people.
     python -m gateway.contract > docs/asyncapi.yaml
 
 Sources: the envelope and event data models (rules/model/event_types.py),
-the request models (gateway/requests.py COMMANDS), and the state and response
+the request models (gateway/commands/ COMMANDS), and the state and response
 models below. tests/central/test_contract.py fails when docs/asyncapi.yaml is
 stale, and validates real published messages against it.
 """
@@ -112,10 +112,18 @@ class Response(BaseModel):
 
 
 class _ContractKeys(GenerateJsonSchema):
-    """Schema keys as the contract has always spelt them. Pydantic qualifies a name two
-    modules share (Identification, PersonRest: an event's data and a request) by module
-    path; the event data models moved from gateway/event_schemas.py to
-    rules/model/event_types.py, and a published contract's keys do not follow a move."""
+    """Schema keys as the contract has always spelt them: a published contract's keys do not
+    follow a move. Pydantic qualifies a name two modules share (Identification, PersonRest:
+    an event's data and a request) by module path; the event data models moved from
+    gateway/event_schemas.py to rules/model/event_types.py, and the request models from
+    gateway/requests.py to the modules of gateway/commands/ (docs/asyncapi.yaml byte-stable)."""
+
+    def get_defs_ref(self, core_mode_ref):
+        ref, mode = core_mode_ref
+        if ref.startswith("gateway.commands."):
+            ref = "gateway.requests." + ref.rsplit(".", 1)[1]
+        return super().get_defs_ref((ref, mode))
+
     def normalize_name(self, name: str) -> str:
         return super().normalize_name(name).replace("rules__model__event_types__", "gateway__event_schemas__")
 
@@ -125,7 +133,7 @@ def _type_key(t: str) -> str:
 
 
 def _schemas() -> dict[str, Any]:
-    from gateway.requests import COMMANDS
+    from gateway.commands import COMMANDS
     models: list[tuple[type[BaseModel], str]] = [(Envelope, "validation"), (StateGateway, "validation"),
                                                  (StateDevice, "validation"), (StateOccupancy, "validation"),
                                                  (StateAlarms, "validation"), (StateIdentity, "validation"),
@@ -160,7 +168,7 @@ def _msg(name: str, schema_ref: str, summary: str, title: str | None = None) -> 
 
 
 def build() -> dict[str, Any]:
-    from gateway.requests import COMMANDS
+    from gateway.commands import COMMANDS
     schemas = _schemas()
     center = {"description": "[center] id, [a-z0-9-]+"}
     messages: dict[str, Any] = {}
@@ -261,7 +269,7 @@ def schema_name_for(topic: str, payload: Any, prefix: str = "casegate") -> str |
     if kind == "response":
         return "Response"
     if kind == "request":
-        from gateway.requests import COMMANDS
+        from gateway.commands import COMMANDS
         m = COMMANDS.get("/".join(rest))
         return m.model.__name__ if m else None
     return None

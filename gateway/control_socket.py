@@ -2,7 +2,7 @@
 
 Verbs: the views (``status``, ``devices``, ``alarms``, ``top``, ``metrics``;
 gateway/views.py) and ``request`` — a command of the command table, run through the same
-``RequestRouter`` as over MQTT (gateway/requests.py). ``ack`` and ``reload`` are older names
+``RequestRouter`` as over MQTT (gateway/commands/). ``ack`` and ``reload`` are older names
 of two commands."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.core import RequestError
 
 if TYPE_CHECKING:
-    from gateway.requests import RequestRouter
+    from gateway.commands import RequestRouter
     from gateway.views import DaemonViews
 
 log = logging.getLogger("casegate")
@@ -64,7 +64,7 @@ class ControlVerbs:
         band bind, face enroll, ...): the same RequestRouter.dispatch as over MQTT, so its
         validation, idempotency and journal events are exactly those of the MQTT command;
         the answer comes back to the socket, not to P/response/. Source is ``cli``."""
-        from gateway.requests import fail
+        from gateway.commands import fail
         if not isinstance(command, str) or not isinstance(args, dict):
             return fail(None, RequestError("bad_request", "request needs a command and an args object"))
         args = dict(args)
@@ -120,7 +120,7 @@ class ControlSocket:
 
 def socket_peer(conn) -> str | None:
     """``cli:uid=<n>`` of the control socket's peer (SO_PEERCRED): the client whose
-    request_ids it may reuse (gateway/requests.py asked_key)."""
+    request_ids it may reuse (gateway/commands/ asked_key)."""
     import struct
     try:
         _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,

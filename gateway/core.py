@@ -201,7 +201,7 @@ class Core:
         self._pending_delivered: list[int] = []
         self._delivered_lock = threading.Lock()
         self.requests_done: dict[str, str] = {}   # request_id -> response JSON
-        # request_id -> (command, asked key): who asked what (gateway/requests.py asked_key)
+        # request_id -> (command, asked key): who asked what (gateway/commands/ asked_key)
         self.requests_asked: dict[str, tuple[str, str | None]] = {}
         self.error: str | None = None              # last storage error, None when healthy
         self.started_at = clock()

@@ -104,10 +104,10 @@ class Daemon:
         n = self.core.rebuild()
         self._progress.phase("starting the uplink, the control socket and the devices")
         log.info("journal %s: %d events, last seq %d", cfg.journal_path, n, self.journal.last_seq)
-        from gateway.requests import RequestRouter
+        from gateway.commands import RequestRouter, daemon_services
         # One router for every path (MQTT, control socket, demo): it exists with MQTT
         # disabled too, as the CLI's commissioning commands need it.
-        self.router = RequestRouter(self, self.core, self._respond, cfg.mqtt.max_request_bytes)
+        self.router = RequestRouter(daemon_services(self), self.core, self._respond, cfg.mqtt.max_request_bytes)
         if cfg.mqtt.enabled and not self._uplink_blocked():
             if cfg.mqtt.uplink_process:
                 from gateway.uplink_process import UplinkProcess as Uplink

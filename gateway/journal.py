@@ -217,7 +217,7 @@ class Journal:
 
     def load_request_keys(self, limit: int = 100_000) -> dict[str, tuple[str, str | None]]:
         """request_id -> (command, asked key or None) of the stored answers (see
-        gateway/requests.py asked_key): a restart keeps idempotency keyed by what was asked."""
+        gateway/commands/ asked_key): a restart keeps idempotency keyed by what was asked."""
         rows = self.conn.execute("SELECT request_id, command, asked FROM requests ORDER BY rowid DESC LIMIT ?",
                                  (limit,)).fetchall()
         return {rid: (cmd, asked) for rid, cmd, asked in rows}

@@ -2,7 +2,7 @@
 decide, whose records count"; SPEC §3 v3): approvals of longer limits, the law's steps,
 the 送押 clock kept, protections derived from the data held, attributable records.
 
-The command handlers (gateway/requests.py) call these inside the writer thread, against
+The command handlers (gateway/commands/) call these inside the writer thread, against
 the folded state; each raises :class:`RequestError` with a message that says how to do
 it right. A refusal of a command listed in :data:`LEGAL_COMMANDS` is journaled as
 ``request.refused`` [command, code, by?] (:func:`refusal`), so the oversight department
@@ -32,7 +32,7 @@ BASIS_EXPIRED = "程序规定(刑) 第200条 (the summons ends at once when the 
 
 def refusal_journaled(command: str, args: Any, err: RequestError) -> bool:
     """Whether a refused request is journaled as ``request.refused`` (SPEC §3 v3): a legal
-    matter refused as forbidden or bad_request (its data: gateway/requests.py refused_data)."""
+    matter refused as forbidden or bad_request (its data: gateway/commands/ refused_data)."""
     return command in LEGAL_COMMANDS and err.code in REFUSALS_JOURNALED and args is not None
 
 

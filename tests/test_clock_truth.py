@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 from gateway.core import Core  # noqa: E402
 from rules.model import parse_ts  # noqa: E402
 from gateway.journal import Journal, iter_events, open_reader  # noqa: E402
-from gateway.requests import Handlers, Register  # noqa: E402
+from gateway.commands.persons import Register, person_register  # noqa: E402
 from gateway.timebase import TimeBase  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.replay import alarm_rows, replay_input  # noqa: E402
@@ -90,7 +90,7 @@ class Center:
     def register(self, pid: str, **kw) -> dict:
         args = Register.model_validate({"request_id": f"r-{pid}", "person": pid, "role": "suspect", "case_type": "criminal",
                                         "gender": "male", **kw})
-        r = self.core.call(lambda core: Handlers(None).person_register(core, args, "test"))
+        r = self.core.call(lambda core: person_register(None, core, args, "test"))
         self.pump()
         return r.result(0).value
 

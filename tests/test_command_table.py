@@ -1,4 +1,4 @@
-"""One command table (gateway/requests.py COMMANDS) and one dispatch for every path:
+"""One command table (gateway/commands COMMANDS) and one dispatch for every path:
 MQTT (P/request/<command>), the control socket (casegate ack, person add, ...) and the
 demo's desk. Every command is reachable from each path that the table says offers it,
 refused as ``unknown_command`` on a path that does not, and an unknown command gets
@@ -14,13 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from drivers.common.config import CAPABILITIES
 from gateway.cli import control
 from gateway.config import parse_config
 from gateway.control_socket import CONTROL_ALIASES
 from gateway.daemon import Daemon
 from gateway.demo.desk import Desk
 from gateway.demo.runtime import DemoError
-from gateway.requests import COMMANDS, PATHS, RATE_LIMITED_PATHS, Handlers
+from gateway.commands import COMMANDS, PATHS, RATE_LIMITED_PATHS
 
 # What each path journals as the source of what a command causes (SPEC §2).
 SOURCE = {"mqtt": "mqtt:central", "control": "cli", "demo": "mqtt:demo-desk"}
@@ -33,26 +34,30 @@ def test_the_table_is_complete_and_consistent():
         assert c.name == name
         assert c.paths and c.paths <= set(PATHS), name
         assert c.limit in (None, "heavy", "resend"), name
-        fn = getattr(Handlers, c.handler, None)
-        assert callable(fn), f"{name}: no Handlers.{c.handler}"
-        # pool handlers talk to a device: (args, source); writer ones also get the core
-        want = ["self", "a", "src"] if c.pool else ["self", "core", "a", "src"]
+        fn = c.handler
+        assert callable(fn), f"{name}: no handler"
+        # pool handlers talk to a device: (services, args, source); writer ones also get the core
+        want = ["s", "a", "src"] if c.pool else ["s", "core", "a", "src"]
         assert list(inspect.signature(fn).parameters) == want, name
         c.model.model_validate({"request_id": "r-1", **c.example})      # the example is a valid request
+        # a device command names the argument that is its device and the capability that device declares
+        assert (c.device_arg is None) == (c.capability is None), name
+        assert c.capability is None or (c.pool and c.capability in CAPABILITIES), name
+        assert c.device_arg is None or c.device_arg in c.model.model_fields, name
+    verbs = [v.words for c in COMMANDS.values() for v in c.cli]
+    assert len(verbs) == len(set(verbs)) and all(len(w) in (1, 2) for w in verbs), verbs
     for verb, (command, _) in CONTROL_ALIASES.items():
         assert command in COMMANDS and "control" in COMMANDS[command].paths, verb
 
 
 class RecordingHandlers:
-    """Stands in for Handlers: records which command ran with which source."""
+    """Stands in for every command's handler: records which command ran with which source."""
 
     def __init__(self):
         self.calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def __getattr__(self, handler: str):
-        c = next(c for c in COMMANDS.values() if c.handler == handler)
-
+    def handler_of(self, c):
         def record(*args):
             src = args[-1]
             with self.lock:
@@ -63,12 +68,14 @@ class RecordingHandlers:
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def daemon(tmp_path, monkeypatch):
     cfg = parse_config({"center": {"id": "t-center"}, "mqtt": {"enabled": False},
                         "storage": {"dir": str(tmp_path / "state")}})
     d = Daemon(cfg)
     d.start()
-    d.router.handlers = RecordingHandlers()
+    d.recorded = RecordingHandlers()
+    for name, c in list(COMMANDS.items()):
+        monkeypatch.setitem(COMMANDS, name, dataclasses.replace(c, handler=d.recorded.handler_of(c)))
     answers: dict[str, dict] = {}
     done = threading.Condition()
 
@@ -118,7 +125,7 @@ def test_every_command_is_reachable_from_every_path_that_offers_it(daemon, path)
         else:
             assert not body["ok"] and body["error"]["code"] == "unknown_command", (name, body)
     offered = [(n, SOURCE[path]) for n, c in COMMANDS.items() if path in c.paths]
-    assert sorted(daemon.router.handlers.calls) == sorted(offered)
+    assert sorted(daemon.recorded.calls) == sorted(offered)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -127,7 +134,7 @@ def test_a_command_not_offered_on_a_path_is_unknown_there(daemon, path, monkeypa
     monkeypatch.setitem(COMMANDS, "ping", dataclasses.replace(COMMANDS["ping"], paths=others))
     body = VIA[path](daemon, "ping", {})
     assert not body["ok"] and body["error"]["code"] == "unknown_command", body
-    assert daemon.router.handlers.calls == []
+    assert daemon.recorded.calls == []
     other = sorted(others)[0]
     assert VIA[other](daemon, "ping", {})["ok"]
 
@@ -137,7 +144,7 @@ def test_a_command_not_offered_on_a_path_is_unknown_there(daemon, path, monkeypa
 def test_an_unknown_command_is_unknown_command_on_every_path(daemon, path, command):
     body = VIA[path](daemon, command, {"person": "x", "role": "suspect"})
     assert body["ok"] is False and body["error"]["code"] == "unknown_command", body
-    assert daemon.router.handlers.calls == []
+    assert daemon.recorded.calls == []
 
 
 def test_an_unknown_control_verb_is_unknown_command(daemon):
@@ -155,7 +162,7 @@ def test_old_control_verbs_run_their_command_through_the_table(daemon):
     assert body["ok"] is False and body["error"]["code"] == "bad_request", body
     body = control(daemon.config, {"cmd": "reload"})
     assert body["ok"] and body["data"] == {"handled": "config/reload", "source": "cli"}, body
-    assert daemon.router.handlers.calls == [("alarm/ack", "cli"), ("config/reload", "cli")]
+    assert daemon.recorded.calls == [("alarm/ack", "cli"), ("config/reload", "cli")]
 
 
 def test_only_mqtt_is_rate_limited(daemon):

@@ -282,7 +282,7 @@ def test_kill9_loses_no_acknowledged_request(tmp_path, persistent_mosquitto, sub
 def test_request_size_cap_is_per_command():
     """Only face/enroll carries a photo; the cap for everything else stays small,
     and an oversized request is still answered under its request_id."""
-    from gateway.requests import FACE_ENROLL_MAX_BYTES, parse_request
+    from gateway.commands import FACE_ENROLL_MAX_BYTES, parse_request
     photo = json.dumps({"request_id": "enr-1", "person": "s1", "image": "A" * 200_000}).encode()
     args, rid, err = parse_request("face/enroll", photo, 65536)
     assert err is None and rid == "enr-1" and args.person == "s1"

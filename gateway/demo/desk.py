@@ -1,5 +1,5 @@
 """The demo's central system / registration desk: its requests go through the command
-table (gateway/requests.py), over the local broker or in-process."""
+table (gateway/commands/), over the local broker or in-process."""
 from __future__ import annotations
 
 import json

@@ -16,7 +16,7 @@ from daemon_util import ROOT, DaemonProcess, write_config
 
 from gateway.contract import build, dump, schema_name_for
 from rules.model import EVENT_DATA
-from gateway.requests import COMMANDS
+from gateway.commands import COMMANDS
 
 
 def test_asyncapi_yaml_is_generated_from_the_code_and_current():

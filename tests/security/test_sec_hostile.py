@@ -199,8 +199,8 @@ def test_request_id_with_trailing_newline_not_echoed(env):
 
 
 def _router():
-    from gateway.requests import RequestRouter
-    return RequestRouter(daemon=None, core=None, respond=lambda req, payload: None, max_bytes=MAX)
+    from gateway.commands import RequestRouter
+    return RequestRouter(services=None, core=None, respond=lambda req, payload: None, max_bytes=MAX)
 
 
 def test_client_property_with_newline_not_used_as_source():
