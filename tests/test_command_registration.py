@@ -58,7 +58,7 @@ def daemon(tmp_path, mosquitto):
     d.start()
     d.config_file = path                                       # for the CLI's --config
     deadline = time.monotonic() + 20
-    while not d.status()["uplink"].get("connected"):          # a bounded poll for the uplink's connect
+    while not d.views.status()["uplink"].get("connected"):          # a bounded poll for the uplink's connect
         assert time.monotonic() < deadline, "the daemon's uplink did not connect"
         time.sleep(0.05)
     yield d
