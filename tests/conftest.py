@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from brokers import Mosquitto, Subscriber, free_port, wait_port  # noqa: E402,F401
+from helpers.brokers import Mosquitto, Subscriber
+from helpers.daemon import DaemonProcess, write_config
 
 
 @pytest.fixture
@@ -47,10 +43,20 @@ def subscriber_factory():
 @pytest.fixture
 def postgres(tmp_path):
     """A real PostgreSQL (initdb in tmp_path); skipped, saying why, when the binaries are absent."""
-    from central.pg import Postgres, missing_reason
+    from helpers.pg import Postgres, missing_reason
     why = missing_reason()
     if why:
         pytest.skip(why)
     pg = Postgres(tmp_path).start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path, mosquitto):
+    """The real daemon, connected to its own mosquitto."""
+    cfg = write_config(tmp_path, mosquitto.port)
+    d = DaemonProcess(cfg).start()
+    d.wait_status(lambda s: s["uplink"]["connected"])
+    yield d
+    d.stop()

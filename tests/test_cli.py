@@ -18,9 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from brokers import Mosquitto, free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
-from test_daemon import Central
+from helpers.brokers import Mosquitto, free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
+from helpers.central import Central
 
 from drivers.zone_reader.simulator import ZoneSite
 from gateway.journal import iter_events, open_reader

@@ -10,7 +10,7 @@ import time
 
 import cv2
 import pytest
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 from gateway.journal import iter_events, open_reader
 

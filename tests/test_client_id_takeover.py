@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 
 def _events(cfg, type_):

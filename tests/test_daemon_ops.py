@@ -7,8 +7,8 @@ import socket
 import time
 
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.central import Central, P
 
 
 def test_sd_notify_ready_and_watchdog(tmp_path):

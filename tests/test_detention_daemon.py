@@ -6,9 +6,9 @@ import json
 import signal
 import time
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 from gateway.events import format_ts
-from test_daemon import Central
+from helpers.central import Central
 
 RULES = "[rules.detention_timeout]\nadministrative_h = {h}\n"
 

@@ -14,8 +14,8 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from brokers import free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
 
 from drivers.card_reader.simulator import CardReaderSimulator
 from drivers.zone_reader.simulator import ZoneSite

@@ -4,35 +4,12 @@ from __future__ import annotations
 import json
 import time
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.card_reader.simulator import CardReaderSimulator
 from drivers.zone_reader.simulator import ZoneSite
-from test_daemon import Central, P
-
-ROOMS = """
-[[rooms]]
-id = "waiting-1"
-type = "waiting"
-[[rooms]]
-id = "interrogation-1"
-type = "interrogation"
-adjacent = ["waiting-1"]
-"""
-
-
-def zone_device(zport: int, presence_timeout_s: float) -> str:
-    """The zone reader (platform server on zport) for the two rooms of ROOMS."""
-    return f"""
-[[devices]]
-id = "zone"
-driver = "zone_reader"
-listen = "127.0.0.1:{zport}"
-stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
-presence_timeout_s = {presence_timeout_s:g}
-heartbeat_s = 5
-"""
-
+from helpers.central import Central, P
+from helpers.e2e import ROOMS, zone_device
 
 def test_zone_stations_and_card_reader_to_mqtt(tmp_path, mosquitto, subscriber_factory):
     zport = free_port()

@@ -13,7 +13,7 @@ from gateway.core import Core
 from gateway.events import GENESIS, Draft, chain_hash, format_ts, parse_ts, uuid7
 from gateway.journal import Journal, iter_events, open_reader, verify
 from rules.engine import Engine
-from daemon_util import cli
+from helpers.daemon import cli
 
 
 def make_core(tmp_path, **storage):

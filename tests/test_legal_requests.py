@@ -11,11 +11,11 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.zone_reader.simulator import ZoneSite
 from gateway.events import format_ts
-from test_daemon import Central, P
+from helpers.central import Central, P
 
 ROOMS = """
 [[rooms]]

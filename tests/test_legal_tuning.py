@@ -9,8 +9,8 @@ import json
 import signal
 import time
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_doctor import healthy_probes
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.doctor import healthy_probes
 
 from gateway.checks import WARN
 from gateway.config import parse_config

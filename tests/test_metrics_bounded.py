@@ -9,8 +9,8 @@ import socket
 import time
 import urllib.request
 
-from brokers import free_port
-from daemon_util import DaemonProcess, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, write_config
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -12,7 +12,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 P = "casegate/t-center"
 ROOMS = """

@@ -9,11 +9,11 @@ import shutil
 import sqlite3
 import time
 
-from daemon_util import DaemonProcess, cli
+from helpers.daemon import DaemonProcess, cli
 from gateway.archive import archive_dir, archive_files, write_archive
 from gateway.events import format_ts
 from gateway.journal import EVENT_COLUMNS
-from test_retention import DAY, make_core, old_center, prune_now, submit, toml_for
+from helpers.retention import DAY, make_core, old_center, prune_now, submit, toml_for
 
 
 def poll(pred, timeout: float, what: str):

@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-from brokers import free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
 
 S1_TAG, O1_TAG, O1_CARD = "5B000001", "E3AF0001", "14008EC793"
 

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections import Counter
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 from gateway.config import load_config
 from gateway.core import Core
 from gateway.events import Draft

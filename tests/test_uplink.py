@@ -17,7 +17,7 @@ from gateway.uplink import Uplink
 from gateway.uplink_process import UplinkProcess
 from rules.engine import Engine
 
-PREFIX = "casegate/t-center"
+from helpers.uplink import PREFIX, wait
 
 
 @pytest.fixture(params=["thread", "process"])
@@ -37,15 +37,6 @@ def start_gateway(tmp_path, port, max_inflight=20, kind="thread"):
     core.start()
     up.start()
     return cfg, core, up
-
-
-def wait(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stream(core, n, rate_hz, stop: threading.Event | None = None, start=0):

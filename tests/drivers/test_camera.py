@@ -25,7 +25,7 @@ from drivers.camera.simulator import astronaut_face, synthetic_frames, write_syn
 from gateway.config import CameraConfig
 
 # shared with test_camera_process.py; the fixtures are used by name
-from camera_util import ROOM, cfg, enrolled, jpeg_bytes, mode, of_type, png_bytes, storage, wait_for  # noqa: F401,E402,I001
+from helpers.camera import ROOM, cfg, enrolled, jpeg_bytes, mode, of_type, png_bytes, storage, wait_for  # noqa: F401,E402,I001
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -22,7 +22,7 @@ from drivers.camera.process import CameraProcess, describe_exit
 from drivers.camera.simulator import astronaut_face, write_synthetic_video
 
 # shared with test_camera.py; the fixtures are used by name
-from camera_util import ROOM, cfg, enrolled, mode, of_type, png_bytes, storage, wait_for  # noqa: F401,E402,I001
+from helpers.camera import ROOM, cfg, enrolled, mode, of_type, png_bytes, storage, wait_for  # noqa: F401,E402,I001
 
 ROOT = Path(__file__).resolve().parents[2]
 START_S = 30         # a child loads OpenCV and dlib first; generous for a loaded CI machine
@@ -224,7 +224,7 @@ def test_parent_never_loads_the_face_models(enrolled, tmp_path):
 
 # ---- through the real daemon -------------------------------------------------------
 def camera_daemon_config(tmp_path, video) -> Path:
-    from daemon_util import write_config
+    from helpers.daemon import write_config
     return write_config(tmp_path, None, extra=textwrap.dedent(f"""
         [[rooms]]
         id = "{ROOM}"
@@ -244,7 +244,7 @@ def journal_events(config, type_: str) -> list[dict]:
     """The camera's events of one type, from the journal (casegate events --json: JSON lines)."""
     import json
 
-    from daemon_util import cli
+    from helpers.daemon import cli
     r = cli("events", "--json", "--type", type_, config=config)
     assert r.returncode == 0, r.stderr
     return [e for e in map(json.loads, r.stdout.splitlines()) if e["source"] == "cam-int1"]
@@ -271,7 +271,7 @@ def camera_child(pid: int) -> int | None:
 
 
 def test_daemon_status_shows_the_camera_process_health(tmp_path):
-    from daemon_util import DaemonProcess
+    from helpers.daemon import DaemonProcess
     video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "motion")
     config = camera_daemon_config(tmp_path, video)
     d = DaemonProcess(config).start()
@@ -290,7 +290,7 @@ def test_daemon_status_shows_the_camera_process_health(tmp_path):
 
 def test_daemon_stop_by_signal_to_the_whole_group_is_not_a_crash(tmp_path):
     """systemd's stop sends SIGTERM to every process of the unit, the camera process too."""
-    from daemon_util import cli
+    from helpers.daemon import cli
     video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "motion")
     config = camera_daemon_config(tmp_path, video)
     log = open(tmp_path / "daemon.log", "w")
@@ -317,7 +317,7 @@ def test_daemon_stop_by_signal_to_the_whole_group_is_not_a_crash(tmp_path):
 
 
 def test_camera_process_does_not_outlive_a_killed_daemon(tmp_path):
-    from daemon_util import DaemonProcess
+    from helpers.daemon import DaemonProcess
     video = write_synthetic_video(tmp_path / "room.avi", 2, 10, "still")
     d = DaemonProcess(camera_daemon_config(tmp_path, video)).start()
     try:

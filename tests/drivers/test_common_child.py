@@ -1,7 +1,7 @@
 """drivers/common/child.py: one supervised child process with typed messages.
 
 Real child processes (``python -m drivers.common.child``) running the entries in
-child_entries.py (imported in the child by its module name: PYTHONPATH set per test;
+tests/helpers/child_entries.py (imported in the child by its module name: PYTHONPATH set per test;
 a module without pytest, so that a child starts in a fraction of a second)."""
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ import pytest
 from drivers.base import CommandError
 from drivers.common.child import ChildSupervisor, Stop, describe_exit
 
-from child_entries import Echo, Exit, Explode, Hello, Ignore, Refuse  # noqa: E402,I001
+from helpers.child_entries import Echo, Exit, Explode, Hello, Ignore, Refuse
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]      # the parent of the helpers package
 
 
 # ---- the parent side --------------------------------------------------------------------
 @pytest.fixture
 def supervised(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(HERE))        # the child imports child_entries.py by name
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))       # the child imports helpers.child_entries by name
     made: list[ChildSupervisor] = []
 
     def make(*args, **kw):
@@ -40,7 +40,7 @@ def supervised(monkeypatch):
         def on_started():
             got["started"] += 1
         log = logging.getLogger("casegate.test-child")
-        sup = ChildSupervisor("child_entries:echo_child", lambda: args, process_name="test process",
+        sup = ChildSupervisor("helpers.child_entries:echo_child", lambda: args, process_name="test process",
                               device_name="test child", on_message=on_message, log=log, child_log=log,
                               on_started=on_started, on_ended=got["ended"].append,
                               on_crash=lambda reason, delay: got["crash"].append((reason, delay)),
@@ -181,4 +181,4 @@ def test_the_child_command_line_names_its_entry(supervised):
     sup, got = supervised("x")
     assert wait_for(lambda: got["hello"])
     argv = Path(f"/proc/{sup.pid}/cmdline").read_bytes().split(b"\0")
-    assert argv[1:5] == [b"-P", b"-m", b"drivers.common.child", b"child_entries:echo_child"]
+    assert argv[1:5] == [b"-P", b"-m", b"drivers.common.child", b"helpers.child_entries:echo_child"]

@@ -9,7 +9,7 @@ from gateway.events import Draft
 from gateway.journal import Journal, iter_events, open_reader
 from rules.engine import Engine
 from rules.replay import alarm_rows, replay
-from scenario import DEVICES, ROOMS, T0, arrive, enter
+from helpers.scenario import DEVICES, ROOMS, T0, arrive, enter
 
 
 def config(tmp_path, rules=None):

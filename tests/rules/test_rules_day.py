@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-import rule_day as day
+from helpers import rule_day as day
 from rules.catalog import CATALOG
 from rules.replay import alarm_rows, replay, trace
-from scenario import H, Scenario
+from helpers.scenario import H, Scenario
 
 # (event, code, hh:mm:ss.mmm, persons): every rule event of the day, in journal order
 EXPECTED = [
