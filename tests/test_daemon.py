@@ -149,9 +149,8 @@ def test_sigterm_drains_and_goes_offline(daemon, mosquitto, subscriber_factory):
         assert c.request("person/register", person="s1", role="suspect", gender="male", case_type="criminal")["ok"]
     finally:
         c.close()
-    t0 = time.monotonic()
-    rc = daemon.terminate(timeout=10)
-    assert rc == 0 and time.monotonic() - t0 < 10
+    rc = daemon.terminate(timeout=10)           # not drained within 10 s: TimeoutExpired
+    assert rc == 0
     sub.wait_for(lambda m: m.topic == f"{P}/events/gateway/stopped", 5)
     states = [json.loads(m.payload) for m in sub.all if m.topic == f"{P}/state/gateway"]
     assert states[-1] == {"state": "offline"}

@@ -9,6 +9,7 @@ import time
 from helpers.daemon import DaemonProcess, cli, write_config
 from gateway.events import format_ts
 from helpers.central import Central
+from helpers import polling
 
 RULES = "[rules.detention_timeout]\nadministrative_h = {h}\n"
 
@@ -20,13 +21,7 @@ def alarm_events(d, code):
 
 
 def wait_for(pred, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.3)
-    raise TimeoutError
+    return polling.wait_for(pred, timeout, "the condition")
 
 
 def test_a_reload_never_moves_a_running_clock_and_restart_agrees(tmp_path, mosquitto):

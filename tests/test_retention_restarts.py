@@ -14,16 +14,7 @@ from gateway.archive import archive_dir, archive_files, write_archive
 from gateway.events import format_ts
 from gateway.journal import EVENT_COLUMNS
 from helpers.retention import DAY, make_core, old_center, prune_now, submit, toml_for
-
-
-def poll(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+from helpers.polling import wait_for as poll
 
 
 def test_an_interrupted_pass_leaves_nothing_behind_after_a_start(tmp_path):

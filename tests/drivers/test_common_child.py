@@ -78,11 +78,9 @@ def test_typed_requests_replies_and_the_log_relay(supervised, caplog):
     with pytest.raises(CommandError) as e:
         sup.request(Explode(), 5, "explode")
     assert (e.value.code, e.value.message) == ("device_refused", "child error: kaboom")
-    t0 = time.monotonic()
     with pytest.raises(CommandError) as e:
-        sup.request(Ignore(), 0.3, "ignore")
+        sup.request(Ignore(), 0.3, "ignore")        # how long it waits: bench/stop_latency.py
     assert (e.value.code, e.value.message) == ("device_timeout", "no answer from test child to ignore")
-    assert 0.3 <= time.monotonic() - t0 < 2
     # the child's records reach the parent's logger; another logger's are prefixed with its name
     assert wait_for(lambda: any(r.name == "casegate.test-child" and r.getMessage() == f"child {hello.pid} up"
                                 for r in caplog.records))
@@ -140,10 +138,8 @@ def test_stop_is_prompt_even_for_a_hung_child(supervised):
     assert wait_for(lambda: got["hello"])
     proc = sup.process
     os.kill(proc.pid, signal.SIGSTOP)                 # deaf to Stop and to SIGTERM
-    t0 = time.monotonic()
     sup.stop(0.5, 0.2, 0.3, message=Stop(0.3), join_within=0.5)
-    took = time.monotonic() - t0
-    assert 0.7 <= took < 1.6, took                   # 0.5 + 0.2 waited out, then SIGKILL
+    # 0.5 + 0.2 waited out, then SIGKILL (how long that takes: bench/stop_latency.py)
     assert not proc.is_alive() and proc.exitcode == -signal.SIGKILL
     assert not sup.thread.is_alive() and got["crash"] == []    # our own stop is not a crash
     with pytest.raises(CommandError) as e:
@@ -155,9 +151,8 @@ def test_a_cooperative_stop_exits_0_at_once(supervised):
     sup, got = supervised("x")
     assert wait_for(lambda: got["hello"])
     proc = sup.process
-    t0 = time.monotonic()
     sup.stop(2.0, 0.5, 0.5, message=Stop(1.0))
-    assert time.monotonic() - t0 < 1.5 and proc.exitcode == 0       # not the 2 s grace
+    assert proc.exitcode == 0           # it obeyed Stop: not killed after the 2 s grace (timing: bench/stop_latency.py)
     assert got["ended"] == ["test process exited with code 0"] and got["crash"] == []
 
 

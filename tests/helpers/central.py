@@ -21,13 +21,21 @@ class Central:
         self.cv = threading.Condition()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
         self.c.on_message = self._on_message
-        ready = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p=None: (c.subscribe(f"{P}/response/#", 1),
-                                                        c.subscribe("central/replies/#", 1), ready.set())
+        ready = threading.Event()              # both SUBACKs in: no response can be missed
+        pending: set[int] = set()
+
+        def on_connect(c, u, f, rc, p=None):
+            pending.update({c.subscribe(f"{P}/response/#", 1)[1], c.subscribe("central/replies/#", 1)[1]})
+
+        def on_subscribe(c, u, mid, *rest):
+            pending.discard(mid)
+            if not pending:
+                ready.set()
+        self.c.on_connect = on_connect
+        self.c.on_subscribe = on_subscribe
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        assert ready.wait(10)
-        time.sleep(0.2)
+        assert ready.wait(10), "no SUBACK from the broker"
 
     def _on_message(self, c, u, msg):
         body = json.loads(msg.payload)
