@@ -1,6 +1,6 @@
 """How soon the daemon is READY after days down: `cd /work/main && uv run python bench/start_after_downtime.py [--runs 3]`.
 
-The journal of tests/test_start_after_downtime.py (1,000 unacknowledged critical alarms, its last
+The journal of tests/test_start_after_downtime.py (tests/helpers/downtime.py: 1,000 unacknowledged critical alarms, its last
 event 3 days ago, legal deadlines spread over the gap); the real daemon started on it with our
 own NOTIFY_SOCKET. Prints the seconds from spawn to READY=1 per run (the unit's start timeout
 is what matters: TimeoutStartSec, extended by EXTEND_TIMEOUT_USEC while catching up; the test
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.daemon import DaemonProcess, write_config  # noqa: E402
-from test_start_after_downtime import ROOMS, build  # noqa: E402
+from helpers.downtime import ROOMS, build  # noqa: E402
 
 
 def ready_after(tmp: Path, template: Path) -> float:

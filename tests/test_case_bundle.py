@@ -422,7 +422,7 @@ def test_report_renders_with_a_timeline_per_person(day, tmp_path):
 
 def test_daemon_publishes_its_identity_and_signs_its_head_at_stop(tmp_path, mosquitto):
     from helpers.brokers import Subscriber
-    from central.contract_util import problems
+    from helpers.contract import problems
     from helpers.daemon import DaemonProcess, write_config
     sub = Subscriber(mosquitto.port, ["casegate/t-center/state/identity", "casegate/t-center/events/chain/#"])
     toml = write_config(tmp_path, mosquitto.port, extra="[signing]\nevery_s = 0.2\n")

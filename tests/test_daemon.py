@@ -11,6 +11,7 @@ from paho.mqtt.properties import Properties
 
 from helpers.central import P, Central
 from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.polling import poll, wait_for
 
 def journal_count(d) -> int:
     r = cli("events", "--json", config=d.config)
@@ -97,10 +98,7 @@ def test_malformed_requests_answer_and_change_nothing(daemon, mosquitto):
         for i, (cmd, raw, code) in enumerate(MALFORMED):
             n = len(c.responses)
             c.send(cmd, None, raw=raw)
-            deadline = time.monotonic() + 10
-            while len(c.responses) == n and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert len(c.responses) > n, f"case {i} ({cmd}) got no answer"
+            wait_for(lambda: len(c.responses) > n, 10, f"an answer to case {i} ({cmd})", interval=0.02)
             resp = list(c.responses.values())[-1]
             assert resp["ok"] is False, (i, resp)
             assert resp["error"]["code"] == code, (i, cmd, raw[:60], resp)
@@ -118,9 +116,7 @@ def test_mqtt5_response_topic_and_correlation(daemon, mosquitto):
         props.ResponseTopic = "central/replies/42"
         props.CorrelationData = b"corr-42"
         c.send("ping", {"request_id": "p-42"}, props=props)
-        deadline = time.monotonic() + 10
-        while b"corr-42" not in c.by_corr and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: b"corr-42" in c.by_corr, 10, "the reply on the response topic")
         topic, body = c.by_corr[b"corr-42"]
         assert topic == "central/replies/42" and body["request_id"] == "p-42" and body["ok"]
     finally:
@@ -177,30 +173,26 @@ def test_kill9_loses_no_acknowledged_request(tmp_path, persistent_mosquitto, sub
             rid = f"k{i}"
             c.send("person/register", {"request_id": rid, "person": f"p{i}", "role": "visitor"})
             i += 1
-            time.sleep(0.002)
+            time.sleep(0.002)           # paces the stream (a central sending steadily), not a wait
 
     t = threading.Thread(target=producer)
     t.start()
     try:
-        deadline = time.monotonic() + 20
-        while len(c.responses) < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: len(c.responses) >= 300, 20)
         d.kill9()                       # mid-stream
         stop.set()
         t.join(10)
-        time.sleep(0.5)
+        time.sleep(0.5)                 # answers already on their way still count as acknowledged
         acked = [rid for rid, r in c.responses.items() if r.get("ok")]
         assert len(acked) >= 300
         d.start()
         d.wait_status(lambda s: s["uplink"]["connected"] and s["uplink"]["backlog"] == 0, 60)
         want = {f"p{rid[1:]}" for rid in acked}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            got = {p["data"]["person"] for p in sub.payloads(f"{P}/events/person/registered")}
-            if want <= got:
-                break
-            time.sleep(0.2)
-        missing = want - got
+
+        def got():
+            return {p["data"]["person"] for p in sub.payloads(f"{P}/events/person/registered")}
+        poll(lambda: want <= got(), 30, interval=0.2)
+        missing = want - got()
         assert not missing, f"{len(missing)} acknowledged requests never arrived upstream"
         assert cli("journal", "verify", config=cfg).returncode == 0
         regs = [json.loads(l) for l in cli("events", "--json", "--type", "person.registered",
