@@ -20,11 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "rules"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from rules.model import GENESIS, Draft, format_ts, seal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
-from scenario import T0, make_config  # noqa: E402
+from helpers.scenario import T0, make_config  # noqa: E402
 
 
 class Feeder:

@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "rules")]
 
 from rules.model import Draft  # noqa: E402
 from gateway.timebase import _clock_synchronised, _system_synced  # noqa: E402
-from scenario import tag_of  # noqa: E402
+from helpers.scenario import tag_of  # noqa: E402
 from test_clock_truth import Center, Clocks  # noqa: E402
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from brokers import free_port  # noqa: E402
-from daemon_util import DaemonProcess, write_config  # noqa: E402
+from helpers.brokers import free_port  # noqa: E402
+from helpers.daemon import DaemonProcess, write_config  # noqa: E402
 
 
 def control(sock: Path, req: dict) -> dict:

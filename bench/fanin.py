@@ -34,10 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "central"))
 
-from brokers import Mosquitto  # noqa: E402
-from pg import Postgres, missing_reason  # noqa: E402
+from helpers.brokers import Mosquitto  # noqa: E402
+from helpers.pg import Postgres, missing_reason  # noqa: E402
 
 KINDS = [
     ("presence.entered", lambda i: {"person": f"s-{i % 40}", "tag": f"{0xE3AF0000 + i % 40:08X}", "room": f"room-{i % 12}"}),

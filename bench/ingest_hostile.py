@@ -24,11 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "central"))
 
 from rules.model import GENESIS, Draft, seal  # noqa: E402
 from gateway.ingest.consumer import Ingest, IngestOptions  # noqa: E402
-from hostile_util import good_chain, hostile, message  # noqa: E402
+from helpers.hostile import good_chain, hostile, message  # noqa: E402
 
 
 def msgs_of(evs) -> list[tuple]:
@@ -94,7 +93,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ingest-hostile-"))
     result = {"sqlite": run(lambda name: f"sqlite:///{tmp / name}.db", args.events)}
     if args.pg:
-        from pg import Postgres, missing_reason
+        from helpers.pg import Postgres, missing_reason
         why = missing_reason()
         if why:
             result["postgresql"] = {"skipped": why}

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from brokers import Mosquitto  # noqa: E402
+from helpers.brokers import Mosquitto  # noqa: E402
 from rules.model import Draft  # noqa: E402
 from pipeline import gateway, wait  # noqa: E402
 

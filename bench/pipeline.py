@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from brokers import Mosquitto  # noqa: E402
+from helpers.brokers import Mosquitto  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.core import Core  # noqa: E402
 from rules.model import Draft  # noqa: E402

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import time
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.central import Central, P
 
 
 def payload(m) -> dict:

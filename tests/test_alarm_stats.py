@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from daemon_util import cli, write_config
+from helpers.daemon import cli, write_config
 from rules.model import GENESIS, Draft, format_ts, parse_ts, seal
 from gateway.journal import Journal
 

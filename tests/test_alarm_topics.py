@@ -8,7 +8,7 @@ from rules.model import Draft
 from gateway.journal import Journal
 from gateway.uplink import Uplink
 from rules.engine import Engine
-from test_uplink import PREFIX, wait
+from helpers.uplink import PREFIX, wait
 
 
 def alarm(aid, **flags):

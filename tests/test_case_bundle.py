@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from case_day import CASE_A, CASE_B_SECRETS, config_toml, play_day, start_core
-from daemon_util import cli
+from helpers.case_day import CASE_A, CASE_B_SECRETS, config_toml, play_day, start_core
+from helpers.daemon import cli
 
 from gateway.bundle import read_zip_member, rewrite_zip, verify_bundle
 from rules.model import canonical, chain_hash
@@ -117,7 +117,7 @@ def test_replay_ignores_chain_signed(day, tmp_path):
     from gateway.config import parse_config
     from gateway.journal import iter_events
     from rules.replay import alarm_rows, replay, replay_input
-    from case_day import config_dict
+    from helpers.case_day import config_dict
     events = list(iter_events(conn))
     assert any(e.type == "chain.signed" for e in events)
     cfg = parse_config(config_dict(tmp_path))
@@ -421,9 +421,9 @@ def test_report_renders_with_a_timeline_per_person(day, tmp_path):
 # ---- a real daemon: identity on MQTT, the head signed at stop ----------------------------------
 
 def test_daemon_publishes_its_identity_and_signs_its_head_at_stop(tmp_path, mosquitto):
-    from brokers import Subscriber
-    from central.contract_util import problems
-    from daemon_util import DaemonProcess, write_config
+    from helpers.brokers import Subscriber
+    from helpers.contract import problems
+    from helpers.daemon import DaemonProcess, write_config
     sub = Subscriber(mosquitto.port, ["casegate/t-center/state/identity", "casegate/t-center/events/chain/#"])
     toml = write_config(tmp_path, mosquitto.port, extra="[signing]\nevery_s = 0.2\n")
     d = DaemonProcess(toml).start()
@@ -467,7 +467,7 @@ def test_export_waits_for_a_signature_over_the_case(day, tmp_path):
 
 
 def test_a_damaged_device_key_stops_run_with_how_to_fix(tmp_path):
-    from daemon_util import write_config
+    from helpers.daemon import write_config
     toml = write_config(tmp_path, None)
     keys = tmp_path / "state" / "keys"
     keys.mkdir(parents=True)

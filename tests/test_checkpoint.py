@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from busy_journal import build_journal, rooms_toml
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.busy_journal import build_journal, rooms_toml
+from helpers.daemon import DaemonProcess, cli, write_config
 from gateway.checkpoint import MAGIC, CheckpointStore, engine_state, snapshot
 from gateway.config import load_config, parse_config
 from gateway.journal import Journal, iter_events, open_reader
 from rules.engine import Engine
 from rules.replay import rebuild
-from test_daemon import Central
+from helpers.central import Central
 
 CENTER = "t-center"
 

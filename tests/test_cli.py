@@ -18,12 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from brokers import Mosquitto, free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
-from test_daemon import Central
+from helpers.brokers import Mosquitto, free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
+from helpers.central import Central
 
 from drivers.zone_reader.simulator import ZoneSite
 from gateway.journal import iter_events, open_reader
+from helpers.polling import wait_for as poll
 
 NO_DAEMON_HINT = "is the service running? systemctl status casegate"
 WIDE = {"COLUMNS": "250"}      # rich tables are cut to 80 columns when piped
@@ -62,18 +63,6 @@ grace_s = 0.3
 [rules.unattended_suspect]
 enabled = false
 """
-
-
-def poll(pred, timeout: float, what: str, interval: float = 0.1):
-    """pred() until truthy (returned) or ``timeout`` seconds; then fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def journal_events(cfg_dir: Path, types=None) -> list:
@@ -513,12 +502,10 @@ def test_journal_verify_names_a_missing_seq(tmp_path):
 
 # ---- probe, face --------------------------------------------------------------------------------------
 def test_probe_nonexistent_port_exit_1_with_clear_message():
-    t0 = time.monotonic()
     r = cli("probe", "--driver", "card_reader", "--port", "/dev/nonexistent", "--seconds", "1", timeout=30)
-    assert r.returncode == 1
+    assert r.returncode == 1                    # (a probe that hung instead fails at cli's timeout)
     assert "/dev/nonexistent" in r.stderr and "no such device" in r.stderr
     assert "Traceback" not in r.stderr
-    assert time.monotonic() - t0 < 20
 
 
 def test_probe_usage_errors(no_daemon):

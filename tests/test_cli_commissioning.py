@@ -6,11 +6,10 @@ every assertion reads the journal the daemon wrote.
 from __future__ import annotations
 
 import json
-import time
 
 import cv2
 import pytest
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 from gateway.journal import iter_events, open_reader
 
@@ -147,11 +146,9 @@ def test_commissioning_without_a_daemon_says_so(tmp_path):
 
 def test_run_refuses_without_its_config_file(tmp_path):
     missing = tmp_path / "nope.toml"
-    t0 = time.monotonic()
-    r = cli("--config", str(missing), "run", timeout=30)
+    r = cli("--config", str(missing), "run", timeout=30)    # a daemon that ran instead: TimeoutExpired
     assert r.returncode == 2
     assert f"{missing}: config file not found" in r.stderr and "Traceback" not in r.stderr
-    assert time.monotonic() - t0 < 30
     assert not (tmp_path / "state").exists()
 
 

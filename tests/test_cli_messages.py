@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon_util import ROOT, cli, write_config
+from helpers.daemon import ROOT, cli, write_config
 
 from drivers.zone_reader.config import ZoneReaderConfig
 from drivers.zone_reader.probe import args_from_config

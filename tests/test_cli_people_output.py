@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from daemon_util import cli
+from helpers.daemon import cli
 
 from rules.model import GENESIS, Draft, parse_ts, seal
 from gateway.journal import Journal

@@ -4,11 +4,11 @@ and `doctor` fails on it. MQTT 5 (reason 0x8E) and 3.1.1 (the drop pattern)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from tests.daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.polling import wait_for
 
 
 def _events(cfg, type_):
@@ -17,13 +17,7 @@ def _events(cfg, type_):
 
 
 def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(pred, timeout, what)
 
 
 @pytest.mark.parametrize("protocol", [5, 311])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 P = "casegate/t-center"
 

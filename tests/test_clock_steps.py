@@ -4,22 +4,18 @@ elapsed time (a 10-min backward step does not delay a 30 s alarm, a 1-day forwar
 raises no false detention timeout), replay and checkpoint+tail agree with live."""
 from __future__ import annotations
 
-import pickle
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 
-from gateway.checkpoint import engine_state, restore_engine, snapshot  # noqa: E402
 from gateway.core import Core  # noqa: E402
 from rules.model import Draft, parse_ts  # noqa: E402
 from gateway.journal import Journal, iter_events, open_reader  # noqa: E402
 from gateway.timebase import TimeBase, clock_synchronised  # noqa: E402
 from rules.engine import Engine  # noqa: E402
-from rules.replay import Replayer, alarm_rows, replay  # noqa: E402
-from scenario import make_config, tag_of  # noqa: E402
+from helpers.scenario import make_config, tag_of  # noqa: E402
+from helpers.clock_steps import check_journal_and_replay
 
 T0 = parse_ts("2026-11-26T08:00:00Z")
 INT = "interrogation-1"
@@ -100,33 +96,6 @@ def arrive(c: Center, pid: str, role: str, **kw) -> None:
 def enter(c: Center, pid: str, room: str) -> float:
     c.emit("presence.entered", {"person": pid, "tag": tag_of(pid), "room": room})
     return c.events()[-1].epoch
-
-
-def check_journal_and_replay(c: Center) -> None:
-    evs = c.events()
-    times = [e.epoch for e in evs]
-    assert times == sorted(times), "journal ts went backwards"
-    live = [r for r in alarm_rows(e for e in evs if e.source == "rules")]
-    assert list(alarm_rows(replay(evs, c.config))) == live
-    # and checkpoint + tail at every clock.stepped (state carries the shift)
-    for cut in [e.seq for e in evs if e.type == "clock.stepped"]:
-        eng = Engine(c.config)
-        r = Replayer(eng, c.config.center.id)
-        for e in evs[:cut]:
-            r.feed(e)
-        part = Engine(c.config)
-        restore_engine(part, pickle.loads(snapshot(eng))["engine"])
-        r2 = Replayer(part, c.config.center.id)
-        for e in evs[cut:]:
-            r2.feed(e)
-        full = Engine(c.config)
-        r3 = Replayer(full, c.config.center.id)
-        for e in evs:
-            r3.feed(e)
-        a, b = engine_state(part), engine_state(full)
-        a["memo"] = {k: v for k, v in a["memo"].items() if v}
-        b["memo"] = {k: v for k, v in b["memo"].items() if v}
-        assert a == b
 
 
 def stepped(c: Center):

@@ -5,12 +5,10 @@ live and through ``casegate replay --input --verify`` of the journal."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 
 from gateway.core import Core  # noqa: E402
 from rules.model import parse_ts  # noqa: E402
@@ -19,7 +17,7 @@ from gateway.commands.persons import Register, person_register  # noqa: E402
 from gateway.timebase import TimeBase  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.replay import alarm_rows, replay_input  # noqa: E402
-from scenario import make_config  # noqa: E402
+from helpers.scenario import make_config  # noqa: E402
 
 T0 = parse_ts("2026-12-06T00:00:00Z")
 H = 3600.0
@@ -130,7 +128,7 @@ def replayed(c: Center, tmp: Path):
 def assert_replay_equal(c: Center, tmp: Path) -> None:
     """replay --input --verify = live; and journal replay, checkpoint + tail at every
     clock.stepped = full replay (the v2 helper, tests/test_clock_steps.py)."""
-    from test_clock_steps import check_journal_and_replay
+    from helpers.clock_steps import check_journal_and_replay
     times = [e.epoch for e in c.events()]
     assert times == sorted(times), "journal ts went backwards"
     live = [r for r in alarm_rows(e for e in c.events() if e.source == "rules")]

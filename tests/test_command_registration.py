@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import Field, StrictStr
 
-from brokers import Subscriber
-from daemon_util import write_config
+from helpers.brokers import Subscriber
+from helpers.daemon import write_config
 from gateway.cli import control, main
 from gateway.commands import COMMANDS, ID, Args, Verb, arg, command, unregister
 from gateway.config import load_config

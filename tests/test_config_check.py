@@ -8,7 +8,7 @@ import json
 import os
 import pty
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 ROOMS = """
 [[rooms]]

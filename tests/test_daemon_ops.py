@@ -7,8 +7,9 @@ import socket
 import time
 
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.central import Central, P
+from helpers.polling import poll, wait_for
 
 
 def test_sd_notify_ready_and_watchdog(tmp_path):
@@ -62,10 +63,7 @@ def test_reload_by_sighup_and_request(tmp_path, mosquitto):
     try:
         cfg.write_text(cfg.read_text().replace("grace_s = 30", "grace_s = 45"))
         d.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while "configuration reloaded" not in d.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "configuration reloaded" in d.log()
+        wait_for(lambda: "configuration reloaded" in d.log(), 10, "the reload to be logged")
         # a broken file is refused over MQTT and the daemon keeps running
         cfg.write_text(cfg.read_text().replace("grace_s = 45", 'grace_s = "soon"'))
         r = c.request("config/reload")
@@ -91,9 +89,7 @@ def test_events_resend_repairs_a_gap(tmp_path, mosquitto, subscriber_factory):
         sub = subscriber_factory(mosquitto.port, [f"{P}/events/#"])   # a consumer that missed them
         r = c.request("events/resend", from_seq=2, to_seq=4)
         assert r["ok"] and r["data"]["count"] == 3
-        deadline = time.monotonic() + 10
-        while len(sub.payloads(f"{P}/events/")) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: len(sub.payloads(f"{P}/events/")) >= 3, 10)
         got = sorted(p["seq"] for p in sub.payloads(f"{P}/events/"))
         assert got == [2, 3, 4]
         bad = c.request("events/resend", from_seq=10_000, to_seq=10_001)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_util import ROOT, cli
+from helpers.daemon import ROOT, cli
 
 SPEED = "600"          # 10 demo minutes per wall second
 # A hang guard, not a speed test (speed lives in bench/): ~40 s on an idle 2-core machine,

@@ -6,9 +6,10 @@ import json
 import signal
 import time
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 from rules.model import format_ts
-from test_daemon import Central
+from helpers.central import Central
+from helpers import polling
 
 RULES = "[rules.detention_timeout]\nadministrative_h = {h}\n"
 
@@ -20,13 +21,7 @@ def alarm_events(d, code):
 
 
 def wait_for(pred, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.3)
-    raise TimeoutError
+    return polling.wait_for(pred, timeout, "the condition")
 
 
 def test_a_reload_never_moves_a_running_clock_and_restart_agrees(tmp_path, mosquitto):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from daemon_util import cli
+from helpers.daemon import cli
 from rules.model import format_local, format_ts, parse_ts
-from test_daemon import Central, daemon  # noqa: F401  (daemon is a fixture)
+from helpers.central import Central
 
 
 def journaled(d, typ):

@@ -4,6 +4,11 @@ from __future__ import annotations
 import threading
 
 from gateway.device_pools import KeyedPools
+from helpers.polling import poll
+
+
+def _wait(pred, timeout: float = 5.0) -> bool:
+    return bool(poll(pred, timeout))
 
 
 def test_a_stuck_device_holds_only_its_own_queue():
@@ -45,11 +50,3 @@ def test_keys_beyond_the_bound_share_one_queue():
         release.set()
 
 
-def _wait(pred, timeout: float = 5.0) -> bool:
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.central import Central, P
 
 
 @pytest.fixture

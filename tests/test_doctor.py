@@ -13,10 +13,11 @@ import pty
 from pathlib import Path
 
 import pytest
-from brokers import Mosquitto
-from daemon_util import cli
+from helpers.brokers import Mosquitto
+from helpers.daemon import cli
+from helpers.doctor import healthy_probes
 
-from gateway.doctor import Probes, run_checks
+from gateway.doctor import run_checks
 
 ROOMS = '[[rooms]]\nid = "waiting-1"\ntype = "waiting"\n'
 
@@ -27,11 +28,6 @@ def write(tmp_path: Path, body: str) -> Path:
     p = tmp_path / "casegate.toml"
     p.write_text(f'[center]\nid = "t-center"\n[storage]\ndir = "{state}"\n{body}\n{ROOMS}')
     return p
-
-
-def healthy_probes(**kw) -> Probes:
-    big = os.statvfs_result((4096, 4096, 10_000_000, 9_000_000, 9_000_000, 1000, 900, 900, 0, 255))
-    return Probes(statvfs=lambda path: big, clock_synced=lambda: True, unit_paths=(), **kw)
 
 
 def by_check(findings, prefix: str):
@@ -97,7 +93,7 @@ def test_broker_that_does_not_speak_tls(tmp_path, mosquitto):
 
 
 def test_nobody_listening_on_the_broker_port(tmp_path):
-    from brokers import free_port
+    from helpers.brokers import free_port
     cfg = write(tmp_path, f'[mqtt]\nport = {free_port()}\n')
     [b] = by_check(run_checks(str(cfg), healthy_probes()), "broker")
     assert b.level == "FAIL" and "TCP connect failed" in b.message
@@ -209,7 +205,7 @@ def test_systemd_unit_without_sandbox(tmp_path):
     p.unit_paths = (str(unit),)
     sandbox = by_check(run_checks(str(cfg), p), "sandbox")
     assert sandbox[0].level == "WARN" and "NoNewPrivileges" in sandbox[0].message
-    from daemon_util import ROOT
+    from helpers.daemon import ROOT
     p.unit_paths = (str(ROOT / "systemd" / "casegate.service"),)
     assert by_check(run_checks(str(cfg), p), "sandbox")[0].level == "OK"
 
@@ -223,7 +219,7 @@ def test_invalid_config_is_a_fail_naming_the_key(tmp_path):
 def test_zone_reader_port_taken_by_another_process(tmp_path):
     import socket
 
-    from brokers import free_port
+    from helpers.brokers import free_port
     port = free_port()
     holder = socket.socket()
     holder.bind(("127.0.0.1", port))

@@ -14,11 +14,12 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from brokers import free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
 
 from drivers.card_reader.simulator import CardReaderSimulator
 from drivers.zone_reader.simulator import ZoneSite
+from helpers.polling import wait_for as poll
 
 CENTER = """
 [center]
@@ -50,17 +51,6 @@ room = "security_check"
 [rules.unattended_suspect]
 grace_s = 0.5
 """
-
-
-def poll(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

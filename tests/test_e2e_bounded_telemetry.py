@@ -6,17 +6,17 @@ import json
 import random
 import time
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.zone_reader.simulator import ZoneSite
 from rules.model import parse_ts
-from test_daemon import Central
-from test_e2e_drivers import ROOMS, zone_device
+from helpers.central import Central
+from helpers.e2e import ROOMS, zone_device
 
 GRACE_S = 3
 
 
 def test_heart_rate_150_raises_vital_signs_abnormal_in_time(tmp_path, mosquitto):
-    from brokers import free_port
+    from helpers.brokers import free_port
     zport = free_port()
     extra = ROOMS + zone_device(zport, presence_timeout_s=5) + f"""
 [rules.vital_signs_abnormal]

@@ -10,20 +10,17 @@ import base64
 import json
 import os
 import stat
-import time
 
 import cv2
 import numpy as np
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.camera.simulator import astronaut_face, write_synthetic_video
 from drivers.zone_reader.simulator import ZoneSite
-from test_daemon import Central, P
-from test_e2e_drivers import ROOMS, zone_device
-
-S1, O1 = 0x11111111, 0x22222222
-
+from helpers.central import Central, P
+from helpers.e2e_camera import O1, S1, alarms, people, wait
+from helpers.e2e import ROOMS, zone_device
 
 def config(tmp_path, port, zport, video, rules: str):
     extra = ROOMS + zone_device(zport, presence_timeout_s=30) + f"""
@@ -37,26 +34,6 @@ still_s = 1
 face_frames = 2
 """ + rules
     return write_config(tmp_path, port, extra)
-
-
-def people(c: Central) -> None:
-    assert c.request("person/register", person="s1", role="suspect", gender="male", case_id="c1", case_type="criminal")["ok"]
-    assert c.request("wristband/bind", tag=f"{S1:08X}", person="s1")["ok"]
-    assert c.request("person/register", person="o1", role="officer")["ok"]
-    assert c.request("wristband/bind", tag=f"{O1:08X}", person="o1")["ok"]
-
-
-def alarms(sub, code: str) -> list[dict]:
-    return sub.payloads(f"{P}/alarms/{code}")
-
-
-def wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
 
 
 def test_critical_alarm_gets_a_snapshot_and_still_room_raises_motionless(tmp_path, mosquitto,

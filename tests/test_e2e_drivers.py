@@ -4,35 +4,13 @@ from __future__ import annotations
 import json
 import time
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.card_reader.simulator import CardReaderSimulator
 from drivers.zone_reader.simulator import ZoneSite
-from test_daemon import Central, P
-
-ROOMS = """
-[[rooms]]
-id = "waiting-1"
-type = "waiting"
-[[rooms]]
-id = "interrogation-1"
-type = "interrogation"
-adjacent = ["waiting-1"]
-"""
-
-
-def zone_device(zport: int, presence_timeout_s: float) -> str:
-    """The zone reader (platform server on zport) for the two rooms of ROOMS."""
-    return f"""
-[[devices]]
-id = "zone"
-driver = "zone_reader"
-listen = "127.0.0.1:{zport}"
-stations = {{ "ST-WAIT" = "waiting-1", "ST-INT1" = "interrogation-1" }}
-presence_timeout_s = {presence_timeout_s:g}
-heartbeat_s = 5
-"""
-
+from helpers.central import Central, P
+from helpers.e2e import ROOMS, zone_device
+from helpers.polling import wait_for
 
 def test_zone_stations_and_card_reader_to_mqtt(tmp_path, mosquitto, subscriber_factory):
     zport = free_port()
@@ -115,11 +93,18 @@ def test_restart_takes_over_presence(tmp_path, mosquitto, subscriber_factory):
         assert d.terminate() == 0
         site.move(0x22222222, None)          # leaves while the daemon is down
         d.start()
-        time.sleep(5)                        # > presence_timeout_s, stations reconnected
-        evs = [json.loads(l) for l in cli("events", "--json", "--type", "presence.entered", "--type",
-                                          "presence.left", config=cfg).stdout.splitlines()]
-        entered = [(e["data"]["tag"], e["data"]["room"]) for e in evs if e["type"] == "presence.entered"]
-        left = [(e["data"]["tag"], e["data"]["room"]) for e in evs if e["type"] == "presence.left"]
+
+        def presence(type_):
+            evs = [json.loads(l) for l in cli("events", "--json", "--type", type_, config=cfg).stdout.splitlines()]
+            return [(e["data"]["tag"], e["data"]["room"]) for e in evs]
+        # Waited for, not slept for: the stations are back and have reported the band still in
+        # waiting-1 many times (a re-announce would be journaled by now: 0.3 s reports, two
+        # stations), and the band that left while the daemon was down timed out (2 s).
+        d.wait_status(lambda s: any(x["id"] == "zone" and x.get("frames_ok", 0) >= 20 for x in s["devices"]),
+                      timeout=30)
+        left = wait_for(lambda: ("22222222", "interrogation-1") in (got := presence("presence.left")) and got,
+                        30, "the band that left while the daemon was down to time out", interval=0.5)
+        entered = presence("presence.entered")
         assert entered.count(("11111111", "waiting-1")) == 1, entered
         assert ("22222222", "interrogation-1") in left, left
     finally:

@@ -11,13 +11,13 @@ import socket
 
 import pytest
 
-from brokers import free_port
-from daemon_util import DaemonProcess, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, write_config
 from drivers.camera_events.hostile import HostileProcess
 from drivers.zone_reader.simulator import ZoneSite
-from test_daemon import Central, P
-from test_e2e_camera import S1, wait
-from test_e2e_drivers import ROOMS, zone_device
+from helpers.central import Central, P
+from helpers.e2e_camera import S1, wait
+from helpers.e2e import ROOMS, zone_device
 
 
 def rss_mb(pid: int) -> float:

@@ -13,7 +13,9 @@ from gateway.core import Core
 from rules.model import GENESIS, Draft, chain_hash, format_ts, parse_ts, uuid7
 from gateway.journal import Journal, iter_events, open_reader, verify
 from rules.engine import Engine
-from daemon_util import cli
+
+from helpers.polling import wait_for
+from helpers.daemon import cli
 
 
 def make_core(tmp_path, **storage):
@@ -145,8 +147,8 @@ def test_commit_failure_holds_events_and_recovers(tmp_path):
     j.conn.execute(f"PRAGMA max_page_count = {pages}")      # the disk is "full"
     futs = [core.submit(Draft("person.registered", {"person": f"p{i}", "role": "suspect",
                                                     "pad": "y" * 3000}, "t")) for i in range(20)]
-    time.sleep(1.0)
-    assert core.error and "full" in core.error
+    wait_for(lambda: core.error, 10, "the writer to report the full disk")
+    assert "full" in core.error
     assert not any(f.done() for f in futs), "nobody may be told 'stored' before COMMIT"
     j.conn.execute("PRAGMA max_page_count = 1073741823")   # space is back
     evs = [f.result(15) for f in futs]
@@ -165,9 +167,9 @@ def test_bounded_queue_back_pressure_and_receipts(tmp_path):
                         "mqtt": {"enabled": False}})
     core = _Core(cfg, Journal(cfg.journal_path, "full"), Engine(cfg), queue_size=5)
     core.start()
-    gate = threading.Event()
-    held = core.call(lambda c: (gate.wait(10), []))          # the writer is busy
-    time.sleep(0.2)
+    gate, busy_now = threading.Event(), threading.Event()
+    held = core.call(lambda c: (busy_now.set() or gate.wait(10), []))     # the writer is busy ...
+    assert busy_now.wait(10)                                               # ... from now on
     queued = [core.submit(Draft("card.swiped", {"card": f"{i:010X}"}, "r")) for i in range(5)]
     with pytest.raises(TimeoutError):
         queued[0].result(0.1)                                  # not committed: no answer yet

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from tests.daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 
 def _files(d):

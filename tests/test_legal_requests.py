@@ -11,11 +11,12 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.zone_reader.simulator import ZoneSite
 from rules.model import format_ts
-from test_daemon import Central, P
+from helpers.central import Central, P
+from helpers import polling
 
 ROOMS = """
 [[rooms]]
@@ -77,13 +78,7 @@ def err(r, code):
 
 
 def wait_for(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise TimeoutError
+    return polling.wait_for(pred, timeout, "the condition")
 
 
 def assert_replay_equals_live(d, tmp_path):

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-from daemon_util import DaemonProcess, cli, write_config
-from test_doctor import healthy_probes
+from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.doctor import healthy_probes
 
 from gateway.checks import WARN
 from gateway.config import parse_config
 from gateway.doctor import run_checks
 from gateway.legal_disabled import legal_disabled, legal_disabled_draft
+from helpers import polling
 
 ROOMS = """
 [[rooms]]
@@ -102,13 +102,7 @@ def journaled(cfg, type_: str) -> list[dict]:
 
 
 def wait_for(pred, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise TimeoutError
+    return polling.wait_for(pred, timeout, "the condition")
 
 
 def test_a_legal_alarm_disabled_with_a_reason_is_reported_and_journaled_at_start_and_reload(tmp_path):

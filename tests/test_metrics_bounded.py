@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import urllib.request
 
-from brokers import free_port
-from daemon_util import DaemonProcess, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, write_config
+from helpers.polling import wait_for as poll
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -35,16 +35,6 @@ def sockets(pid: int) -> int:
         except OSError:
             pass
     return n
-
-
-def poll(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def test_a_thousand_idle_connections_cost_no_threads_and_scrapes_still_answer(tmp_path):

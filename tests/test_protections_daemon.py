@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import pytest
 
-from daemon_util import DaemonProcess, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, write_config
+from helpers.central import Central, P
 
-sys.path.insert(0, str(Path(__file__).parent / "rules"))
-from rule_cases import CASES  # noqa: E402
-from scenario import ROOMS, T0, flatten  # noqa: E402
+from helpers.rule_cases import CASES  # noqa: E402
+from helpers.scenario import ROOMS, T0, flatten  # noqa: E402
 
 from rules.model import GENESIS, Draft, seal  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
@@ -227,7 +225,7 @@ def test_every_alarm_code_published_with_its_legal_basis(tmp_path, mosquitto, su
 
 
 def test_config_check_warns_when_a_legal_alarm_is_disabled(tmp_path):
-    from daemon_util import cli
+    from helpers.daemon import cli
     bare = write_config(tmp_path, None, ROOMS_TOML + "[rules.interrogation_not_recorded]\nenabled = false\n")
     r = cli("config", "check", config=bare)     # DOMAIN v3: not without a reason
     assert r.returncode == 2 and "rules.interrogation_not_recorded.enabled" in r.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 
 
 def test_modbus_probe_on_a_dead_module_prints_only_its_own_lines():

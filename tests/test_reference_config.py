@@ -9,7 +9,7 @@ import re
 import tomllib
 import typing
 
-from daemon_util import ROOT
+from helpers.daemon import ROOT
 from pydantic import BaseModel
 
 from gateway import config as C

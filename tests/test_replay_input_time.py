@@ -12,13 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "rules"))
 
 from gateway.core import Core  # noqa: E402
 from rules.model import Draft, parse_ts  # noqa: E402
 from gateway.journal import Journal  # noqa: E402
 from rules.engine import Engine  # noqa: E402
-from scenario import config_dict, tag_of, to_toml  # noqa: E402
+from helpers.scenario import config_dict, tag_of, to_toml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = "Asia/Shanghai"

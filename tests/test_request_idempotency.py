@@ -12,7 +12,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, write_config
 
 P = "casegate/t-center"
 ROOMS = """
@@ -29,13 +29,13 @@ class Clients:
         self.answers: dict[str, list[dict]] = {}
         self.cv = threading.Condition()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        ready = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p=None: (c.subscribe(f"{P}/response/#", 1), ready.set())
+        ready = threading.Event()              # set on the SUBACK: no answer can be missed after it
+        self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{P}/response/#", 1)
+        self.c.on_subscribe = lambda c, u, mid, *rest: ready.set()
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        assert ready.wait(10)
-        time.sleep(0.2)     # SUBACK
+        assert ready.wait(10), "no SUBACK from the broker"
 
     def _on_message(self, c, u, msg):
         body = json.loads(msg.payload)

@@ -9,21 +9,12 @@ import shutil
 import sqlite3
 import time
 
-from daemon_util import DaemonProcess, cli
+from helpers.daemon import DaemonProcess, cli
 from gateway.archive import archive_dir, archive_files, write_archive
 from rules.model import format_ts
 from gateway.journal import EVENT_COLUMNS
-from test_retention import DAY, make_core, old_center, prune_now, submit, toml_for
-
-
-def poll(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
+from helpers.retention import DAY, make_core, old_center, prune_now, submit, toml_for
+from helpers.polling import wait_for as poll
 
 
 def test_an_interrupted_pass_leaves_nothing_behind_after_a_start(tmp_path):

@@ -9,24 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
-from brokers import free_port
-from daemon_util import ROOT, DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
+from helpers.polling import wait_for as poll
 
 S1_TAG, O1_TAG, O1_CARD = "5B000001", "E3AF0001", "14008EC793"
-
-
-def poll(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.daemon_util import ROOT, DaemonProcess, cli, write_config
+from helpers.daemon import ROOT, DaemonProcess, cli, write_config
 
 
 def test_second_run_refused_naming_the_holder(tmp_path):

@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli
 
 DATA = Path(__file__).resolve().parent / "data" / "release-2"
 

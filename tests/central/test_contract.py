@@ -10,9 +10,9 @@ import sys
 import time
 
 
-from brokers import Subscriber
-from contract_util import DOC, problems
-from daemon_util import ROOT, DaemonProcess, write_config
+from helpers.brokers import Subscriber
+from helpers.contract import DOC, problems
+from helpers.daemon import ROOT, DaemonProcess, write_config
 
 from gateway.contract import build, dump, schema_name_for
 from rules.model import EVENT_DATA

@@ -91,7 +91,7 @@ def test_a_tampered_event_is_stored_and_the_chain_reported_broken(tmp_path):
     st = ing.store.status()[0]
     assert st["chain"] == "broken at 6" and "hash" in st["broken_reason"]
     # The technician's view says so too, and the exit code makes monitoring notice.
-    from daemon_util import cli
+    from helpers.daemon import cli
     r = cli("ingest", "--db", f"sqlite:///{db}", "--status")
     assert r.returncode == 1 and "broken at 6" in r.stdout and "c-a" in r.stdout, r.stdout + r.stderr
 

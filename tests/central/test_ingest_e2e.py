@@ -8,60 +8,17 @@ PUBACKs). At the end the database must hold every journaled event of every
 center exactly once, with chains that verify from the stored columns alone."""
 from __future__ import annotations
 
-import json
 import time
 
-from contract_util import problems
-from daemon_util import DaemonProcess, cli, write_config
-from ingest_util import IngestProcess, RequestLoad, db_rows, journal_ids, verify_rows, wait_until
-
-CENTERS = ["c-north", "c-east", "c-south"]
-
-
-def start_centers(tmp_path, port, centers=CENTERS) -> dict[str, DaemonProcess]:
-    out = {}
-    for c in centers:
-        d = tmp_path / c
-        d.mkdir()
-        out[c] = DaemonProcess(write_config(d, port, center=c)).start(wait=False)
-    for d in out.values():
-        d.wait_ready(60)
-    return out
-
-
-def topic_of(env: dict) -> str:
-    if env["type"].startswith("alarm."):
-        return f"casegate/{env['center']}/alarms/{env['data'].get('code')}"
-    return f"casegate/{env['center']}/events/{env['type'].replace('.', '/')}"
-
-
-def ingest_status(db: str) -> dict[str, dict]:
-    r = cli("ingest", "--db", db, "--status", "--json")
-    assert r.returncode in (0, 1), r.stderr
-    return {row["center"]: row for row in json.loads(r.stdout)}
-
+from helpers.daemon import DaemonProcess
+from helpers.ingest import IngestProcess, RequestLoad, journal_ids, wait_until
+from helpers.ingest import CENTERS, check_database, ingest_status, start_centers
 
 def everything_stored(db: str, gateways: dict[str, DaemonProcess]):
     st = ingest_status(db)
     want = {c: max(journal_ids(g.state_dir)) for c, g in gateways.items()}
     have = {c: st.get(c, {}).get("contiguous_seq") for c in gateways}
     return True if have == want else f"journals {want}, database contiguous {have}"
-
-
-def check_database(db: str, gateways: dict[str, DaemonProcess]) -> dict[str, int]:
-    counts = {}
-    for c, g in gateways.items():
-        rows = db_rows(db, c)
-        verify_rows(rows)
-        # ... and every one of them, as published, matches the generated contract
-        bad = [p for r in rows for p in problems(topic_of(r), {k: v for k, v in r.items() if k[0] != "_"})]
-        assert bad == [], bad[:5]
-        journal = journal_ids(g.state_dir)
-        assert {r["seq"]: r["id"] for r in rows} == journal, f"{c}: database differs from the journal"
-        counts[c] = len(rows)
-    st = ingest_status(db)
-    assert all(st[c]["chain"] == "ok" and st[c]["gaps_open"] == 0 for c in gateways), st
-    return counts
 
 
 def test_three_centers_into_postgresql_through_consumer_kill_and_session_wipe(tmp_path, mosquitto, postgres):
@@ -112,7 +69,7 @@ def bridge_conf(central_port: int) -> str:
 
 
 def test_bridge_restarts_under_load_gaps_repaired_nothing_duplicated(tmp_path):
-    from brokers import Mosquitto, free_port
+    from helpers.brokers import Mosquitto, free_port
     (tmp_path / "central").mkdir()
     (tmp_path / "center").mkdir()
     central = Mosquitto(tmp_path / "central").start()

@@ -14,8 +14,8 @@ import pytest
 
 from rules.model import Draft, seal
 from gateway.ingest.consumer import RESEND_ALL_BURST, RESEND_ALL_PER_S, Ingest, IngestOptions
-from hostile_util import good_chain, hostile, message
-from signing_util import CenterKey
+from helpers.hostile import good_chain, hostile, message
+from helpers.signing import CenterKey
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -218,7 +218,7 @@ def test_keys_dir_pins_and_a_changed_key_is_reported(tmp_path):
                 + [m(*message(rogue.chain_signed(evs[-1], 1_790_000_010.0)))])
     st = ing.store.status()[0]
     assert st["signature"] == "key changed"
-    from daemon_util import cli
+    from helpers.daemon import cli
     r = cli("ingest", "--db", url, "--status")
     assert r.returncode == 1 and "key changed" in r.stdout, r.stdout + r.stderr
     (keys / "c-b.pub").write_text("not base64!")

@@ -18,10 +18,10 @@ import json
 import paho.mqtt.client as mqtt
 import pytest
 
-from daemon_util import cli
-from hostile_util import good_chain, hostile, message
-from ingest_util import IngestProcess, RequestLoad, journal_ids, wait_until
-from test_ingest_e2e import CENTERS, check_database, start_centers
+from helpers.daemon import cli
+from helpers.hostile import good_chain, hostile, message
+from helpers.ingest import IngestProcess, RequestLoad, journal_ids, wait_until
+from helpers.ingest import CENTERS, check_database, start_centers
 
 
 def status(db: str) -> dict[str, dict]:
@@ -163,7 +163,7 @@ def test_forged_events_that_pre_empt_seqs_give_way_to_the_gateways(tmp_path, mos
     every forged event is in rejected, and the chain is ok."""
     import subprocess
     import sys
-    from daemon_util import ROOT
+    from helpers.daemon import ROOT
     db = f"sqlite:///{tmp_path / 'central.db'}"
     gateways = start_centers(tmp_path, mosquitto.port, ["c-forged"])
     ing = IngestProcess(tmp_path, mosquitto.port, db).start()
@@ -171,7 +171,7 @@ def test_forged_events_that_pre_empt_seqs_give_way_to_the_gateways(tmp_path, mos
     try:
         # Ingest subscribed (it stored the retained state) before the first forgery.
         wait_until(lambda: "c-forged" in status(db) or "not yet", 30, "ingest has seen the center")
-        forger = subprocess.Popen([sys.executable, str(ROOT / "tests" / "central" / "hostile_forger.py"),
+        forger = subprocess.Popen([sys.executable, str(ROOT / "tests" / "helpers" / "hostile_forger.py"),
                                    str(mosquitto.port), "c-forged", "5"], stdout=subprocess.PIPE, text=True)
         assert forger.stdout.readline().strip() == "ready"
         load = RequestLoad(mosquitto.port, ["c-forged"], rate=2).start()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_util import cli
+from helpers.daemon import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "casegate-ingest.service"

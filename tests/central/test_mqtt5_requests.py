@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from brokers import Subscriber
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import Subscriber
+from helpers.daemon import DaemonProcess, cli, write_config
 
 PREFIX = "casegate/t-center"
 RR = shutil.which("mosquitto_rr")

@@ -7,17 +7,15 @@ would write the NEW schema and defeat the purpose. The scenario: a lone
 interrogation (alarm raised and cleared), a suspect still inside, an evidence
 item deposited under an order, wristband telemetry and a card swipe.
 
-    uv run python tests/data/make_legacy_journal.py
+    PYTHONPATH=tests uv run python tests/data/make_legacy_journal.py
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "rules"))
 
-from scenario import Scenario, arrive, enter, leave, status  # noqa: E402
+from helpers.scenario import Scenario, arrive, enter, leave, status  # noqa: E402
 
 from gateway.journal import Journal  # noqa: E402
 

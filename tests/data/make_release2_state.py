@@ -75,7 +75,6 @@ def cli(cfg: Path, *args: str) -> None:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     from drivers.zone_reader.simulator import ZoneSite
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()

@@ -3,7 +3,7 @@ a card held on the reader for minutes, door contacts chattering. Each bound is
 counted in the driver's health counters."""
 from __future__ import annotations
 
-from camera_util import cfg, of_type, storage  # noqa: F401
+from helpers.camera import cfg, of_type, storage  # noqa: F401
 from drivers.base import PrintContext
 from drivers.camera.driver import CameraDriver
 from drivers.card_reader.driver import CardReaderDriver

@@ -15,7 +15,7 @@ from drivers.camera_events.config import CameraEventsConfig
 from drivers.camera_events.driver import CameraEventsDriver
 from drivers.camera_events.hostile import HostileProcess
 from drivers.camera_events.signals import Multipart
-from test_camera_events_driver import events, wait
+from helpers.camera_events import events, wait
 
 
 def rss_mb() -> float:

@@ -147,7 +147,7 @@ def test_unreadable_ca_file_fails_the_start(tmp_path):
 
 
 def test_config_check_reports_a_missing_ca_file_without_calling_it_secret(tmp_path):
-    from daemon_util import cli
+    from helpers.daemon import cli
     (tmp_path / "cam.pw").write_text("cam-secret\n")
     p = tmp_path / "casegate.toml"
     p.write_text(f'[center]\nid = "t-center"\n[storage]\ndir = "{tmp_path}/state"\n[mqtt]\nenabled = false\n'

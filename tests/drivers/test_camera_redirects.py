@@ -13,7 +13,7 @@ import pytest
 from drivers.camera.driver import CameraDriver
 from drivers.camera.redirects import foreign_redirect
 from drivers.base import PrintContext
-from camera_util import cfg, of_type, wait_for
+from helpers.camera import cfg, of_type, wait_for
 
 
 class Server(socketserver.ThreadingTCPServer):

@@ -4,9 +4,7 @@ cv2.VideoCapture), then through the rule as a scenario."""
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,10 +13,9 @@ from drivers.base import PrintContext
 from drivers.camera.driver import CameraDriver
 from drivers.camera.simulator import room_background, synthetic_frames, write_synthetic_video
 
-from camera_util import ROOM, cfg, of_type, storage, wait_for  # noqa: F401,I001
+from helpers.camera import ROOM, cfg, of_type, storage, wait_for  # noqa: F401,I001
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "rules"))
-from scenario import Scenario  # noqa: E402
+from helpers.scenario import Scenario  # noqa: E402
 from drivers.camera.faces import preload  # noqa: E402
 
 preload()      # dlib's models once (the change of view is motion: detection runs, ~0.1 s a frame)

@@ -1,7 +1,7 @@
 """drivers/common/child.py: one supervised child process with typed messages.
 
 Real child processes (``python -m drivers.common.child``) running the entries in
-child_entries.py (imported in the child by its module name: PYTHONPATH set per test;
+tests/helpers/child_entries.py (imported in the child by its module name: PYTHONPATH set per test;
 a module without pytest, so that a child starts in a fraction of a second)."""
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ import pytest
 from drivers.base import CommandError
 from drivers.common.child import ChildSupervisor, Stop, describe_exit
 
-from child_entries import Echo, Exit, Explode, Hello, Ignore, Refuse  # noqa: E402,I001
+from helpers.child_entries import Echo, Exit, Explode, Hello, Ignore, Refuse
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]      # the parent of the helpers package
 
 
 # ---- the parent side --------------------------------------------------------------------
 @pytest.fixture
 def supervised(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(HERE))        # the child imports child_entries.py by name
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))       # the child imports helpers.child_entries by name
     made: list[ChildSupervisor] = []
 
     def make(*args, **kw):
@@ -40,7 +40,7 @@ def supervised(monkeypatch):
         def on_started():
             got["started"] += 1
         log = logging.getLogger("casegate.test-child")
-        sup = ChildSupervisor("child_entries:echo_child", lambda: args, process_name="test process",
+        sup = ChildSupervisor("helpers.child_entries:echo_child", lambda: args, process_name="test process",
                               device_name="test child", on_message=on_message, log=log, child_log=log,
                               on_started=on_started, on_ended=got["ended"].append,
                               on_crash=lambda reason, delay: got["crash"].append((reason, delay)),
@@ -78,11 +78,9 @@ def test_typed_requests_replies_and_the_log_relay(supervised, caplog):
     with pytest.raises(CommandError) as e:
         sup.request(Explode(), 5, "explode")
     assert (e.value.code, e.value.message) == ("device_refused", "child error: kaboom")
-    t0 = time.monotonic()
     with pytest.raises(CommandError) as e:
-        sup.request(Ignore(), 0.3, "ignore")
+        sup.request(Ignore(), 0.3, "ignore")        # how long it waits: bench/stop_latency.py
     assert (e.value.code, e.value.message) == ("device_timeout", "no answer from test child to ignore")
-    assert 0.3 <= time.monotonic() - t0 < 2
     # the child's records reach the parent's logger; another logger's are prefixed with its name
     assert wait_for(lambda: any(r.name == "casegate.test-child" and r.getMessage() == f"child {hello.pid} up"
                                 for r in caplog.records))
@@ -140,10 +138,8 @@ def test_stop_is_prompt_even_for_a_hung_child(supervised):
     assert wait_for(lambda: got["hello"])
     proc = sup.process
     os.kill(proc.pid, signal.SIGSTOP)                 # deaf to Stop and to SIGTERM
-    t0 = time.monotonic()
     sup.stop(0.5, 0.2, 0.3, message=Stop(0.3), join_within=0.5)
-    took = time.monotonic() - t0
-    assert 0.7 <= took < 1.6, took                   # 0.5 + 0.2 waited out, then SIGKILL
+    # 0.5 + 0.2 waited out, then SIGKILL (how long that takes: bench/stop_latency.py)
     assert not proc.is_alive() and proc.exitcode == -signal.SIGKILL
     assert not sup.thread.is_alive() and got["crash"] == []    # our own stop is not a crash
     with pytest.raises(CommandError) as e:
@@ -155,9 +151,8 @@ def test_a_cooperative_stop_exits_0_at_once(supervised):
     sup, got = supervised("x")
     assert wait_for(lambda: got["hello"])
     proc = sup.process
-    t0 = time.monotonic()
     sup.stop(2.0, 0.5, 0.5, message=Stop(1.0))
-    assert time.monotonic() - t0 < 1.5 and proc.exitcode == 0       # not the 2 s grace
+    assert proc.exitcode == 0           # it obeyed Stop: not killed after the 2 s grace (timing: bench/stop_latency.py)
     assert got["ended"] == ["test process exited with code 0"] and got["crash"] == []
 
 
@@ -181,4 +176,4 @@ def test_the_child_command_line_names_its_entry(supervised):
     sup, got = supervised("x")
     assert wait_for(lambda: got["hello"])
     argv = Path(f"/proc/{sup.pid}/cmdline").read_bytes().split(b"\0")
-    assert argv[1:5] == [b"-P", b"-m", b"drivers.common.child", b"child_entries:echo_child"]
+    assert argv[1:5] == [b"-P", b"-m", b"drivers.common.child", b"helpers.child_entries:echo_child"]

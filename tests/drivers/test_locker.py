@@ -124,12 +124,10 @@ def test_unlock_no_reply_times_out(board, make):
     drv, ctx = make(board.port, unlock_timeout_ms=300)
     assert wait_for(lambda: drv.health.state == "online")
     board.ignore_unlocks = True
-    t = time.monotonic()
     with pytest.raises(CommandError) as ei:
         drv.command("locker/open", open_req(1), timeout=5)
     assert ei.value.code == "device_timeout"
-    assert 0.25 < time.monotonic() - t < 2.0
-    assert drv.health.counters["unlock_timeout"] == 1
+    assert drv.health.counters["unlock_timeout"] == 1     # the board's 300 ms timeout ended it, not our 5 s
     # the board keeps being polled afterwards
     board.ignore_unlocks = False
     assert drv.command("locker/open", open_req(1), timeout=5)["opened"] is True
@@ -154,11 +152,9 @@ def test_unlock_while_port_missing_is_device_timeout(make, tmp_path):
     drv, ctx = make(str(tmp_path / "ttyNOPE"))
     assert wait_for(lambda: drv.health.state == "offline")
     assert "no such device" in drv.health.error
-    t = time.monotonic()
-    with pytest.raises(CommandError) as ei:
-        drv.command("locker/open", open_req(1), timeout=3)
+    with pytest.raises(CommandError) as ei:      # known-closed port: fail at once, not at the deadline
+        drv.command("locker/open", open_req(1), timeout=3600)     # (waiting it out: pytest's timeout fails)
     assert ei.value.code == "device_timeout"
-    assert time.monotonic() - t < 0.3           # known-closed port: fail at once, not at the deadline
 
 
 def test_board_garbage_counted_and_skipped(board, make):

@@ -7,7 +7,7 @@ import socket
 import time
 
 from drivers.zone_reader import protocol as P
-from test_zone_reader_driver import S1, S2, TAG, make_cfg, raw_client, read_frames, rig  # noqa: F401
+from helpers.zone_reader import S1, S2, TAG, make_cfg
 
 OFFICER, FAKE = "0000000A", "0000000B"
 

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 
-from test_zone_reader_driver import TAG, Rig, make_cfg, rig  # noqa: F401  (the rig of the driver tests)
+from helpers.zone_reader import TAG, Rig, make_cfg
 
 from drivers.zone_reader.simulator import ZoneSite
 

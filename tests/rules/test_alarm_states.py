@@ -8,7 +8,7 @@ import pytest
 from rules.model import format_ts
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay
-from scenario import DEVICES, ROOMS, T0, Scenario, arrive, enter, parse_config
+from helpers.scenario import DEVICES, ROOMS, T0, Scenario, arrive, enter, parse_config
 
 INT = "interrogation-1"
 
@@ -322,7 +322,7 @@ def test_a_long_gap_with_rule_timers_in_it_escalates_each_alarm_once():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from test_rules_replay import _setup, _to_events, step as rule_step  # noqa: E402
+from helpers.rules_replay import _setup, _to_events, step as rule_step  # noqa: E402
 
 life_step = st.one_of(
     st.tuples(st.just("ack"), st.integers(0, 3), st.just(0.0)),

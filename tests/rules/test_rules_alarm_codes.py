@@ -6,16 +6,9 @@ import re
 
 import pytest
 
-from rule_cases import CASES
+from helpers.rule_cases import CASES
 from rules.catalog import CATALOG
-from scenario import Scenario, make_config
-
-
-def run_case(c) -> Scenario:
-    s = Scenario(make_config(c.rules))
-    s.run(c.steps)
-    s.until(c.until)
-    return s
+from helpers.scenario import Scenario, make_config, run_case
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
@@ -56,7 +49,7 @@ def test_every_code_has_a_positive_and_a_negative_case():
 def test_signal_lost_of_a_band_never_read_says_so():
     """issue 27: a band never read by any station said "last 03:00:20" — its binding time, which sent
     a technician looking for the station that had heard it. It now says it was never read."""
-    from scenario import arrive, enter, leave
+    from helpers.scenario import arrive, enter, leave
     never = Scenario(make_config())
     never.run(arrive(0, "S1", "suspect", case_id="C1", case_type="criminal"))
     never.until(300)

@@ -14,64 +14,11 @@ from hypothesis import strategies as st
 
 from gateway.checkpoint import engine_state, restore_engine, snapshot
 from rules.engine import Engine
-from rules.replay import Replayer, alarm_rows, rebuild
-from rule_cases import CASES
-from scenario import T0, Scenario, flatten
-from test_rules_replay import _setup, _to_events, step
-
-
-def comparable(engine) -> dict:
-    st_ = engine_state(engine)
-    # the per-rule memo is a defaultdict: an empty entry touched by a read is not state
-    st_["memo"] = {k: v for k, v in st_["memo"].items() if v}
-    return st_
-
-
-def restart_from(blob: bytes, journal, config, ckpt_seq: int):
-    eng = Engine(config)
-    restore_engine(eng, pickle.loads(blob)["engine"])
-    r = Replayer(eng, config.center.id)
-    journaled = dict(eng.active())
-    for ev in journal:
-        if ev.seq <= ckpt_seq:
-            continue
-        if ev.source == "rules":
-            if ev.type == "alarm.raised":
-                journaled[ev.data["alarm_id"]] = ev.data
-            elif ev.type == "alarm.cleared":
-                journaled.pop(ev.data["alarm_id"], None)
-        r.feed(ev)
-    return eng, r.produced, journaled
-
-
-def full_replay(journal, config):
-    eng = Engine(config)
-    r = Replayer(eng, config.center.id)
-    for ev in journal:
-        r.feed(ev)
-    return eng, r.produced
-
-
-def check(steps, cut: int, until_h: float = 5.0, config=None, rules=None):
-    steps = flatten(steps)
-    s = Scenario(config=config, rules=rules)
-    s.run(steps[:cut])
-    ckpt_seq = s.seq
-    blob = snapshot(s.engine)
-    s.run(steps[cut:])
-    s.until(max(s.engine.now - T0, 0) + until_h * 3600)
-    full, full_out = full_replay(s.journal, s.config)
-    assert list(alarm_rows(full_out)) == list(alarm_rows(s.alarm_events))     # replay == live
-    part, part_out, part_journaled = restart_from(blob, s.journal, s.config, ckpt_seq)
-    assert comparable(part) == comparable(full)
-    assert list(alarm_rows(part_out)) == list(alarm_rows(e for e in full_out if e.seq > ckpt_seq))
-    # what Core.rebuild hands to reconcile: the journal's active alarms
-    assert part_journaled == rebuild(Engine(s.config), s.journal, s.config.center.id)
-    # and the pending timers fire identically afterwards
-    later = full.now + 48 * 3600
-    assert [(d.type, d.data.get("alarm_id"), d.ts) for d in part.advance(later)] == \
-        [(d.type, d.data.get("alarm_id"), d.ts) for d in full.advance(later)]
-    return s
+from rules.replay import alarm_rows
+from helpers.rule_cases import CASES
+from helpers.scenario import T0, Scenario, flatten
+from helpers.rules_replay import _setup, _to_events, step
+from helpers.rules_checks import check, comparable, full_replay, restart_from
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

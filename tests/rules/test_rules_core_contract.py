@@ -9,7 +9,12 @@ from rules.model import Draft
 from gateway.journal import Journal, iter_events, open_reader
 from rules.engine import Engine
 from rules.replay import alarm_rows, replay
-from scenario import DEVICES, ROOMS, T0, arrive, enter
+from helpers.scenario import DEVICES, ROOMS, T0, arrive, enter
+from helpers.polling import poll
+
+
+def wait_for(pred, timeout=5.0) -> bool:
+    return bool(poll(pred, timeout))
 
 
 def config(tmp_path, rules=None):
@@ -23,15 +28,6 @@ def journal_events(cfg):
         return list(iter_events(conn))
     finally:
         conn.close()
-
-
-def wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def start(cfg, clock):

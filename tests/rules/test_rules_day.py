@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-import rule_day as day
+from helpers import rule_day as day
 from rules.catalog import CATALOG
 from rules.replay import alarm_rows, replay, trace
-from scenario import H, Scenario
+from helpers.scenario import H, Scenario
 
 # (event, code, hh:mm:ss.mmm, persons): every rule event of the day, in journal order
 EXPECTED = [
@@ -104,7 +104,7 @@ def test_day_covers_the_catalog_except_long_holds():
     female minor (none in this day), the gateway's own clock (synchronised all day), and any new
     rule. Each must have a positive case in rule_cases.py, as every code must (a new rule = its
     module + its cases there; test_rules_alarm_codes.py runs them)."""
-    from rule_cases import CASES
+    from helpers.rule_cases import CASES
     codes = {c for _, c, _, _ in EXPECTED}
     assert codes <= set(CATALOG), sorted(codes - set(CATALOG))
     not_in_day = set(CATALOG) - codes

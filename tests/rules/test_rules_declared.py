@@ -18,12 +18,12 @@ import sys
 import textwrap
 
 import pytest
-import rule_day as day
-from daemon_util import ROOT
-from rule_cases import CASES
+from helpers import rule_day as day
+from helpers.daemon import ROOT
+from helpers.rule_cases import CASES
 from rules.catalog import CATALOG
 from rules.declare import EQUIPMENT_KEYS, NO_EQUIPMENT
-from scenario import DEVICES, H, Scenario, make_config
+from helpers.scenario import DEVICES, H, Scenario, make_config
 
 
 def equipment_ids(devices: list[dict]) -> set[str]:
@@ -152,7 +152,7 @@ def reader_jammed(ctx, ev, t):
 '''
 
 CASES_FILE = '''
-from rule_cases import case, R, C
+from helpers.rule_cases import case, R, C
 JAM = (10, "device.error", {"device": "cam-wait1", "jammed": True, "error": "jammed"})
 OK = (100, "device.online", {"device": "cam-wait1"})
 case("reader_jammed", "jammed 90 s", [JAM, OK], 300, [(R, 30), (C, 100)])
@@ -168,9 +168,9 @@ from rules.catalog import CATALOG
 from rules.engine import Engine
 from gateway.cli import main
 from rules.model import format_ts
-import rule_cases, jammed_cases                    # the rule's cases, as they would be in rule_cases.py
-from test_rules_alarm_codes import run_case
-from scenario import Scenario, make_config
+from helpers import rule_cases
+import jammed_cases                    # the rule's cases, as they would be in rule_cases.py
+from helpers.scenario import Scenario, make_config, run_case
 
 out = {{"families": rules.families.load(), "last": list(CATALOG)[-1],
         "spec": [CATALOG["reader_jammed"].severity, CATALOG["reader_jammed"].zh, CATALOG["reader_jammed"].legal]}}

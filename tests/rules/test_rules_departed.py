@@ -13,8 +13,8 @@ from gateway.checkpoint import engine_state, restore_engine
 from rules import departed
 from rules.engine import Engine
 from rules.replay import replay_input
-from scenario import H, Scenario, bind, enter, leave, make_config, register
-from test_rules_detention import produced, replay_cli
+from helpers.scenario import H, Scenario, bind, enter, leave, make_config, register
+from helpers.rules_replay import produced, replay_cli
 
 
 def stay(t, pid, role="suspect"):

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from rules.model import format_ts
-from rule_cases import CASES
+from helpers.rule_cases import CASES
+from helpers.rules_replay import produced, replay_cli
 from rules.engine import Engine
 from rules.replay import alarm_rows, rebuild, reconcile, replay, replay_input
-from scenario import (H, T0, Scenario, arrive, bind, config_dict, enter, leave, make_config, move, register,
+from helpers.scenario import (H, T0, Scenario, arrive, bind, config_dict, enter, leave, make_config, move, register,
                       status, tag_of, to_toml)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,30 +53,6 @@ def reload(s: Scenario, config, t: float) -> None:
     for d in s.engine.reconfigure(config):
         s._feed(d, T0 + t)
     s.config = config
-
-
-def replay_cli(tmp_path: Path, journal, rules: dict | None, bare: bool = False) -> list[dict]:
-    """``casegate replay --input FILE --config CFG --json`` as a real subprocess."""
-    cfg = tmp_path / "replay.toml"
-    cfg.write_text(to_toml(config_dict(rules)))
-    inp = tmp_path / "day.jsonl"
-    with inp.open("w") as f:
-        for e in journal:
-            env = e.envelope()
-            if bare:
-                env = {k: env[k] for k in ("ts", "type", "source", "data")}
-            f.write(json.dumps(env, ensure_ascii=False) + "\n")
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", "--input", str(inp), "--config", str(cfg),
-                        "--json"] + ([] if bare else ["--verify"]),
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-
-
-def produced(s: Scenario) -> list[tuple]:
-    """What the live run journaled besides its inputs: rule output and derived events."""
-    return [(e.ts, e.type, e.data) for e in s.journal
-            if e.source == "rules" or (e.type == "person.left" and e.source == "gateway")]
 
 
 # ---- the clock ---------------------------------------------------------------------------------

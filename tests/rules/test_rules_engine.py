@@ -7,7 +7,7 @@ from gateway.config import ConfigError
 from rules.model import Draft, seal
 from rules.catalog import CATALOG, rule_settings
 from rules.engine import Engine, alarm_id
-from scenario import H, T0, Scenario, arrive, enter, leave, make_config, move, status
+from helpers.scenario import H, T0, Scenario, arrive, enter, leave, make_config, move, status
 
 INT = "interrogation-1"
 

@@ -4,9 +4,9 @@ is held to the law even when no request handler checked it (a hand-made file thr
 again through ``casegate replay --input`` as a real subprocess: the same output."""
 from __future__ import annotations
 
-from rule_cases import into, left, rec, upd
-from scenario import H, Scenario, arrive, enter, flatten, register
-from test_rules_detention import produced, replay_cli
+from helpers.rule_cases import into, left, rec, upd
+from helpers.scenario import H, Scenario, arrive, enter, flatten, register
+from helpers.rules_replay import produced, replay_cli
 
 INT = "interrogation-1"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rules.replay import alarm_rows, replay
 from rules.state import State
 from rules.model import GENESIS, Draft, parse_ts, seal
-from scenario import ROOMS, Scenario, arrive, enter, make_config, move
+from helpers.scenario import ROOMS, Scenario, arrive, enter, make_config, move
 
 RAID_ROOMS = ["waiting-1", "waiting-2", "waiting-3", "interrogation-1", "interrogation-2",
               "identification-1", "medical-1", "toilet-1", "corridor", "info-1"]
@@ -190,7 +190,7 @@ def test_order_times_without_offset_are_in_the_center_timezone():
 
 def test_expiry_in_local_time_decides_an_evidence_removal():
     """An order valid until 18:00 Beijing time (10:00Z) no longer lets the item out at 11:00Z."""
-    from scenario import T0
+    from helpers.scenario import T0
     lo = {"locker": "locker-ev1", "compartment": 5, "item": "E0001"}
     order = {"order": "W1", "item": "E0001", "action": "withdraw", "case_id": "C1", "by": "O1",
              "expires": "2026-11-26T18:00:00"}

@@ -5,12 +5,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rule_cases import CASES
+from helpers.rule_cases import CASES
+from helpers.rules_replay import _setup, _to_events, step
 from rules.model import GENESIS, Draft, seal
 from rules.engine import Engine
 from rules.replay import Replayer, alarm_rows, rebuild, reconcile, replay, trace
-from test_rules_state import check_indexes  # at import: importing it inside @given nests @given
-from scenario import T0, Scenario, arrive, bind, enter, leave, make_config, move, register, tag_of
+from helpers.rules_checks import check_indexes  # at import: importing it inside @given nests @given
+from helpers.scenario import T0, Scenario, arrive, enter, leave, make_config, move
 
 INT = "interrogation-1"
 
@@ -167,81 +168,6 @@ def test_trace():
 
 
 # ---- property: any event sequence replays identically ------------------------------------------
-PEOPLE = ["S1", "S2", "S3", "O1", "O2", "ST1", "V1"]
-ROLE = {"S1": "suspect", "S2": "suspect", "S3": "suspect", "O1": "officer", "O2": "officer", "ST1": "staff",
-        "V1": "visitor"}
-ROOMS = ["waiting-1", "waiting-2", INT, "security-1", "exit", "identification-1", "waiting-3", "toilet-1"]
-
-
-def _setup():
-    s = []
-    for p, role, kw in [("S1", "suspect", {"case_id": "C1", "gender": "female"}),
-                        ("S2", "suspect", {"case_id": "C1", "minor": True}),
-                        ("S3", "suspect", {"case_id": "C2", "case_type": "administrative", "limit_h": 0.05}),
-                        ("O1", "officer", {}), ("O2", "officer", {"gender": "female"}), ("ST1", "staff", {}),
-                        ("V1", "visitor", {"visitor_kind": "guardian"})]:
-        s += arrive(0, p, role, **kw)
-    return s
-
-
-step = st.one_of(
-    st.tuples(st.just("enter"), st.sampled_from(PEOPLE), st.sampled_from(ROOMS)),
-    st.tuples(st.just("leave"), st.sampled_from(PEOPLE), st.sampled_from(ROOMS)),
-    st.tuples(st.just("status"), st.sampled_from(PEOPLE),
-              st.fixed_dictionaries({"heart_rate": st.sampled_from([None, 40, 80, 150]),
-                                     "battery": st.sampled_from([5, 50, 100]),
-                                     "tamper": st.booleans(), "sos": st.booleans()})),
-    st.tuples(st.just("door"), st.sampled_from(["door.opened", "door.closed"]), st.just("exit")),
-    st.tuples(st.just("checkout"), st.sampled_from(PEOPLE), st.just("")),
-    st.tuples(st.just("camera"), st.integers(0, 4), st.sampled_from([0, 100, 400])),
-    st.tuples(st.sampled_from(["bind", "unbind", "left", "register"]), st.sampled_from(PEOPLE), st.just("")),
-    # DOMAIN v2 (issue 13): updates during the stay, recorded rest, door passages
-    st.tuples(st.just("update"), st.sampled_from(PEOPLE),
-              st.sampled_from([{"case_type": "inquiry"}, {"limit_h": 24}, {"detained_at": "2026-11-26T00:00:30Z"},
-                               {"vulnerable": True}, {"case_type": "administrative", "limit_h": 12}])),
-    st.tuples(st.just("rest"), st.sampled_from(PEOPLE), st.sampled_from([None, "2026-11-26T00:20:00Z"])),
-    st.tuples(st.just("passed"), st.sampled_from(PEOPLE), st.sampled_from(["in", "out"])),
-)
-
-
-def _to_events(script):
-    from scenario import status
-    out = []
-    t = 1.0
-    for (kind, a, b), dt in script:
-        t += dt
-        if kind == "enter":
-            out.append(enter(t, a, b))
-        elif kind == "leave":
-            out.append(leave(t, a, b))
-        elif kind == "status":
-            out.append(status(t, a, **b))
-        elif kind == "door":
-            out.append((t, a, {"door": "exit-door", "room": b}))
-        elif kind == "checkout":
-            out.append((t, "person.checkout_approved", {"person": a, "by": "O1"}))
-        elif kind == "bind":
-            out.append(bind(t, a))
-        elif kind == "unbind":
-            out.append((t, "wristband.unbound", {"tag": tag_of(a), "person": a}))
-        elif kind == "left":
-            out.append((t, "person.left", {"person": a}))
-        elif kind == "register":
-            out.append(register(t, a, ROLE[a], case_id="C1" if ROLE[a] == "suspect" else None))
-        elif kind == "update":
-            out.append((t, "person.updated", {"person": a, "changes": b, "by": "O1", "reason": "r"}))
-        elif kind == "rest":
-            out.append((t, "person.rest", {"person": a, "kind": "meal", "from": "2026-11-26T00:10:00Z",
-                                           "to": b, "by": "O1"}))
-        elif kind == "passed":
-            out.append((t, "door.passed", {"door": "side-door", "room": "corridor", "tag": tag_of(a),
-                                           "person": a, "direction": b}))
-        else:
-            out.append((t, "camera.headcount", {"camera": "cam-int1", "room": INT, "count": a}))
-            out.append((t, "camera.still", {"camera": "cam-int1", "room": INT, "seconds": b}))
-    return out
-
-
 @settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(step, st.sampled_from([0.0, 0.5, 3.0, 20.0, 45.0, 400.0])), max_size=60))
 def test_property_replay_equals_live(script):

@@ -1,14 +1,14 @@
 """The center model (rules/state/): a fold of events, with consistent indexes."""
 from __future__ import annotations
 
-from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.model import Draft, seal
 from rules.state import State, count_keys
-from scenario import T0, arrive, bind, enter, flatten, leave, register, tag_of
+from helpers.scenario import T0, arrive, bind, enter, flatten, leave, register, tag_of
+from helpers.rules_checks import check_indexes
 
 
 def fold_all(steps) -> State:
@@ -20,36 +20,6 @@ def fold_all(steps) -> State:
         prev = ev.hash
         s.fold(ev)
     return s
-
-
-def check_indexes(s: State) -> None:
-    """Every index agrees with the primary presence map."""
-    by_room: dict[str, dict] = {}
-    for who, rooms in s.presence.items():
-        assert rooms, f"empty presence entry for {who}"
-        for room, p in rooms.items():
-            assert p.room == room
-            by_room.setdefault(room, {})[who] = p
-    assert {r: dict(o) for r, o in s.rooms.items()} == by_room
-    for room, occ in s.rooms.items():
-        want = Counter()
-        for who, p in occ.items():
-            want.update(p.keys)
-        assert dict(want) == s.counts.get(room, {}), room
-    for room in s.counts:
-        if room not in s.rooms:
-            assert s.counts[room] == {}
-    tags: dict[str, Counter] = {}
-    for who, rooms in s.presence.items():
-        for room, p in rooms.items():
-            for t in p.tags:
-                tags.setdefault(t, Counter())[room] += 1
-    assert {t: dict(r) for t, r in s.tag_rooms.items()} == {t: dict(c) for t, c in tags.items()}
-    for tag, pid in s.tag_owner.items():
-        assert tag in s.person_tags[pid]
-    for pid, tags_ in s.person_tags.items():
-        for t in tags_:
-            assert s.tag_owner[t] == pid
 
 
 def test_presence_and_occupancy():

@@ -21,14 +21,14 @@ import pytest
 
 from gateway.config import ConfigError
 from rules.model import format_ts
-from rule_cases import Case, rec, rec_stop
+from helpers.rule_cases import Case, rec, rec_stop
 from rules import citations
 from rules.catalog import CATALOG
 from rules.legal_bounds import DETENTION_BASE
 from rules.replay import alarm_rows, replay_input
-from scenario import (H, T0, Scenario, arrive, bind, config_dict, enter, flatten, leave, make_config, move,
+from helpers.scenario import (H, T0, Scenario, arrive, bind, config_dict, enter, flatten, leave, make_config, move,
                       register, status, tag_of, to_toml)
-from test_rules_checkpoint import check as checkpoint_check
+from helpers.rules_checks import check as checkpoint_check
 
 ROOT = Path(__file__).resolve().parents[2]
 LAW_DIR = ROOT.parent / "shared" / "law"

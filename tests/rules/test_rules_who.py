@@ -3,8 +3,8 @@ compartment when the journal knows it (issue 18 item 5): in persons, details.by 
 messages; nobody is named when no badge or unlock explains it. Same result through replay."""
 from __future__ import annotations
 
-from rule_cases import EV, LO, arrive
-from scenario import Scenario, make_config
+from helpers.rule_cases import EV, LO, arrive
+from helpers.scenario import Scenario, make_config
 
 from rules.replay import replay
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sec_helpers import PKI
+from helpers.security import PKI
 
 
 @pytest.fixture(scope="session")

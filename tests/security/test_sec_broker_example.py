@@ -15,7 +15,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from sec_helpers import (CENTRAL_USER, GATEWAY_USER, MONITOR_USER, MOSQ_EXAMPLE, P, Client,
+from helpers.security import (CENTRAL_USER, GATEWAY_USER, MONITOR_USER, MOSQ_EXAMPLE, P, Client,
                          ConnectRefused, Daemon, Mosquitto, cli, free_port, json_of,
                          mosquitto_passwd_file, stays, write_daemon_config)
 

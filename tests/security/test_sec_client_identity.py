@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sec_helpers import (CENTRAL_USER, GATEWAY_USER, MONITOR_USER, MOSQ_EXAMPLE, P, Client, Daemon,
+from helpers.security import (CENTRAL_USER, GATEWAY_USER, MONITOR_USER, MOSQ_EXAMPLE, P, Client, Daemon,
                          Mosquitto, free_port, json_of, mosquitto_passwd_file, write_daemon_config)
 
 DESK = "duty-desk-demo"

@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sec_helpers import P, Client, Daemon, Mosquitto, cli, json_of, stays, write_daemon_config
+from helpers.security import P, Client, Daemon, Mosquitto, cli, json_of, stays, write_daemon_config
 
 MAX = 65536  # [mqtt] max_request_bytes default
 

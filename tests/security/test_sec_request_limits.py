@@ -9,8 +9,8 @@ import uuid
 
 import json
 
-from daemon_util import DaemonProcess, write_config
-from test_daemon import Central, P
+from helpers.daemon import DaemonProcess, write_config
+from helpers.central import Central, P
 
 LIMITS = """
 [rules.lone_interrogation]

@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 
-from brokers import free_port
-from daemon_util import DaemonProcess, cli, write_config
+from helpers.brokers import free_port
+from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.zone_reader import protocol as P
 from drivers.zone_reader.simulator import StationSimulator
 
@@ -167,7 +167,7 @@ def test_slowloris_flood_does_not_lock_a_station_out(tmp_path):
 
 
 def test_impostor_alternating_never_counts_the_fake_officer(tmp_path, mosquitto):
-    from test_daemon import Central
+    from helpers.central import Central
     zport = free_port()
     extra = ROOMS + zone(zport, conflict_probe_s=1, conflict_clear_s=3) + """
 [rules.lone_interrogation]

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import sec_mdwe
-from sec_helpers import ROOT
+from helpers import sec_mdwe
+from helpers.security import ROOT
 
 UNIT = ROOT / "systemd" / "casegate.service"
 SYSUSERS = ROOT / "systemd" / "casegate.sysusers"
 MAX_EXPOSURE = 2.0
+HELPERS_PARENT = str(ROOT / "tests")      # a child imports helpers.sec_mdwe
 
 
 def analyze() -> str:
@@ -142,9 +143,8 @@ def test_sysusers_creates_user_with_device_groups(tmp_path):
 
 
 CAMERA_STACK = r"""
-import sys, os, warnings, tempfile
-sys.path.insert(0, {tests!r})
-import sec_mdwe
+import os, warnings, tempfile
+from helpers import sec_mdwe
 sec_mdwe.install(deny_resources=True)
 assert sec_mdwe.active(), "filter not in force"
 if sec_mdwe.platform.machine() == "x86_64":
@@ -200,9 +200,8 @@ def test_memory_deny_write_execute_keeps_the_camera_stack_working():
     s = unit_settings()
     assert svc(s, "MemoryDenyWriteExecute") == ["yes"]
     assert "~@privileged @resources" in svc(s, "SystemCallFilter") and svc(s, "SystemCallErrorNumber") == ["EPERM"]
-    code = CAMERA_STACK.format(tests=str(Path(__file__).parent))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    r = subprocess.run([sys.executable, "-c", CAMERA_STACK], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": HELPERS_PARENT})
     assert r.returncode == 0 and "OK frames=" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
     assert "faces=0" not in r.stdout, "dlib found no face under MDWE: " + r.stdout
 
@@ -211,7 +210,7 @@ def test_mdwe_emulation_really_refuses_wx_memory():
     """The emulation must bite, or the test above proves nothing."""
     if not sec_mdwe.supported():
         pytest.skip("MDWE emulation supports x86_64 and aarch64 only")
-    code = ("import sys; sys.path.insert(0, %r); import sec_mdwe, ctypes, mmap\n"
+    code = ("from helpers import sec_mdwe; import ctypes, mmap\n"
             "assert not sec_mdwe.active()\n"
             "sec_mdwe.install(); assert sec_mdwe.active()\n"
             "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -221,6 +220,7 @@ def test_mdwe_emulation_really_refuses_wx_memory():
             "p = libc.mmap(None, 4096, 3, 0x22, -1, 0)\n"
             "assert libc.mprotect(ctypes.c_void_p(p), 4096, 5) == -1 and ctypes.get_errno() == 1\n"
             "assert libc.mprotect(ctypes.c_void_p(p), 4096, 1) == 0\n"
-            "print('REFUSED')\n") % str(Path(__file__).parent)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+            "print('REFUSED')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "PYTHONPATH": HELPERS_PARENT})
     assert r.returncode == 0 and "REFUSED" in r.stdout, r.stdout + r.stderr

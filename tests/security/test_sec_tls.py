@@ -12,7 +12,7 @@ import ssl
 
 import pytest
 
-from sec_helpers import (CENTRAL_USER, GATEWAY_USER, P, Client, Daemon, json_of, mosquitto_passwd_file,
+from helpers.security import (CENTRAL_USER, GATEWAY_USER, P, Client, Daemon, json_of, mosquitto_passwd_file,
                          stays, tls_broker, write_daemon_config)
 
 OBSERVE_S = 4.0   # paho retries after 1 s, 2 s, ...: several attempts fit in this window

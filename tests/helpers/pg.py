@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from brokers import free_port, wait_port
+from helpers.brokers import free_port, wait_port
 
 
 def pg_bin(name: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scenario import H, arrive, bind, enter, leave, move, register, status, tag_of
+from helpers.scenario import H, arrive, bind, enter, leave, move, register, status, tag_of
 
 
 @dataclass

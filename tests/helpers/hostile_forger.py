@@ -1,6 +1,6 @@
 """A hostile client on the broker (issue 30 item 7), run as a child process:
 
-    python tests/central/hostile_forger.py PORT CENTER COUNT
+    python tests/helpers/hostile_forger.py PORT CENTER COUNT
 
 It watches the center's events and, for each of the first COUNT genuine ones,
 at once publishes a forged event at the next seq: a correct hash, linked to the
@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import paho.mqtt.client as mqtt
 
-import paho.mqtt.client as mqtt  # noqa: E402
-
-from rules.model import Draft, parse_ts, seal  # noqa: E402
+from rules.model import Draft, parse_ts, seal   # the tree is importable: the project is installed editable
 
 
 def main() -> None:

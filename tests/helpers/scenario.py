@@ -257,3 +257,11 @@ class Scenario:
 
     def rel(self, since: str) -> float:
         return round(parse_ts(since) - self.t0, 3)
+
+
+def run_case(c) -> "Scenario":
+    """One case of rule_cases.py run to its ``until`` on the scenario clock."""
+    s = Scenario(make_config(c.rules))
+    s.run(c.steps)
+    s.until(c.until)
+    return s

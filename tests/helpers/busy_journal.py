@@ -8,7 +8,7 @@ from pathlib import Path
 from rules.model import Draft, seal
 from gateway.journal import Journal
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def bench_rules():

@@ -6,7 +6,6 @@ Everything binds 127.0.0.1. Keys are EC P-256 (fast to generate).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import ipaddress
 import json
 import os
@@ -14,7 +13,6 @@ import queue
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,12 +22,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))
+from helpers import daemon as daemon_util
+from helpers.brokers import Mosquitto, free_port, wait_port  # noqa: F401  (re-exported to tests/security)
+from helpers.daemon import DaemonProcess
 
-import daemon_util  # noqa: E402
-from daemon_util import DaemonProcess  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 # The environment may set PYTHONDONTWRITEBYTECODE=1: then every CLI subprocess recompiles
 # pydantic, sqlite_utils & co (~1.5 s each). Cache bytecode outside the source tree instead.
@@ -43,26 +40,6 @@ def cli(*args, config: Path | None = None, timeout: float = 60, check: bool = Fa
     return daemon_util.cli(*args, config=config, timeout=timeout, check=check,
                            env={**SUBPROCESS_ENV, **(env or {})})
 
-
-def _broker_helpers():
-    """Mosquitto/free_port/wait_port of the shared test helpers: tests/brokers.py (or, in
-    older trees, tests/conftest.py loaded under its own name - ``conftest`` is ambiguous)."""
-    if (ROOT / "tests" / "brokers.py").exists():
-        import brokers
-        return brokers
-    name = "_casegate_tests_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "conftest.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_bh = _broker_helpers()
-Mosquitto = _bh.Mosquitto
-free_port = _bh.free_port
-wait_port = _bh.wait_port
 
 CENTER = "demo-center"            # the center of config/mosquitto/acl
 P = f"casegate/{CENTER}"

@@ -88,12 +88,19 @@ class Subscriber:
                                   protocol=protocol, clean_session=not persistent)
         self.client.reconnect_delay_set(0.1, 1)
         self.connected = threading.Event()
+        self.subscribed = threading.Event()      # every topic's SUBACK is in: nothing published after is missed
         self.topics = topics
+        pending: set[int] = set()
 
         def on_connect(c, u, f, rc, p=None):
             for t in self.topics:
-                c.subscribe(t, qos=1)
+                pending.add(c.subscribe(t, qos=1)[1])
             self.connected.set()
+
+        def on_subscribe(c, u, mid, *rest):
+            pending.discard(mid)
+            if not pending:
+                self.subscribed.set()
 
         def on_message(c, u, msg):
             with self._lock:
@@ -101,12 +108,14 @@ class Subscriber:
             self.messages.put(msg)
 
         self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self.connected.wait(10):
             raise TimeoutError("subscriber could not connect")
-        time.sleep(0.2)  # let SUBACK land
+        if self.topics and not self.subscribed.wait(10):
+            raise TimeoutError(f"no SUBACK for {list(self.topics)}")
 
     def wait_for(self, pred, timeout: float = 10.0):
         """Return the first new message for which pred(msg) is true."""

@@ -6,7 +6,7 @@ asserts exactly (see INCIDENTS).
 """
 from __future__ import annotations
 
-from scenario import H, ROOMS, arrive, enter, leave, make_config, status
+from helpers.scenario import H, ROOMS, arrive, enter, leave, make_config, status
 
 MIN = 60.0
 
