@@ -179,7 +179,8 @@ def test_bounded_queue_back_pressure_and_receipts(tmp_path):
     assert e.value.code == "busy"
     t0 = time.monotonic()
     slow = core.submit(Draft("card.swiped", {"card": "FE"}, "r"), timeout=0.3)
-    assert 0.25 <= time.monotonic() - t0 < 2 and slow.exception(1).code == "busy"
+    # not before its own timeout (how soon after is a figure for bench/, not a test)
+    assert time.monotonic() - t0 >= 0.25 and slow.exception(1).code == "busy"
     results: list = []
     waiters = [threading.Thread(target=lambda f=f: results.append(f.result(10).seq)) for f in queued]
     for w in waiters:
