@@ -170,9 +170,13 @@ def _rewrite_header(path: Path, **changes):
 @pytest.mark.parametrize("damage,reason", [
     (lambda p: p.write_bytes(p.read_bytes()[:-7]), "payload damaged"),
     (lambda p: p.write_bytes(b"garbage"), "not a checkpoint file"),
-    (lambda p: _rewrite_header(p, format=0), "format 0, this version reads 1"),
+    (lambda p: _rewrite_header(p, format=0), "format 0, this version reads 2"),
+    (lambda p: _rewrite_header(p, format=1), "format 1 records neither its state's shape nor its config"),
     (lambda p: _rewrite_header(p, code="0123456789abcdef"), "written by other code"),
-    (lambda p: _rewrite_header(p, config="x"), "rooms, devices, rules or center changed"),
+    (lambda p: _rewrite_header(p, revision=0), "written by other code (state revision 0"),
+    (lambda p: _rewrite_header(p, shape={"Person": ["id", "role"]}), "Person's fields changed"),
+    (lambda p: _rewrite_header(p, shape={"Gone": []}), "holds a Gone, which this code does not define"),
+    (lambda p: _rewrite_header(p, config="x"), "rooms, devices, rules or center"),
     (lambda p: _rewrite_header(p, hash="f" * 64), "hash at seq 1 differs"),
     (lambda p: p.chmod(0o666), "not trusted"),
 ])
@@ -270,11 +274,27 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
         s.close()
 
 
-def test_after_a_live_reload_checkpoints_do_not_match_any_config(small, caplog):
+def test_after_a_live_reload_the_checkpoint_carries_the_reloaded_config(small, caplog):
+    """Checkpoints carry the engine's own config: one written after a live reload restores
+    under the reloaded config (what the daemon ran), whatever the store was opened with."""
     cfg, store, path, journal_hash = small
-    store.config_reloaded()
+    reloaded = parse_config({**cfg.model_dump(mode="json"), "rules": {"unattended_suspect": {"grace_s": 7}}})
     eng = Engine(cfg)
+    eng.reconfigure(reloaded)
+    store.config_reloaded()
     store.write(snapshot(eng), 1, journal_hash(1))
     with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
-        assert store.load_newest(journal_hash) is None
-    assert "rooms, devices, rules or center changed" in caplog.text
+        got = store.load_newest(journal_hash)
+    assert got.config_changed and got.config.rules_config_hash() == reloaded.rules_config_hash()
+    assert "written under another config" in caplog.text
+    # opened under the reloaded config itself: nothing to reload
+    assert not CheckpointStore(store.dir, reloaded).load_newest(journal_hash).config_changed
+
+
+def test_a_changed_center_means_full_replay(small, caplog):
+    """[center] cannot be reloaded live, so a checkpoint of another center is not restored."""
+    cfg, store, path, journal_hash = small
+    other = parse_config({**cfg.model_dump(mode="json"), "center": {"id": CENTER, "timezone": "Europe/Berlin"}})
+    with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
+        assert CheckpointStore(store.dir, other).load_newest(journal_hash) is None
+    assert "[center] cannot be reloaded" in caplog.text and "full replay" in caplog.text
