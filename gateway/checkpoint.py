@@ -34,7 +34,7 @@ left out automatically too.
 File format (one file per checkpoint, ``<storage.dir>/checkpoints/<seq>.ckpt``)::
 
     CASEGATE-CHECKPOINT\\n
-    {"format": 2, "code": ..., "revision": ..., "shape": {...}, "source": ..., "config": ...,
+    {"format": 2, "code": ..., "revision": ..., "shape": {...}, "modules": {...}, "source": ..., "config": ...,
      "seq": ..., "hash": ..., "created": ..., "payload_sha256": ..., "payload_bytes": ...}\\n
     zlib(pickle({"engine": {...}, "config": {...}}))
 
@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -137,23 +138,40 @@ def fields_of(cls: type) -> list[str]:
     return [slots] if isinstance(slots, str) else list(slots)
 
 
-def state_classes() -> dict[str, type]:
-    """Every class defined in the state's packages, by qualified name (a name two
-    modules define is left out: such a class loads by its module path only)."""
+def state_classes() -> dict[str, list[type]]:
+    """Every class defined in the state's packages, by qualified name (some names,
+    ``Door`` say, are both a state class and an event's data model)."""
     import rules.engine  # noqa: F401  (imports every rule module and the state)
-    found: dict[str, type] = {}
-    twice: set[str] = set()
+    found: dict[str, list[type]] = {}
     for modname, mod in list(sys.modules.items()):
         if mod is None or not _ours(modname):
             continue
         for obj in list(vars(mod).values()):
-            if isinstance(obj, type) and obj.__module__ == modname:
-                q = obj.__qualname__
-                if found.setdefault(q, obj) is not obj:
-                    twice.add(q)
-    for q in twice:
-        del found[q]
+            if isinstance(obj, type) and obj.__module__ == modname and obj not in found.get(obj.__qualname__, ()):
+                found.setdefault(obj.__qualname__, []).append(obj)
     return found
+
+
+def resolve(name: str, module: str | None, fields: list[str], classes: dict[str, list[type]]) -> type:
+    """The class a checkpoint's ``module.name`` is now: where it was if it is still there,
+    else the one class of that name (of those, the one with the recorded fields).
+    Raises ValueError when there is none or no telling which."""
+    if module and _ours(module):
+        try:
+            obj = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            obj = None
+        if isinstance(obj, type) and obj.__qualname__ == name:
+            return obj
+    found = classes.get(name, [])
+    if len(found) > 1:
+        found = [c for c in found if fields_of(c) == list(fields)] or found
+    if not found:
+        raise ValueError(f"written by other code (its state holds a {name}, which this code does not define)")
+    if len(found) > 1:
+        raise ValueError(f"written by other code (its state holds a {name}, and "
+                         f"{', '.join(sorted(c.__module__ for c in found))} each define one)")
+    return found[0]
 
 
 def shape_code(shape: dict[str, list[str]], revision: int = STATE_REVISION) -> str:
@@ -201,33 +219,33 @@ class StateUnpickler(pickle.Unpickler):
     """Loads the state's classes by name (a class that moved module still loads),
     old-shape ones through their migration; anything else as pickle does."""
 
-    def __init__(self, f, classes: dict[str, type], migrating: dict[str, type]):
+    def __init__(self, f, classes: dict[str, type]):
         super().__init__(f)
         self.classes = classes
-        self.migrating = migrating
 
     def find_class(self, module: str, name: str):
         if _ours(module):
-            cls = self.migrating.get(name) or self.classes.get(name)
+            cls = self.classes.get(name)
             if cls is not None:
                 return cls
         return super().find_class(module, name)
 
 
-def plan_load(head: dict[str, Any], classes: dict[str, type]) -> dict[str, type]:
-    """Whether this code can load a checkpoint's state: {} (as it is) or the
-    migrating stand-ins it needs. Raises ValueError saying why not."""
+def plan_load(head: dict[str, Any], classes: dict[str, list[type]]) -> tuple[dict[str, type], list[str]]:
+    """Whether this code can load a checkpoint's state: the class each recorded name
+    loads as (a migrating stand-in where its fields changed), and the names migrated.
+    Raises ValueError saying why not."""
     shape = head.get("shape")
     if not isinstance(shape, dict):
         raise ValueError("written by other code (no state shape recorded)")
     if head.get("revision") != STATE_REVISION:
         raise ValueError(f"written by other code (state revision {head.get('revision')}, this code folds "
                          f"revision {STATE_REVISION}: the folds compute something else now)")
-    migrating: dict[str, type] = {}
+    modules = head.get("modules") or {}
+    loads: dict[str, type] = {}
+    migrating: list[str] = []
     for name, old in sorted(shape.items()):
-        cls = classes.get(name)
-        if cls is None:
-            raise ValueError(f"written by other code (its state holds a {name}, which this code does not define)")
+        cls = loads[name] = resolve(name, modules.get(name), old, classes)
         now = fields_of(cls)
         if list(old) == now:
             continue
@@ -236,11 +254,12 @@ def plan_load(head: dict[str, Any], classes: dict[str, type]) -> dict[str, type]
             added, gone = sorted(set(now) - set(old)), sorted(set(old) - set(now))
             raise ValueError(f"written by other code ({name}'s fields changed: added {added or 'none'}, "
                              f"removed {gone or 'none'}; no migration registered)")
-        migrating[name] = _migrating(cls, fn)
+        loads[name] = _migrating(cls, fn)
+        migrating.append(name)
     if not migrating and head.get("code") != shape_code(shape):
         raise ValueError(f"written by other code (state fingerprint {head.get('code')}, "
                          f"now {shape_code(shape)})")
-    return migrating
+    return loads, migrating
 
 
 # ---- the config a checkpoint was written under ------------------------------------------
@@ -321,10 +340,12 @@ def snapshot(engine) -> Snapshot:
     p = _ShapePickler(buf)
     sections = written_config(engine.config)
     p.dump({"engine": engine_state(engine), "config": sections})
-    shape = {c.__qualname__: fields_of(c) for c in sorted(p.classes, key=lambda c: c.__qualname__)}
+    met = sorted(p.classes, key=lambda c: (c.__qualname__, c.__module__))
+    shape = {c.__qualname__: fields_of(c) for c in met}
     blob = Snapshot(buf.getvalue())
+    # ``modules`` only helps find a class (it may have moved): not part of the state's code
     blob.meta = {"code": shape_code(shape), "revision": STATE_REVISION, "shape": shape,
-                 "config": config_code(sections)}
+                 "modules": {c.__qualname__: c.__module__ for c in met}, "config": config_code(sections)}
     return blob
 
 
@@ -472,14 +493,13 @@ class CheckpointStore:
             raise ValueError(f"format {head.get('format')!r}, this version reads {FORMAT_VERSION}"
                              + (" (format 1 records neither its state's shape nor its config)"
                                 if head.get("format") == 1 else ""))
-        classes = state_classes()
-        migrating = plan_load(head, classes)
+        loads, migrating = plan_load(head, state_classes())
         payload = raw[nl + 1:]
         if len(payload) != head.get("payload_bytes") or \
                 hashlib.sha256(payload).hexdigest() != head.get("payload_sha256"):
             raise ValueError("payload damaged (length or sha256 differs)")
         try:
-            body = StateUnpickler(io.BytesIO(zlib.decompress(payload)), classes, migrating).load()
+            body = StateUnpickler(io.BytesIO(zlib.decompress(payload)), loads).load()
         except Exception as e:
             raise ValueError(f"payload unreadable: {e}") from None
         if not isinstance(body, dict) or not isinstance(body.get("engine"), dict):

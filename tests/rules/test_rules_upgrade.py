@@ -174,6 +174,7 @@ def _moved_snapshot(engine, monkeypatch):
     monkeypatch.setattr(checkpoint, "_ShapePickler", Moved)
     blob = snapshot(engine)
     monkeypatch.undo()
+    blob.meta["modules"]["Person"] = "rules.old_home"
     assert b"rules.old_home" in blob and "rules.old_home" not in sys.modules
     return blob
 
