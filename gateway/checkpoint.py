@@ -474,6 +474,11 @@ class CheckpointStore:
 
     # ---- loading --------------------------------------------------------------------
     def read(self, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, engine state) of one file; raises ValueError saying what is wrong."""
+        head, body = self.read_body(path)
+        return head, body["engine"]
+
+    def read_body(self, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         """(header, body) of one file; raises ValueError saying what is wrong. The body's
         ``engine`` is the state, its ``config`` the config sections it was written under."""
         st = path.stat()
@@ -526,7 +531,7 @@ class CheckpointStore:
             return None
         for seq, path in files:
             try:
-                head, body = self.read(path)
+                head, body = self.read_body(path)
                 if head.get("seq") != seq:
                     raise ValueError(f"names seq {seq} but covers {head.get('seq')}")
                 jh = journal_hash(seq)

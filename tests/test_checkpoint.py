@@ -298,3 +298,56 @@ def test_a_changed_center_means_full_replay(small, caplog):
     with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
         assert CheckpointStore(store.dir, other).load_newest(journal_hash) is None
     assert "[center] cannot be reloaded" in caplog.text and "full replay" in caplog.text
+
+
+# ---- a start under another config: the checkpoint's config, its tail, then a reload ----------
+def test_core_start_under_another_config_restores_replays_the_tail_then_reloads(tmp_path, caplog):
+    """Core.rebuild from a checkpoint written under config A, started under B (a rule
+    disabled, a room added): the engine is what a daemon that ran A all along and then
+    reloaded B has (a full replay under A + Engine.reconfigure(B)), and the reload's
+    alarm events are journaled at the start as a live reload journals them."""
+    from busy_journal import bench_rules
+    from gateway.core import Core
+    rooms = [r.model_dump(mode="json") for r in bench_rules().center().rooms]
+    base = {"center": {"id": CENTER}, "storage": {"dir": str(tmp_path / "state"), "synchronous": "normal"},
+            "rooms": rooms}
+    cfg_a = parse_config(base)
+    cfg_b = parse_config({**base, "rooms": rooms + [{"id": "annex", "type": "waiting"}],
+                          "rules": {"door_held_open": {"enabled": False}, "headcount_mismatch": {"grace_s": 90}}})
+    cfg_a.storage_dir.mkdir(parents=True, mode=0o700)
+    build_journal(cfg_a.journal_path, 6000, CENTER)
+
+    def core(cfg, checkpoints=True):
+        c = Core(cfg, Journal(cfg.journal_path, "normal"), Engine(cfg), clock=lambda: 1.0e9 + 10 * 86400)
+        if checkpoints:
+            c.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg))
+        return c
+    first = core(cfg_a)
+    first.rebuild()
+    first.start()
+    first.stop(timeout=60)                                  # the checkpoint under A
+    first.journal.close()
+    build_journal(cfg_a.journal_path, 3000, CENTER, skip=6000)  # the tail, journaled under A
+
+    with caplog.at_level(logging.INFO):
+        second = core(cfg_b)
+        second.rebuild()
+    assert second.replay_info["from_checkpoint"] and 2900 < second.replay_info["replayed"] < 3100
+    assert "written under another config" in caplog.text
+    assert second.engine.config is cfg_b and "door_held_open" not in second.engine.enabled
+    assert second.engine.room_types["annex"] == "waiting"
+    reference = core(cfg_a, checkpoints=False)               # what the live daemon had
+    reference.rebuild()
+    cleared = reference.engine.reconfigure(cfg_b)
+    assert comparable(engine_state(second.engine)) == comparable(engine_state(reference.engine))
+    reference.journal.close()
+    assert any(d.data["code"] == "door_held_open" for d in cleared)   # the reload had something to do
+    second.start()
+    second.stop(timeout=60)
+    j = second.journal
+    # (the synthetic tail has no rule output journaled: reconcile settles that first, marked)
+    got = [e.data["alarm_id"] for e in iter_events(j.conn, since_seq=9001)
+           if e.type == "alarm.cleared" and e.data["code"] == "door_held_open"
+           and not e.data.get("details", {}).get("reconciled")]
+    assert sorted(got) == sorted(d.data["alarm_id"] for d in cleared)
+    j.close()
