@@ -248,3 +248,17 @@ def test_a_changed_state_class_migrates_when_a_migration_is_registered(tmp_path,
         assert comparable(eng) == comparable(s.engine)
     finally:
         MIGRATIONS.pop(("Person", tuple(old)), None)
+
+
+def test_a_name_two_modules_define_resolves_by_module_then_by_fields():
+    """In the daemon gateway.event_schemas also defines a ``Door`` (an event's data model):
+    the state's Door is found where it was, or, moved, by its recorded fields."""
+    from gateway.checkpoint import resolve, state_classes
+    from rules.state import Door
+    classes = state_classes()
+    other = type("Door", (), {"__module__": "gateway.event_schemas"})
+    classes["Door"] = [other, *classes.get("Door", [])]
+    assert resolve("Door", "rules.state", fields_of(Door), classes) is Door
+    assert resolve("Door", "rules.gone", fields_of(Door), classes) is Door
+    with pytest.raises(ValueError, match="each define one"):
+        resolve("Door", "rules.gone", ["no", "such"], classes)
