@@ -379,7 +379,8 @@ class CheckpointStore:
         """A live config reload changed the engine in place (Engine.reconfigure keeps
         timers). Checkpoints carry the config the engine runs under, so the next one
         restores under the reloaded config and replays its tail under it: what this
-        daemon does. Noted for status only."""
+        daemon does. Nothing to mark any more (the daemon's hook is kept; the flag
+        only records that it happened)."""
         self.reloaded = True
 
     # ---- writing ------------------------------------------------------------------

@@ -283,8 +283,8 @@ class Core:
         """Checkpoint the folded state periodically and at stop (gateway/checkpoint.py)."""
         self.checkpoints = store
         # Retention prunes only below a checkpoint this process wrote: one written by
-        # this code and config is the one a restart will load (an older release's is
-        # refused by its code fingerprint, and a full replay would then lack the
+        # this code is the one a restart will load (an older release's may be refused,
+        # its state's shape being another, and a full replay would then lack the
         # pruned events).
         self.checkpoint_seq = lambda: (store.last or {}).get("seq")
 
