@@ -24,7 +24,8 @@ stay (``prev_left_at`` None) — which for consecutive_summons is the same outco
 as a gap longer than the window; commands naming the id answer ``not_found``
 (as for someone never registered) instead of "not present".
 
-What else goes with them (``_sweep_leftovers``, at most once per ``RECHECK_S`` of event
+What else goes with them: their last alarm ids and grace spells; and
+(``_sweep_leftovers``, at most once per ``RECHECK_S`` of event
 time, from the same sweep): the records of bands nobody holds (``tag_seen``,
 ``tag_last_room``, ``tag_status``: 60 a day in bench/state_growth.py, whose bands are
 never reused) once unseen for ``keep_s`` and referred to by no alarm, timer or rule
@@ -114,14 +115,31 @@ def sweep(engine, now: float) -> int:
         gone.add(pid)
     for pid, left_at, queued, look in later:
         q[pid] = (left_at, queued, look)     # stays in place (dict order kept on update)
-    _sweep_leftovers(engine, now, keep)
     if gone:
-        # The last alarm id per (code, subject) only tells apart two raises in one ms;
-        # the person's are days old: measured +7.5 kB a day in bench/state_growth.py.
-        last = engine._last_id
-        for key in [k for k in last if k[1] in gone]:
-            del last[key]
+        _forget(engine, gone, now)
+    _sweep_leftovers(engine, now, keep)
     return len(gone)
+
+
+def _forget(engine, gone: set[str], now: float) -> None:
+    """What the engine keeps per person besides State.persons, for the dropped ones."""
+    # The last alarm id per (code, subject) only tells apart two raises in one ms;
+    # the person's are days old: measured +7.5 kB a day in bench/state_growth.py.
+    last = engine._last_id
+    for key in [k for k in last if k[1] in gone]:
+        del last[key]
+    # Their grace spells (Engine._spell_start) that lie before the code's window_s:
+    # the next start would prune them, and none ever comes. Measured +2 kB a day of
+    # unattended_suspect spells in bench/state_growth.py.
+    windows = getattr(engine, "windows", {})
+    for code, m in engine.memo.items():
+        spells = m.get("_spells")
+        if not spells:
+            continue
+        since = now - windows.get(code, (0.0, 0.0))[0]
+        for pid in gone:
+            if pid in spells and all(end <= since for _, end in spells[pid]):
+                del spells[pid]
 
 
 def _mentioned(engine) -> set:

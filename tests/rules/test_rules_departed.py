@@ -13,7 +13,7 @@ from gateway.checkpoint import engine_state, restore_engine
 from rules import departed
 from rules.engine import Engine
 from rules.replay import replay_input
-from scenario import H, Scenario, bind, enter, leave, make_config, register, tag_of
+from scenario import H, T0, Scenario, bind, enter, leave, make_config, register, tag_of
 from test_rules_detention import produced, replay_cli
 
 
@@ -55,6 +55,8 @@ def test_departed_dropped_after_the_window_unless_referred(monkeypatch):
     s.run([x for x in steps() if x[0] < 30 * H + 200])
     persons = s.engine.state.persons
     assert persons["S1"].left and persons["V1"].left          # 30 h: still inside the window
+    spells = s.engine.memo["unattended_suspect"].setdefault("_spells", {})
+    spells["S1"] = [[T0 + 60.0, T0 + 100.0]]                   # an old grace spell of his
     s.run([x for x in steps() if 30 * H + 200 <= x[0] < 51 * H])
     assert "S1" not in persons and "V1" not in persons
     assert persons["S2"].left                                  # belongings still held
@@ -64,6 +66,7 @@ def test_departed_dropped_after_the_window_unless_referred(monkeypatch):
     for pid in ("S1", "V1", "S2"):
         assert tag_of(pid) not in st.tag_seen and tag_of(pid) not in st.tag_last_room
     assert tag_of("S4") in st.tag_seen and tag_of("O1") in st.tag_seen
+    assert "S1" not in s.engine.memo["unattended_suspect"]["_spells"]    # and his spells
     assert [a["persons"] for a in s.raised("consecutive_summons")] == [["S3"]]
     assert not s.raised("unauthorized_exit")
     s.run([x for x in steps() if x[0] >= 51 * H])
