@@ -15,7 +15,9 @@ release bumps when a fold computes something different from the same events.
 Classes are loaded by name, not module path (``StateUnpickler``), so moving a
 module (rules/state.py into a package, the event model under rules/) does not
 orphan old checkpoints. A class whose fields changed loads through a migration
-registered in ``MIGRATIONS`` (old field values -> new), else full replay.
+registered in ``MIGRATIONS`` (old field values -> new), else full replay. The
+engine's own attributes (``engine``: names, not a class) must include every one
+this code's engine keeps.
 
 Config changes. The checkpoint carries the config sections ``configure`` reads
 (``CONFIG_SECTIONS``, the ones ``Config.rules_config_hash`` covers). Start under
@@ -34,7 +36,8 @@ left out automatically too.
 File format (one file per checkpoint, ``<storage.dir>/checkpoints/<seq>.ckpt``)::
 
     CASEGATE-CHECKPOINT\\n
-    {"format": 2, "code": ..., "revision": ..., "shape": {...}, "modules": {...}, "source": ..., "config": ...,
+    {"format": 2, "code": ..., "revision": ..., "shape": {...}, "modules": {...}, "engine": [...],
+     "source": ..., "config": ...,
      "seq": ..., "hash": ..., "created": ..., "payload_sha256": ..., "payload_bytes": ...}\\n
     zlib(pickle({"engine": {...}, "config": {...}}))
 
@@ -339,13 +342,15 @@ def snapshot(engine) -> Snapshot:
     buf = io.BytesIO()
     p = _ShapePickler(buf)
     sections = written_config(engine.config)
-    p.dump({"engine": engine_state(engine), "config": sections})
+    state = engine_state(engine)
+    p.dump({"engine": state, "config": sections})
     met = sorted(p.classes, key=lambda c: (c.__qualname__, c.__module__))
     shape = {c.__qualname__: fields_of(c) for c in met}
     blob = Snapshot(buf.getvalue())
     # ``modules`` only helps find a class (it may have moved): not part of the state's code
     blob.meta = {"code": shape_code(shape), "revision": STATE_REVISION, "shape": shape,
-                 "modules": {c.__qualname__: c.__module__ for c in met}, "config": config_code(sections)}
+                 "modules": {c.__qualname__: c.__module__ for c in met}, "config": config_code(sections),
+                 "engine": sorted(state)}
     return blob
 
 
@@ -500,6 +505,7 @@ class CheckpointStore:
                              + (" (format 1 records neither its state's shape nor its config)"
                                 if head.get("format") == 1 else ""))
         loads, migrating = plan_load(head, state_classes())
+        self.check_engine(head)
         payload = raw[nl + 1:]
         if len(payload) != head.get("payload_bytes") or \
                 hashlib.sha256(payload).hexdigest() != head.get("payload_sha256"):
@@ -516,6 +522,19 @@ class CheckpointStore:
         if migrating:
             log.info("checkpoint %s: migrated %s to this code's fields", path.name, ", ".join(sorted(migrating)))
         return head, body
+
+    def check_engine(self, head: dict[str, Any]) -> None:
+        """The engine's own attributes are plain names, not a class: every one this code's
+        engine keeps must be in the checkpoint (one it lacks, renamed or new, would stay
+        at its initial value). Extra ones (an attribute a sweep adds when it first runs,
+        one this code dropped) load harmlessly."""
+        from rules.engine import Engine
+        recorded = head.get("engine")
+        if not isinstance(recorded, list):
+            raise ValueError("written by other code (no engine attributes recorded)")
+        missing = sorted(set(engine_state(Engine(self.config))) - set(recorded))
+        if missing:
+            raise ValueError(f"written by other code (the engine now keeps {missing}, which it lacks)")
 
     def restore_config(self, head: dict[str, Any], body: dict[str, Any]) -> tuple[Any, bool]:
         """(config to restore under, whether it differs from the current one)."""

@@ -176,6 +176,7 @@ def _rewrite_header(path: Path, **changes):
     (lambda p: _rewrite_header(p, revision=0), "written by other code (state revision 0"),
     (lambda p: _rewrite_header(p, shape={"Person": ["id", "role"]}), "Person's fields changed"),
     (lambda p: _rewrite_header(p, shape={"Gone": []}), "holds a Gone, which this code does not define"),
+    (lambda p: _rewrite_header(p, engine=["state", "alarms"]), "the engine now keeps ["),
     (lambda p: _rewrite_header(p, config="x"), "rooms, devices, rules or center"),
     (lambda p: _rewrite_header(p, hash="f" * 64), "hash at seq 1 differs"),
     (lambda p: p.chmod(0o666), "not trusted"),
