@@ -283,8 +283,8 @@ class Core:
         """Checkpoint the folded state periodically and at stop (gateway/checkpoint.py)."""
         self.checkpoints = store
         # Retention prunes only below a checkpoint this process wrote: one written by
-        # this code and config is the one a restart will load (an older release's is
-        # refused by its code fingerprint, and a full replay would then lack the
+        # this code is the one a restart will load (an older release's may be refused,
+        # its state's shape being another, and a full replay would then lack the
         # pruned events).
         self.checkpoint_seq = lambda: (store.last or {}).get("seq")
 
@@ -310,11 +310,16 @@ class Core:
         t0 = time.monotonic()
         start_seq = 0
         journaled = None
+        reload_to = None
         self._phase("loading the newest checkpoint")
         if self.checkpoints is not None:
             from gateway.checkpoint import restore_engine
             loaded = self.checkpoints.load_newest(self._journal_hash)
             if loaded is not None:
+                if loaded.config_changed:
+                    # the tail was journaled under the config the checkpoint was written under
+                    self.engine.configure(loaded.config)
+                    reload_to = self.config
                 restore_engine(self.engine, loaded.state)
                 start_seq = loaded.seq
                 # Live, every alarm the engine holds was journaled: the journal's
@@ -352,6 +357,9 @@ class Core:
                             "from there (clock.stepped, %s)", -step["delta_s"], step.get("kind"))
                 drafts.append(Draft("clock.stepped", step, "gateway"))
         drafts += reconcile(self.engine, journaled_active)
+        if reload_to is not None:
+            # then the new config, exactly as a live reload applies it (gateway/checkpoint.py)
+            drafts += self.engine.reconfigure(reload_to)
         drafts += self.engine.advance(self.clock())
         # Past the inbox's bound on purpose: the writer is not running yet, so a bounded put
         # would wait for nobody (issue 28 item 3: 33,487 catch-up drafts, 20,000 queued, the

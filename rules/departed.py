@@ -24,6 +24,16 @@ stay (``prev_left_at`` None) — which for consecutive_summons is the same outco
 as a gap longer than the window; commands naming the id answer ``not_found``
 (as for someone never registered) instead of "not present".
 
+What else goes with them: their last alarm ids and grace spells; and
+(``_sweep_leftovers``, at most once per ``RECHECK_S`` of event
+time, from the same sweep): the records of bands nobody holds (``tag_seen``,
+``tag_last_room``, ``tag_status``: 60 a day in bench/state_growth.py, whose bands are
+never reused) once unseen for ``keep_s`` and referred to by no alarm, timer or rule
+memo; and ``identity_left`` entries older than ``keep_s`` (a registration under that
+identity reads them for the 连续传唤 gap only: older = no earlier stay, as for a dropped
+person). A band bound again later starts afresh: its first presence or status fills
+these in as they would for a new band.
+
 Deterministic: the sweep runs inside the fold of ``person.left`` (a journaled event)
 and reads only event times and folded state, so live, checkpoint + tail and a full
 replay drop the same persons at the same point, and ``casegate replay`` gives the
@@ -80,9 +90,10 @@ def note_departure(engine, pid: str, t: float) -> None:
 def sweep(engine, now: float) -> int:
     """Drop the queued departed persons due at ``now``; returns how many."""
     q = engine.departed
-    if not q:
-        return 0
     keep = keep_seconds(engine)
+    if not q:
+        _sweep_leftovers(engine, now, keep)
+        return 0
     persons = engine.state.persons
     gone: set[str] = set()
     later: list[tuple[str, float | None, float, float]] = []
@@ -105,9 +116,77 @@ def sweep(engine, now: float) -> int:
     for pid, left_at, queued, look in later:
         q[pid] = (left_at, queued, look)     # stays in place (dict order kept on update)
     if gone:
-        # The last alarm id per (code, subject) only tells apart two raises in one ms;
-        # the person's are days old: measured +7.5 kB a day in bench/state_growth.py.
-        last = engine._last_id
-        for key in [k for k in last if k[1] in gone]:
-            del last[key]
+        _forget(engine, gone, now)
+    _sweep_leftovers(engine, now, keep)
     return len(gone)
+
+
+def _forget(engine, gone: set[str], now: float) -> None:
+    """What the engine keeps per person besides State.persons, for the dropped ones."""
+    # The last alarm id per (code, subject) only tells apart two raises in one ms;
+    # the person's are days old: measured +7.5 kB a day in bench/state_growth.py.
+    last = engine._last_id
+    for key in [k for k in last if k[1] in gone]:
+        del last[key]
+    # Their grace spells (Engine._spell_start) that lie before the code's window_s:
+    # the next start would prune them, and none ever comes. Measured +2 kB a day of
+    # unattended_suspect spells in bench/state_growth.py.
+    windows = getattr(engine, "windows", {})
+    for code, m in engine.memo.items():
+        spells = m.get("_spells")
+        if not spells:
+            continue
+        since = now - windows.get(code, (0.0, 0.0))[0]
+        for pid in gone:
+            if pid in spells and all(end <= since for _, end in spells[pid]):
+                del spells[pid]
+
+
+def _mentioned(engine) -> set:
+    """Every subject of an alarm or timer, every name in an alarm's data, every key of
+    the rules' memos (two levels): what a band's or person's record may still serve."""
+    out: set = set()
+    for key in engine.alarms:
+        out.add(key[1])
+    for tk in engine.timers:
+        out.add(tk[1])
+    datas = list(engine.state.active_alarms.values()) + [r["data"] for r in engine.book.standing.values()]
+    for d in datas:
+        out.update(v for v in d.values() if isinstance(v, str))
+        for v in d.values():
+            if isinstance(v, (list, tuple)):
+                out.update(x for x in v if isinstance(x, str))
+            elif isinstance(v, dict):
+                out.update(x for x in v.values() if isinstance(x, str))
+    for m in engine.memo.values():
+        for k, v in m.items():
+            out.add(k)
+            if isinstance(v, dict):
+                out.update(v)
+    return out
+
+
+def _sweep_leftovers(engine, now: float, keep: float) -> None:
+    """Band records nobody holds and identities' old departures (see the module doc)."""
+    last = getattr(engine, "leftovers_swept_at", None)
+    if last is not None and now - last < RECHECK_S:
+        return
+    engine.leftovers_swept_at = now
+    st = engine.state
+    old = now - keep
+    stale = [t for t, seen in st.tag_seen.items()
+             if seen <= old and t not in st.tag_owner and t not in st.former_owner and t not in st.bound_at
+             and not st.tag_rooms.get(t) and f"tag:{t}" not in st.presence]
+    stale += [t for t in st.tag_status if t not in st.tag_seen]      # (a status always sets seen)
+    if stale:
+        busy = _mentioned(engine)
+        for t in stale:
+            if t in busy:
+                continue
+            st.tag_seen.pop(t, None)
+            st.tag_last_room.pop(t, None)
+            st.tag_status.pop(t, None)
+            st.tag_rooms.pop(t, None)
+    idl = st.identity_left
+    for h in [h for h, at in idl.items() if at <= old]:
+        del idl[h]

@@ -170,9 +170,14 @@ def _rewrite_header(path: Path, **changes):
 @pytest.mark.parametrize("damage,reason", [
     (lambda p: p.write_bytes(p.read_bytes()[:-7]), "payload damaged"),
     (lambda p: p.write_bytes(b"garbage"), "not a checkpoint file"),
-    (lambda p: _rewrite_header(p, format=0), "format 0, this version reads 1"),
+    (lambda p: _rewrite_header(p, format=0), "format 0, this version reads 2"),
+    (lambda p: _rewrite_header(p, format=1), "format 1 records neither its state's shape nor its config"),
     (lambda p: _rewrite_header(p, code="0123456789abcdef"), "written by other code"),
-    (lambda p: _rewrite_header(p, config="x"), "rooms, devices, rules or center changed"),
+    (lambda p: _rewrite_header(p, revision=0), "written by other code (state revision 0"),
+    (lambda p: _rewrite_header(p, shape={"Person": ["id", "role"]}), "Person's fields changed"),
+    (lambda p: _rewrite_header(p, shape={"Gone": []}), "holds a Gone, which this code does not define"),
+    (lambda p: _rewrite_header(p, engine=["state", "alarms"]), "the engine now keeps ["),
+    (lambda p: _rewrite_header(p, config="x"), "rooms, devices, rules or center"),
     (lambda p: _rewrite_header(p, hash="f" * 64), "hash at seq 1 differs"),
     (lambda p: p.chmod(0o666), "not trusted"),
 ])
@@ -270,11 +275,80 @@ def test_long_replay_sends_extend_timeout_and_status(tmp_path):
         s.close()
 
 
-def test_after_a_live_reload_checkpoints_do_not_match_any_config(small, caplog):
+def test_after_a_live_reload_the_checkpoint_carries_the_reloaded_config(small, caplog):
+    """Checkpoints carry the engine's own config: one written after a live reload restores
+    under the reloaded config (what the daemon ran), whatever the store was opened with."""
     cfg, store, path, journal_hash = small
-    store.config_reloaded()
+    reloaded = parse_config({**cfg.model_dump(mode="json"), "rules": {"unattended_suspect": {"grace_s": 7}}})
     eng = Engine(cfg)
+    eng.reconfigure(reloaded)
+    store.config_reloaded()
     store.write(snapshot(eng), 1, journal_hash(1))
     with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
-        assert store.load_newest(journal_hash) is None
-    assert "rooms, devices, rules or center changed" in caplog.text
+        got = store.load_newest(journal_hash)
+    assert got.config_changed and got.config.rules_config_hash() == reloaded.rules_config_hash()
+    assert "written under another config" in caplog.text
+    # opened under the reloaded config itself: nothing to reload
+    assert not CheckpointStore(store.dir, reloaded).load_newest(journal_hash).config_changed
+
+
+def test_a_changed_center_means_full_replay(small, caplog):
+    """[center] cannot be reloaded live, so a checkpoint of another center is not restored."""
+    cfg, store, path, journal_hash = small
+    other = parse_config({**cfg.model_dump(mode="json"), "center": {"id": CENTER, "timezone": "Europe/Berlin"}})
+    with caplog.at_level(logging.INFO, logger="casegate.checkpoint"):
+        assert CheckpointStore(store.dir, other).load_newest(journal_hash) is None
+    assert "[center] cannot be reloaded" in caplog.text and "full replay" in caplog.text
+
+
+# ---- a start under another config: the checkpoint's config, its tail, then a reload ----------
+def test_core_start_under_another_config_restores_replays_the_tail_then_reloads(tmp_path, caplog):
+    """Core.rebuild from a checkpoint written under config A, started under B (a rule
+    disabled, a room added): the engine is what a daemon that ran A all along and then
+    reloaded B has (a full replay under A + Engine.reconfigure(B)), and the reload's
+    alarm events are journaled at the start as a live reload journals them."""
+    from helpers.busy_journal import bench_rules
+    from gateway.core import Core
+    rooms = [r.model_dump(mode="json") for r in bench_rules().center().rooms]
+    base = {"center": {"id": CENTER}, "storage": {"dir": str(tmp_path / "state"), "synchronous": "normal"},
+            "rooms": rooms}
+    cfg_a = parse_config(base)
+    cfg_b = parse_config({**base, "rooms": rooms + [{"id": "annex", "type": "waiting"}],
+                          "rules": {"door_held_open": {"enabled": False}, "headcount_mismatch": {"grace_s": 90}}})
+    cfg_a.storage_dir.mkdir(parents=True, mode=0o700)
+    build_journal(cfg_a.journal_path, 6000, CENTER)
+
+    def core(cfg, checkpoints=True):
+        c = Core(cfg, Journal(cfg.journal_path, "normal"), Engine(cfg), clock=lambda: 1.0e9 + 10 * 86400)
+        if checkpoints:
+            c.enable_checkpoints(CheckpointStore(cfg.storage_dir / "checkpoints", cfg))
+        return c
+    first = core(cfg_a)
+    first.rebuild()
+    first.start()
+    first.stop(timeout=60)                                  # the checkpoint under A
+    first.journal.close()
+    build_journal(cfg_a.journal_path, 3000, CENTER, skip=6000)  # the tail, journaled under A
+
+    with caplog.at_level(logging.INFO):
+        second = core(cfg_b)
+        second.rebuild()
+    assert second.replay_info["from_checkpoint"] and 2900 < second.replay_info["replayed"] < 3100
+    assert "written under another config" in caplog.text
+    assert second.engine.config is cfg_b and "door_held_open" not in second.engine.enabled
+    assert second.engine.room_types["annex"] == "waiting"
+    reference = core(cfg_a, checkpoints=False)               # what the live daemon had
+    reference.rebuild()
+    cleared = reference.engine.reconfigure(cfg_b)
+    assert comparable(engine_state(second.engine)) == comparable(engine_state(reference.engine))
+    reference.journal.close()
+    assert any(d.data["code"] == "door_held_open" for d in cleared)   # the reload had something to do
+    second.start()
+    second.stop(timeout=60)
+    j = second.journal
+    # (the synthetic tail has no rule output journaled: reconcile settles that first, marked)
+    got = [e.data["alarm_id"] for e in iter_events(j.conn, since_seq=9001)
+           if e.type == "alarm.cleared" and e.data["code"] == "door_held_open"
+           and not e.data.get("details", {}).get("reconciled")]
+    assert sorted(got) == sorted(d.data["alarm_id"] for d in cleared)
+    j.close()

@@ -13,7 +13,7 @@ from gateway.checkpoint import engine_state, restore_engine
 from rules import departed
 from rules.engine import Engine
 from rules.replay import replay_input
-from helpers.scenario import H, Scenario, bind, enter, leave, make_config, register
+from helpers.scenario import H, T0, Scenario, bind, enter, leave, make_config, register, tag_of
 from helpers.rules_replay import produced, replay_cli
 
 
@@ -55,11 +55,18 @@ def test_departed_dropped_after_the_window_unless_referred(monkeypatch):
     s.run([x for x in steps() if x[0] < 30 * H + 200])
     persons = s.engine.state.persons
     assert persons["S1"].left and persons["V1"].left          # 30 h: still inside the window
+    spells = s.engine.memo["unattended_suspect"].setdefault("_spells", {})
+    spells["S1"] = [[T0 + 60.0, T0 + 100.0]]                   # an old grace spell of his
     s.run([x for x in steps() if 30 * H + 200 <= x[0] < 51 * H])
     assert "S1" not in persons and "V1" not in persons
     assert persons["S2"].left                                  # belongings still held
     assert "O1" in persons                                     # officers stay
     assert "S4" in persons and "S5" in persons                 # recent
+    st = s.engine.state                                        # their bands' records go too
+    for pid in ("S1", "V1", "S2"):
+        assert tag_of(pid) not in st.tag_seen and tag_of(pid) not in st.tag_last_room
+    assert tag_of("S4") in st.tag_seen and tag_of("O1") in st.tag_seen
+    assert "S1" not in s.engine.memo["unattended_suspect"]["_spells"]    # and his spells
     assert [a["persons"] for a in s.raised("consecutive_summons")] == [["S3"]]
     assert not s.raised("unauthorized_exit")
     s.run([x for x in steps() if x[0] >= 51 * H])
@@ -120,3 +127,21 @@ def test_a_standing_alarm_keeps_the_person_until_acknowledged():
           + stay(52 * H, "S8"))
     assert "S6" not in s.engine.state.persons and "S6" not in s.engine.departed
     assert not [k for k in s.engine._last_id if k[1] == "S6"]
+
+
+def test_a_band_an_alarm_or_timer_still_names_keeps_its_records():
+    s = Scenario(derive=True)
+    s.run([x for x in steps() if x[0] < 30 * H + 200])
+    st, later = s.engine.state, s.engine.now + 50 * H
+    named, timed = tag_of("S1"), tag_of("V1")
+    s.engine.alarms[("tag_low_battery", named)] = {}
+    s.engine.timers[("tag_signal_lost", timed, "")] = (later + H, 0)
+    departed._sweep_leftovers(s.engine, later, departed.keep_seconds(s.engine))
+    assert named in st.tag_seen and timed in st.tag_seen
+    assert tag_of("S2") not in st.tag_seen                         # nothing names it
+    # at most once an hour of event time
+    del s.engine.alarms[("tag_low_battery", named)]
+    departed._sweep_leftovers(s.engine, later + 60, departed.keep_seconds(s.engine))
+    assert named in st.tag_seen
+    departed._sweep_leftovers(s.engine, later + departed.RECHECK_S, departed.keep_seconds(s.engine))
+    assert named not in st.tag_seen
