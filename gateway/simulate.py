@@ -21,6 +21,7 @@ import json
 import queue
 import shlex
 import sys
+import threading
 import time
 import uuid
 from typing import Callable, TextIO
@@ -188,10 +189,21 @@ class RecorderLink:
             c.tls_set(ca_certs=m.ca_file or None)
         c.answers = queue.Queue()
         c.on_message = lambda _c, _u, msg: c.answers.put(msg.payload)
+        subscribed = threading.Event()
+        prefix = f"{m.topic_prefix}/{self.cfg.center.id}"
+
+        def on_connect(client, _u, _flags, reason, _props=None):
+            if not reason.is_failure:       # (again after a reconnect: a clean session forgets it)
+                client.subscribe(f"{prefix}/response/recording/state", qos=1)   # the answers (SPEC §3)
+
+        c.on_connect = on_connect
+        c.on_subscribe = lambda *_a: subscribed.set()
         c.connect(m.host, m.port, keepalive=30)
         c.loop_start()
-        prefix = f"{m.topic_prefix}/{self.cfg.center.id}"
-        c.subscribe(f"{prefix}/response/recording/state", qos=1)   # the answers (SPEC §3)
+        # The first report must not go out before the broker holds our subscription: its answer
+        # would be published to nobody (seen: "recorder start" answered device_timeout, the
+        # next report fine). Without a SUBACK in 10 s the report's own 15 s wait says so.
+        subscribed.wait(10)
         self.clients[account] = c
         return c
 

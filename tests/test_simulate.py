@@ -134,6 +134,9 @@ def test_commissioning_a_site_through_the_cli_only(site, tmp_path):
 
 def test_a_script_runs_and_a_bad_line_fails_it(site, tmp_path):
     cfg, sim, d, _ = site
+    # the script's first line goes to the daemon over MQTT: wait for its uplink's subscription
+    # (ready on the control socket comes first; a request before it is published to nobody)
+    poll(lambda: d.status()["uplink"].get("connected"), 30, "the daemon's uplink connected")
     script = tmp_path / "walk.txt"
     script.write_text("# recorder only: the devices are held by the other simulate\n"
                       "recorder start interrogation-1\nwait 0.1\nrecorder stop interrogation-1\n")

@@ -321,6 +321,16 @@ class PgStore(Store):
         from psycopg.types.json import Jsonb
         return Jsonb(value)
 
+    # One key for every casegate schema change: PostgreSQL's CREATE TABLE IF NOT EXISTS is not
+    # safe against a concurrent one (two sessions both pass the check and the second fails on
+    # pg_type's unique index), and `casegate ingest --status` migrates too, so a status asked
+    # while the consumer creates the schema failed ("duplicate key ... pg_type_typname_nsp_index").
+    MIGRATE_LOCK = 0x63617365676174   # "casegat"
+
+    def migrate(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.MIGRATE_LOCK,))
+        super().migrate()            # its commit ends the transaction and releases the lock
+
     def _columns(self, table: str) -> set[str]:
         cur = self.conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
                                 "AND table_schema = current_schema()", (table,))

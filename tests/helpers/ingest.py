@@ -171,6 +171,7 @@ def topic_of(env: dict) -> str:
 def ingest_status(db: str) -> dict[str, dict]:
     r = cli("ingest", "--db", db, "--status", "--json")
     assert r.returncode in (0, 1), r.stderr
+    assert r.stdout.strip(), (r.returncode, r.stderr)
     return {row["center"]: row for row in json.loads(r.stdout)}
 
 
