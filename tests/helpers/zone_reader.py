@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from drivers.base import PrintContext
@@ -9,6 +10,8 @@ from drivers.zone_reader import protocol as P
 from drivers.zone_reader.driver import ZoneReaderDriver
 from drivers.zone_reader.simulator import StationSimulator
 from gateway.config import ZoneReaderConfig
+
+from helpers.polling import wait_for
 
 
 TAG = "E3AF2232"
@@ -57,6 +60,38 @@ class Rig:
                     return t, d
             time.sleep(0.01)
         raise AssertionError(f"no {what} within {timeout}s; got {self.events()}")
+
+    def settle(self, *sims: StationSimulator, reports: int = 2, nudge: bool = True, timeout: float = 5.0) -> None:
+        """Until each of ``sims`` has had ``reports`` more data frames answered: the positive signal
+        that the driver has taken in everything the simulators were told before the call. The driver
+        answers a frame only after handling its records, and a report that was already on its
+        way when the test changed a tag is the one before the next, so 2 cover the change
+        (more: several reports of the same state). Counts frames, so one report per frame
+        (tlvs_per_frame is 20 by default). ``nudge`` asks the simulators to report now rather
+        than at their next report_s (a burst of changes pushes that a second away); a test
+        that counts reports as the time passing (report_s apart) passes nudge=False."""
+        n = [(s, s.stats["reports"]) for s in sims]
+
+        def done() -> bool:
+            if all(s.stats["reports"] >= k + reports for s, k in n):
+                return True
+            if nudge:
+                for s in sims:
+                    s.send_now()
+            return False
+        wait_for(done, timeout,
+                 f"{reports} more answered reports from station(s) {', '.join(s.dev_id for s in sims)}")
+
+    def handled(self, counter: str, at_least: int, timeout: float = 5.0) -> None:
+        """Until the driver's ``counter`` is ``at_least`` and the frame that counted it has been
+        handled to its end (the counter goes up as a record begins: a no-op queued on the
+        driver's loop after that runs once the whole frame is through). For one-shot records
+        (door passes) that no later report repeats, where :meth:`settle` has nothing to count."""
+        wait_for(lambda: self.drv.health.counters.get(counter, 0) >= at_least, timeout,
+                 f"{counter} >= {at_least}")
+        done = threading.Event()
+        self.drv._loop.call_soon_threadsafe(done.set)
+        assert done.wait(timeout), "the driver's loop did not run"
 
     def close(self):
         for s in self.sims:
