@@ -14,6 +14,7 @@ from drivers.card_reader.driver import CardReaderDriver
 from drivers.card_reader.protocol import encode
 from drivers.card_reader.simulator import CardReaderSimulator
 from gateway.config import CardReaderConfig
+from helpers.polling import poll, wait_for
 
 CARD = "14008EC793"
 
@@ -30,19 +31,13 @@ class Rig:
             return [(t, d) for t, d in self.ctx.events if type_ is None or t == type_]
 
     def wait(self, pred, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, d in self.events():
-                if pred(t, d):
-                    return t, d
-            time.sleep(0.01)
-        raise AssertionError(f"no matching event in {timeout}s; got {self.events()}")
+        found = poll(lambda: next(((t, d) for t, d in self.events() if pred(t, d)), None), timeout, 0.01)
+        if found is None:
+            raise AssertionError(f"no matching event in {timeout}s; got {self.events()}")
+        return found
 
     def wait_state(self, state, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while self.drv.health.state != state and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.drv.health.state == state
+        wait_for(lambda: self.drv.health.state == state, timeout, f"state {state}", 0.01)
 
 
 @pytest.fixture
@@ -84,11 +79,13 @@ def test_held_card_is_one_swipe(sim, rigs):
     sim.start()
     sim.swipe(CARD, repeats=8)                      # 8 frames 0.1 s apart: one swipe
     assert sim.flush()
-    time.sleep(0.2)
+    wait_for(lambda: r.drv.health.frames_ok == 8, 5, "all 8 frames read")
     assert len(r.events("card.swiped")) == 1
     assert r.drv.health.counters.get("repeats") == 7
-    time.sleep(0.5)                                 # card removed > repeat_ms, presented again
-    sim.swipe(CARD)
+    # card removed > repeat_ms (by the filter's own clock: its last frame is older than the window) ...
+    rf = r.drv.repeat
+    wait_for(lambda: time.monotonic() - rf.last[CARD] > rf.window, 5, "the repeat window past")
+    sim.swipe(CARD)                                 # ... and presented again
     r.wait(lambda t, d: len(r.events("card.swiped")) == 2)
 
 
@@ -99,7 +96,7 @@ def test_garbage_and_bad_frames_counted(sim, rigs):
     sim.write(b"\x02" + b"14008EC7Z3" + b"CE" + b"\x03")
     for b in encode("0102030405"):                  # byte by byte
         sim.write(bytes([b]))
-        time.sleep(0.002)
+        time.sleep(0.002)                           # the behaviour: bytes reaching the port one at a time
     r.wait(lambda t, d: t == "card.swiped" and d["card"] == "0102030405")
     h = r.drv.health
     assert h.counters.get("bad_checksum") == 1 and h.counters.get("non_hex") == 1
@@ -116,9 +113,7 @@ def test_random_injection_still_decodes_every_card(rigs, tmp_path):
         cards = [f"{i:010X}" for i in range(1, 21)]
         for c in cards:
             sim.swipe(c)
-        deadline = time.monotonic() + 5
-        while len(r.events("card.swiped")) < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        poll(lambda: len(r.events("card.swiped")) >= 20, 5)
         assert [d["card"] for _, d in r.events("card.swiped")] == cards
         assert r.drv.health.counters.get("bad_checksum") == sim.stats["bad_checksum"] > 0
         assert r.drv.health.counters.get("noise_bytes") == sim.stats["garbage_bytes"] > 0
@@ -126,19 +121,29 @@ def test_random_injection_still_decodes_every_card(rigs, tmp_path):
         sim.close()
 
 
-def test_unplug_offline_then_replug_online(sim, rigs):
+def test_unplug_offline_then_replug_online(sim, rigs, monkeypatch):
+    failed = []                                     # reopen attempts that found no port
+    real = serial_line.open_serial
+
+    def counting(*a, **kw):
+        try:
+            return real(*a, **kw)
+        except Exception:
+            failed.append(time.monotonic())
+            raise
+    monkeypatch.setattr(serial_line, "open_serial", counting)
     r = start(rigs, sim.port)
     sim.swipe(CARD)
     r.wait(lambda t, d: t == "card.swiped")
     sim.unplug()
     _, d = r.wait(lambda t, d: t == "device.offline", timeout=3)
     assert d["device"] == "card-int1" and d["error"]
-    time.sleep(1.0)                                 # gone for a while: still one offline event
+    # gone for a while (two reopen attempts found no port, backoff 0.5 s): still one offline event
+    wait_for(lambda: len(failed) >= 2, 5, "two failed reopen attempts")
     assert len(r.events("device.offline")) == 1
     sim.replug()
     r.wait(lambda t, d: t == "device.online" and len(r.events("device.online")) == 2, timeout=5)
     assert r.drv.health.reconnects == 1
-    time.sleep(0.1)
     sim.swipe("0102030405")
     r.wait(lambda t, d: t == "card.swiped" and d["card"] == "0102030405")
     assert [t for t, _ in r.events() if t.startswith("device.")] == ["device.online", "device.offline",
@@ -159,8 +164,8 @@ def test_missing_port_retries_with_backoff_not_busy(rigs, tmp_path, monkeypatch)
     r.drv.start()
     _, d = r.wait(lambda t, d: t == "device.offline")
     assert "no such device" in d["error"]
-    time.sleep(1.5)
-    assert 2 <= len(calls) <= 6                     # backoff 0.5 s capped at 0.5 s, not a busy loop
+    wait_for(lambda: len(calls) >= 2, 5, "a reopen attempt")           # it keeps trying ...
+    assert calls[1] - calls[0] >= 0.4, calls        # ... not before the backoff (0.5 s capped at 0.5 s): no busy loop
     sim = CardReaderSimulator(link=link)            # plugged in later
     try:
         r.wait(lambda t, d: t == "device.online", timeout=3)
@@ -185,10 +190,7 @@ def test_any_pyserial_url_socat_pty_pair(rigs, tmp_path):
     proc = subprocess.Popen([socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 5
-        while not (a.exists() and b.exists()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert a.exists() and b.exists()
+        wait_for(lambda: a.exists() and b.exists(), 5, "socat's two pty links")
         sim = CardReaderSimulator(url=str(a))       # writes through pyserial to one end
         try:
             r = start(rigs, str(b))                 # the driver reads the other
