@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 
 import pytest
 
@@ -13,18 +12,30 @@ from drivers.locker.driver import LockerDriver
 from drivers.locker.probe import add_arguments, run as probe_run
 from drivers.locker.simulator import LockBoardSimulator, UhfReaderSimulator
 from gateway.config import LockerConfig
+from helpers.polling import poll
 
 EPC = ["E2000017221101441890AB%02X" % i for i in range(10)]
 
 
 def wait_for(pred, timeout: float = 5.0, step: float = 0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    """pred()'s value once truthy, else its last value at the bound (the tests assert it)."""
+    return poll(pred, timeout, step)
+
+
+def polled(drv, n: int = 3, timeout: float = 5.0) -> None:
+    """Until the board has answered ``n`` more status polls: a poll already on the wire may
+    carry the state from before the call, the next one is read after it and handled (its
+    events emitted) before the one after it counts. The positive signal that "nothing
+    more happens" for a state the test set up."""
+    k = drv.health.frames_ok
+    assert poll(lambda: drv.health.frames_ok >= k + n, timeout), f"{n} more status polls answered"
+
+
+def inventoried(drv, n: int = 2, timeout: float = 5.0) -> None:
+    """Until ``n`` more complete inventories are processed (the first may have been in
+    flight at the call)."""
+    k = drv.inventories
+    assert poll(lambda: drv.inventories >= k + n, timeout), f"{n} more inventories"
 
 
 def evs(ctx, prefix):
@@ -78,7 +89,7 @@ def test_initial_state_then_changes(board, make):
     board.set_door(2, False)
     board.set_door(4, True)
     assert wait_for(lambda: len(evs(ctx, "locker.")) == 6)
-    time.sleep(0.2)
+    polled(drv)
     assert evs(ctx, "locker.")[4:] in (
         [("locker.closed", {"locker": "locker-ev1", "compartment": 2}),
          ("locker.opened", {"locker": "locker-ev1", "compartment": 4})],)
@@ -116,7 +127,7 @@ def test_unlock_refused(board, make):
     assert board.unlocks == [(0, 5)]
     assert ("locker.unlock_requested", {"locker": "locker-ev1", "compartment": 5, "by": "officer-7",
                                         "order": None}) in ctx.events
-    time.sleep(0.15)
+    polled(drv)                                 # the door read after the refusal: still closed
     assert not [e for e in evs(ctx, "locker.opened")]
 
 
@@ -162,8 +173,9 @@ def test_board_garbage_counted_and_skipped(board, make):
     assert wait_for(lambda: drv.health.state == "online")
     ok0 = drv.health.frames_ok
     for _ in range(5):
-        board.inject(b"\x55\xAA\x02\x00\x35\x01")           # noise and a truncated reply
-        time.sleep(0.05)
+        k = drv.health.frames_ok
+        board.inject(b"\x55\xAA\x02\x00\x35\x01")           # noise and a truncated reply ...
+        assert wait_for(lambda: drv.health.frames_ok > k)    # ... between good replies
     board.inject(p.status_reply(0, 0, 0)[:-1] + b"\x00")    # wrong SUM
     assert wait_for(lambda: drv.health.frames_bad >= 3)
     assert wait_for(lambda: drv.health.frames_ok > ok0 + 5)
@@ -181,10 +193,10 @@ def test_board_unplug_offline_replug_online(make, tmp_path):
         assert wait_for(lambda: drv.health.state == "online")
         sim.stop()                                           # USB adapter pulled
         assert wait_for(lambda: drv.health.state == "offline", 5)
-        time.sleep(0.3)
+        assert wait_for(lambda: not drv._board_port_open, 5)  # the driver let go of the dead port
         sim.start()                                          # plugged back, door still open
         assert wait_for(lambda: drv.health.state == "online", 6)
-        time.sleep(0.2)
+        polled(drv)
         assert evs(ctx, "locker.") == [("locker.opened", {"locker": "locker-ev1", "compartment": 1}),
                                        ("locker.closed", {"locker": "locker-ev1", "compartment": 2})]
         assert [t for t, _ in evs(ctx, "device.")] == ["device.online", "device.offline", "device.online"]
@@ -227,7 +239,7 @@ def test_inventory_added_then_removed_after_missing_after(board, uhf, make):
                                                                    "item": EPC[0]})]
     # removed on the 3rd inventory without it, not earlier (a round may have been in flight)
     assert drv.inventories - n in (3, 4)
-    time.sleep(0.3)
+    inventoried(drv, 3)                         # missing_after more rounds: nothing else
     assert len(evs(ctx, "evidence.")) == 4
 
 
@@ -286,7 +298,7 @@ def test_corrupted_frame_discards_the_round(board, uhf, make):
         c = drv.health.counters.get("inventory_discarded", 0)
         assert wait_for(lambda: drv.health.counters.get("inventory_discarded", 0) > c, 3)
     # with missing_after=1 a round read without that frame would have removed 2 items
-    time.sleep(0.2)
+    inventoried(drv)
     assert not evs(ctx, "evidence.removed")
     assert drv.health.counters.get("uhf_bad_crc", 0) >= 3
 
@@ -296,8 +308,9 @@ def test_uhf_garbage_skipped(board, uhf, make):
     drv, ctx = make(board.port, inventory=inv_cfg(uhf.port, missing_after=1, poll_ms=50))
     assert wait_for(lambda: evs(ctx, "evidence.added"))
     for _ in range(4):
-        uhf.inject(b"\x01\x02\x03\xFE\x99")
-        time.sleep(0.06)
+        k = drv.inventories + drv.health.counters.get("inventory_discarded", 0)
+        uhf.inject(b"\x01\x02\x03\xFE\x99")                # garbage, then a round ends (whole or not)
+        assert wait_for(lambda: drv.inventories + drv.health.counters.get("inventory_discarded", 0) > k)
     assert wait_for(lambda: drv.health.frames_bad >= 1)
     n = drv.inventories
     assert wait_for(lambda: drv.inventories >= n + 3)
