@@ -9,6 +9,7 @@ import random
 import threading
 import time
 
+from helpers.polling import wait_for
 from helpers.zone_reader import TAG, Rig, make_cfg
 
 from drivers.zone_reader.simulator import ZoneSite
@@ -39,14 +40,17 @@ def test_fifty_bands_jittering_make_at_most_four_status_per_band_minute():
             for sim, tag in tags.values():
                 sim.set_heart_rate(tag, 75 + rng.randint(-4, 4))
                 sim.set_battery(tag, rng.choice([79, 80]))
-            time.sleep(0.05)
+            time.sleep(0.05)         # the behaviour: the bands wander at the stations' report pace
 
     site.start()
     th = threading.Thread(target=jitter, daemon=True)
     th.start()
     try:
         assert site.wait_logged_in(5)
-        time.sleep(3.0)              # 60 reports per band = one band-minute at 1 Hz
+        # 60 reports per band = one band-minute at 1 Hz; a report of 10 bands (30 TLVs, 20 a
+        # frame) is 2 frames. Within 12 s, under status_every_s (15 s): the bound is per interval
+        sims = list(site.stations.values())
+        wait_for(lambda: all(s.stats["reports"] >= 2 * 60 for s in sims), 12, "60 reports per band")
     finally:
         stop.set()
         th.join(2)
@@ -65,7 +69,7 @@ def test_crossings_steps_and_alerts_go_out_at_once_the_rest_once_per_interval(ri
     sim.set_heart_rate(TAG, 80)
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 80)
     sim.set_heart_rate(TAG, 84)                  # small move: held
-    time.sleep(0.4)
+    r.settle(sim)
     assert [d["heart_rate"] for d in _statuses(r)] == [80]
     sim.set_heart_rate(TAG, 131)                 # crosses high_bpm 130: at once
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 131, timeout=1.0)
@@ -74,7 +78,7 @@ def test_crossings_steps_and_alerts_go_out_at_once_the_rest_once_per_interval(ri
     sim.set_heart_rate(TAG, 44)                  # below low_bpm 45: at once
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 44, timeout=1.0)
     sim.set_heart_rate(TAG, 40)
-    time.sleep(0.3)
+    r.settle(sim)
     assert _statuses(r)[-1]["heart_rate"] == 44  # still outside: the rule already knows
     sim.press_sos(TAG)                           # an alert: at once, whatever the interval
     r.wait(lambda t, d: t == "tag.status" and d["sos"], timeout=1.0)
@@ -84,7 +88,7 @@ def test_crossings_steps_and_alerts_go_out_at_once_the_rest_once_per_interval(ri
     sim.set_heart_rate(TAG, 60)                  # a step of >= 10 from the last sent (40): at once
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 60, timeout=1.0)
     sim.set_heart_rate(TAG, 65)                  # held, then sent by the timer within the interval
-    time.sleep(0.3)
+    r.settle(sim)
     assert _statuses(r)[-1]["heart_rate"] == 60
     r.wait(lambda t, d: t == "tag.status" and d["heart_rate"] == 65, timeout=3.0)
     sim.set_battery(TAG, 50)                     # a first battery reading: at once
