@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 
 import pytest
 
@@ -13,16 +12,28 @@ from drivers.modbus_doors.driver import DoorDebounce, ModbusDoorsDriver, parse_u
 from drivers.modbus_doors.probe import add_arguments, run as probe_run
 from drivers.modbus_doors.simulator import ModbusDiSimulator
 from gateway.config import ModbusDoorsConfig
+from helpers.polling import poll
 
 
 def wait_for(pred, timeout: float = 5.0, step: float = 0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    """pred()'s value once truthy, else its last value at the bound (the tests assert it)."""
+    return poll(pred, timeout, step)
+
+
+def answered_polls(drv, n: int = 3, timeout: float = 5.0) -> None:
+    """Until the module has answered ``n`` more polls: the one in flight may predate the call,
+    and a change needs the debounce's 2 polls; so nothing more is on its way after 3."""
+    k = drv.health.frames_ok
+    assert wait_for(lambda: drv.health.frames_ok >= k + n, timeout), f"{n} more answered polls"
+
+
+def failed_polls(drv, n: int = 1, timeout: float = 5.0) -> None:
+    """Until ``n`` more polls have failed (each counted under its reason): the driver tried
+    again while the module was gone."""
+    def failures():
+        return sum(drv.health.counters.values())
+    k = failures()
+    assert wait_for(lambda: failures() >= k + n, timeout), f"{n} more failed polls"
 
 
 def door_events(ctx: PrintContext, door: str | None = None):
@@ -204,12 +215,12 @@ def test_tcp_server_restart_offline_online_no_invented_events(tcp_sim):
         tcp_sim.stop()
         assert wait_for(lambda: drv.health.state == "offline", 5)
         tcp_sim.set_input(1, 1)          # d1 closes while nobody can see it
-        time.sleep(0.4)
+        failed_polls(drv)                                # polled again, in vain
         assert len(door_events(ctx)) == 2                # nothing while offline
         tcp_sim.start()
         assert wait_for(lambda: drv.health.state == "online", 6)
         assert wait_for(lambda: len(door_events(ctx)) == 3, 3)
-        time.sleep(0.3)
+        answered_polls(drv)
         evs = door_events(ctx)
         # d0 unchanged: not re-reported; d1 changed: reported once after the outage
         assert evs[2:] == [("door.closed", {"door": "d1", "room": "r"})]
@@ -287,10 +298,10 @@ def test_rtu_module_power_cycle(rtu_sim):
         assert wait_for(lambda: door_events(ctx), 5)
         rtu_sim.stop()
         assert wait_for(lambda: drv.health.state == "offline", 5)
-        time.sleep(0.3)
+        failed_polls(drv)                                # off while polled again
         rtu_sim.start()
         assert wait_for(lambda: drv.health.state == "online", 6)
-        time.sleep(0.2)
+        answered_polls(drv)
         assert door_events(ctx) == [("door.closed", {"door": "exit-door", "room": "exit"})]
         assert state_events(ctx) == ["device.online", "device.offline", "device.online"]
     finally:
