@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from drivers.base import CommandError
 from drivers.common.child import ChildSupervisor, Stop, describe_exit
 
+from helpers.polling import poll
 from helpers.child_entries import Echo, Exit, Explode, Hello, Ignore, Refuse
 
 TESTS = Path(__file__).resolve().parents[1]      # the parent of the helpers package
@@ -57,12 +57,7 @@ def supervised(monkeypatch):
 
 
 def wait_for(pred, timeout=60.0):     # returns as soon as pred() holds; long for a loaded CI
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
+    return bool(poll(pred, timeout, 0.01))
 
 
 def test_typed_requests_replies_and_the_log_relay(supervised, caplog):
@@ -91,7 +86,8 @@ def test_typed_requests_replies_and_the_log_relay(supervised, caplog):
     assert sup.restarts == 0 and got["crash"] == []
 
 
-def test_a_crashed_child_is_named_restarted_and_fails_what_it_owed(supervised):
+def test_a_crashed_child_is_named_restarted_and_fails_what_it_owed(supervised, caplog):
+    caplog.set_level(logging.INFO)
     sup, got = supervised("x", healthy_run_s=3600)
     assert wait_for(lambda: got["hello"])
     first = sup.pid
@@ -104,8 +100,8 @@ def test_a_crashed_child_is_named_restarted_and_fails_what_it_owed(supervised):
             result.append(e)
     t = threading.Thread(target=ask)
     t.start()
-    time.sleep(0.2)
-    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: any(r.getMessage().startswith("ignoring request") for r in caplog.records))
+    os.kill(first, signal.SIGKILL)                    # the child has the request and has not answered
     t.join(5)
     assert result and result[0].code == "device_timeout"
     assert result[0].message == "test process killed by SIGKILL before answering"
@@ -160,7 +156,7 @@ def test_sigterm_to_the_whole_service_is_not_a_crash(supervised):
     sup, got = supervised("x", term_grace_s=2.0)
     assert wait_for(lambda: got["hello"])
     os.kill(sup.pid, signal.SIGTERM)                  # systemd signals every process of the unit ...
-    time.sleep(0.3)
+    assert wait_for(lambda: got["ended"])             # (the child is gone first)
     sup.stop(1.0, 0.2, 0.2)                           # ... and the parent stops within the grace
     assert got["ended"] == ["test process killed by SIGTERM"] and got["crash"] == [] and sup.restarts == 0
 

@@ -68,5 +68,7 @@ def echo_child(link: ParentLink, greeting: str, exit_at_once: int | None = None)
             link.answer(msg, refuse, msg.code)
         elif type(msg) is Explode:
             link.answer(msg, explode, unexpected=lambda e: ("device_refused", f"child error: {e}"))
+        elif type(msg) is Ignore:       # never answered; said in the log, so a test knows it arrived
+            logging.getLogger("casegate.test-child").info("ignoring request %d", msg.request_id)
 
 
