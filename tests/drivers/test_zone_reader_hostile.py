@@ -4,9 +4,9 @@ binding the client to 127.0.0.2/127.0.0.3."""
 from __future__ import annotations
 
 import socket
-import time
 
 from drivers.zone_reader import protocol as P
+from helpers.polling import poll
 from helpers.zone_reader import S1, S2, TAG, make_cfg
 
 OFFICER, FAKE = "0000000A", "0000000B"
@@ -74,11 +74,11 @@ def test_impostor_alternating_with_the_real_station(rig):
         fake.add_tag(FAKE)
         fake.start()
         assert fake.logged_in.wait(5)              # answered: an impostor learns nothing
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
+        # it stays past the presence timeout (1 s) and the probe time: 15 answered reports,
+        # report_s=0.1 s apart (not nudged), are >= 1.4 s
+        r.settle(fake, reports=15, nudge=False)
         fake.stop()
-        time.sleep(0.3)
+        r.settle(real, reports=3, nudge=False)      # the real station alone a while (< conflict_clear_s)
     r.wait(lambda t, d: t == "device.online" and d["device"] == f"zone-stations/{S1}" and d.get("resolved"),
            timeout=8, what="conflict resolved")
     evs = impostor_events(r, "second_peer")
@@ -149,9 +149,7 @@ def test_silent_connections_do_not_lock_a_station_out(rig, monkeypatch):
     _, end = r.wait(lambda t, d: t == "device.error" and d.get("flood") and not d["flood"]["active"],
                     timeout=5, what="closing flood record")
     assert "ended" in end["error"] and end["flood"]["evicted"] >= 280
-    deadline = time.monotonic() + 5
-    while r.drv.health.state != "online" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: r.drv.health.state == "online", 5)
     assert r.drv.health.state == "online"
     floods = [d["flood"]["active"] for t, d in r.events("device.error") if d.get("flood")]
     # at most one while active per window (a slow burst may span two), exactly one closing, last
