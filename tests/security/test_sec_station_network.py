@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 
+from helpers import polling
 from helpers.brokers import free_port
 from helpers.daemon import DaemonProcess, cli, write_config
 from drivers.zone_reader import protocol as P
@@ -58,14 +59,22 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout} s")
+def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
+    """helpers.polling.wait_for, looking every 0.2 s (a look here is often a ``casegate events``)."""
+    return polling.wait_for(pred, timeout, what, interval)
+
+
+def reports(sim: StationSimulator, n: int, timeout: float = 20.0, look=None) -> None:
+    """Until ``sim`` has had ``n`` more data frames answered by the daemon. Not nudged: a
+    simulator reports no sooner than report_s after its last, so n reports are at least
+    (n - 1) x report_s of the station talking (``look`` runs at every poll meanwhile)."""
+    k = sim.stats["reports"]
+
+    def done():
+        if look is not None:
+            look()
+        return sim.stats["reports"] >= k + n
+    wait_for(done, timeout, f"{n} more answered reports from {sim.dev_id}")
 
 
 class Flood:
@@ -130,9 +139,11 @@ def test_slowloris_flood_does_not_lock_a_station_out(tmp_path):
         assert sim.logged_in.wait(10), sim.stats
         wait_for(lambda: [e for e in events(cfg, "presence.entered") if e["data"]["tag"] == SUSPECT_TAG],
                  15, "presence from the real station")
-        for _ in range(10):
+        def peak():
+            nonlocal fds_peak
             fds_peak = max(fds_peak, fds(pid))
-            time.sleep(0.3)
+        # the flood goes on while the station keeps talking: 7 answered reports 0.5 s apart (>= 3 s)
+        reports(sim, 7, look=peak)
         cpu1, t1 = cpu_s(pid), time.monotonic()
         flood_wall = t1 - t0
         print(f"\nflood: {flood.opened} connections opened ({flood.failed} failed) in {flood_wall:.1f} s "
@@ -198,9 +209,9 @@ grace_s = 3
             fake.add_tag(OFFICER_TAG)
             fake.add_tag(FAKE_TAG)
             fake.start()
-            time.sleep(1.5)
+            reports(fake, 8)                # its stay: 8 answered reports 0.2 s apart (>= 1.4 s)
             fake.stop()
-            time.sleep(0.5)
+            reports(real, 3)                # the real station alone: 3 reports 0.3 s apart (< conflict_clear_s)
         def both_alarms():
             raised = [e["data"] for e in events(cfg, "alarm.raised")]
             return raised if {a["code"] for a in raised} >= {"station_impostor", "lone_interrogation"} else None
