@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from drivers.camera.faces import FaceStore
 from drivers.camera.simulator import astronaut_face
 from gateway.config import CameraConfig
+from helpers.polling import poll
 
 ROOM = "interrogation-1"
 
@@ -36,12 +36,15 @@ def cfg(url, **kw) -> CameraConfig:
 
 
 def wait_for(pred, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+    """Whether pred() came true within ``timeout`` s (the tests assert it)."""
+    return bool(poll(pred, timeout, step))
+
+
+def more_detections(drv, n: int, timeout: float = 10.0) -> None:
+    """Until the driver has made ``n`` more detection passes: the positive signal that it went
+    on looking at the scene (at fps=5, 5 passes are about a second of a moving picture)."""
+    k = drv.stats.detections
+    assert wait_for(lambda: drv.stats.detections >= k + n, timeout), f"{n} more detection passes"
 
 
 def of_type(ctx, type_):
