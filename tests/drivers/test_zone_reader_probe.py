@@ -3,10 +3,10 @@ import argparse
 import io
 import socket
 import threading
-import time
 
 from drivers.zone_reader import probe
 from drivers.zone_reader.simulator import StationSimulator
+from helpers.polling import poll
 
 S1 = "861694034205896"
 
@@ -39,8 +39,8 @@ def test_probe_decodes_and_answers_a_station():
         sim.add_tag("E3AF2232", sos=True)
         sim.set_heart_rate("E3AF2232", 77)
         sim.start()                 # it keeps reconnecting until the probe listens
-        if sim.logged_in.wait(3):
-            time.sleep(0.7)
+        if sim.logged_in.wait(3):   # a few reports answered, well inside the probe's 1.8 s
+            poll(lambda: sim.stats["reports"] >= 3, 1.0)
         stats.update(sim.stats)
         stats["register"] = sim.register_reply
         sim.stop()

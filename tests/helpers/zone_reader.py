@@ -11,7 +11,7 @@ from drivers.zone_reader.driver import ZoneReaderDriver
 from drivers.zone_reader.simulator import StationSimulator
 from gateway.config import ZoneReaderConfig
 
-from helpers.polling import wait_for
+from helpers.polling import poll, wait_for
 
 
 TAG = "E3AF2232"
@@ -53,13 +53,10 @@ class Rig:
         return [(t, d) for t, d in evs if type_ is None or t == type_]
 
     def wait(self, pred, timeout=5.0, what="event"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, d in self.events():
-                if pred(t, d):
-                    return t, d
-            time.sleep(0.01)
-        raise AssertionError(f"no {what} within {timeout}s; got {self.events()}")
+        found = poll(lambda: next(((t, d) for t, d in self.events() if pred(t, d)), None), timeout, 0.01)
+        if found is None:
+            raise AssertionError(f"no {what} within {timeout}s; got {self.events()}")
+        return found
 
     def settle(self, *sims: StationSimulator, reports: int = 2, nudge: bool = True, timeout: float = 5.0) -> None:
         """Until each of ``sims`` has had ``reports`` more data frames answered: the positive signal
