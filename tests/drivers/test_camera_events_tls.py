@@ -12,7 +12,6 @@ import datetime as dt
 import ipaddress
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from drivers.base import PrintContext
 from drivers.camera_events.config import CameraEventsConfig
 from drivers.camera_events.driver import CameraEventsDriver
 from drivers.camera_events.simulator import DahuaSimulator, HikvisionSimulator, OnvifSimulator
+from helpers.polling import poll
 
 SIMS = {"hikvision": HikvisionSimulator, "dahua": DahuaSimulator, "onvif": OnvifSimulator}
 
@@ -55,12 +55,7 @@ def certs(tmp_path_factory):
 
 
 def wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+    return bool(poll(pred, timeout))
 
 
 def events(ctx, type_):

@@ -3,13 +3,13 @@ import argparse
 import errno
 import io
 import threading
-import time
 
 import serial
 
 from drivers.card_reader import probe
 from drivers.card_reader.protocol import encode
 from drivers.card_reader.simulator import CardReaderSimulator
+from helpers.polling import poll
 
 CARD = "14008EC793"
 
@@ -31,7 +31,7 @@ def test_probe_prints_cards_errors_and_summary(tmp_path):
     out = io.StringIO()
 
     def feed():
-        time.sleep(0.3)
+        poll(lambda: "reading " in out.getvalue(), 5)     # the probe has the port open
         sim.write(b"xyz")
         sim.write(encode(CARD))
         sim.write(encode(CARD))                     # held card: a repeat

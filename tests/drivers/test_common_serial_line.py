@@ -6,13 +6,13 @@ back, a frame cut by the unplug counted, a bug in the bytes handler, stop."""
 from __future__ import annotations
 
 import os
-import time
 import tty
 
 import pytest
 
 from drivers.base import Driver, PrintContext
 from drivers.common.serial_line import SerialLine
+from helpers import polling
 
 
 class LineParser:
@@ -103,13 +103,7 @@ class Pty:
 
 
 def wait_for(what: str, pred, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    return polling.wait_for(pred, timeout, what, 0.01)
 
 
 def device_events(drv: ToyDriver) -> list[str]:
