@@ -16,7 +16,8 @@ import threading
 import time
 
 from helpers.brokers import free_port
-from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, journal_events, write_config
+from helpers.polling import wait_for as until
 from drivers.zone_reader import protocol as P
 from drivers.zone_reader.simulator import StationSimulator
 
@@ -43,10 +44,7 @@ heartbeat_s = 5
 
 
 def events(cfg, *types) -> list[dict]:
-    args = ["events", "--json"] + [x for t in types for x in ("--type", t)]
-    r = cli(*args, config=cfg)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return journal_events(cfg, *types)      # as `casegate events --json --type …` prints them
 
 
 def cpu_s(pid: int) -> float:
@@ -66,6 +64,12 @@ def wait_for(pred, timeout: float, what: str):
             return v
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def _reports_answered(sim: StationSimulator, n: int) -> None:
+    """Until the gateway has answered ``n`` more of the simulator's reports."""
+    start = sim.stats["reports"]
+    until(lambda: sim.stats["reports"] >= start + n, 15, f"{n} reports of {sim.dev_id} to be answered")
 
 
 class Flood:
@@ -198,9 +202,12 @@ grace_s = 3
             fake.add_tag(OFFICER_TAG)
             fake.add_tag(FAKE_TAG)
             fake.start()
-            time.sleep(1.5)
+            # claimed: the impostor's reports (the fake officer among its tags) answered, and the
+            # real station heard meanwhile (both alive: a conflict); then the real one alone again
+            until(lambda: fake.stats["reports"] >= 3, 15, "the impostor's reports to be answered")
+            _reports_answered(real, 2)
             fake.stop()
-            time.sleep(0.5)
+            _reports_answered(real, 2)
         def both_alarms():
             raised = [e["data"] for e in events(cfg, "alarm.raised")]
             return raised if {a["code"] for a in raised} >= {"station_impostor", "lone_interrogation"} else None
