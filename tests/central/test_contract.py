@@ -5,7 +5,6 @@ which shares one demo run among the tests that read it.)"""
 from __future__ import annotations
 
 import json
-import time
 
 
 from helpers.brokers import Subscriber
@@ -71,11 +70,14 @@ def test_every_message_through_a_real_broker_matches_the_contract(tmp_path, mosq
             sub.client.publish(p + cmd, json.dumps(body), qos=1)
             sub.wait_for(lambda m, c=cmd: m.topic.endswith(f"/response/{c}")
                          and json.loads(m.payload).get("request_id") == body["request_id"], 15)
-        time.sleep(1.0)
+        d.wait_status(lambda st: st["uplink"]["backlog"] == 0)     # every journaled event delivered
     finally:
         d.stop()
-        time.sleep(0.5)
-        sub.close()
+        try:    # its last word (after everything it published before): the retained offline state
+            sub.wait_for(lambda m: m.topic == "casegate/c-contract/state/gateway"
+                         and json.loads(m.payload or b"{}").get("state") == "offline", 15)
+        finally:
+            sub.close()
     bad, topics = [], set()
     for m in sub.all:
         if not m.payload:
