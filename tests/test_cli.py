@@ -56,10 +56,14 @@ heartbeat_s = 5
 
 [rules]
 legal_disabled_reason = "test: the alarm under test would interleave (approved by the lead)"
+# min_absence_s (default 5 s, the flapping filter) would hold each alarm 5 s past its grace: the
+# fixture needs the alarms in the journal, not the filter (tests/rules cover it)
 [rules.lone_interrogation]
 grace_s = 0.5
+min_absence_s = 0.5
 [rules.collusion_risk]
 grace_s = 0.3
+min_absence_s = 0.3
 [rules.unattended_suspect]
 enabled = false
 """

@@ -1,5 +1,12 @@
 """``casegate demo`` as a subprocess: it completes quickly, raises the scenario's alarms,
-its journal verifies (and replays to the same alarms), and it cleans up after itself."""
+its journal verifies (and replays to the same alarms), every event it journals matches the
+contract, and it cleans up after itself.
+
+The tests that only read a finished demo's results share three runs, started together by one
+module fixture (a demo run mostly waits on its devices: three at once take about as long as one):
+``--json --no-broker --dir`` (the buffered summary, the kept journal, the contract),
+``--no-broker`` in text mode (narration, the summary's text, the work dir's removal) and
+``--json`` with a local broker."""
 from __future__ import annotations
 
 import json
@@ -13,10 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.contract import journal_problems
 from helpers.daemon import ROOT, cli
 
 SPEED = "600"          # 10 demo minutes per wall second
-# A hang guard, not a speed test (speed lives in bench/): ~40 s on an idle 2-core machine,
+# A hang guard, not a speed test (speed lives in bench/): ~20 s on an idle 2-core machine,
 # over 80 s while other test workers load it.
 HANG_S = 300.0
 REQUIRED = {"lone_interrogation", "collusion_risk", "procedure_skipped", "evidence_unauthorized_removal",
@@ -29,16 +37,53 @@ def _env() -> dict:
     return e
 
 
-def run_demo(*extra: str) -> tuple[subprocess.CompletedProcess, float]:
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--speed", SPEED, *extra],
-                       capture_output=True, text=True, timeout=HANG_S, cwd=ROOT, env=_env(), check=False)
-    return r, time.monotonic() - t0
-
-
 def have_mosquitto() -> bool:
     from gateway.demo import mosquitto_path
     return mosquitto_path() is not None
+
+
+class DemoRun:
+    """One ``casegate demo --speed 600 …`` started now; :meth:`result` waits for it (bounded)."""
+
+    def __init__(self, *extra: str):
+        self.args = [sys.executable, "-m", "gateway.cli", "demo", "--speed", SPEED, *extra]
+        self.p = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd=ROOT, env=_env())
+        self.out = self.err = ""
+        self.reader = threading.Thread(target=self._collect, daemon=True)
+        self.reader.start()
+
+    def _collect(self) -> None:
+        try:
+            self.out, self.err = self.p.communicate(timeout=HANG_S)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.out, self.err = self.p.communicate()
+            self.err += f"\n[test] killed: still running after {HANG_S:.0f} s"
+
+    def result(self) -> subprocess.CompletedProcess:
+        self.reader.join()
+        return subprocess.CompletedProcess(self.args, self.p.returncode, self.out, self.err)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.reader.join(30)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    """The three shared runs, started at once; each test waits only for the run it reads."""
+    kept = tmp_path_factory.mktemp("demo-kept") / "demo"
+    runs = {"kept": DemoRun("--json", "--no-broker", "--dir", str(kept)),
+            "text": DemoRun("--no-broker")}
+    if have_mosquitto():
+        runs["broker"] = DemoRun("--json")
+    runs["kept_dir"] = kept
+    yield runs
+    for r in runs.values():
+        if isinstance(r, DemoRun):
+            r.stop()
 
 
 def check_summary(s: dict) -> None:
@@ -50,8 +95,8 @@ def check_summary(s: dict) -> None:
     assert s["missing_alarms"] == [] and s["ok"] is True
 
 
-def test_demo_without_broker_runs_buffered():
-    r, elapsed = run_demo("--json", "--no-broker")
+def test_demo_without_broker_runs_buffered(demos):
+    r = demos["kept"].result()
     assert r.returncode == 0, r.stderr[-4000:]
     s = json.loads(r.stdout)
     check_summary(s)
@@ -62,8 +107,8 @@ def test_demo_without_broker_runs_buffered():
 
 
 @pytest.mark.skipif(not have_mosquitto(), reason="mosquitto is not installed")
-def test_demo_with_local_broker():
-    r, elapsed = run_demo("--json")
+def test_demo_with_local_broker(demos):
+    r = demos["broker"].result()
     assert r.returncode == 0, r.stderr[-4000:]
     s = json.loads(r.stdout)
     check_summary(s)
@@ -75,15 +120,17 @@ def test_demo_with_local_broker():
     assert b["alarm_messages"] >= raised              # raised (and cleared) alarms reached the broker
 
 
-def test_demo_keeps_a_journal_the_cli_can_read(tmp_path):
+def test_demo_keeps_a_journal_the_cli_can_read(demos):
     """Text output when not on a terminal; with --dir the journal stays, and replaying it
     under the config the demo wrote gives exactly the alarms the demo raised live."""
-    work = tmp_path / "demo"
-    r, elapsed = run_demo("--no-broker", "--dir", str(work))
-    assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-4000:]
-    assert "journal verify: OK" in r.stdout and "demo OK" in r.stdout
+    text = demos["text"].result()
+    assert text.returncode == 0, text.stderr[-4000:] + text.stdout[-4000:]
+    assert "journal verify: OK" in text.stdout and "demo OK" in text.stdout
     for code in REQUIRED:
-        assert code in r.stdout
+        assert code in text.stdout
+    r = demos["kept"].result()
+    assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-4000:]
+    work = demos["kept_dir"]
     cfg = work / "casegate.toml"
     assert cli("config", "check", config=cfg).returncode == 0
     assert cli("journal", "verify", config=cfg).returncode == 0
@@ -102,12 +149,24 @@ def test_demo_keeps_a_journal_the_cli_can_read(tmp_path):
     assert again.returncode == 2 and "already holds" in again.stderr
 
 
-def test_demo_narrates_in_order_labels_its_shortcuts_and_says_what_it_removes():
+def test_every_event_of_a_demo_day_matches_the_contract(demos):
+    """Every event the demo day journaled (= published) matches docs/asyncapi.yaml
+    (moved here from tests/central/test_contract.py to share the demo run)."""
+    r = demos["kept"].result()
+    assert r.returncode == 0, r.stderr[-3000:]
+    journals = list(demos["kept_dir"].rglob("journal.db"))
+    assert journals, "the demo kept no journal"
+    n, types, bad = journal_problems(journals[0])
+    assert n > 100 and {"presence.entered", "alarm.raised", "alarm.cleared"} <= types
+    assert bad == [], "\n".join(bad[:20])
+
+
+def test_demo_narrates_in_order_labels_its_shortcuts_and_says_what_it_removes(demos):
     """Text mode (not a terminal): start-up is not scaled (the first step is at 08:0x even at
     ×600), every line is stamped with when it happened and the stamps never go back, the
     demo's shortened limits are labelled, the alarm snapshot is shown, and the temporary
     work dir's removal is announced (and true)."""
-    r, elapsed = run_demo("--no-broker")
+    r = demos["text"].result()
     assert r.returncode == 0, r.stderr[-4000:] + r.stdout[-4000:]
     lines = r.stdout.splitlines()
     stamped = [(x[:5], x) for x in lines if len(x) > 6 and x[2] == ":" and x[5] == " " and x[6] == "["]

@@ -28,6 +28,26 @@ def cli(*args, config: Path | None = None, timeout: float = 60, check: bool = Fa
     return r
 
 
+
+def journal_events(config: Path, *types: str) -> list[dict]:
+    """What ``casegate --config CONFIG events --json [--type T]...`` prints, one dict per event,
+    read in-process through the same reader (gateway.journal) instead of a CLI subprocess: a
+    test that polls the journal costs milliseconds a poll, not a Python start-up (a second or
+    more on this loaded machine). Tests of the ``events`` command itself keep calling :func:`cli`."""
+    from gateway.config import load_config
+    from gateway.journal import iter_events, open_reader
+    from rules.model import EVENT_DATA
+    unknown = [t for t in types if t not in EVENT_DATA]
+    assert not unknown, f"not event types of the model: {unknown}"     # a typo would wait for nothing
+    path = load_config(config).journal_path
+    if not path.exists():
+        return []
+    conn = open_reader(path)
+    try:
+        return [json.loads(ev.to_json()) for ev in iter_events(conn, types=list(types) or None)]
+    finally:
+        conn.close()
+
 def control(socket_path: Path, req: dict, timeout: float = 15.0) -> dict:
     """One request on the daemon's control socket, the way ``casegate`` sends it (gateway/cli.py
     control): a JSON line out, a JSON line back. In-process, because a ``casegate status`` child

@@ -17,7 +17,7 @@ import time
 
 from helpers import polling
 from helpers.brokers import free_port
-from helpers.daemon import DaemonProcess, cli, write_config
+from helpers.daemon import DaemonProcess, cli, journal_events, write_config
 from drivers.zone_reader import protocol as P
 from drivers.zone_reader.simulator import StationSimulator
 
@@ -44,10 +44,7 @@ heartbeat_s = 5
 
 
 def events(cfg, *types) -> list[dict]:
-    args = ["events", "--json"] + [x for t in types for x in ("--type", t)]
-    r = cli(*args, config=cfg)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return journal_events(cfg, *types)      # as `casegate events --json --type …` prints them
 
 
 def cpu_s(pid: int) -> float:
