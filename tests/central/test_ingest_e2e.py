@@ -103,12 +103,14 @@ def test_bridge_restarts_under_load_gaps_repaired_nothing_duplicated(tmp_path):
         central.start()
         wait_stored_up_to(db, last_seqs(gateways), "events across the bridge after the central restart")
         # What a mosquitto bridge loses: the central end is away, the center broker
-        # PUBACKs the gateway and queues for the bridge in memory, then restarts.
+        # PUBACKs the gateway and queues for the bridge in memory, then restarts (the
+        # queue is gone with the stop; the central end is back first, so the restarted
+        # bridge connects at once instead of after a failed attempt's retry delay).
         central.stop()
         wait_journaled(gateways, 80, "events the center broker queued for the bridge")
         center.stop()
-        center.start()
         central.start()
+        center.start()
         wait_stored_up_to(db, last_seqs(gateways), "events across the bridge after both restarted")
         load.stop()
         wait_until(lambda: everything_stored(db, gateways), 120, "every event across the bridge")
