@@ -222,7 +222,10 @@ def test_hung_uplink_process_never_stalls_the_writer_and_is_replaced(tmp_path, m
         # not held up
         assert up.process.pid == hung and up.process.is_alive(), "the writer was held up by the hung child"
         assert up.restarts == 0
-        monkeypatch.setattr(upm, "HUNG_S", 1.0)    # now the watchdog's kill after HUNG_S of silence
+        monkeypatch.setattr(upm, "HUNG_S", 2.0)    # now the watchdog's kill after HUNG_S of silence
+        wait(lambda: up.restarts >= 1, 30, "the hung child killed")
+        # the replacement (not heard from yet: CHILD_START_S more) is judged by the default again
+        monkeypatch.setattr(upm, "HUNG_S", 15.0)
         wait(lambda: up.restarts == 1 and up.connected, 30, "the hung child replaced")
         wait(lambda: len({p["seq"] for p in sub.payloads(f"{PREFIX}/") if "seq" in p}) >= 3100, 60, "every event")
     finally:
