@@ -4,6 +4,7 @@ and `doctor` fails on it. MQTT 5 (reason 0x8E) and 3.1.1 (the drop pattern)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -32,7 +33,9 @@ def test_shared_client_id_is_named_journaled_and_doctored(tmp_path, mosquitto, p
         cfgs.append(cfg)
     try:
         for cfg in cfgs:
-            daemons.append(DaemonProcess(cfg).start())
+            daemons.append(DaemonProcess(cfg).start(wait=False))
+        for d in daemons:                  # started together: the fight begins as soon as both are up
+            d.wait_ready()
         for d, cfg in zip(daemons, cfgs):
             st = _wait(lambda: (s := d.status())["uplink"].get("client_id_taken") and s, 40,
                        f"takeover seen by {cfg.parent.name}")
@@ -54,8 +57,8 @@ def test_shared_client_id_is_named_journaled_and_doctored(tmp_path, mosquitto, p
             after = log[log.index("client id 'copied-gw'"):]
             assert "buffering in the journal" not in after and "connected to" not in after, after
     finally:
-        for d in daemons:
-            d.stop()
+        with ThreadPoolExecutor(2) as ex:          # both drains at once
+            list(ex.map(lambda d: d.stop(), daemons))
     # One episode, one record per daemon.
     for cfg in cfgs:
         assert len([e for e in _events(cfg, "device.error") if e["data"]["device"] == "uplink"]) == 1

@@ -8,14 +8,14 @@ PUBACKs). At the end the database must hold every journaled event of every
 center exactly once, with chains that verify from the stored columns alone."""
 from __future__ import annotations
 
-import time
-
 from helpers.daemon import DaemonProcess
 from helpers.ingest import IngestProcess, RequestLoad, journal_ids, wait_until
-from helpers.ingest import CENTERS, check_database, ingest_status, start_centers
+from helpers.ingest import CENTERS, check_database, db_status, ingest_status, last_seqs, start_centers, stop_all
+from helpers.ingest import wait_journaled, wait_stored_up_to
+
 
 def everything_stored(db: str, gateways: dict[str, DaemonProcess]):
-    st = ingest_status(db)
+    st = db_status(db)
     want = {c: max(journal_ids(g.state_dir)) for c, g in gateways.items()}
     have = {c: st.get(c, {}).get("contiguous_seq") for c in gateways}
     return True if have == want else f"journals {want}, database contiguous {have}"
@@ -26,31 +26,32 @@ def test_three_centers_into_postgresql_through_consumer_kill_and_session_wipe(tm
     ing = IngestProcess(tmp_path, mosquitto.port, postgres.url).start()
     load = RequestLoad(mosquitto.port, CENTERS, rate=15).start()
     try:
-        wait_until(lambda: all(v["events"] > 20 for v in ingest_status(postgres.url).values())
-                   and len(ingest_status(postgres.url)) == 3 or "not yet", 60, "first events stored")
+        wait_until(lambda: all(v["events"] > 20 for v in db_status(postgres.url).values())
+                   and len(db_status(postgres.url)) == 3 or "not yet", 60, "first events stored")
         ing.kill9()                                   # mid-stream: the broker queues for its session
-        time.sleep(2)
+        wait_journaled(gateways, 20, "events journaled while the consumer is dead")
         ing.start()
-        time.sleep(3)
+        wait_stored_up_to(postgres.url, last_seqs(gateways), "the restarted consumer got its session's queue")
         ing.stop()
         # While the consumer is away: a broker restart without persistence wipes its
         # session and queue. The gateways reconnect and go on; what was queued is gone.
-        time.sleep(1.5)
+        wait_journaled(gateways, 15, "events queued for the consumer's session")
+        connects = {c: g.status()["uplink"]["connects"] for c, g in gateways.items()}
         mosquitto.stop()
         mosquitto.start()
-        time.sleep(2)
+        wait_until(lambda: all((u := g.status()["uplink"])["connected"] and u["connects"] > connects[c]
+                               for c, g in gateways.items()) or "not yet", 60, "the gateways reconnected")
+        wait_journaled(gateways, 15, "events journaled after the broker restart, before the consumer is back")
         ing.start()
-        time.sleep(4)
+        wait_stored_up_to(postgres.url, last_seqs(gateways), "live events reach the consumer again")
         load.stop()
         wait_until(lambda: everything_stored(postgres.url, gateways), 120, "every event of every center")
-        for g in gateways.values():
-            g.stop()                                  # gateway.stopped is the last event of each
+        stop_all(gateways)                            # gateway.stopped is the last event of each
         wait_until(lambda: everything_stored(postgres.url, gateways), 60, "the gateway.stopped events")
     finally:
         load.stop()
         ing.stop()
-        for g in gateways.values():
-            g.stop()
+        stop_all(gateways)
     counts = check_database(postgres.url, gateways)
     assert all(n > 50 for n in counts.values()), counts
     logs = ing.logs()
@@ -70,41 +71,55 @@ def bridge_conf(central_port: int) -> str:
 
 def test_bridge_restarts_under_load_gaps_repaired_nothing_duplicated(tmp_path):
     from helpers.brokers import Mosquitto, free_port
+    import paho.mqtt.publish as publish
     (tmp_path / "central").mkdir()
     (tmp_path / "center").mkdir()
     central = Mosquitto(tmp_path / "central").start()
     center = Mosquitto(tmp_path / "center", port=free_port(), extra_conf=bridge_conf(central.port)).start()
     db = f"sqlite:///{tmp_path / 'central.db'}"
     ing = IngestProcess(tmp_path, central.port, db).start()
-    time.sleep(2.0)                                   # subscribed before the first event
+    # Subscribed (and the bridge up) before the first event: a retained state of another
+    # center, published at the center broker, has crossed the bridge into the database.
+    publish.single("casegate/c-bridge-probe/state/gateway", '{"state":"online"}', qos=1, retain=True,
+                   hostname="127.0.0.1", port=center.port)
+    wait_until(lambda: "c-bridge-probe" in db_status(db) or "not yet", 60, "ingest subscribed across the bridge")
     gateways = start_centers(tmp_path, center.port, ["c-west"])
+    g = gateways["c-west"]
     load = RequestLoad(center.port, ["c-west"], rate=40).start()
     try:
-        wait_until(lambda: ingest_status(db).get("c-west", {}).get("events", 0) > 30 or "not yet", 60,
+        wait_until(lambda: db_status(db).get("c-west", {}).get("events", 0) > 30 or "not yet", 60,
                    "events across the bridge")
-        for broker in (center, central):              # each end of the bridge restarts under load
-            broker.stop()
-            time.sleep(1.0)
-            broker.start()
-            time.sleep(3.0)
-        # What a mosquitto bridge loses: the central end is away, the center broker
-        # PUBACKs the gateway and queues for the bridge in memory, then restarts.
-        central.stop()
-        time.sleep(2.0)
+        # each end of the bridge restarts under load: down until the gateway (center end) or the
+        # center broker (central end: its log) saw the connection go, up until events cross again
+        connects = g.status()["uplink"]["connects"]
         center.stop()
+        wait_until(lambda: not g.status()["uplink"]["connected"] or "still connected", 30,
+                   "the gateway saw the center broker go")
         center.start()
+        wait_until(lambda: g.status()["uplink"]["connects"] > connects or "not yet", 60, "the gateway reconnected")
+        wait_stored_up_to(db, last_seqs(gateways), "events across the bridge after the center restart")
+        central.stop()
+        wait_journaled(gateways, 40, "events journaled while the central broker is away")
         central.start()
-        time.sleep(3.0)
+        wait_stored_up_to(db, last_seqs(gateways), "events across the bridge after the central restart")
+        # What a mosquitto bridge loses: the central end is away, the center broker
+        # PUBACKs the gateway and queues for the bridge in memory, then restarts (the
+        # queue is gone with the stop; the central end is back first, so the restarted
+        # bridge connects at once instead of after a failed attempt's retry delay).
+        central.stop()
+        wait_journaled(gateways, 80, "events the center broker queued for the bridge")
+        center.stop()
+        central.start()
+        center.start()
+        wait_stored_up_to(db, last_seqs(gateways), "events across the bridge after both restarted")
         load.stop()
         wait_until(lambda: everything_stored(db, gateways), 120, "every event across the bridge")
-        for g in gateways.values():
-            g.stop()
+        stop_all(gateways)
         wait_until(lambda: everything_stored(db, gateways), 60, "gateway.stopped")
     finally:
         load.stop()
         ing.stop()
-        for g in gateways.values():
-            g.stop()
+        stop_all(gateways)
         center.stop()
         central.stop()
     counts = check_database(db, gateways)

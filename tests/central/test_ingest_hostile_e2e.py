@@ -21,7 +21,7 @@ import pytest
 from helpers.daemon import cli
 from helpers.hostile import good_chain, hostile, message
 from helpers.ingest import IngestProcess, RequestLoad, journal_ids, wait_until
-from helpers.ingest import CENTERS, check_database, start_centers
+from helpers.ingest import CENTERS, check_database, start_centers, stop_all
 
 
 def status(db: str) -> dict[str, dict]:
@@ -138,18 +138,22 @@ def test_ingest_started_after_the_gateways_converges_without_traffic(tmp_path, m
         wait_until(lambda: all(len(journal_ids(g.state_dir)) > 80 for g in gateways.values()) or "not yet", 60,
                    "more events while ingest is away")
         load.stop()
+        connects = {c: g.status()["uplink"]["connects"] for c, g in gateways.items()}
         mosquitto.stop()                           # no persistence: ingest's session and queue are gone
         mosquitto.start()
+        # Ingest starts once the gateways are back on the new broker (subscribed to their
+        # requests): its start-up probe is answered, not lost to a broker nobody is on yet
+        # (then only a gateway's next event, up to a minute later, would show the gap).
+        wait_until(lambda: all((u := g.status()["uplink"])["connected"] and u["connects"] > connects[c]
+                               for c, g in gateways.items()) or "not yet", 60, "the gateways reconnected")
         ing.start()
         wait_until(lambda: stored_all(db, gateways), 60, "every event after the session was lost")
-        for g in gateways.values():
-            g.stop()                               # gateway.stopped: the last event of each journal
+        stop_all(gateways)                         # gateway.stopped: the last event of each journal
         wait_until(lambda: stored_all(db, gateways), 30, "the gateway.stopped events")
     finally:
         load.stop()
         ing.stop()
-        for g in gateways.values():
-            g.stop()
+        stop_all(gateways)
     check_database(db, gateways)
     # The convergence came from the first-sight probe, not from new traffic or the tail probe.
     assert "re-sending seq 1.." in ing.logs()

@@ -134,7 +134,7 @@ def verify_rows(rows: list[dict]) -> None:
         prev = env["hash"]
 
 
-def wait_until(pred, timeout: float, what: str, every: float = 0.5):
+def wait_until(pred, timeout: float, what: str, every: float = 0.1):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -160,6 +160,37 @@ def start_centers(tmp_path, port, centers=CENTERS) -> dict[str, DaemonProcess]:
     for d in out.values():
         d.wait_ready(60)
     return out
+
+
+def stop_all(gateways: dict[str, DaemonProcess]) -> None:
+    """Stop every gateway at once (each one's SIGTERM drain runs in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(len(gateways) or 1) as ex:
+        list(ex.map(lambda g: g.stop(), gateways.values()))
+
+
+def last_seqs(gateways: dict[str, DaemonProcess]) -> dict[str, int]:
+    """Each gateway's last journaled seq."""
+    return {c: max(journal_ids(g.state_dir), default=0) for c, g in gateways.items()}
+
+
+def wait_journaled(gateways: dict[str, DaemonProcess], n: int, what: str, timeout: float = 60) -> None:
+    """Until every gateway has journaled ``n`` more events than now (the request load goes on)."""
+    base = last_seqs(gateways)
+    wait_until(lambda: all(s >= base[c] + n for c, s in last_seqs(gateways).items()) or last_seqs(gateways),
+               timeout, what)
+
+
+def db_status(db: str) -> dict[str, dict]:
+    """What `casegate ingest --status --json` prints, read in this process (cheap to poll)."""
+    from gateway.ingest.consumer import status
+    return {row["center"]: row for row in status(db)}
+
+
+def wait_stored_up_to(db: str, seqs: dict[str, int], what: str, timeout: float = 60) -> None:
+    """Until ingest has received (stored, gaps aside) each center's events up to ``seqs``."""
+    wait_until(lambda: all((db_status(db).get(c) or {}).get("last_seq", 0) >= s for c, s in seqs.items())
+               or db_status(db), timeout, what)
 
 
 def topic_of(env: dict) -> str:
