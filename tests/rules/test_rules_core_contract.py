@@ -1,8 +1,6 @@
 """The engine inside the real gateway core: live timer, journal, restart = replay."""
 from __future__ import annotations
 
-import time
-
 from gateway.config import parse_config
 from gateway.core import Core
 from rules.model import Draft, format_ts
@@ -59,7 +57,7 @@ def test_live_timer_restart_and_reconcile(tmp_path):
 
     # restart with the same config: same alarms, nothing reconciled
     j2, eng2, core2 = start(cfg, clock)
-    time.sleep(0.2)
+    core2.call(lambda c: (None, [])).result(20)   # queued after whatever the restart caught up: all processed
     core2.stop()
     j2.close()
     assert eng2.active() == eng.active()
