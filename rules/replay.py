@@ -82,7 +82,12 @@ class Replayer:
         if ev.type in UNFOLDED_TYPES:
             return []
         if ev.source == "rules" or (self.derive and regenerated(ev)):
-            return self._ticks(eng.advance(ev.epoch), ev.seq)
+            out = self._ticks(eng.advance(ev.epoch), ev.seq)
+            # not folded (regenerated), but journaled: the state has read the journal up to it,
+            # as live (a checkpoint written after it says so; replay must not say less)
+            if ev.seq > eng.state.last_seq:
+                eng.state.last_seq = ev.seq
+            return out
         drafts = eng.apply(ev)
         if self.derive:
             drafts = drafts + derive(eng, ev)
