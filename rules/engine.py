@@ -10,7 +10,11 @@ Contract with the core (gateway/core.py) and with replay (rules/replay.py):
 * Events whose ``source == "rules"`` are folded but never evaluated: during a
   replay they are skipped by the caller and regenerated instead.
 * ``advance(now)`` fires time-based rules whose deadline is <= now, each at
-  its own deadline time, so live and replay raise identical alarms.
+  its own deadline time, so live and replay raise identical alarms. The
+  caller seals and applies each draft it returns together with everything
+  that draft causes before the next one (the core: one ``_seal_apply`` per
+  draft; replay: ``Replayer._ticks``), so an expiry's re-sent alarms come
+  before a later timer's alarm in the journal, live and in replay alike.
 * No I/O, no wall clock: ``now`` always comes from an event or the caller.
 
 Time. The engine's clock (``self.now``) is the latest event time or the

@@ -82,16 +82,30 @@ class Replayer:
         if ev.type in UNFOLDED_TYPES:
             return []
         if ev.source == "rules" or (self.derive and regenerated(ev)):
-            drafts = eng.advance(ev.epoch)
-        else:
-            drafts = eng.apply(ev)
-            if self.derive:
-                drafts = drafts + derive(eng, ev)
+            out = self._ticks(eng.advance(ev.epoch), ev.seq)
+            # not folded (regenerated), but journaled: the state has read the journal up to it,
+            # as live (a checkpoint written after it says so; replay must not say less)
+            if ev.seq > eng.state.last_seq:
+                eng.state.last_seq = ev.seq
+            return out
+        drafts = eng.apply(ev)
+        if self.derive:
+            drafts = drafts + derive(eng, ev)
         return self._loop(drafts, ev.seq)
 
     def tick(self, now: float) -> list[Event]:
         """The live timer: advance to ``now`` (the engine fires due deadlines at their time)."""
-        return self._loop(self.engine.advance(now), self.engine.state.last_seq)
+        return self._ticks(self.engine.advance(now), self.engine.state.last_seq)
+
+    def _ticks(self, drafts: list[Draft], seq: int) -> list[Event]:
+        """What one timer tick drafted, in the live order: the core seals and applies each
+        tick draft together with everything it causes before the next one (``Core._process``:
+        one ``_seal_apply`` per draft of ``advance``). One queue for all of them would put an
+        expiry's consequences (an unshelve's re-sent alarms) after a later timer's alarm."""
+        out: list[Event] = []
+        for d in drafts:
+            out += self._loop([d], seq)
+        return out
 
     def _loop(self, drafts: list[Draft], seq: int) -> list[Event]:
         if not drafts:
@@ -184,13 +198,15 @@ def reconcile(engine, journaled_active: dict[str, dict[str, Any]]) -> list[Draft
 
 
 def _fold_back(engine, drafts: list[Draft]) -> None:
-    """Regenerated alarms: fold them into the engine (off-chain, like Core._feed_replay)."""
+    """Regenerated alarms: fold them into the engine (off-chain), each timer draft with
+    what it causes before the next, in the live order (see ``Replayer._ticks``)."""
     center = getattr(getattr(engine.config, "center", None), "id", "")
-    pending = list(drafts)
-    while pending:
-        d = pending.pop(0)
-        pending.extend(engine.apply(seal(d, engine.state.last_seq, center, "",
-                                         d.ts or engine.journal_time(engine.now))))
+    for first in drafts:
+        pending = [first]
+        while pending:
+            d = pending.pop(0)
+            pending.extend(engine.apply(seal(d, engine.state.last_seq, center, "",
+                                             d.ts or engine.journal_time(engine.now))))
 
 
 def trace(events: Iterable[Event], person: str) -> list[dict[str, Any]]:
