@@ -9,8 +9,6 @@ Starts a real daemon (MQTT disabled) in a temporary directory; prints medians an
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -22,20 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.brokers import free_port  # noqa: E402
-from helpers.daemon import DaemonProcess, write_config  # noqa: E402
-
-
-def control(sock: Path, req: dict) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(sock))
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+from helpers.daemon import DaemonProcess, control, write_config  # noqa: E402
 
 
 def timed(fn, n: int) -> list[float]:

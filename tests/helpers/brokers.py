@@ -119,17 +119,7 @@ class Subscriber:
 
     def wait_for(self, pred, timeout: float = 10.0):
         """Return the first new message for which pred(msg) is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no matching MQTT message")
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                continue
-            if pred(msg):
-                return msg
+        return first_message(self.messages, pred, timeout)
 
     def payloads(self, prefix: str = "") -> list[dict]:
         with self._lock:
@@ -146,3 +136,19 @@ class Subscriber:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def first_message(messages: "queue.Queue", pred, timeout: float):
+    """The first message taken from ``messages`` for which pred(msg) is true (the ones before it
+    are consumed); TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no matching MQTT message")
+        try:
+            msg = messages.get(timeout=left)
+        except queue.Empty:
+            continue
+        if pred(msg):
+            return msg

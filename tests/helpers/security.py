@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from helpers import daemon as daemon_util
-from helpers.brokers import Mosquitto, free_port, wait_port  # noqa: F401  (re-exported to tests/security)
+from helpers.brokers import Mosquitto, first_message, free_port, wait_port  # noqa: F401  (re-exported to tests/security)
 from helpers.daemon import DaemonProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,17 +245,7 @@ class Client:
                 return
 
     def wait_for(self, pred, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no matching MQTT message")
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                continue
-            if pred(msg):
-                return msg
+        return first_message(self.messages, pred, timeout)
 
     def received(self, pred) -> list:
         with self._lock:
