@@ -42,7 +42,6 @@ a frame, even while ``VideoCapture`` is blocked in open/read.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -55,6 +54,7 @@ import numpy as np
 from drivers.base import Backoff, CommandError, Driver
 from drivers.common.snapshots import write_snapshot
 from drivers.camera.redirects import foreign_redirect
+from drivers.common.origin import redact_url
 from drivers.camera.faces import FaceStore, detect_faces, encode_faces, preload, to_rgb
 
 MOTION_WIDTH = 160          # px, frame width for motion differencing
@@ -70,11 +70,6 @@ UNIFORM_STD = 6.0           # grey levels: a covered lens (or a black/white fram
 MOVED_CORR = 0.4            # normalised correlation with the reference view below this = another view
 SAME_SCENE_CORR = 0.8       # above this the reference adapts (light, a chair moved)
 REF_ALPHA = 0.02            # how fast the reference view adapts
-
-
-def redact_url(url: str) -> str:
-    """rtsp://user:secret@host/... -> rtsp://***@host/... (never log camera passwords)."""
-    return re.sub(r"(?<=://)[^/@]*@", "***@", url)
 
 
 def source_kind(url: str) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from drivers.common.origin import origin
+from drivers.common.origin import origin, redact_url
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -59,7 +59,7 @@ def foreign_redirect(url: str, timeout_s: float) -> str | None:
     if origin(target) == origin(bare):
         return None
     s, h, p = origin(bare)
-    return (f"the camera redirected its stream to {_redacted(target)[:200]!r}, not on its own "
+    return (f"the camera redirected its stream to {redact_url(target)[:200]!r}, not on its own "
             f"{s}://{h}:{p}: refused (a stream is analysed only from the configured host; set the "
             "camera's url to the address it really serves, or fix the camera)")
 
@@ -67,10 +67,3 @@ def foreign_redirect(url: str, timeout_s: float) -> str | None:
 def _ask(client: httpx.Client, url: str, auth: httpx.Auth | None) -> tuple[int, str | None, str]:
     with client.stream("GET", url, auth=auth) as r:  # headers only: the body (a stream) is never read
         return r.status_code, r.headers.get("location"), r.headers.get("www-authenticate", "")
-
-
-def _redacted(url: str) -> str:
-    u = urlsplit(url)
-    if u.password is None:
-        return url
-    return url.replace(f":{u.password}@", ":***@", 1)
