@@ -27,6 +27,7 @@ a NOTIFY_SOCKET, plus one full replay with no checkpoint (EXTEND_TIMEOUT_USEC).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import heapq
 import os
 import random
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +268,36 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def memory_parts(core) -> str:
+    """Where the RSS is (--memory): Python's own blocks, glibc malloc in use and free inside its
+    arenas (free-but-held is fragmentation), SQLite's allocator, and the sizes of the core's maps."""
+    parts = [f"py blocks {sys.getallocatedblocks() / 1e3:7.0f}k"]
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        mi = libc.mallinfo2()
+        parts.append(f"malloc used {mi.uordblks / 1e6:6.1f} MB free {mi.fordblks / 1e6:6.1f} MB "
+                     f"mmap {mi.hblkhd / 1e6:5.1f} MB")
+    except (OSError, AttributeError):
+        pass
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        parts.append(f"sqlite {lib.sqlite3_memory_used() / 1e6:5.1f} MB")
+    except (OSError, AttributeError):
+        pass
+    eng = core.engine
+    parts.append(f"alarms {len(eng.alarms)} by_id {len(eng.by_id)} last_id {len(eng._last_id)} "
+                 f"timers {len(eng.timers)} heap {len(eng._heap)} persons {len(eng.state.persons)} "
+                 f"requests {len(core.requests_done)}")
+    return " · ".join(parts)
+
+
 def open_core(cfg, clock):
     journal = Journal(cfg.journal_path, cfg.storage.synchronous)
     core = Core(cfg, journal, Engine(cfg), clock=clock)
@@ -337,8 +369,14 @@ def main() -> int:
     ap.add_argument("--dir", default=None, help="keep the journal here (default: a temp dir, removed)")
     ap.add_argument("--daemon", action="store_true", help="also time real `casegate run` starts at the end")
     ap.add_argument("--max-mb", type=float, default=2048)
+    ap.add_argument("--memory", action="store_true",
+                    help="print where the RSS is each day (Python blocks, malloc, SQLite, the core's maps)")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="DAY",
+                    help="trace Python allocations and print what grew between DAY and the last day")
     a = ap.parse_args()
     tmp = Path(a.dir or tempfile.mkdtemp(prefix="casegate-soak-"))
+    if a.tracemalloc:
+        tracemalloc.start(4)
     state = tmp / "state"
     if state.exists():
         shutil.rmtree(state)
@@ -382,6 +420,10 @@ def main() -> int:
         last_events = events
         print(f"day {day + 1:2d}: {per_day[-1][0]:7,} events ({n_in:,} inputs) · journal {events:9,} events "
               f"{size:7.1f} MB · RSS {rss_mb():6.1f} MB · {time.perf_counter() - td:5.1f} s", flush=True)
+        if a.memory:
+            print(f"        {memory_parts(core)}", flush=True)
+        if a.tracemalloc and day + 1 == a.tracemalloc:
+            traced_at = tracemalloc.take_snapshot()
         if day + 1 in (1, 10, 30) or day + 1 == a.days:
             core.stop(timeout=600)
             all_pauses += core.checkpoint_pauses_ms
@@ -390,6 +432,11 @@ def main() -> int:
             restarts[day + 1] = (took, info, events)
             print(f"  restart after a clean stop: {took:.2f} s (checkpoint seq {info['from_checkpoint']} + "
                   f"{info['replayed']} events)", flush=True)
+    if a.tracemalloc and a.days > a.tracemalloc:
+        grew = tracemalloc.take_snapshot().compare_to(traced_at, "lineno")
+        print(f"Python allocations that grew after day {a.tracemalloc}:")
+        for stat in grew[:25]:
+            print(f"  {stat}")
     core.stop(timeout=600)
     pauses = sorted(all_pauses + list(core.checkpoint_pauses_ms)) or [0.0]
     store = core.checkpoints

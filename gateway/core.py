@@ -25,8 +25,26 @@ from typing import Any, Callable
 
 from rules.model import Draft, Event, check_strict, format_ts, parse_ts, seal
 from gateway.journal import Journal, iter_events, open_reader
+from gateway.heap import keep_big_buffers_out_of_the_heap, release_free_memory
 
 log = logging.getLogger("casegate.core")
+
+# Stored request answers kept in memory (issue 24 item 4: every answer stayed until the
+# next restart, ~0.3-2 kB each); older ones are looked up in the journal's requests table.
+REQUESTS_KEPT = 10_000
+
+
+class RecentAnswers(collections.OrderedDict):
+    """A map that keeps its ``cap`` newest entries (insertion order, oldest dropped)."""
+
+    def __init__(self, items=(), cap: int | None = None):
+        self.cap = REQUESTS_KEPT if cap is None else cap
+        super().__init__(items)
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.cap:
+            self.popitem(last=False)
 
 MAX_BATCH = 2000
 SHED_CHUNK = 5000
@@ -200,9 +218,11 @@ class Core:
         self._stop = threading.Event()
         self._pending_delivered: list[int] = []
         self._delivered_lock = threading.Lock()
-        self.requests_done: dict[str, str] = {}   # request_id -> response JSON
-        # request_id -> (command, asked key): who asked what (gateway/commands/ asked_key)
-        self.requests_asked: dict[str, tuple[str, str | None]] = {}
+        # request_id -> response JSON, and -> (command, asked key): who asked what
+        # (gateway/commands/ asked_key). The newest REQUESTS_KEPT only; recall_request
+        # finds older ones in the journal, so a request id is never acted on twice.
+        self.requests_done: RecentAnswers = RecentAnswers()
+        self.requests_asked: RecentAnswers = RecentAnswers()
         self.error: str | None = None              # last storage error, None when healthy
         self.started_at = clock()
         self.committed_events = 0
@@ -344,8 +364,8 @@ class Core:
         if self.checkpoints is not None and counted.n >= 1000:
             self._ckpt_due = True
         self._phase("catching up on timers due while the gateway was down")
-        self.requests_done = self.journal.load_requests()
-        self.requests_asked = self.journal.load_request_keys()
+        self.requests_done = RecentAnswers(self.journal.load_requests(REQUESTS_KEPT))
+        self.requests_asked = RecentAnswers(self.journal.load_request_keys(REQUESTS_KEPT))
         drafts: list[Draft] = []
         floor = getattr(self.clock, "floor", None)
         if floor is not None:
@@ -416,6 +436,7 @@ class Core:
 
     # ---- the writer thread ---------------------------------------------------
     def start(self) -> None:
+        keep_big_buffers_out_of_the_heap()      # a daemon runs for months (gateway/heap.py)
         self._thread = threading.Thread(target=self._run, name="core-writer", daemon=True)
         self._thread.start()
 
@@ -699,12 +720,14 @@ class Core:
         now = self.clock() if now is None else now
         st = self.config.storage
         try:
+            archived = 0
             try:
-                self.prune_retained(now)
+                archived = self.prune_retained(now)
             except sqlite3.Error:
                 raise
             except Exception:      # retention must never take the writer down; the next pass retries
                 log.exception("retention: pruning pass failed")
+            self._release_heap_after_big_jobs(archived)
             cap = st.max_mb * 1024 * 1024
             rounds = 0
             while self.journal.size_bytes() > cap and rounds < 20:
@@ -720,6 +743,29 @@ class Core:
                             block=False)
         except sqlite3.Error as e:
             log.error("journal maintenance failed: %s", e)
+
+
+    def recall_request(self, rid: str) -> str | None:
+        """The stored answer to request ``rid`` (writer thread): from memory, or from the
+        journal when it is older than the REQUESTS_KEPT newest (then remembered again)."""
+        text = self.requests_done.get(rid)
+        if text is None:
+            row = self.journal.find_request_row(rid)
+            if row is not None:
+                text = row[0]
+                self.requests_done[rid] = text
+                self.requests_asked[rid] = (row[1], row[2])
+        return text
+
+    _trimmed_after_checkpoints = 0
+
+    def _release_heap_after_big_jobs(self, archived: int) -> None:
+        """After a checkpoint was written or a retention pass archived events: their
+        megabytes were freed into glibc's arenas and stay resident (gateway/heap.py)."""
+        written = getattr(self.checkpoints, "written", 0)
+        if archived or written != self._trimmed_after_checkpoints:
+            self._trimmed_after_checkpoints = written
+            release_free_memory()
 
 
 def _resolve(f: Receipt, value: Any, events: list[Event]) -> None:

@@ -209,7 +209,8 @@ def test_demo_cleans_up_on_ctrl_c():
     p = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--speed", "60", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in iter(p.stderr.readline, "")], daemon=True).start()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in iter(p.stderr.readline, "")], daemon=True)
+    reader.start()
     workdir = None
     try:
         deadline = time.monotonic() + 75      # start-up runs in real time (not scaled) before step 1
@@ -233,12 +234,17 @@ def test_demo_cleans_up_on_ctrl_c():
         # the broker one after another, each with its own stop timeout, and under a loaded CI
         # machine (three demos of the module fixture beside it) it was seen past 30 s
         try:
-            assert p.wait(120) == 130
+            code = p.wait(120)
         except subprocess.TimeoutExpired:
-            tail = []
-            while not lines.empty():
-                tail.append(lines.get())
+            code = None
+        if code is not None:
+            reader.join(10)                 # stderr's last lines, up to its EOF
+        tail = []
+        while not lines.empty():
+            tail.append(lines.get())
+        if code is None:
             pytest.fail("the demo did not exit after SIGINT:\n" + "".join(seen[-20:] + tail))
+        assert code == 130, f"exit {code} after SIGINT:\n" + "".join(seen[-20:] + tail)
     finally:
         if p.poll() is None:
             p.kill()

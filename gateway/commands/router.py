@@ -297,11 +297,12 @@ class RequestRouter:
         def call(core: Core):
             # Checked again inside the writer: two copies racing in the queue act once,
             # and a copy of another request with the same id is refused there too.
-            if store and rid in core.requests_done:
+            stored = core.recall_request(rid) if store else None
+            if stored is not None:
                 err = self._conflict(core, rid, asked) if asked is not None else None
                 if err is not None:
                     return Conflict(err), [Draft("request.refused", refused_data(req, err), req.source)]
-                return core.requests_done[rid], []
+                return stored, []
             try:
                 value, drafts = fn(core)
             except RequestError as e:

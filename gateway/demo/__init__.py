@@ -59,7 +59,7 @@ from gateway.demo.broker import Broker, free_port, mosquitto_path
 from gateway.demo.center import EXPECTED_ALARMS, build_config, demo_shortcuts, toml_dumps
 from gateway.demo.desk import Desk
 from gateway.demo.runtime import DemoClock, DemoDaemon, DemoError, day_start
-from gateway.demo.script import Script
+from gateway.demo.script import INTERRUPTED, Script
 from gateway.demo.simulators import Simulators
 from gateway.demo.summary import print_summary, summarize
 from gateway.demo.view import Display, View
@@ -110,14 +110,16 @@ def _prepare_workdir(keep_dir: str | None) -> Path | None:
 
 
 def _sigterm_interrupts():
-    """Ctrl-C and SIGTERM both end in the same clean-up. Returns the handler to restore (None: none
-    was set, off the main thread)."""
+    """Ctrl-C and SIGTERM both end in the same clean-up. Returns the handlers to restore (None:
+    none was set, off the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    INTERRUPTED.requested = False
 
-    def _term(signum, frame):
+    def _interrupt(signum, frame):
+        INTERRUPTED.requested = True     # even if this KeyboardInterrupt is swallowed (gateway/demo/script.py)
         raise KeyboardInterrupt
-    return signal.signal(signal.SIGTERM, _term)
+    return signal.signal(signal.SIGTERM, _interrupt), signal.signal(signal.SIGINT, _interrupt)
 
 
 def run_demo(args) -> int:
@@ -138,6 +140,8 @@ def run_demo(args) -> int:
     try:
         summary = demo.play()
         status = 0 if summary["ok"] else 1
+        if INTERRUPTED.requested:       # an interrupt swallowed after the last pump
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
         status = 130
@@ -150,7 +154,8 @@ def run_demo(args) -> int:
         handler.close()
         logging.getLogger().setLevel(old_level)
         if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGTERM, old_term[0])
+            signal.signal(signal.SIGINT, old_term[1])
         if not opts.keep_dir and not opts.keep_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
     if interrupted:

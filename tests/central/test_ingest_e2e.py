@@ -93,7 +93,12 @@ def test_bridge_restarts_under_load_gaps_repaired_nothing_duplicated(tmp_path):
         # What a mosquitto bridge loses: the central end is away, the center broker
         # PUBACKs the gateway and queues for the bridge in memory, then restarts.
         central.stop()
-        time.sleep(2.0)
+        # lost for sure: events the center broker PUBACKed (and so queued for the bridge)
+        # after the central end went away; a fixed 2 s saw none under a loaded CI machine
+        acked = {c: g.status()["uplink"]["delivered"] for c, g in gateways.items()}
+        wait_until(lambda: all(g.status()["uplink"]["delivered"] >= acked[c] + 20 for c, g in gateways.items())
+                   or {c: g.status()["uplink"]["delivered"] for c, g in gateways.items()}, 60,
+                   "events PUBACKed by the center broker while the central one is down")
         center.stop()
         center.start()
         central.start()
