@@ -145,3 +145,27 @@ def test_a_band_an_alarm_or_timer_still_names_keeps_its_records():
     assert named in st.tag_seen
     departed._sweep_leftovers(s.engine, later + departed.RECHECK_S, departed.keep_seconds(s.engine))
     assert named not in st.tag_seen
+
+
+def test_a_devices_last_alarm_id_is_forgotten_once_the_alarm_is_over():
+    """Not only persons' keys: a device's (code, subject) -> last alarm id stays while its
+    alarm is raised or standing, and leaves at the next sweep after (at someone's departure,
+    at most hourly; the 90-day soak: +25 a day of rooms' and devices' keys before)."""
+    s = Scenario(derive=True)
+    s.run([register(0, "O1", "officer"), bind(0, "O1")])
+    s.step(20, "device.offline", {"device": "doors-a", "error": "timeout"}, source="doors-a")
+    (alarm,) = s.raised("device_offline")
+    keys = [k for k in s.engine._last_id if k[0] == "device_offline"]
+    assert len(keys) == 1
+    s.step(30, "device.online", {"device": "doors-a"}, source="doors-a")
+    assert s.cleared("device_offline")
+    s.run(stay(3 * H, "S1"))
+    standing = alarm["alarm_id"] in s.engine.book.standing
+    assert (keys[0] in s.engine._last_id) == standing      # an unacknowledged one keeps its key
+    if standing:
+        s.step(5 * H, "alarm.acknowledged", {"alarm_id": alarm["alarm_id"], "by": "O1"}, source="cli")
+        s.run(stay(6 * H, "S2"))
+    assert keys[0] not in s.engine._last_id
+    s.step(9 * H, "device.offline", {"device": "doors-a", "error": "timeout"}, source="doors-a")
+    again = s.raised("device_offline")[-1]
+    assert again["alarm_id"] != alarm["alarm_id"] and keys[0] in s.engine._last_id
