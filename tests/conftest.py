@@ -89,3 +89,23 @@ def daemon(tmp_path, mosquitto):
     d.wait_status(lambda s: s["uplink"]["connected"])
     yield d
     d.stop()
+
+
+# ---- the order files run in -------------------------------------------------------------------
+# `-n 4 --dist loadfile` hands whole files to workers as they free up; xdist's default order
+# (most tests first) put the slow end-to-end files, which have few tests, last, and one
+# worker ran on alone for ~25 s at the end. Longest first instead, by each file's measured
+# seconds (tests/file_weights.json: refresh with bench/file_weights.py); a file not
+# in it counts as a slow one, so a new file is never the last to start.
+_WEIGHTS_FILE = os.path.join(os.path.dirname(__file__), "file_weights.json")
+_NEW_FILE_WEIGHT = 30.0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    import json
+    try:
+        with open(_WEIGHTS_FILE) as f:
+            weights = json.load(f)
+    except (OSError, ValueError):
+        return
+    items.sort(key=lambda item: -weights.get(item.nodeid.split("::", 1)[0], _NEW_FILE_WEIGHT))

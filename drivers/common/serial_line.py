@@ -104,6 +104,9 @@ class SerialLine:
             self.opened()
             self.session(ser)
         except PORT_ERRORS as e:
+            # counted before "offline" is visible: whoever sees the loss sees its cut frame
+            # (a test read the counter between the two, once, in a full run)
+            self._account_partial_frame()
             if not self.stop.is_set():
                 self.lost(e)
         except Exception as e:      # never let the thread die silently
