@@ -149,8 +149,10 @@ class Uplink:
         self.backlog = row[1]
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._thread.start()
-        self.client.loop_start()
-        # connect_async + loop_start: paho reconnects with backoff forever.
+        # connect_async + loop_start: paho reconnects with backoff forever. In this order: a
+        # loop started before connect_async finds nothing to connect and first sleeps its
+        # reconnect delay, so every start reached the broker 1.0 s late (measured: connected
+        # 1.01-1.21 s after READY; 0.01-0.2 s in this order).
         props = None
         if self.mq.protocol == 5:
             props = Properties(PacketTypes.CONNECT)
@@ -158,6 +160,7 @@ class Uplink:
         self.client.connect_async(self.mq.host, self.mq.port, keepalive=self.mq.keepalive_s,
                                   clean_start=True if self.mq.protocol == 5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                                   properties=props)
+        self.client.loop_start()
 
     def stop(self, drain_s: float = 3.0) -> None:
         """Publish what we can within ``drain_s``, say offline, disconnect."""

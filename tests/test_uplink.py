@@ -122,11 +122,15 @@ def test_alarm_jumps_the_backlog(kind, tmp_path, persistent_mosquitto, subscribe
     cfg, core, up = start_gateway(tmp_path, m.port, max_inflight=10, kind=kind)
     try:
         stream(core, 5000, 100000)          # a backlog while the broker is down
+        # committed behind the 5,000, while the broker is still down: nothing is published
+        # before it can jump (committed after the reconnect instead, a loaded CI machine had
+        # drained 3,230 of the backlog before the alarm existed)
+        alarm = core.submit(Draft("alarm.raised", {"alarm_id": "a-1", "code": "sos", "severity": "critical"},
+                                  "rules")).result(5)
+        wait(lambda: up.backlog == 5001, 30, "the uplink to count the alarm in its backlog")
         m.start()
         sub = subscriber_factory(m.port, [f"{PREFIX}/#"], client_id="central-2", persistent=True)
         wait(lambda: up.connected, 30, "reconnect")
-        alarm = core.submit(Draft("alarm.raised", {"alarm_id": "a-1", "code": "sos", "severity": "critical"},
-                                  "rules")).result(5)
         wait(lambda: up.backlog == 0, 60, "drain")
         wait(lambda: len(sub.all) >= 5001, 30, "all messages")
     finally:
@@ -138,8 +142,8 @@ def test_alarm_jumps_the_backlog(kind, tmp_path, persistent_mosquitto, subscribe
             order.append(json.loads(msg.payload)["seq"])
     pos = order.index(alarm.seq)
     assert alarm.seq == 5001
-    # The alarm did not wait behind the 5000-event backlog.
-    assert pos < 2500, f"alarm published at position {pos} of {len(order)}"
+    # The alarm did not wait behind the 5000-event backlog: it went out in the first window.
+    assert pos < 20, f"alarm published at position {pos} of {len(order)}"
 
 
 def test_puback_not_queueing_counts_as_delivered(kind, tmp_path, mosquitto):
