@@ -33,6 +33,9 @@ class _Conn:
         self.since = now
 
 
+_WAKE = object()
+
+
 class MetricsServer:
     """Serves ``render()`` (bytes, content type) on GET /metrics (and /)."""
 
@@ -54,6 +57,11 @@ class MetricsServer:
         self.server_address = self.sock.getsockname()
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.sock, selectors.EVENT_READ, None)
+        # shutdown() writes a byte here: the select returns at once, not at its 0.5 s timeout
+        # (which every daemon stop waited out, 0.25 s on average)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
         self._conns: dict[int, _Conn] = {}        # fd -> connection still sending its request
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics")
         self._busy = 0                              # requests handed to the pool, not yet answered
@@ -72,7 +80,12 @@ class MetricsServer:
 
     def shutdown(self) -> None:
         self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
         self.thread.join(3)
+        self._wake_w.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- the selector thread ------------------------------------------------------------
@@ -82,6 +95,8 @@ class MetricsServer:
                 for key, _ in self._sel.select(timeout=0.5):
                     if key.data is None:
                         self._accept()
+                    elif key.data is _WAKE:
+                        continue
                     else:
                         self._read(key.data)
                 self._expire(time.monotonic())
@@ -90,6 +105,7 @@ class MetricsServer:
                 self._close(c)
             self._sel.close()
             self.sock.close()
+            self._wake_r.close()
 
     def _accept(self) -> None:
         for _ in range(64):                 # a bounded batch per wake-up
