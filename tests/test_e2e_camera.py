@@ -75,6 +75,8 @@ legal_disabled_reason = "test: the alarm under test would interleave (approved b
         assert path.startswith(str(d.state_dir / "snapshots") + os.sep)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert cv2.imread(path) is not None             # a real JPEG of the room
+        # the alarm jumps the uplink's queue: the snapshot's own event may still be on its way
+        assert wait(lambda: sub.payloads(f"{P}/events/camera/snapshot"), 10), d.log()
         snaps = sub.payloads(f"{P}/events/camera/snapshot")
         assert [s["data"] for s in snaps] == [{"camera": "cam-int1", "room": "interrogation-1",
                                                "file": path, "reason": "alarm",

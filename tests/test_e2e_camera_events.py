@@ -75,6 +75,9 @@ after_s = 1
         assert path.startswith(str(d.state_dir / "snapshots") + os.sep)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert open(path, "rb").read(2) == b"\xff\xd8"
+        # the alarm jumps the uplink's queue (gateway/uplink.py): the snapshot's own event,
+        # journaled before it, may still be on its way
+        assert wait(lambda: sub.payloads(f"{P}/events/camera/snapshot"), 10), d.log()
         snaps = sub.payloads(f"{P}/events/camera/snapshot")
         assert snaps[0]["data"] == {"camera": "cam-int1", "room": "interrogation-1", "file": path,
                                     "reason": "alarm", "alarm_id": raised[0]["data"]["alarm_id"]}
