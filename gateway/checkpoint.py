@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import importlib
 import io
@@ -103,10 +104,12 @@ DERIVED_FALLBACK = frozenset({"config", "settings", "room_types", "room_names", 
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def code_fingerprint() -> str:
     """Hash of the sources of the rules and the event model. Informational since
     checkpoints carry their state's shape: an upgrade that changes it alone keeps
-    the checkpoint (logged)."""
+    the checkpoint (logged). Once per process: the code a process runs does not change
+    under it (2.3 ms a store, 4 s of the rule cases' restarts)."""
     h = hashlib.sha256()
     files = sorted((_ROOT / "rules").rglob("*.py"))
     for p in files:

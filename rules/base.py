@@ -251,14 +251,28 @@ def tag_pass(rules: list[Rule]):
 PASSES = {"room": room_pass, "person": person_pass, "tag": tag_pass}
 
 
+_TABLES: dict[tuple, dict[str, list[tuple[Callable, bool]]]] = {}
+
+
 def dispatch_table(codes, enabled) -> dict[str, list[tuple[Callable, bool]]]:
     """Event type -> its runners ``(fn(ctx, ev, t), suspects_only)``, the enabled rules in
     ``codes`` order (catalog order = evaluation order = journal order of their drafts).
     Room/person/tag check rules of one event type share one pass over the touched
-    subjects, run at the position of the first of them."""
-    types = sorted({t for r in RULES.values() for t in r.on})
-    table = {typ: _runners(typ, codes, enabled) for typ in types}
-    return {typ: runners for typ, runners in table.items() if runners}
+    subjects, run at the position of the first of them.
+
+    Built once per (codes, enabled, declared rules) and shared, read-only, by the engines
+    of a process: 0.7 ms a build, and a restart or reload builds one per engine (the rule
+    cases' upgrade and reload checks spent 3 s of their 15 here)."""
+    key = (tuple(codes), frozenset(enabled), tuple((c, id(r)) for c, r in RULES.items()))
+    table = _TABLES.get(key)
+    if table is None:
+        types = sorted({t for r in RULES.values() for t in r.on})
+        built = {typ: _runners(typ, codes, enabled) for typ in types}
+        table = {typ: runners for typ, runners in built.items() if runners}
+        if len(_TABLES) >= 64:        # a few configs per process; bounded all the same
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
 
 
 def _runners(typ: str, codes, enabled) -> list[tuple[Callable, bool]]:
