@@ -8,6 +8,7 @@ config or a file get their own temporary directory.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sqlite3
 import subprocess
@@ -523,3 +524,17 @@ def test_face_enroll_missing_image_is_bad_usage(no_daemon, tmp_path):
     r = cli("face", "enroll", "s1", str(tmp_path / "missing.jpg"), config=no_daemon)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "missing.jpg" in r.stderr and "no such file" in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--config", "/nonexistent/casegate.toml", "config", "check"],
+                                  ["frobnicate"], ["events", "--help"]])
+def test_a_forked_cli_call_is_the_module_entry_point(argv, tmp_path):
+    """cli() forks a warm process (helpers/cli_fork.py): it answers exactly as a fresh
+    ``python -m gateway.cli`` does, exit code, stdout and stderr."""
+    from helpers import cli_fork
+    forked = cli(*argv)
+    env = {k: v for k, v in os.environ.items() if k != "CASEGATE_CONFIG"}     # as cli() does
+    real = subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env=env)
+    assert cli_fork.enabled()
+    assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import cli_fork
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,7 +24,7 @@ def cli(*args, config: Path | None = None, timeout: float = 60, check: bool = Fa
     e = dict(os.environ)
     e.pop("CASEGATE_CONFIG", None)
     e.update(env or {})
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=e)
+    r = cli_fork.run(cmd, e, ROOT, timeout)         # a fork of a warm CLI process (helpers/cli_fork.py)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r
