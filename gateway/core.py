@@ -744,7 +744,6 @@ class Core:
         except sqlite3.Error as e:
             log.error("journal maintenance failed: %s", e)
 
-
     def recall_request(self, rid: str) -> str | None:
         """The stored answer to request ``rid`` (writer thread): from memory, or from the
         journal when it is older than the REQUESTS_KEPT newest (then remembered again)."""

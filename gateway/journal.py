@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-
 from rules.model import (GENESIS, TELEMETRY_TYPES, Event, canonical, chain_hash, dump_data, format_ts,
                             parse_ts)
 
@@ -113,12 +112,8 @@ class Journal:
 
     def _create(self) -> None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables >= {"events", "requests", "meta"}:
-            self._migrate()
-            return
-        db = self.db
         if "events" not in tables:
-            db["events"].create({
+            self.db["events"].create({
                 "seq": int, "id": str, "ts": str, "center": str, "type": str, "source": str,
                 "data": str, "prev": str, "hash": str, "delivered": int, "shed": int,
             }, pk="seq", not_null={"id", "ts", "center", "type", "source", "hash"},
@@ -128,11 +123,11 @@ class Journal:
             # No index on ts (release 1 had one: 38 of its 411 bytes per event): ts grows
             # with seq, so a time bound is found by binary search on seq (seq_at_ts).
         if "requests" not in tables:
-            db["requests"].create({"request_id": str, "command": str, "response": str, "ts": str},
-                                  pk="request_id")
+            self.db["requests"].create({"request_id": str, "command": str, "response": str, "ts": str},
+                                       pk="request_id")
         if "meta" not in tables:
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
+            self.db["meta"].create({"key": str, "value": str}, pk="key")
+            self.db["meta"].insert({"key": "schema", "value": str(SCHEMA_VERSION)})
         self._migrate()
 
     def _migrate(self) -> None:
