@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,15 @@ PrintContext.emit = _checked_emit
 # the cache lives outside the source tree, so the tree stays clean as the setting meant.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"casegate-test-pycache-{os.getuid()}"))
+
+
+def pytest_configure(config):
+    """The controller of an xdist run (not a worker, not a one-process run) fills the assert
+    rewrite cache once before the workers start (helpers/warm_rewrite.py)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", None):
+        return
+    from helpers import warm_rewrite
+    warm_rewrite.warm(Path(__file__).resolve().parent)
 
 
 @pytest.fixture
