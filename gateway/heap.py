@@ -12,32 +12,28 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger("casegate.heap")
 
-_trim = None
-_looked = False
 
-
-def _find_trim():
-    global _trim, _looked
-    if not _looked:
-        _looked = True
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            fn = libc.malloc_trim
-            fn.argtypes = [ctypes.c_size_t]
-            fn.restype = ctypes.c_int
-            _trim = fn
-        except (OSError, AttributeError):     # musl, macOS: no malloc_trim
-            _trim = None
-    return _trim
+@functools.cache
+def _libc_function(name: str, argtypes: tuple, restype):
+    """A function of the C library, typed; None where it has none (musl, macOS: no
+    malloc_trim nor these mallopt parameters)."""
+    try:
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = list(argtypes)
+    fn.restype = restype
+    return fn
 
 
 def release_free_memory() -> bool:
     """True when the C library had free pages to return (malloc_trim's answer)."""
-    fn = _find_trim()
+    fn = _libc_function("malloc_trim", (ctypes.c_size_t,), ctypes.c_int)
     if fn is None:
         return False
     try:
@@ -66,12 +62,7 @@ def keep_big_buffers_out_of_the_heap() -> bool:
     global _tuned
     if _tuned:
         return True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallopt
-        fn.argtypes = [ctypes.c_int, ctypes.c_int]
-        fn.restype = ctypes.c_int
-        _tuned = bool(fn(_M_MMAP_THRESHOLD, MMAP_AT_BYTES)) and bool(fn(_M_TRIM_THRESHOLD, 2 * MMAP_AT_BYTES))
-    except (OSError, AttributeError):
-        _tuned = False
+    fn = _libc_function("mallopt", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    _tuned = fn is not None and bool(fn(_M_MMAP_THRESHOLD, MMAP_AT_BYTES)) and \
+        bool(fn(_M_TRIM_THRESHOLD, 2 * MMAP_AT_BYTES))
     return _tuned

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 from helpers.brokers import free_port
-from helpers.daemon import DaemonProcess, write_config
+from helpers.daemon import DaemonProcess, control, write_config
 from drivers.camera_events.hostile import HostileProcess
 from drivers.zone_reader.simulator import ZoneSite
 from helpers.central import Central, P
@@ -30,17 +29,7 @@ def rss_mb(pid: int) -> float:
 
 def ping(d: DaemonProcess, timeout: float = 1.0) -> dict:
     """One request through the control socket and the journal writer, answered within ``timeout``."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(d.socket))
-        s.sendall(json.dumps({"cmd": "request", "command": "ping", "args": {}}).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+    return control(d.socket, {"cmd": "request", "command": "ping", "args": {}}, timeout=timeout)
 
 
 def camera_device(cam: HostileProcess, pw, dev_id: str = "cam-int1", **opts) -> str:
